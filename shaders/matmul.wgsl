@@ -1,0 +1,153 @@
+// Tiled matrix multiply for the frozen-weight and weight-gradient products.
+//
+//   C[M, N] = alpha * op(A) op(B) + alpha2 * op(A2) op(B2) + beta * C
+//
+// op(A) is A [M, K] or, with TRANS_A, A stored [K, M]; op(B) is B [K, N] or, with TRANS_B,
+// B stored [N, K]. The second product (SECOND) shares the transposes and has its own depth K2:
+// it fuses a low-rank adapter term such as s * Z Bᵀ into the base product X W0ᵀ, so the layer
+// output is written once.
+//
+// Each invocation owns a TM x TN block of C in registers. `main` stages BK-deep slices of A and B
+// in workgroup memory (one barrier pair per slice: good where barriers are cheap, as on GPUs);
+// `direct` reads A and B from memory with no workgroup memory and no barriers (good on lavapipe,
+// where a barrier splits the workgroup loop and the CPU caches do the staging).
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override SECOND: bool = false;
+override WG_M: u32 = 8;   // invocations along M
+override WG_N: u32 = 8;   // invocations along N
+const TM: u32 = 4u;
+const TN: u32 = 4u;
+const BK: u32 = 16u;
+override BM: u32 = WG_M * TM;
+override BN: u32 = WG_N * TN;
+
+struct Params {
+  M: u32, N: u32, K: u32, K2: u32,
+  alpha: f32, alpha2: f32, beta: f32, tiles_n: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+@group(0) @binding(4) var<storage, read> A2: array<f32>;
+@group(0) @binding(5) var<storage, read> B2: array<f32>;
+
+var<workgroup> As: array<f32, BK * BM>;
+var<workgroup> Bs: array<f32, BK * BN>;
+
+fn a_at(i: u32, k: u32, K: u32) -> f32 {
+  if (TRANS_A) { return A[k * P.M + i]; }
+  return A[i * K + k];
+}
+fn b_at(k: u32, j: u32, K: u32) -> f32 {
+  if (TRANS_B) { return B[j * K + k]; }
+  return B[k * P.N + j];
+}
+fn a2_at(i: u32, k: u32) -> f32 {
+  if (TRANS_A) { return A2[k * P.M + i]; }
+  return A2[i * P.K2 + k];
+}
+fn b2_at(k: u32, j: u32) -> f32 {
+  if (TRANS_B) { return B2[j * P.K2 + k]; }
+  return B2[k * P.N + j];
+}
+
+fn store(row0: u32, col0: u32, acc: ptr<function, array<f32, 16>>) {
+  for (var i = 0u; i < TM; i++) {
+    let row = row0 + i;
+    if (row >= P.M) { break; }
+    for (var j = 0u; j < TN; j++) {
+      let col = col0 + j;
+      if (col >= P.N) { break; }
+      var v = (*acc)[i * TN + j];
+      if (P.beta != 0.0) { v += P.beta * C[row * P.N + col]; }
+      C[row * P.N + col] = v;
+    }
+  }
+}
+
+// Second product, read straight from memory: its depth is a rank (at most a few dozen), so
+// staging it would cost more barriers than it saves.
+fn add_second(row0: u32, col0: u32, acc: ptr<function, array<f32, 16>>) {
+  for (var k = 0u; k < P.K2; k++) {
+    var a: array<f32, 4>;
+    var b: array<f32, 4>;
+    for (var i = 0u; i < TM; i++) { a[i] = select(0.0, a2_at(row0 + i, k), row0 + i < P.M); }
+    for (var j = 0u; j < TN; j++) { b[j] = select(0.0, b2_at(k, col0 + j), col0 + j < P.N); }
+    for (var i = 0u; i < TM; i++) {
+      for (var j = 0u; j < TN; j++) { (*acc)[i * TN + j] += P.alpha2 * a[i] * b[j]; }
+    }
+  }
+}
+
+@compute @workgroup_size(WG_N, WG_M)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+  let tile = linear_workgroup(wid, nwg);
+  let tiles_m = (P.M + BM - 1u) / BM;
+  // Uniform across the workgroup, so the early return cannot split a barrier.
+  if (tile >= tiles_m * P.tiles_n) { return; }
+  let tile_m0 = (tile / P.tiles_n) * BM;
+  let tile_n0 = (tile % P.tiles_n) * BN;
+  let threads = WG_M * WG_N;
+  var acc: array<f32, 16>;
+  for (var k0 = 0u; k0 < P.K; k0 += BK) {
+    for (var e = lidx; e < BK * BM; e += threads) {
+      let kk = e / BM;
+      let ii = e % BM;
+      let i = tile_m0 + ii;
+      let k = k0 + kk;
+      As[e] = select(0.0, a_at(i, k, P.K), i < P.M && k < P.K);
+    }
+    for (var e = lidx; e < BK * BN; e += threads) {
+      let kk = e / BN;
+      let jj = e % BN;
+      let j = tile_n0 + jj;
+      let k = k0 + kk;
+      Bs[e] = select(0.0, b_at(k, j, P.K), j < P.N && k < P.K);
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < BK; kk++) {
+      var a: array<f32, 4>;
+      var b: array<f32, 4>;
+      for (var i = 0u; i < TM; i++) { a[i] = As[kk * BM + lid.y * TM + i]; }
+      for (var j = 0u; j < TN; j++) { b[j] = Bs[kk * BN + lid.x * TN + j]; }
+      for (var i = 0u; i < TM; i++) {
+        for (var j = 0u; j < TN; j++) { acc[i * TN + j] += a[i] * b[j]; }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var e = 0u; e < 16u; e++) { acc[e] *= P.alpha; }
+  let row0 = tile_m0 + lid.y * TM;
+  let col0 = tile_n0 + lid.x * TN;
+  if (SECOND) { add_second(row0, col0, &acc); }
+  store(row0, col0, &acc);
+}
+
+@compute @workgroup_size(WG_N, WG_M)
+fn direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_id) lid: vec3<u32>) {
+  let tile = linear_workgroup(wid, nwg);
+  let tiles_m = (P.M + BM - 1u) / BM;
+  if (tile >= tiles_m * P.tiles_n) { return; }
+  let row0 = (tile / P.tiles_n) * BM + lid.y * TM;
+  let col0 = (tile % P.tiles_n) * BN + lid.x * TN;
+  if (row0 >= P.M || col0 >= P.N) { return; }
+  var acc: array<f32, 16>;
+  for (var k = 0u; k < P.K; k++) {
+    var a: array<f32, 4>;
+    var b: array<f32, 4>;
+    for (var i = 0u; i < TM; i++) { a[i] = select(0.0, a_at(row0 + i, k, P.K), row0 + i < P.M); }
+    for (var j = 0u; j < TN; j++) { b[j] = select(0.0, b_at(k, col0 + j, P.K), col0 + j < P.N); }
+    for (var i = 0u; i < TM; i++) {
+      for (var j = 0u; j < TN; j++) { acc[i * TN + j] += a[i] * b[j]; }
+    }
+  }
+  for (var e = 0u; e < 16u; e++) { acc[e] *= P.alpha; }
+  if (SECOND) { add_second(row0, col0, &acc); }
+  store(row0, col0, &acc);
+}

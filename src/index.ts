@@ -1,0 +1,18 @@
+// peft-wgsl public API. Layers: shaders/*.wgsl → runtime (Context, dispatch) → method modules
+// (lora, bora, sbora, lorma) → this file. See docs/ARCHITECTURE.md.
+
+export { Context, createContext, Usage, f32, i32 } from './runtime.js';
+export type { ContextOptions, DispatchSpec, ParamValue, AllocationRecord, DeviceDescription, Tuning } from './runtime.js';
+export { Tensor } from './tensor.js';
+export type { DType, HostArray } from './tensor.js';
+export { PeftError } from './validate.js';
+export { onDevice } from './host.js';
+export type { HostTensor } from './host.js';
+export { matmul } from './ops/matmul.js';
+export type { MatmulArgs } from './ops/matmul.js';
+export { rng, uniform, kaimingUniform } from './random.js';
+export { runVectors, RUNNERS } from './vectors/index.js';
+
+// Methods
+export { loraForward, loraBackward, loraMerge } from './lora.js';
+export type { LoraParams, EncodeOptions, LoraDims } from './lora.js';

@@ -1,0 +1,72 @@
+// Host side of shaders/matmul.wgsl: C = alpha·op(A)·op(B) [+ alpha2·op(A2)·op(B2)] [+ beta·C].
+
+import type { Context } from '../runtime.js';
+import { f32 } from '../runtime.js';
+import type { Tensor } from '../tensor.js';
+import { PeftError, checkDim } from '../validate.js';
+
+export interface MatmulArgs {
+  a: Tensor;
+  b: Tensor;
+  c: Tensor;
+  M: number;
+  N: number;
+  K: number;
+  /** A is stored [K, M] rather than [M, K]. */
+  transA?: boolean;
+  /** B is stored [N, K] rather than [K, N]. */
+  transB?: boolean;
+  alpha?: number;
+  /** 0 (the default) overwrites C without reading it. */
+  beta?: number;
+  /** A second product with the same transposes, added before the store. */
+  second?: { a: Tensor; b: Tensor; K: number; alpha?: number };
+}
+
+function config(ctx: Context, transA: boolean, transB: boolean, second: boolean) {
+  const variant = ctx.tuning.matmul;
+  const wg = variant === 'tiled' ? 16 : 8;
+  return {
+    entry: variant === 'tiled' ? 'main' : 'direct',
+    constants: { TRANS_A: transA, TRANS_B: transB, SECOND: second, WG_M: wg, WG_N: wg },
+    tile: wg * 4,
+  };
+}
+
+function need(where: string, name: string, t: Tensor, elements: number): void {
+  if (t.size < elements) throw new PeftError(`${where}: '${name}' has ${t.size} elements, needs at least ${elements}`);
+  if (t.dtype !== 'f32') throw new PeftError(`${where}: '${name}' is ${t.dtype}, expected f32`);
+}
+
+/** Encodes C = alpha·op(A)·op(B) (+ second) (+ beta·C) into `encoder` (or submits it now). */
+export async function matmul(ctx: Context, args: MatmulArgs, encoder?: GPUCommandEncoder): Promise<void> {
+  const where = 'matmul';
+  const M = checkDim(where, 'M', args.M);
+  const N = checkDim(where, 'N', args.N);
+  const K = checkDim(where, 'K', args.K);
+  need(where, 'a', args.a, M * K);
+  need(where, 'b', args.b, K * N);
+  need(where, 'c', args.c, M * N);
+  if (args.second) {
+    const K2 = checkDim(where, 'second.K', args.second.K);
+    need(where, 'second.a', args.second.a, M * K2);
+    need(where, 'second.b', args.second.b, K2 * N);
+  }
+  const cfg = config(ctx, !!args.transA, !!args.transB, !!args.second);
+  await ctx.prepare([{ shader: 'matmul', entry: cfg.entry, constants: cfg.constants }]);
+  const tilesN = Math.ceil(N / cfg.tile);
+  const tilesM = Math.ceil(M / cfg.tile);
+  const second = args.second;
+  ctx.encode(encoder, (enc) =>
+    ctx.dispatch(enc, {
+      shader: 'matmul',
+      entry: cfg.entry,
+      constants: cfg.constants,
+      params: [M, N, K, second ? second.K : 0, f32(args.alpha ?? 1), f32(second?.alpha ?? 1), f32(args.beta ?? 0), tilesN],
+      // Unused second operands are bound to the first ones: WebGPU needs every declared binding.
+      bindings: [args.a, args.b, args.c, second ? second.a : args.a, second ? second.b : args.b],
+      workgroups: tilesM * tilesN,
+      label: `matmul ${M}x${N}x${K}`,
+    }),
+  );
+}

@@ -1,0 +1,5 @@
+// Float64 CPU reference of every kernel, for tests and for users checking their own work:
+// import from 'peft-wgsl/reference'.
+
+export * from './linalg.js';
+export * as lora from './lora.js';

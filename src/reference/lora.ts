@@ -1,0 +1,43 @@
+// Float64 reference for LoRA (KERNELS.md, "LoRA"). Same arguments as the GPU kernels, host arrays.
+
+import { add, matmul, scale, type F64 } from './linalg.js';
+
+export interface LoraRefArgs {
+  T: number;
+  n: number;
+  m: number;
+  r: number;
+  scale: number;
+  x: ArrayLike<number>; // [T, n]
+  w0: ArrayLike<number>; // [m, n]
+  a: ArrayLike<number>; // [r, n]
+  b: ArrayLike<number>; // [m, r]
+}
+
+/** Y = X W0ᵀ + s·(X Aᵀ) Bᵀ; with adapterOnly, the second term alone. */
+export function loraForward(p: LoraRefArgs, adapterOnly = false): F64 {
+  const z = matmul(p.x, p.a, p.T, p.n, p.r, false, true);
+  const adapter = scale(matmul(z, p.b, p.T, p.r, p.m, false, true), p.scale);
+  if (adapterOnly) return adapter;
+  return add(matmul(p.x, p.w0, p.T, p.n, p.m, false, true), adapter);
+}
+
+/** dX, dA, dB of L = sum(Y ⊙ G). */
+export function loraBackward(p: LoraRefArgs & { g: ArrayLike<number> }): { dx: F64; da: F64; db: F64 } {
+  const z = matmul(p.x, p.a, p.T, p.n, p.r, false, true); // [T, r]
+  const h = matmul(p.g, p.b, p.T, p.m, p.r); // [T, r]
+  const db = scale(matmul(p.g, z, p.m, p.T, p.r, true, false), p.scale);
+  const da = scale(matmul(h, p.x, p.r, p.T, p.n, true, false), p.scale);
+  const dx = add(matmul(p.g, p.w0, p.T, p.m, p.n), matmul(h, p.a, p.T, p.r, p.n), p.scale);
+  return { dx, da, db };
+}
+
+/** ΔW = s·B A [m, n]. */
+export function loraDelta(p: Omit<LoraRefArgs, 'x' | 'T' | 'w0'>): F64 {
+  return scale(matmul(p.b, p.a, p.m, p.r, p.n), p.scale);
+}
+
+/** W' = W0 + s·B A. */
+export function loraMerge(p: Omit<LoraRefArgs, 'x' | 'T'>): F64 {
+  return add(p.w0, loraDelta(p));
+}
