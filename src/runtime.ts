@@ -157,6 +157,7 @@ export class Context {
   #pipelines = new Map<string, Promise<GPUComputePipeline> | GPUComputePipeline>();
   #uniforms = new Map<string, GPUBuffer>();
   #scratch = new Map<string, Tensor>();
+  #extraShaders = new Map<string, string>();
   #pending: Promise<GPUError | null>[] = [];
   #uncaptured: GPUError[] = [];
   #live = new Map<GPUBuffer, AllocationRecord>();
@@ -176,9 +177,11 @@ export class Context {
       this.#lostInfo = info;
       return info;
     });
-    device.addEventListener?.('uncapturederror', (ev: Event) => {
-      this.#uncaptured.push((ev as GPUUncapturedErrorEvent).error);
-    });
+    // Errors outside our scopes (a bad bind group while encoding, the caller's own submits) are
+    // kept and thrown by the next sync() or read().
+    device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
+      this.#uncaptured.push(ev.error);
+    };
   }
 
   /**
@@ -402,14 +405,27 @@ export class Context {
 
   // ---------------------------------------------------------------- pipelines and dispatch
 
+  /**
+   * Registers a WGSL module of the caller's under `name`, so it is dispatched like the package's
+   * own (with the common prelude, pipeline cache and error reporting).
+   */
+  addShader(name: string, code: string): void {
+    if (name in SHADERS || this.#extraShaders.has(name)) throw new PeftError(`addShader: a shader named '${name}' already exists`);
+    this.#extraShaders.set(name, code);
+  }
+
   #module(shader: string): GPUShaderModule {
     let mod = this.#modules.get(shader);
     if (mod) return mod;
-    const source = SHADERS[shader];
+    const source = SHADERS[shader] ?? this.#extraShaders.get(shader);
     if (source === undefined) {
       throw new PeftError(`unknown shader '${shader}': expected one of ${Object.keys(SHADERS).filter((s) => s !== PRELUDE_NAME).join(', ')}`);
     }
+    // getCompilationInfo reports the errors with lines; the scope keeps them from also surfacing
+    // as uncaptured errors at some later, unrelated sync.
+    this.device.pushErrorScope('validation');
     mod = this.device.createShaderModule({ code: `${PRELUDE}${source}`, label: `${shader}.wgsl` });
+    void this.device.popErrorScope();
     this.#modules.set(shader, mod);
     return mod;
   }
@@ -455,6 +471,7 @@ export class Context {
     const numeric: Record<string, number> = {};
     for (const [k, v] of Object.entries(constants)) numeric[k] = typeof v === 'boolean' ? (v ? 1 : 0) : v;
     try {
+      // createComputePipelineAsync rejects on error; nothing to capture here.
       return await this.device.createComputePipelineAsync({
         layout: 'auto',
         compute: { module: mod, entryPoint: entry, constants: numeric },
@@ -549,7 +566,9 @@ export class Context {
       const buffer = b instanceof Tensor ? b.buffer : b;
       entries.push({ binding: binding++, resource: { buffer } });
     }
+    this.device.pushErrorScope('validation');
     const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: spec.label });
+    this.#pending.push(this.device.popErrorScope());
     const pass = encoder.beginComputePass({ label: spec.label ?? `${spec.shader}.${entry}` });
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);

@@ -1,0 +1,100 @@
+// The tiled matrix multiply against the float64 reference, for both kernel variants, every
+// transpose, the fused second product and beta accumulation, on shapes that are no tile multiple.
+
+import { expect } from 'chai';
+import { matmul } from '../src/ops/matmul.js';
+import { add, matmul as refMatmul, scale } from '../src/reference/linalg.js';
+import type { Tuning } from '../src/runtime.js';
+import { expectClose, expectThrows, gpu, rand } from './helpers.js';
+
+const SHAPES: [number, number, number][] = [
+  [1, 1, 1],
+  [1, 29, 37],
+  [7, 5, 3],
+  [37, 29, 65],
+  [70, 130, 33],
+];
+
+for (const variant of ['direct', 'tiled'] as Tuning['matmul'][]) {
+  describe(`matmul (${variant})`, () => {
+    let saved: Tuning['matmul'];
+    before(async () => {
+      const ctx = await gpu();
+      saved = ctx.tuning.matmul;
+      ctx.tuning.matmul = variant;
+    });
+    after(async () => {
+      (await gpu()).tuning.matmul = saved;
+    });
+
+    for (const [M, N, K] of SHAPES) {
+      for (const [transA, transB] of [
+        [false, false],
+        [false, true],
+        [true, false],
+        [true, true],
+      ]) {
+        it(`C[${M}x${N}] = op(A) op(B), K=${K}, transA=${transA}, transB=${transB}`, async () => {
+          const ctx = await gpu();
+          const a = rand(M * K);
+          const b = rand(K * N);
+          const A = ctx.upload(a, transA ? [K, M] : [M, K]);
+          const B = ctx.upload(b, transB ? [N, K] : [K, N]);
+          const C = ctx.tensor([M, N]);
+          await matmul(ctx, { a: A, b: B, c: C, M, N, K, transA, transB, alpha: 0.75 });
+          expectClose(await ctx.read(C), scale(refMatmul(a, b, M, K, N, transA, transB), 0.75), 'C');
+          for (const t of [A, B, C]) t.destroy();
+        });
+      }
+    }
+
+    it('fuses a second product and accumulates with beta', async () => {
+      const ctx = await gpu();
+      const [M, N, K, K2] = [45, 23, 19, 5];
+      const a = rand(M * K), b = rand(N * K), a2 = rand(M * K2), b2 = rand(N * K2), c0 = rand(M * N);
+      const [A, B, A2, B2] = [ctx.upload(a, [M, K]), ctx.upload(b, [N, K]), ctx.upload(a2, [M, K2]), ctx.upload(b2, [N, K2])];
+      const C = ctx.upload(c0, [M, N]);
+      await matmul(ctx, { a: A, b: B, c: C, M, N, K, transB: true, alpha: 1.5, beta: -0.5, second: { a: A2, b: B2, K: K2, alpha: 2 } });
+      const expected = add(add(scale(refMatmul(a, b, M, K, N, false, true), 1.5), refMatmul(a2, b2, M, K2, N, false, true), 2), c0, -0.5);
+      expectClose(await ctx.read(C), expected, 'C');
+    });
+
+    it('with beta = 0 ignores whatever C held, NaN included', async () => {
+      const ctx = await gpu();
+      const [M, N, K] = [9, 11, 13];
+      const a = rand(M * K), b = rand(K * N);
+      const C = ctx.upload(new Float32Array(M * N).fill(NaN), [M, N]);
+      await matmul(ctx, { a: ctx.upload(a, [M, K]), b: ctx.upload(b, [K, N]), c: C, M, N, K });
+      expectClose(await ctx.read(C), refMatmul(a, b, M, K, N), 'C');
+    });
+  });
+}
+
+describe('matmul arguments', () => {
+  it('rejects sizes that are zero, negative or fractional', async () => {
+    const ctx = await gpu();
+    const t = ctx.tensor([4, 4]);
+    await expectThrows(() => matmul(ctx, { a: t, b: t, c: ctx.tensor([4, 4]), M: 0, N: 4, K: 4 }), /'M' must be a positive integer, got 0/);
+    await expectThrows(() => matmul(ctx, { a: t, b: t, c: ctx.tensor([4, 4]), M: 4, N: -1, K: 4 }), /'N' must be a positive integer, got -1/);
+    await expectThrows(() => matmul(ctx, { a: t, b: t, c: ctx.tensor([4, 4]), M: 4, N: 4, K: 2.5 }), /'K' must be a positive integer, got 2.5/);
+  });
+
+  it('rejects operands too small for the shape', async () => {
+    const ctx = await gpu();
+    await expectThrows(
+      () => matmul(ctx, { a: ctx.tensor([3, 4]), b: ctx.tensor([4, 4]), c: ctx.tensor([4, 4]), M: 4, N: 4, K: 4 }),
+      /'a' has 12 elements, needs at least 16/,
+    );
+  });
+
+  it('splits a workgroup count past the per-dimension limit over y and z', async () => {
+    const ctx = await gpu();
+    const max = ctx.limits.maxComputeWorkgroupsPerDimension;
+    const [x, y, z] = ctx.workgroupGrid(max * 3 + 1);
+    expect(x * y * z).to.be.at.least(max * 3 + 1);
+    expect(x).to.be.at.most(max);
+    expect(y).to.equal(4);
+    expect(ctx.workgroupGrid(17)).to.deep.equal([17, 1, 1]);
+    expect(() => ctx.workgroupGrid([max + 1, 1, 1])).to.throw(/not an integer in \[0, \d+\]/);
+  });
+});
