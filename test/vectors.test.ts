@@ -1,0 +1,88 @@
+// `peft-wgsl vectors` against the public PyTorch-computed examples, and the command's contract:
+// the result file's format, --check's exit status, and its errors.
+
+import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { RUNNERS, runVectors } from '../src/vectors/index.js';
+import type { VectorFile } from '../src/vectors/types.js';
+import { gpu } from './helpers.js';
+
+const EXAMPLES = join(import.meta.dirname, '..', '..', 'shared', 'vectors', 'examples.json');
+const run = promisify(execFile);
+const cli = (args: string[]) =>
+  run(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', 'src', 'cli.ts'), ...args]).then(
+    (r) => ({ code: 0, ...r }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+  );
+
+function examples(): VectorFile {
+  return JSON.parse(readFileSync(EXAMPLES, 'utf8')) as VectorFile;
+}
+
+describe('vectors', () => {
+  it('computes every supported public example within 1e-5 and marks the rest unsupported', async () => {
+    const ctx = await gpu();
+    const file = examples();
+    const report = await runVectors(ctx, file, { check: true, tol: 1e-5 });
+    expect(report.failed, report.lines.join('\n')).to.equal(false);
+    expect(report.result.cases).to.have.length(file.cases.length);
+    for (const [i, c] of report.result.cases.entries()) {
+      const expected = file.cases[i];
+      if (RUNNERS[expected.params.method]) {
+        expect(c.status, `${c.name}: ${c.message}`).to.equal('ok');
+        // Every output the file has was computed, with its shape, and checked.
+        for (const [name, t] of Object.entries(expected.outputs ?? {})) {
+          expect(c.outputs?.[name]?.shape, `${c.name}.${name}`).to.deep.equal(t.shape);
+          expect(c.errors?.[name], `${c.name}.${name}`).to.be.a('number').and.at.most(1e-5);
+        }
+      } else {
+        expect(c.status).to.equal('unsupported');
+      }
+    }
+    expect(report.result.cases.find((c) => c.name === 'lora-example')?.status).to.equal('ok');
+  });
+
+  it('fails --check when an output is off, and reports a malformed case as an error', async () => {
+    const ctx = await gpu();
+    const file = examples();
+    const lora = file.cases.find((c) => c.params.method === 'lora')!;
+    const off = structuredClone(lora);
+    off.name = 'lora-off';
+    off.outputs!.y.data[0] += 0.5;
+    const bad = structuredClone(lora);
+    bad.name = 'lora-bad';
+    bad.inputs.x.shape = [2, 8];
+    const report = await runVectors(ctx, { cases: [off, bad] }, { check: true });
+    expect(report.failed).to.equal(true);
+    expect(report.lines.join('\n')).to.match(/lora-off y: .* FAIL/);
+    const badResult = report.result.cases.find((c) => c.name === 'lora-bad')!;
+    expect(badResult.status).to.equal('error');
+    expect(badResult.message).to.match(/input 'x' has shape \[2, 8\], expected \[3, 8\]/);
+  });
+
+  it('the command writes the result file and exits 0, 1 on a failed check, 2 on bad usage', async function () {
+    this.timeout(180000);
+    const dir = mkdtempSync(join(tmpdir(), 'peft-vectors-'));
+    const ok = await cli(['vectors', EXAMPLES, '--out', join(dir, 'r.json'), '--check']);
+    expect(ok.code, ok.stderr).to.equal(0);
+    expect(ok.stdout).to.match(/lora-example y: \S+ ok/);
+    const result = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8')) as VectorFile & { cases: { status: string }[] };
+    expect(result.cases.map((c) => c.status)).to.include('ok');
+
+    const file = examples();
+    file.cases = file.cases.filter((c) => c.params.method === 'lora');
+    file.cases[0].outputs!.db.data[1] *= 1.01;
+    writeFileSync(join(dir, 'off.json'), JSON.stringify(file));
+    const failed = await cli(['vectors', join(dir, 'off.json'), '--out', join(dir, 'r2.json'), '--check']);
+    expect(failed.code).to.equal(1);
+    expect(failed.stdout).to.match(/lora-example db: \S+ FAIL/);
+
+    const usage = await cli(['vectors', EXAMPLES]);
+    expect(usage.code).to.equal(2);
+    expect(usage.stderr).to.match(/missing --out RESULT/);
+  });
+});
