@@ -16,3 +16,22 @@ export { runVectors, RUNNERS } from './vectors/index.js';
 // Methods
 export { loraForward, loraBackward, loraMerge } from './lora.js';
 export type { LoraParams, EncodeOptions, LoraDims } from './lora.js';
+
+// Adapter files (safetensors + adapter_config.json, HF PEFT-like)
+export {
+  encodeSafetensors,
+  decodeSafetensors,
+  encodeAdapter,
+  decodeAdapter,
+  saveAdapter,
+  loadAdapter,
+  validateAdapter,
+  validateConfig,
+  adapterConfig,
+  tensorsOf,
+  writeFileAtomic,
+  ADAPTER_METHODS,
+  ADAPTER_WEIGHTS_FILE,
+  ADAPTER_CONFIG_FILE,
+} from './adapters.js';
+export type { Adapter, AdapterConfig, AdapterMethod, ModuleTensors, ModuleShapes, NamedTensor, TensorData, SafetensorsDType, SigmaTransform } from './adapters.js';
