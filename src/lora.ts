@@ -4,10 +4,14 @@
 //                                                   into the base product's epilogue)
 // backward  H = G B;  dX = G W0 + s·H A;  dB = s·Gᵀ Z;  dA = s·Hᵀ X      (4 dispatches)
 // merge     W' = W0 + s·B A  (or unmerge with −s)
+// dropout   the adapter sees X ⊙ mask / (1 − p); the mask is a hash of (seed, index), so the
+//           backward regenerates it: Xd = drop(X) feeds Z and dA, and the adapter's share of dX
+//           goes through the same mask.
 
 import type { Context } from './runtime.js';
 import type { Tensor } from './tensor.js';
 import { matmul } from './ops/matmul.js';
+import { checkDropout, dropoutApply, dropoutMaskedAdd, type Dropout } from './ops/dropout.js';
 import { PeftError, checkDistinct, checkRank, checkScale, checkTensor } from './validate.js';
 
 export interface LoraParams {
@@ -51,7 +55,7 @@ function dims(where: string, p: LoraParams, x?: Tensor, xName = 'x'): LoraDims {
 /** Y = X W0ᵀ + s·(X Aᵀ)Bᵀ. Returns Y and Z = X Aᵀ (kept for the backward). */
 export async function loraForward(
   ctx: Context,
-  p: LoraParams & { x: Tensor; y?: Tensor; z?: Tensor },
+  p: LoraParams & { x: Tensor; y?: Tensor; z?: Tensor; dropout?: Dropout },
   opts: EncodeOptions & { adapterOnly?: boolean } = {},
 ): Promise<{ y: Tensor; z: Tensor }> {
   const where = 'lora.forward';
@@ -60,8 +64,9 @@ export async function loraForward(
   const y = p.y ? checkTensor(where, 'y', p.y, [d.T, d.m], '[T, m]') : ctx.tensor([d.T, d.m], 'f32', 'lora.y');
   const z = p.z ? checkTensor(where, 'z', p.z, [d.T, d.r], '[T, r]') : ctx.tensor([d.T, d.r], 'f32', 'lora.z');
   checkDistinct(where, { y, z, x: p.x, w0: p.w0, a: p.a, b: p.b });
+  const drop = checkDropout(where, p.dropout);
   await ctx.encode(opts.encoder, async (enc) => {
-    await matmul(ctx, { a: p.x, b: p.a, c: z, M: d.T, N: d.r, K: d.n, transB: true }, enc);
+    await downProject(ctx, p.x, p.a, z, d, drop, enc);
     if (opts.adapterOnly) {
       await matmul(ctx, { a: z, b: p.b, c: y, M: d.T, N: d.m, K: d.r, transB: true, alpha: p.scale }, enc);
     } else {
@@ -78,7 +83,7 @@ export async function loraForward(
 /** dX, dA, dB of L = sum(Y ⊙ G). Pass the forward's Z to skip recomputing it. */
 export async function loraBackward(
   ctx: Context,
-  p: LoraParams & { x: Tensor; g: Tensor; z?: Tensor; dx?: Tensor; da?: Tensor; db?: Tensor },
+  p: LoraParams & { x: Tensor; g: Tensor; z?: Tensor; dx?: Tensor; da?: Tensor; db?: Tensor; dropout?: Dropout },
   opts: EncodeOptions & { adapterOnly?: boolean } = {},
 ): Promise<{ dx: Tensor; da: Tensor; db: Tensor }> {
   const where = 'lora.backward';
@@ -92,18 +97,37 @@ export async function loraBackward(
   checkDistinct(where, { dx, da, db, x: p.x, g: p.g, w0: p.w0, a: p.a, b: p.b, z: p.z });
   const h = ctx.scratch('lora.h', [d.T, d.r]);
   const z = p.z ?? ctx.scratch('lora.z', [d.T, d.r]);
+  const drop = checkDropout(where, p.dropout);
   await ctx.encode(opts.encoder, async (enc) => {
-    if (!p.z) await matmul(ctx, { a: p.x, b: p.a, c: z, M: d.T, N: d.r, K: d.n, transB: true }, enc);
+    if (!p.z) await downProject(ctx, p.x, p.a, z, d, drop, enc);
     await matmul(ctx, { a: p.g, b: p.b, c: h, M: d.T, N: d.r, K: d.m }, enc);
-    if (opts.adapterOnly) {
+    if (drop) {
+      const ha = ctx.scratch('lora.ha', [d.T, d.n]);
+      await matmul(ctx, { a: h, b: p.a, c: ha, M: d.T, N: d.n, K: d.r }, enc);
+      if (opts.adapterOnly) enc.clearBuffer(dx.buffer, 0, dx.byteLength);
+      else await matmul(ctx, { a: p.g, b: p.w0, c: dx, M: d.T, N: d.n, K: d.m }, enc);
+      await dropoutMaskedAdd(ctx, ha, dx, drop, p.scale, enc);
+    } else if (opts.adapterOnly) {
       await matmul(ctx, { a: h, b: p.a, c: dx, M: d.T, N: d.n, K: d.r, alpha: p.scale }, enc);
     } else {
       await matmul(ctx, { a: p.g, b: p.w0, c: dx, M: d.T, N: d.n, K: d.m, second: { a: h, b: p.a, K: d.r, alpha: p.scale } }, enc);
     }
     await matmul(ctx, { a: p.g, b: z, c: db, M: d.m, N: d.r, K: d.T, transA: true, alpha: p.scale }, enc);
-    await matmul(ctx, { a: h, b: p.x, c: da, M: d.r, N: d.n, K: d.T, transA: true, alpha: p.scale }, enc);
+    const xd = drop ? ctx.scratch('lora.xdrop', [d.T, d.n]) : p.x;
+    if (drop) await dropoutApply(ctx, p.x, xd, drop, enc);
+    await matmul(ctx, { a: h, b: xd, c: da, M: d.r, N: d.n, K: d.T, transA: true, alpha: p.scale }, enc);
   });
   return { dx, da, db };
+}
+
+/** Z = drop(X) Aᵀ. */
+async function downProject(ctx: Context, x: Tensor, a: Tensor, z: Tensor, d: LoraDims, drop: Dropout | undefined, enc: GPUCommandEncoder) {
+  let input = x;
+  if (drop) {
+    input = ctx.scratch('lora.xdrop', [d.T, d.n]);
+    await dropoutApply(ctx, x, input, drop, enc);
+  }
+  await matmul(ctx, { a: input, b: a, c: z, M: d.T, N: d.r, K: d.n, transB: true }, enc);
 }
 
 /**

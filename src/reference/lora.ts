@@ -1,6 +1,7 @@
 // Float64 reference for LoRA (KERNELS.md, "LoRA"). Same arguments as the GPU kernels, host arrays.
 
 import { add, matmul, scale, type F64 } from './linalg.js';
+import { applyDropout, dropoutMask } from './dropout.js';
 
 export interface LoraRefArgs {
   T: number;
@@ -12,11 +13,17 @@ export interface LoraRefArgs {
   w0: ArrayLike<number>; // [m, n]
   a: ArrayLike<number>; // [r, n]
   b: ArrayLike<number>; // [m, r]
+  /** Adapter dropout on X (KERNELS.md, "Dropout"). */
+  dropout?: { p: number; seed: number };
+}
+
+function dropped(p: LoraRefArgs): ArrayLike<number> {
+  return p.dropout && p.dropout.p > 0 ? applyDropout(p.x, p.dropout.p, p.dropout.seed) : p.x;
 }
 
 /** Y = X W0ᵀ + s·(X Aᵀ) Bᵀ; with adapterOnly, the second term alone. */
 export function loraForward(p: LoraRefArgs, adapterOnly = false): F64 {
-  const z = matmul(p.x, p.a, p.T, p.n, p.r, false, true);
+  const z = matmul(dropped(p), p.a, p.T, p.n, p.r, false, true);
   const adapter = scale(matmul(z, p.b, p.T, p.r, p.m, false, true), p.scale);
   if (adapterOnly) return adapter;
   return add(matmul(p.x, p.w0, p.T, p.n, p.m, false, true), adapter);
@@ -24,11 +31,17 @@ export function loraForward(p: LoraRefArgs, adapterOnly = false): F64 {
 
 /** dX, dA, dB of L = sum(Y ⊙ G). */
 export function loraBackward(p: LoraRefArgs & { g: ArrayLike<number> }): { dx: F64; da: F64; db: F64 } {
-  const z = matmul(p.x, p.a, p.T, p.n, p.r, false, true); // [T, r]
+  const xd = dropped(p);
+  const z = matmul(xd, p.a, p.T, p.n, p.r, false, true); // [T, r]
   const h = matmul(p.g, p.b, p.T, p.m, p.r); // [T, r]
   const db = scale(matmul(p.g, z, p.m, p.T, p.r, true, false), p.scale);
-  const da = scale(matmul(h, p.x, p.r, p.T, p.n, true, false), p.scale);
-  const dx = add(matmul(p.g, p.w0, p.T, p.m, p.n), matmul(h, p.a, p.T, p.r, p.n), p.scale);
+  const da = scale(matmul(h, xd, p.r, p.T, p.n, true, false), p.scale);
+  let ha = matmul(h, p.a, p.T, p.r, p.n);
+  if (p.dropout && p.dropout.p > 0) {
+    const mask = dropoutMask(ha.length, p.dropout.p, p.dropout.seed);
+    ha = ha.map((v, i) => v * mask[i]);
+  }
+  const dx = add(matmul(p.g, p.w0, p.T, p.m, p.n), ha, p.scale);
   return { dx, da, db };
 }
 
