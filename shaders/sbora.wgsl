@@ -1,0 +1,211 @@
+// SBoRA kernels (KERNELS.md, "SBoRA"): the frozen standard-basis factor is a list of r distinct
+// u32 indices, so the products with it become gathers (FA's projection-down, FB's gradient) and
+// index_adds (FB's projection-up, FA's input gradient). No one-hot matrix exists anywhere.
+//
+//   gather_mm      C[i, j] = [SRC · op(W0)](i, j) + scale · Σ_q SRC[i, IDX[q]] · F(j, q) + beta · C
+//                  FA forward  (SRC = X, op(W0) = W0ᵀ, F = B [N, R])
+//                  FB backward dX (SRC = G, op(W0) = W0, F = A stored [R, N])
+//   index_add_mm   C[i, IDX[q]] += scale · Σ_k SRC[i, k] · F(q, k)
+//                  FB forward  (SRC = X, F = A [R, K]);  FA backward dX (SRC = G, F = B stored [K, R])
+//   gather_outer   D(j, q) = scale · Σ_t F[t, j] · SRC[t, IDX[q]]
+//                  FA dB [N, R] (F = G, SRC = X);  FB dA [R, N] (F = X, SRC = G)
+//   merge_cols     C[j, IDX[q]] += scale · SRC[j, q]     FA regional merge, O(m·r)
+//   merge_rows     C[IDX[q], k] += scale · SRC[q, k]     FB regional merge, O(r·n)
+//
+// The index sets are validated on the host to be distinct and in range, which is what makes
+// the scatters race-free: every output element has exactly one writer.
+//
+// Layout: a workgroup of LANES invocations owns SR "uniform"
+// rows, the same for every lane, and each lane owns SC columns strided by LANES. lavapipe runs a
+// workgroup's invocations as the lanes of one SIMD vector: a load whose address is uniform becomes
+// one scalar load and a broadcast, a per-lane address a gather. So the gathers through IDX are put
+// on the uniform side wherever the math allows (IDX[q] is the same in every lane), and nothing
+// uses workgroup memory or barriers, which are dear on CPUs. On GPUs LANES is larger (64) and the
+// per-lane loads of consecutive columns coalesce.
+
+override BASE: bool = true;      // gather_mm: include the frozen product
+override TRANS_W0: bool = true;  // gather_mm: W0 stored [N, K] (X W0ᵀ) rather than [K, N] (G W0)
+override F_RN: bool = false;     // gather_mm: F stored [R, N] rather than [N, R]
+override F_RK: bool = true;      // index_add_mm: F stored [R, K] rather than [K, R]
+override D_RN: bool = false;     // gather_outer: D stored [R, N] rather than [N, R]
+override LANES: u32 = 8u;
+const SR: u32 = 8u;
+const SC: u32 = 2u;
+
+// One layout for every entry; each entry documents what its fields mean. tiles_n counts the
+// per-lane column blocks (LANES * SC wide); the uniform rows come in blocks of SR.
+struct Params {
+  M: u32, N: u32, K: u32, R: u32,
+  ld: u32, scale: f32, beta: f32, tiles_n: u32,
+}
+
+// Binding order suits every entry: each uses a prefix of 1..5 (layout 'auto' keeps only the
+// bindings an entry uses, and the dispatcher binds in order).
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> IDX: array<u32>;
+@group(0) @binding(2) var<storage, read_write> C: array<f32>;
+@group(0) @binding(3) var<storage, read> SRC: array<f32>;
+@group(0) @binding(4) var<storage, read> F: array<f32>;
+@group(0) @binding(5) var<storage, read> W0: array<f32>;
+
+// The workgroup's uniform-row block and per-lane column block; z = 1 past the grid (the
+// dispatcher may round the grid up). Uniform across the workgroup, so returning on it is safe.
+fn strip_tile(wid: vec3<u32>, nwg: vec3<u32>, uniform_rows: u32) -> vec3<u32> {
+  let tile = linear_workgroup(wid, nwg);
+  let blocks = (uniform_rows + SR - 1u) / SR;
+  return vec3<u32>((tile / P.tiles_n) * SR, (tile % P.tiles_n) * (LANES * SC), select(0u, 1u, tile >= blocks * P.tiles_n));
+}
+
+fn w0_at(k: u32, j: u32) -> f32 {
+  if (TRANS_W0) { return W0[j * P.K + k]; }
+  return W0[k * P.N + j];
+}
+
+fn f_jq(j: u32, q: u32) -> f32 {
+  if (F_RN) { return F[q * P.N + j]; }
+  return F[j * P.R + q];
+}
+
+// gather_mm: M rows (uniform), N columns (per lane), K = depth of the frozen product and row length
+// of SRC, R = rank. Without BASE the frozen product is skipped (the adapter path alone, or the
+// 'tiled' tuning where matmul.wgsl computed it already and beta = 1 accumulates).
+@compute @workgroup_size(LANES)
+fn gather_mm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lane: u32) {
+  let o = strip_tile(wid, nwg, P.M);
+  if (o.z != 0u) { return; }
+  // Edges are clamped for the loads and skipped at the store, so every lane stays active.
+  var rows: array<u32, SR>;
+  for (var i = 0u; i < SR; i++) { rows[i] = min(o.x + i, P.M - 1u) * P.K; }
+  var cols: array<u32, SC>;
+  for (var j = 0u; j < SC; j++) { cols[j] = min(o.y + lane + j * LANES, P.N - 1u); }
+  var acc: array<f32, SR * SC>;
+  if (BASE) {
+    for (var k = 0u; k < P.K; k++) {
+      var b: array<f32, SC>;
+      for (var j = 0u; j < SC; j++) { b[j] = w0_at(k, cols[j]); }
+      for (var i = 0u; i < SR; i++) {
+        let a = SRC[rows[i] + k];
+        for (var j = 0u; j < SC; j++) { acc[i * SC + j] = fma(a, b[j], acc[i * SC + j]); }
+      }
+    }
+  }
+  // The adapter term: a gather (uniform address: IDX[q] is the same in every lane) in place of
+  // LoRA's whole A·X product.
+  for (var q = 0u; q < P.R; q++) {
+    let c = IDX[q];
+    var f: array<f32, SC>;
+    for (var j = 0u; j < SC; j++) { f[j] = P.scale * f_jq(cols[j], q); }
+    for (var i = 0u; i < SR; i++) {
+      let a = SRC[rows[i] + c];
+      for (var j = 0u; j < SC; j++) { acc[i * SC + j] = fma(a, f[j], acc[i * SC + j]); }
+    }
+  }
+  for (var i = 0u; i < SR; i++) {
+    let row = o.x + i;
+    for (var j = 0u; j < SC; j++) {
+      let col = o.y + lane + j * LANES;
+      if (row < P.M && col < P.N) {
+        var v = acc[i * SC + j];
+        if (P.beta != 0.0) { v += P.beta * C[row * P.N + col]; }
+        C[row * P.N + col] = v;
+      }
+    }
+  }
+}
+
+fn f_qk(q: u32, k: u32) -> f32 {
+  if (F_RK) { return F[q * P.K + k]; }
+  return F[k * P.R + q];
+}
+
+// index_add_mm: M rows of SRC and C (per lane), N = row length of C, K = depth (row length of
+// SRC), R = rank (uniform); the result for (row, q) lands in column IDX[q] of C. Distinct indices
+// give every written element one writer.
+@compute @workgroup_size(LANES)
+fn index_add_mm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lane: u32) {
+  let o = strip_tile(wid, nwg, P.R);
+  if (o.z != 0u) { return; }
+  var qs: array<u32, SR>;
+  for (var i = 0u; i < SR; i++) { qs[i] = min(o.x + i, P.R - 1u); }
+  var rows: array<u32, SC>;
+  for (var j = 0u; j < SC; j++) { rows[j] = min(o.y + lane + j * LANES, P.M - 1u) * P.K; }
+  var acc: array<f32, SR * SC>;
+  for (var k = 0u; k < P.K; k++) {
+    var s: array<f32, SC>;
+    for (var j = 0u; j < SC; j++) { s[j] = SRC[rows[j] + k]; }
+    for (var i = 0u; i < SR; i++) {
+      let f = f_qk(qs[i], k);
+      for (var j = 0u; j < SC; j++) { acc[i * SC + j] = fma(f, s[j], acc[i * SC + j]); }
+    }
+  }
+  for (var i = 0u; i < SR; i++) {
+    let q = o.x + i;
+    if (q >= P.R) { break; }
+    let col = IDX[q];
+    for (var j = 0u; j < SC; j++) {
+      let row = o.y + lane + j * LANES;
+      if (row < P.M) { C[row * P.N + col] += P.scale * acc[i * SC + j]; }
+    }
+  }
+}
+
+// gather_outer: D(j, q) = scale · Σ_t F[t, j] · SRC[t, IDX[q]]. M = rows j of D (columns of F,
+// per lane), K = depth T, R = rank (uniform), ld = row length of SRC.
+@compute @workgroup_size(LANES)
+fn gather_outer(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lane: u32) {
+  let o = strip_tile(wid, nwg, P.R);
+  if (o.z != 0u) { return; }
+  var cols: array<u32, SR>;
+  for (var i = 0u; i < SR; i++) { cols[i] = IDX[min(o.x + i, P.R - 1u)]; }
+  var js: array<u32, SC>;
+  for (var j = 0u; j < SC; j++) { js[j] = min(o.y + lane + j * LANES, P.M - 1u); }
+  var acc: array<f32, SR * SC>;
+  for (var t = 0u; t < P.K; t++) {
+    var f: array<f32, SC>;
+    for (var j = 0u; j < SC; j++) { f[j] = F[t * P.M + js[j]]; }
+    for (var i = 0u; i < SR; i++) {
+      let s = SRC[t * P.ld + cols[i]];
+      for (var j = 0u; j < SC; j++) { acc[i * SC + j] = fma(s, f[j], acc[i * SC + j]); }
+    }
+  }
+  for (var i = 0u; i < SR; i++) {
+    let q = o.x + i;
+    if (q >= P.R) { break; }
+    for (var j = 0u; j < SC; j++) {
+      let jr = o.y + lane + j * LANES;
+      if (jr < P.M) {
+        let v = P.scale * acc[i * SC + j];
+        if (D_RN) { C[q * P.M + jr] = v; } else { C[jr * P.R + q] = v; }
+      }
+    }
+  }
+}
+
+const MERGE_WG: u32 = 64u;
+
+// merge_cols: M rows of W (m), N = row length of W (n), R = rank; SRC = B [M, R].
+@compute @workgroup_size(MERGE_WG)
+fn merge_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lidx: u32) {
+  let e = linear_workgroup(wid, nwg) * MERGE_WG + lidx;
+  if (e >= P.M * P.R) { return; }
+  let j = e / P.R;
+  let q = e % P.R;
+  let at = j * P.N + IDX[q];
+  C[at] += P.scale * SRC[e];
+}
+
+// merge_rows: N = row length of W (n), R = rank; SRC = A [R, N].
+@compute @workgroup_size(MERGE_WG)
+fn merge_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lidx: u32) {
+  let e = linear_workgroup(wid, nwg) * MERGE_WG + lidx;
+  if (e >= P.R * P.N) { return; }
+  let q = e / P.N;
+  let k = e % P.N;
+  let at = IDX[q] * P.N + k;
+  C[at] += P.scale * SRC[e];
+}
