@@ -10,6 +10,8 @@ export { onDevice } from './host.js';
 export type { HostTensor } from './host.js';
 export { matmul } from './ops/matmul.js';
 export type { MatmulArgs } from './ops/matmul.js';
+export { dropoutApply, dropoutMaskedAdd } from './ops/dropout.js';
+export type { Dropout } from './ops/dropout.js';
 export { rng, uniform, kaimingUniform } from './random.js';
 export { runVectors, RUNNERS } from './vectors/index.js';
 
