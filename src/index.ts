@@ -37,3 +37,21 @@ export {
   ADAPTER_CONFIG_FILE,
 } from './adapters.js';
 export type { Adapter, AdapterConfig, AdapterMethod, ModuleTensors, ModuleShapes, NamedTensor, TensorData, SafetensorsDType, SigmaTransform } from './adapters.js';
+
+// Layers of a small model (docs/nn.md)
+export {
+  uploadIds,
+  embeddingForward,
+  embeddingBackward,
+  addBias,
+  biasGrad,
+  linearForward,
+  linearBackward,
+  activationForward,
+  activationBackward,
+  layerNormForward,
+  layerNormBackward,
+  softmaxCrossEntropy,
+} from './nn.js';
+export type { Activation, NnEncodeOptions, LinearBackwardOptions } from './nn.js';
+export * as nn from './nn.js';

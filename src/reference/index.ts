@@ -4,3 +4,4 @@
 export * from './linalg.js';
 export * as lora from './lora.js';
 export * as dropout from './dropout.js';
+export * as nn from './nn.js';

@@ -1,0 +1,311 @@
+// Layers of a small model (docs/nn.md): embedding, bias, GELU / tanh, layer norm and softmax
+// cross-entropy, forward and backward. Host side: src/nn.ts; float64 reference: src/reference/nn.ts.
+//
+// Every entry point declares its own bindings (several share a binding number: WGSL allows that
+// as long as no single entry point uses both), so each binds exactly the buffers it reads.
+//
+// No kernel here uses workgroup barriers or atomics: reductions (bias and γ/β gradients, the
+// embedding scatter-add, the mean loss) give one invocation a whole column or row and add in a
+// fixed order, so every result is deterministic run to run. That also suits CPU WebGPU
+// (lavapipe), where barriers are the expensive part; the reduced dimensions here are small.
+
+override ACT: u32 = 0u;   // 0: GELU (tanh approximation), 1: tanh
+const WG: u32 = 64u;
+
+fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
+  return linear_workgroup(wid, nwg) * WG + lid.x;
+}
+
+// tanh with its argument clamped: some drivers compute tanh from exp and give inf/inf = NaN past
+// |x| ≈ 44; at |x| = 10 tanh is already 1 to f32 precision.
+fn tanh_safe(x: f32) -> f32 {
+  return tanh(clamp(x, -10.0, 10.0));
+}
+
+const GELU_C: f32 = 0.7978845608028654;   // √(2/π)
+const GELU_A: f32 = 0.044715;
+
+fn act(x: f32) -> f32 {
+  if (ACT == 1u) { return tanh_safe(x); }
+  return 0.5 * x * (1.0 + tanh_safe(GELU_C * (x + GELU_A * x * x * x)));
+}
+
+fn act_grad(x: f32) -> f32 {
+  if (ACT == 1u) {
+    let t = tanh_safe(x);
+    return 1.0 - t * t;
+  }
+  let t = tanh_safe(GELU_C * (x + GELU_A * x * x * x));
+  return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * x * x);
+}
+
+// ------------------------------------------------------------------------- embedding
+
+struct EmbedParams { N: u32, D: u32, V: u32, }
+
+@group(0) @binding(0) var<uniform> EP: EmbedParams;
+@group(0) @binding(1) var<storage, read> emb_table: array<f32>;
+@group(0) @binding(2) var<storage, read> emb_ids: array<u32>;
+@group(0) @binding(3) var<storage, read_write> emb_out: array<f32>;
+
+// out[t, d] = table[ids[t], d]; an id past the vocabulary gives a zero row (the host checks ids
+// it uploads; this guard only keeps a bad device buffer from reading out of bounds).
+@compute @workgroup_size(WG)
+fn embedding_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = flat_index(wid, nwg, lid);
+  if (i >= EP.N * EP.D) { return; }
+  let t = i / EP.D;
+  let id = emb_ids[t];
+  emb_out[i] = select(0.0, emb_table[id * EP.D + i % EP.D], id < EP.V);
+}
+
+@group(0) @binding(1) var<storage, read> embb_dout: array<f32>;
+@group(0) @binding(2) var<storage, read> embb_ids: array<u32>;
+@group(0) @binding(3) var<storage, read_write> embb_dtable: array<f32>;
+
+// dtable[v, d] = Σ_{t: ids[t] = v} dout[t, d], summed in token order by the one invocation that
+// owns (v, d): deterministic, no atomics; it costs V·N id reads, cheap for character vocabularies.
+@compute @workgroup_size(WG)
+fn embedding_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = flat_index(wid, nwg, lid);
+  if (i >= EP.V * EP.D) { return; }
+  let v = i / EP.D;
+  let d = i % EP.D;
+  var acc = 0.0;
+  for (var t = 0u; t < EP.N; t++) {
+    if (embb_ids[t] == v) { acc += embb_dout[t * EP.D + d]; }
+  }
+  embb_dtable[i] = acc;
+}
+
+// ------------------------------------------------------------------------- bias and activation
+
+struct RowParams { T: u32, n: u32, }
+
+@group(0) @binding(0) var<uniform> RP: RowParams;
+@group(0) @binding(1) var<storage, read_write> bias_y: array<f32>;
+@group(0) @binding(2) var<storage, read> bias_b: array<f32>;
+
+// y[t, j] += b[j]
+@compute @workgroup_size(WG)
+fn add_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = flat_index(wid, nwg, lid);
+  if (i >= RP.T * RP.n) { return; }
+  bias_y[i] += bias_b[i % RP.n];
+}
+
+@group(0) @binding(1) var<storage, read> col_g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> col_db: array<f32>;
+
+// db[j] = Σ_t g[t, j]
+@compute @workgroup_size(WG)
+fn bias_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_id) lid: vec3<u32>) {
+  let j = flat_index(wid, nwg, lid);
+  if (j >= RP.n) { return; }
+  var acc = 0.0;
+  for (var t = 0u; t < RP.T; t++) { acc += col_g[t * RP.n + j]; }
+  col_db[j] = acc;
+}
+
+@group(0) @binding(1) var<storage, read> act_x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> act_y: array<f32>;
+
+// y = f(x)
+@compute @workgroup_size(WG)
+fn activation_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = flat_index(wid, nwg, lid);
+  if (i >= RP.T * RP.n) { return; }
+  act_y[i] = act(act_x[i]);
+}
+
+@group(0) @binding(1) var<storage, read_write> bact_x: array<f32>;
+@group(0) @binding(2) var<storage, read> bact_b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bact_y: array<f32>;
+
+// x += b (in place: x becomes the pre-activation the backward needs); y = f(x). One pass for a
+// layer's bias and activation.
+@compute @workgroup_size(WG)
+fn bias_activation_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = flat_index(wid, nwg, lid);
+  if (i >= RP.T * RP.n) { return; }
+  let h = bact_x[i] + bact_b[i % RP.n];
+  bact_x[i] = h;
+  bact_y[i] = act(h);
+}
+
+@group(0) @binding(1) var<storage, read> actb_x: array<f32>;
+@group(0) @binding(2) var<storage, read> actb_g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> actb_dx: array<f32>;
+
+// dx = g ⊙ f'(x)
+@compute @workgroup_size(WG)
+fn activation_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = flat_index(wid, nwg, lid);
+  if (i >= RP.T * RP.n) { return; }
+  actb_dx[i] = actb_g[i] * act_grad(actb_x[i]);
+}
+
+@group(0) @binding(4) var<storage, read_write> actb_db: array<f32>;
+
+// dx = g ⊙ f'(x) and db[j] = Σ_t dx[t, j]: one invocation per column, so the bias gradient of
+// the layer comes out of the same pass.
+@compute @workgroup_size(WG)
+fn activation_backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                            @builtin(local_invocation_id) lid: vec3<u32>) {
+  let j = flat_index(wid, nwg, lid);
+  if (j >= RP.n) { return; }
+  var acc = 0.0;
+  for (var t = 0u; t < RP.T; t++) {
+    let i = t * RP.n + j;
+    let d = actb_g[i] * act_grad(actb_x[i]);
+    actb_dx[i] = d;
+    acc += d;
+  }
+  actb_db[j] = acc;
+}
+
+// ------------------------------------------------------------------------- layer norm
+
+struct NormParams { T: u32, n: u32, eps: f32, }
+
+@group(0) @binding(0) var<uniform> NP: NormParams;
+@group(0) @binding(1) var<storage, read> ln_x: array<f32>;
+@group(0) @binding(2) var<storage, read> ln_gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> ln_beta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ln_y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> ln_mean: array<f32>;
+@group(0) @binding(6) var<storage, read_write> ln_rstd: array<f32>;
+
+// One invocation per row. The variance is taken about the mean (two passes), not as E[x²] − μ²,
+// which cancels badly in f32 when |μ| ≫ σ.
+@compute @workgroup_size(WG)
+fn layer_norm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_id) lid: vec3<u32>) {
+  let t = flat_index(wid, nwg, lid);
+  if (t >= NP.T) { return; }
+  let base = t * NP.n;
+  var s = 0.0;
+  for (var j = 0u; j < NP.n; j++) { s += ln_x[base + j]; }
+  let mu = s / f32(NP.n);
+  var q = 0.0;
+  for (var j = 0u; j < NP.n; j++) {
+    let c = ln_x[base + j] - mu;
+    q += c * c;
+  }
+  let r = inverseSqrt(q / f32(NP.n) + NP.eps);
+  for (var j = 0u; j < NP.n; j++) {
+    ln_y[base + j] = (ln_x[base + j] - mu) * r * ln_gamma[j] + ln_beta[j];
+  }
+  ln_mean[t] = mu;
+  ln_rstd[t] = r;
+}
+
+@group(0) @binding(1) var<storage, read> lnb_x: array<f32>;
+@group(0) @binding(2) var<storage, read> lnb_gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> lnb_g: array<f32>;
+@group(0) @binding(4) var<storage, read> lnb_mean: array<f32>;
+@group(0) @binding(5) var<storage, read> lnb_rstd: array<f32>;
+@group(0) @binding(6) var<storage, read_write> lnb_dx: array<f32>;
+
+// dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ ⊙ x̂)), ĝ = g ⊙ γ, x̂ = (x − μ)·rstd. One invocation per row.
+@compute @workgroup_size(WG)
+fn layer_norm_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_id) lid: vec3<u32>) {
+  let t = flat_index(wid, nwg, lid);
+  if (t >= NP.T) { return; }
+  let base = t * NP.n;
+  let mu = lnb_mean[t];
+  let r = lnb_rstd[t];
+  var s1 = 0.0;
+  var s2 = 0.0;
+  for (var j = 0u; j < NP.n; j++) {
+    let gh = lnb_g[base + j] * lnb_gamma[j];
+    s1 += gh;
+    s2 += gh * (lnb_x[base + j] - mu) * r;
+  }
+  let m1 = s1 / f32(NP.n);
+  let m2 = s2 / f32(NP.n);
+  for (var j = 0u; j < NP.n; j++) {
+    let xh = (lnb_x[base + j] - mu) * r;
+    lnb_dx[base + j] = r * (lnb_g[base + j] * lnb_gamma[j] - m1 - xh * m2);
+  }
+}
+
+@group(0) @binding(1) var<storage, read> lnp_x: array<f32>;
+@group(0) @binding(2) var<storage, read> lnp_g: array<f32>;
+@group(0) @binding(3) var<storage, read> lnp_mean: array<f32>;
+@group(0) @binding(4) var<storage, read> lnp_rstd: array<f32>;
+@group(0) @binding(5) var<storage, read_write> lnp_dgamma: array<f32>;
+@group(0) @binding(6) var<storage, read_write> lnp_dbeta: array<f32>;
+
+// dγ[j] = Σ_t g[t, j]·x̂[t, j], dβ[j] = Σ_t g[t, j]. One invocation per column.
+@compute @workgroup_size(WG)
+fn layer_norm_backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                              @builtin(local_invocation_id) lid: vec3<u32>) {
+  let j = flat_index(wid, nwg, lid);
+  if (j >= NP.n) { return; }
+  var dg = 0.0;
+  var db = 0.0;
+  for (var t = 0u; t < NP.T; t++) {
+    let g = lnp_g[t * NP.n + j];
+    dg += g * (lnp_x[t * NP.n + j] - lnp_mean[t]) * lnp_rstd[t];
+    db += g;
+  }
+  lnp_dgamma[j] = dg;
+  lnp_dbeta[j] = db;
+}
+
+// ------------------------------------------------------------------------- softmax cross-entropy
+
+struct LossParams { T: u32, V: u32, inv_T: f32, }
+
+@group(0) @binding(0) var<uniform> LP: LossParams;
+@group(0) @binding(1) var<storage, read> ce_logits: array<f32>;
+@group(0) @binding(2) var<storage, read> ce_targets: array<u32>;
+@group(0) @binding(3) var<storage, read_write> ce_dlogits: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ce_rows: array<f32>;
+
+// Per row: ℓ = logsumexp(z) − z[target] with the row maximum subtracted before exp, and
+// dlogits = (softmax(z) − onehot(target)) / T (the gradient of the mean over rows).
+// A target past the vocabulary makes the row's loss NaN, so it cannot pass unnoticed.
+@compute @workgroup_size(WG)
+fn softmax_ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_id) lid: vec3<u32>) {
+  let t = flat_index(wid, nwg, lid);
+  if (t >= LP.T) { return; }
+  let base = t * LP.V;
+  var mx = ce_logits[base];
+  for (var j = 1u; j < LP.V; j++) { mx = max(mx, ce_logits[base + j]); }
+  var s = 0.0;
+  for (var j = 0u; j < LP.V; j++) { s += exp(ce_logits[base + j] - mx); }
+  let tgt = ce_targets[t];
+  let inv_s = 1.0 / s;
+  for (var j = 0u; j < LP.V; j++) {
+    let p = exp(ce_logits[base + j] - mx) * inv_s;
+    ce_dlogits[base + j] = (p - select(0.0, 1.0, j == tgt)) * LP.inv_T;
+  }
+  if (tgt < LP.V) {
+    ce_rows[t] = log(s) + mx - ce_logits[base + tgt];
+  } else {
+    // Built from a runtime value: WGSL rejects a NaN constant.
+    ce_rows[t] = bitcast<f32>(0x7fc00000u | (tgt & 0u));
+  }
+}
+
+@group(0) @binding(1) var<storage, read> cer_rows: array<f32>;
+@group(0) @binding(2) var<storage, read_write> cer_loss: array<f32>;
+
+// loss = (Σ_t ℓ_t) / T in row order, by one invocation: deterministic, and T is a batch size.
+@compute @workgroup_size(1)
+fn softmax_ce_mean(@builtin(workgroup_id) wid: vec3<u32>) {
+  var s = 0.0;
+  for (var t = 0u; t < LP.T; t++) { s += cer_rows[t]; }
+  cer_loss[0] = s * LP.inv_T;
+}

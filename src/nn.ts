@@ -1,0 +1,382 @@
+// Layers of a small model on the GPU (docs/nn.md): embedding, linear with bias, GELU / tanh, layer
+// norm and softmax cross-entropy, each with its backward. Kernels: shaders/nn.wgsl (the products
+// go through ops/matmul); float64 reference with the same arguments: src/reference/nn.ts.
+//
+// Conventions as in lora.ts: Tensors in, dims inferred from shapes, optional output tensors,
+// `{encoder}` to encode into the caller's command encoder. Backward kernels overwrite their
+// outputs (no accumulation), so gradients need no zeroing between steps.
+
+import type { Context } from './runtime.js';
+import { f32 } from './runtime.js';
+import type { Tensor } from './tensor.js';
+import { matmul } from './ops/matmul.js';
+import { PeftError, checkDim, checkDistinct, checkTensor } from './validate.js';
+
+export interface NnEncodeOptions {
+  /** Encode into this encoder instead of submitting now. */
+  encoder?: GPUCommandEncoder;
+}
+
+/** 'gelu' is the tanh approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+export type Activation = 'gelu' | 'tanh';
+
+const SHADER = 'nn';
+const WG = 64;
+const groups = (count: number) => Math.ceil(count / WG);
+
+function actConstants(where: string, fn: Activation | undefined): { ACT: number } {
+  const f = fn ?? 'gelu';
+  if (f !== 'gelu' && f !== 'tanh') throw new PeftError(`${where}: 'fn' must be 'gelu' or 'tanh', got ${String(fn)}`);
+  return { ACT: f === 'tanh' ? 1 : 0 };
+}
+
+function matrix(where: string, name: string, t: Tensor | undefined, dims: string): [number, number] {
+  if (!t || typeof t !== 'object' || !('buffer' in t) || t.shape.length !== 2) {
+    throw new PeftError(`${where}: '${name}' must be a 2-D Tensor ${dims}${t && 'shape' in t ? `, got shape [${t.shape.join(', ')}]` : ''}`);
+  }
+  return [t.shape[0], t.shape[1]];
+}
+
+function idsShape(where: string, name: string, t: Tensor | undefined): number[] {
+  if (!t || typeof t !== 'object' || !('buffer' in t) || t.shape.length < 1 || t.shape.length > 2) {
+    throw new PeftError(`${where}: '${name}' must be a u32 Tensor of shape [N] or [B, C]`);
+  }
+  if (t.dtype !== 'u32') throw new PeftError(`${where}: '${name}' is ${t.dtype}, expected u32`);
+  return [...t.shape];
+}
+
+/** Output shape of an embedding lookup: [N, D] for ids [N], [B, C·D] (flattened context) for ids [B, C]. */
+function embeddedShape(ids: readonly number[], D: number): [number, number] {
+  return ids.length === 1 ? [ids[0], D] : [ids[0], ids[1] * D];
+}
+
+/**
+ * Checks token ids on the host (every one an integer in [0, vocab)) and writes them into `into`
+ * (a u32 tensor of `shape`) or a new tensor. This is where a bad id is caught: the kernels only
+ * guard against reading out of bounds.
+ */
+export function uploadIds(ctx: Context, data: ArrayLike<number>, shape: readonly number[], vocab: number, into?: Tensor): Tensor {
+  const where = 'nn.uploadIds';
+  checkDim(where, 'vocab', vocab);
+  const count = shape.reduce((a, b) => a * b, 1);
+  if (!data || typeof data.length !== 'number') throw new PeftError(`${where}: 'ids' must be an array of ${count} token ids`);
+  if (data.length !== count) throw new PeftError(`${where}: 'ids' has ${data.length} values, expected [${shape.join(', ')}] = ${count}`);
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (!Number.isInteger(v) || v < 0 || v >= vocab) {
+      throw new PeftError(`${where}: 'ids'[${i}] = ${v} is not a token id: expected an integer in [0, ${vocab})`);
+    }
+  }
+  const t = into ? checkTensor(where, 'into', into, shape, `[${shape.join(', ')}]`, 'u32') : ctx.tensor(shape, 'u32', 'nn.ids');
+  ctx.write(t, data instanceof Uint32Array ? data : Uint32Array.from(data));
+  return t;
+}
+
+// ------------------------------------------------------------------------- embedding
+
+/** out[t] = table[ids[t]]: ids [N] → out [N, D]; ids [B, C] → out [B, C·D] (rows concatenated). */
+export async function embeddingForward(
+  ctx: Context,
+  p: { table: Tensor; ids: Tensor; out?: Tensor },
+  opts: NnEncodeOptions = {},
+): Promise<Tensor> {
+  const where = 'nn.embedding';
+  const [V, D] = matrix(where, 'table', p.table, '[V, D]');
+  checkTensor(where, 'table', p.table, [V, D], '[V, D]');
+  const ids = idsShape(where, 'ids', p.ids);
+  const N = p.ids.size;
+  const shape = embeddedShape(ids, D);
+  const out = p.out ? checkTensor(where, 'out', p.out, shape, ids.length === 1 ? '[N, D]' : '[B, C·D]') : ctx.tensor(shape, 'f32', 'nn.embedded');
+  checkDistinct(where, { out, table: p.table, ids: p.ids });
+  await ctx.prepare([{ shader: SHADER, entry: 'embedding_forward' }]);
+  await ctx.encode(opts.encoder, (enc) =>
+    ctx.dispatch(enc, {
+      shader: SHADER, entry: 'embedding_forward', params: [N, D, V], bindings: [p.table, p.ids, out],
+      workgroups: groups(N * D), label: `embedding ${N}x${D}`,
+    }),
+  );
+  return out;
+}
+
+/**
+ * dtable[v] = Σ_{t: ids[t] = v} g[t]: the scatter-add of the lookup's gradient, as a gather over
+ * tokens by each table entry (deterministic, no atomics). `g` has the forward output's shape.
+ */
+export async function embeddingBackward(
+  ctx: Context,
+  p: { ids: Tensor; g: Tensor; vocab: number; dtable?: Tensor },
+  opts: NnEncodeOptions = {},
+): Promise<Tensor> {
+  const where = 'nn.embeddingBackward';
+  const V = checkDim(where, 'vocab', p.vocab);
+  const ids = idsShape(where, 'ids', p.ids);
+  const N = p.ids.size;
+  matrix(where, 'g', p.g, ids.length === 1 ? '[N, D]' : '[B, C·D]');
+  const D = p.g.size / N;
+  if (!Number.isInteger(D) || D < 1) {
+    throw new PeftError(`${where}: 'g' has ${p.g.size} elements, not a multiple of the ${N} ids`);
+  }
+  checkTensor(where, 'g', p.g, embeddedShape(ids, D), ids.length === 1 ? '[N, D]' : '[B, C·D]');
+  const dtable = p.dtable ? checkTensor(where, 'dtable', p.dtable, [V, D], '[V, D]') : ctx.tensor([V, D], 'f32', 'nn.dtable');
+  checkDistinct(where, { dtable, g: p.g, ids: p.ids });
+  await ctx.prepare([{ shader: SHADER, entry: 'embedding_backward' }]);
+  await ctx.encode(opts.encoder, (enc) =>
+    ctx.dispatch(enc, {
+      shader: SHADER, entry: 'embedding_backward', params: [N, D, V], bindings: [p.g, p.ids, dtable],
+      workgroups: groups(V * D), label: `embedding backward ${V}x${D}`,
+    }),
+  );
+  return dtable;
+}
+
+// ------------------------------------------------------------------------- bias
+
+/** y[t, j] += b[j], in place. */
+export async function addBias(ctx: Context, p: { y: Tensor; b: Tensor }, opts: NnEncodeOptions = {}): Promise<Tensor> {
+  const where = 'nn.addBias';
+  const [T, n] = matrix(where, 'y', p.y, '[T, n]');
+  checkTensor(where, 'y', p.y, [T, n], '[T, n]');
+  checkTensor(where, 'b', p.b, [n], '[n]');
+  checkDistinct(where, { y: p.y, b: p.b });
+  await ctx.prepare([{ shader: SHADER, entry: 'add_bias' }]);
+  await ctx.encode(opts.encoder, (enc) =>
+    ctx.dispatch(enc, { shader: SHADER, entry: 'add_bias', params: [T, n], bindings: [p.y, p.b], workgroups: groups(T * n), label: `add bias ${T}x${n}` }),
+  );
+  return p.y;
+}
+
+/** db[j] = Σ_t g[t, j]: the gradient of a bias added to every row. */
+export async function biasGrad(ctx: Context, p: { g: Tensor; db?: Tensor }, opts: NnEncodeOptions = {}): Promise<Tensor> {
+  const where = 'nn.biasGrad';
+  const [T, n] = matrix(where, 'g', p.g, '[T, n]');
+  checkTensor(where, 'g', p.g, [T, n], '[T, n]');
+  const db = p.db ? checkTensor(where, 'db', p.db, [n], '[n]') : ctx.tensor([n], 'f32', 'nn.db');
+  checkDistinct(where, { db, g: p.g });
+  await ctx.prepare([{ shader: SHADER, entry: 'bias_grad' }]);
+  await ctx.encode(opts.encoder, (enc) =>
+    ctx.dispatch(enc, { shader: SHADER, entry: 'bias_grad', params: [T, n], bindings: [p.g, db], workgroups: groups(n), label: `bias grad ${T}x${n}` }),
+  );
+  return db;
+}
+
+// ------------------------------------------------------------------------- linear
+
+/** y = x wᵀ (+ b): x [T, n], w [m, n] (PyTorch's nn.Linear layout), b [m], y [T, m]. 1–2 dispatches. */
+export async function linearForward(
+  ctx: Context,
+  p: { x: Tensor; w: Tensor; b?: Tensor; y?: Tensor },
+  opts: NnEncodeOptions = {},
+): Promise<Tensor> {
+  const where = 'nn.linear';
+  const [m, n] = matrix(where, 'w', p.w, '[m, n]');
+  const [T] = matrix(where, 'x', p.x, '[T, n]');
+  checkTensor(where, 'x', p.x, [T, n], '[T, n]');
+  checkTensor(where, 'w', p.w, [m, n], '[m, n]');
+  if (p.b) checkTensor(where, 'b', p.b, [m], '[m]');
+  const y = p.y ? checkTensor(where, 'y', p.y, [T, m], '[T, m]') : ctx.tensor([T, m], 'f32', 'nn.linear.y');
+  checkDistinct(where, { y, x: p.x, w: p.w, b: p.b });
+  await ctx.encode(opts.encoder, async (enc) => {
+    await matmul(ctx, { a: p.x, b: p.w, c: y, M: T, N: m, K: n, transB: true }, enc);
+    if (p.b) await addBias(ctx, { y, b: p.b }, { encoder: enc });
+  });
+  return y;
+}
+
+export interface LinearBackwardOptions extends NnEncodeOptions {
+  /** Compute dx = g w (default true; false for a first layer whose input needs no gradient). */
+  dx?: boolean;
+  /** Compute dw = gᵀ x (default true; false for frozen weights). */
+  dw?: boolean;
+  /** Compute db = Σ_t g (default true; false when the layer has no trainable bias). */
+  db?: boolean;
+}
+
+/** Gradients of y = x wᵀ + b given g = ∂L/∂y: dx = g w [T, n], dw = gᵀ x [m, n], db = column sums of g [m]. */
+export async function linearBackward(
+  ctx: Context,
+  p: { x: Tensor; w: Tensor; g: Tensor; dx?: Tensor; dw?: Tensor; db?: Tensor },
+  opts: LinearBackwardOptions = {},
+): Promise<{ dx?: Tensor; dw?: Tensor; db?: Tensor }> {
+  const where = 'nn.linearBackward';
+  const [m, n] = matrix(where, 'w', p.w, '[m, n]');
+  const [T] = matrix(where, 'x', p.x, '[T, n]');
+  checkTensor(where, 'x', p.x, [T, n], '[T, n]');
+  checkTensor(where, 'w', p.w, [m, n], '[m, n]');
+  checkTensor(where, 'g', p.g, [T, m], '[T, m]');
+  const want = { dx: opts.dx !== false, dw: opts.dw !== false, db: opts.db !== false };
+  const dx = want.dx ? (p.dx ? checkTensor(where, 'dx', p.dx, [T, n], '[T, n]') : ctx.tensor([T, n], 'f32', 'nn.linear.dx')) : undefined;
+  const dw = want.dw ? (p.dw ? checkTensor(where, 'dw', p.dw, [m, n], '[m, n]') : ctx.tensor([m, n], 'f32', 'nn.linear.dw')) : undefined;
+  const db = want.db ? (p.db ? checkTensor(where, 'db', p.db, [m], '[m]') : ctx.tensor([m], 'f32', 'nn.linear.db')) : undefined;
+  checkDistinct(where, { dx, dw, db, x: p.x, w: p.w, g: p.g });
+  await ctx.encode(opts.encoder, async (enc) => {
+    if (dx) await matmul(ctx, { a: p.g, b: p.w, c: dx, M: T, N: n, K: m }, enc);
+    if (dw) await matmul(ctx, { a: p.g, b: p.x, c: dw, M: m, N: n, K: T, transA: true }, enc);
+    if (db) await biasGrad(ctx, { g: p.g, db }, { encoder: enc });
+  });
+  return { dx, dw, db };
+}
+
+// ------------------------------------------------------------------------- activation
+
+/**
+ * y = f(x) elementwise, f = GELU (tanh approximation, the default) or tanh. With `b`, the bias is
+ * added first IN PLACE (x ← x + b, the pre-activation the backward needs) in the same pass.
+ */
+export async function activationForward(
+  ctx: Context,
+  p: { x: Tensor; b?: Tensor; y?: Tensor; fn?: Activation },
+  opts: NnEncodeOptions = {},
+): Promise<Tensor> {
+  const where = 'nn.activation';
+  const constants = actConstants(where, p.fn);
+  const [T, n] = matrix(where, 'x', p.x, '[T, n]');
+  checkTensor(where, 'x', p.x, [T, n], '[T, n]');
+  if (p.b) checkTensor(where, 'b', p.b, [n], '[n]');
+  const y = p.y ? checkTensor(where, 'y', p.y, [T, n], '[T, n]') : ctx.tensor([T, n], 'f32', 'nn.activation.y');
+  checkDistinct(where, { y, x: p.x, b: p.b });
+  const entry = p.b ? 'bias_activation_forward' : 'activation_forward';
+  await ctx.prepare([{ shader: SHADER, entry, constants }]);
+  await ctx.encode(opts.encoder, (enc) =>
+    ctx.dispatch(enc, {
+      shader: SHADER, entry, constants, params: [T, n], bindings: p.b ? [p.x, p.b, y] : [p.x, y],
+      workgroups: groups(T * n), label: `${p.fn ?? 'gelu'} ${T}x${n}`,
+    }),
+  );
+  return y;
+}
+
+/**
+ * dx = g ⊙ f'(x) for the pre-activation x. With `bias: true` (or a `db` given) it also returns
+ * db = Σ_t dx[t] from the same pass: the gradient of the bias that was added before f.
+ */
+export async function activationBackward(
+  ctx: Context,
+  p: { x: Tensor; g: Tensor; dx?: Tensor; db?: Tensor; fn?: Activation },
+  opts: NnEncodeOptions & { bias?: boolean } = {},
+): Promise<{ dx: Tensor; db?: Tensor }> {
+  const where = 'nn.activationBackward';
+  const constants = actConstants(where, p.fn);
+  const [T, n] = matrix(where, 'x', p.x, '[T, n]');
+  checkTensor(where, 'x', p.x, [T, n], '[T, n]');
+  checkTensor(where, 'g', p.g, [T, n], '[T, n]');
+  const dx = p.dx ? checkTensor(where, 'dx', p.dx, [T, n], '[T, n]') : ctx.tensor([T, n], 'f32', 'nn.activation.dx');
+  const withBias = opts.bias === true || p.db !== undefined;
+  const db = withBias ? (p.db ? checkTensor(where, 'db', p.db, [n], '[n]') : ctx.tensor([n], 'f32', 'nn.activation.db')) : undefined;
+  checkDistinct(where, { dx, db, x: p.x, g: p.g });
+  const entry = withBias ? 'activation_backward_bias' : 'activation_backward';
+  await ctx.prepare([{ shader: SHADER, entry, constants }]);
+  await ctx.encode(opts.encoder, (enc) =>
+    ctx.dispatch(enc, {
+      shader: SHADER, entry, constants, params: [T, n], bindings: db ? [p.x, p.g, dx, db] : [p.x, p.g, dx],
+      workgroups: groups(withBias ? n : T * n), label: `${p.fn ?? 'gelu'} backward ${T}x${n}`,
+    }),
+  );
+  return { dx, db };
+}
+
+// ------------------------------------------------------------------------- layer norm
+
+/**
+ * y = (x − μ)/√(σ² + eps) ⊙ γ + β per row (biased variance, as PyTorch). Returns y and the row
+ * statistics mean [T] and rstd = 1/√(σ² + eps) [T] that the backward takes.
+ */
+export async function layerNormForward(
+  ctx: Context,
+  p: { x: Tensor; gamma: Tensor; beta: Tensor; eps?: number; y?: Tensor; mean?: Tensor; rstd?: Tensor },
+  opts: NnEncodeOptions = {},
+): Promise<{ y: Tensor; mean: Tensor; rstd: Tensor }> {
+  const where = 'nn.layerNorm';
+  const [T, n] = matrix(where, 'x', p.x, '[T, n]');
+  checkTensor(where, 'x', p.x, [T, n], '[T, n]');
+  checkTensor(where, 'gamma', p.gamma, [n], '[n]');
+  checkTensor(where, 'beta', p.beta, [n], '[n]');
+  const eps = p.eps ?? 1e-5;
+  if (typeof eps !== 'number' || !(eps > 0) || !Number.isFinite(eps)) throw new PeftError(`${where}: 'eps' must be a positive finite number, got ${String(eps)}`);
+  const y = p.y ? checkTensor(where, 'y', p.y, [T, n], '[T, n]') : ctx.tensor([T, n], 'f32', 'nn.layerNorm.y');
+  const mean = p.mean ? checkTensor(where, 'mean', p.mean, [T], '[T]') : ctx.tensor([T], 'f32', 'nn.layerNorm.mean');
+  const rstd = p.rstd ? checkTensor(where, 'rstd', p.rstd, [T], '[T]') : ctx.tensor([T], 'f32', 'nn.layerNorm.rstd');
+  checkDistinct(where, { y, mean, rstd, x: p.x, gamma: p.gamma, beta: p.beta });
+  await ctx.prepare([{ shader: SHADER, entry: 'layer_norm_forward' }]);
+  await ctx.encode(opts.encoder, (enc) =>
+    ctx.dispatch(enc, {
+      shader: SHADER, entry: 'layer_norm_forward', params: [T, n, f32(eps)], bindings: [p.x, p.gamma, p.beta, y, mean, rstd],
+      workgroups: groups(T), label: `layer norm ${T}x${n}`,
+    }),
+  );
+  return { y, mean, rstd };
+}
+
+/**
+ * dx, dγ, dβ of layer norm given g = ∂L/∂y and the forward's mean and rstd. With
+ * `params: false` (frozen γ, β) only dx is computed: 1 dispatch instead of 2.
+ */
+export async function layerNormBackward(
+  ctx: Context,
+  p: { x: Tensor; gamma: Tensor; g: Tensor; mean: Tensor; rstd: Tensor; dx?: Tensor; dgamma?: Tensor; dbeta?: Tensor },
+  opts: NnEncodeOptions & { params?: boolean } = {},
+): Promise<{ dx: Tensor; dgamma?: Tensor; dbeta?: Tensor }> {
+  const where = 'nn.layerNormBackward';
+  const [T, n] = matrix(where, 'x', p.x, '[T, n]');
+  checkTensor(where, 'x', p.x, [T, n], '[T, n]');
+  checkTensor(where, 'gamma', p.gamma, [n], '[n]');
+  checkTensor(where, 'g', p.g, [T, n], '[T, n]');
+  checkTensor(where, 'mean', p.mean, [T], '[T]');
+  checkTensor(where, 'rstd', p.rstd, [T], '[T]');
+  const dx = p.dx ? checkTensor(where, 'dx', p.dx, [T, n], '[T, n]') : ctx.tensor([T, n], 'f32', 'nn.layerNorm.dx');
+  const withParams = opts.params !== false;
+  const dgamma = withParams ? (p.dgamma ? checkTensor(where, 'dgamma', p.dgamma, [n], '[n]') : ctx.tensor([n], 'f32', 'nn.layerNorm.dgamma')) : undefined;
+  const dbeta = withParams ? (p.dbeta ? checkTensor(where, 'dbeta', p.dbeta, [n], '[n]') : ctx.tensor([n], 'f32', 'nn.layerNorm.dbeta')) : undefined;
+  checkDistinct(where, { dx, dgamma, dbeta, x: p.x, gamma: p.gamma, g: p.g, mean: p.mean, rstd: p.rstd });
+  await ctx.prepare([
+    { shader: SHADER, entry: 'layer_norm_backward_dx' },
+    ...(withParams ? [{ shader: SHADER, entry: 'layer_norm_backward_params' }] : []),
+  ]);
+  await ctx.encode(opts.encoder, (enc) => {
+    ctx.dispatch(enc, {
+      shader: SHADER, entry: 'layer_norm_backward_dx', params: [T, n, f32(0)], bindings: [p.x, p.gamma, p.g, p.mean, p.rstd, dx],
+      workgroups: groups(T), label: `layer norm backward ${T}x${n}`,
+    });
+    if (dgamma && dbeta) {
+      ctx.dispatch(enc, {
+        shader: SHADER, entry: 'layer_norm_backward_params', params: [T, n, f32(0)], bindings: [p.x, p.g, p.mean, p.rstd, dgamma, dbeta],
+        workgroups: groups(n), label: `layer norm dγ dβ ${T}x${n}`,
+      });
+    }
+  });
+  return { dx, dgamma, dbeta };
+}
+
+// ------------------------------------------------------------------------- softmax cross-entropy
+
+/**
+ * loss = mean over rows of −log softmax(logits[t])[targets[t]] (max-subtracted), written to a
+ * 1-element tensor, and dlogits = (softmax − onehot) / T, its gradient. logits [T, V], targets
+ * u32 [T] (check them with `uploadIds`; a target ≥ V makes the loss NaN). 2 dispatches.
+ */
+export async function softmaxCrossEntropy(
+  ctx: Context,
+  p: { logits: Tensor; targets: Tensor; loss?: Tensor; dlogits?: Tensor },
+  opts: NnEncodeOptions = {},
+): Promise<{ loss: Tensor; dlogits: Tensor }> {
+  const where = 'nn.softmaxCrossEntropy';
+  const [T, V] = matrix(where, 'logits', p.logits, '[T, V]');
+  checkTensor(where, 'logits', p.logits, [T, V], '[T, V]');
+  checkTensor(where, 'targets', p.targets, [T], '[T]', 'u32');
+  const loss = p.loss ? checkTensor(where, 'loss', p.loss, [1], '[1]') : ctx.tensor([1], 'f32', 'nn.loss');
+  const dlogits = p.dlogits ? checkTensor(where, 'dlogits', p.dlogits, [T, V], '[T, V]') : ctx.tensor([T, V], 'f32', 'nn.dlogits');
+  checkDistinct(where, { loss, dlogits, logits: p.logits, targets: p.targets });
+  const rows = ctx.scratch('nn.ce.rows', [T]);
+  const params = [T, V, f32(1 / T)];
+  await ctx.prepare([
+    { shader: SHADER, entry: 'softmax_ce_rows' },
+    { shader: SHADER, entry: 'softmax_ce_mean' },
+  ]);
+  await ctx.encode(opts.encoder, (enc) => {
+    ctx.dispatch(enc, {
+      shader: SHADER, entry: 'softmax_ce_rows', params, bindings: [p.logits, p.targets, dlogits, rows],
+      workgroups: groups(T), label: `softmax ce ${T}x${V}`,
+    });
+    ctx.dispatch(enc, { shader: SHADER, entry: 'softmax_ce_mean', params, bindings: [rows, loss], workgroups: 1, label: 'softmax ce mean' });
+  });
+  return { loss, dlogits };
+}
