@@ -151,3 +151,64 @@ fn direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
   if (SECOND) { add_second(row0, col0, &acc); }
   store(row0, col0, &acc);
 }
+
+// `strip`: for CPU WebGPU. lavapipe runs a workgroup's invocations as the lanes of one SIMD vector
+// and turns a load whose address is the same in every lane into one scalar load plus a broadcast,
+// but a per-lane address into a gather. So a workgroup owns SR rows of C (an address that depends
+// on the workgroup alone: uniform) and each lane SC columns strided by the lane count (per-lane):
+// per step of k that is SR broadcasts and SC gathers for SR * SC fused multiply-adds per lane,
+// against TM + TN gathers for TM * TN in `direct`. No early return, so every lane stays active.
+const SR: u32 = 8u;
+const SC: u32 = 2u;
+override LANES: u32 = 8u;
+
+fn strip_a(i: u32, k: u32, K: u32) -> f32 {
+  if (TRANS_A) { return A[k * P.M + i]; }
+  return A[i * K + k];
+}
+
+@compute @workgroup_size(LANES, 1)
+fn strip(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lane: u32) {
+  let tile = linear_workgroup(wid, nwg);
+  let tiles_m = (P.M + SR - 1u) / SR;
+  if (tile >= tiles_m * P.tiles_n) { return; }
+  let row0 = (tile / P.tiles_n) * SR;
+  let col0 = (tile % P.tiles_n) * (LANES * SC) + lane;
+  // Rows and columns past the edge are clamped for the loads and skipped at the store.
+  var rows: array<u32, SR>;
+  for (var i = 0u; i < SR; i++) { rows[i] = min(row0 + i, P.M - 1u); }
+  var cols: array<u32, SC>;
+  for (var j = 0u; j < SC; j++) { cols[j] = min(col0 + j * LANES, P.N - 1u); }
+  var acc: array<f32, SR * SC>;
+  for (var k = 0u; k < P.K; k++) {
+    var b: array<f32, SC>;
+    for (var j = 0u; j < SC; j++) { b[j] = b_at(k, cols[j], P.K); }
+    for (var i = 0u; i < SR; i++) {
+      let a = strip_a(rows[i], k, P.K);
+      for (var j = 0u; j < SC; j++) { acc[i * SC + j] = fma(a, b[j], acc[i * SC + j]); }
+    }
+  }
+  for (var e = 0u; e < SR * SC; e++) { acc[e] *= P.alpha; }
+  if (SECOND) {
+    for (var k = 0u; k < P.K2; k++) {
+      var b: array<f32, SC>;
+      for (var j = 0u; j < SC; j++) { b[j] = P.alpha2 * b2_at(k, cols[j]); }
+      for (var i = 0u; i < SR; i++) {
+        let a = a2_at(rows[i], k);
+        for (var j = 0u; j < SC; j++) { acc[i * SC + j] = fma(a, b[j], acc[i * SC + j]); }
+      }
+    }
+  }
+  for (var i = 0u; i < SR; i++) {
+    let row = row0 + i;
+    for (var j = 0u; j < SC; j++) {
+      let col = col0 + j * LANES;
+      if (row < P.M && col < P.N) {
+        var v = acc[i * SC + j];
+        if (P.beta != 0.0) { v += P.beta * C[row * P.N + col]; }
+        C[row * P.N + col] = v;
+      }
+    }
+  }
+}

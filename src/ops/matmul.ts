@@ -23,13 +23,31 @@ export interface MatmulArgs {
   second?: { a: Tensor; b: Tensor; K: number; alpha?: number };
 }
 
-function config(ctx: Context, transA: boolean, transB: boolean, second: boolean) {
-  const variant = ctx.tuning.matmul;
+/** Kernel variants of shaders/matmul.wgsl: the names ctx.tuning.matmul accepts. */
+export type MatmulVariant = 'direct' | 'tiled' | 'strip';
+
+function config(
+  ctx: Context,
+  transA: boolean,
+  transB: boolean,
+  second: boolean,
+): { entry: string; constants: Record<string, number | boolean>; tileM: number; tileN: number } {
+  const variant = ctx.tuning.matmul as MatmulVariant;
+  if (variant === 'strip') {
+    // SR = 8 rows per workgroup, SC = 2 columns per lane, 8 lanes (one AVX2 vector).
+    return {
+      entry: 'strip',
+      constants: { TRANS_A: transA, TRANS_B: transB, SECOND: second, LANES: 8 },
+      tileM: 8,
+      tileN: 16,
+    };
+  }
   const wg = variant === 'tiled' ? 16 : 8;
   return {
     entry: variant === 'tiled' ? 'main' : 'direct',
     constants: { TRANS_A: transA, TRANS_B: transB, SECOND: second, WG_M: wg, WG_N: wg },
-    tile: wg * 4,
+    tileM: wg * 4,
+    tileN: wg * 4,
   };
 }
 
@@ -54,8 +72,8 @@ export async function matmul(ctx: Context, args: MatmulArgs, encoder?: GPUComman
   }
   const cfg = config(ctx, !!args.transA, !!args.transB, !!args.second);
   await ctx.prepare([{ shader: 'matmul', entry: cfg.entry, constants: cfg.constants }]);
-  const tilesN = Math.ceil(N / cfg.tile);
-  const tilesM = Math.ceil(M / cfg.tile);
+  const tilesN = Math.ceil(N / cfg.tileN);
+  const tilesM = Math.ceil(M / cfg.tileM);
   const second = args.second;
   ctx.encode(encoder, (enc) =>
     ctx.dispatch(enc, {
