@@ -55,3 +55,7 @@ export {
 } from './nn.js';
 export type { Activation, NnEncodeOptions, LinearBackwardOptions } from './nn.js';
 export * as nn from './nn.js';
+
+// Optimizer (docs/nn.md)
+export { AdamW, learningRate } from './optim.js';
+export type { AdamWOptions, ScheduleOptions, TrainableParam } from './optim.js';

@@ -5,3 +5,4 @@ export * from './linalg.js';
 export * as lora from './lora.js';
 export * as dropout from './dropout.js';
 export * as nn from './nn.js';
+export * as optim from './optim.js';

@@ -1,0 +1,96 @@
+// AdamW with global-norm gradient clipping (docs/nn.md). Host side: src/optim.ts; float64
+// reference: src/reference/optim.ts.
+//
+// One step over K trainable buffers is, with clipping on,
+//   sum_squares × (chunks of every buffer)   partial[s] = Σ g² over one chunk
+//   clip_scale  × 1                          state = [‖g‖, min(1, max_norm / (‖g‖ + 1e-6))]
+//   adamw_update × K                         reads state[1]: the norm never visits the host
+// Partial sums are added in slot order by one invocation, so the norm is deterministic.
+
+const WG: u32 = 64u;
+// Elements per sum_squares workgroup: each invocation strides over CHUNK / WG of them.
+const CHUNK: u32 = 4096u;
+
+struct SqParams { n: u32, slot: u32, }
+
+@group(0) @binding(0) var<uniform> SQ: SqParams;
+@group(0) @binding(1) var<storage, read> sq_g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> sq_partial: array<f32>;
+
+var<workgroup> sq_acc: array<f32, WG>;
+
+// Workgroup c sums g² over elements [c·CHUNK, (c + 1)·CHUNK) into partial[slot + c].
+@compute @workgroup_size(WG)
+fn sum_squares(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lidx: u32) {
+  let c = linear_workgroup(wid, nwg);
+  let start = c * CHUNK;
+  // Uniform across the workgroup, so the return cannot split a barrier.
+  if (start >= SQ.n) { return; }
+  let end = min(start + CHUNK, SQ.n);
+  var s = 0.0;
+  for (var i = start + lidx; i < end; i += WG) {
+    let g = sq_g[i];
+    s += g * g;
+  }
+  sq_acc[lidx] = s;
+  workgroupBarrier();
+  for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+    if (lidx < stride) { sq_acc[lidx] += sq_acc[lidx + stride]; }
+    workgroupBarrier();
+  }
+  if (lidx == 0u) { sq_partial[SQ.slot + c] = sq_acc[0]; }
+}
+
+struct ClipParams { slots: u32, max_norm: f32, }
+
+@group(0) @binding(0) var<uniform> CP: ClipParams;
+@group(0) @binding(1) var<storage, read> cl_partial: array<f32>;
+@group(0) @binding(2) var<storage, read_write> cl_state: array<f32>;
+
+// As torch.nn.utils.clip_grad_norm_: scale = min(1, max_norm / (‖g‖ + 1e-6)).
+@compute @workgroup_size(1)
+fn clip_scale(@builtin(workgroup_id) wid: vec3<u32>) {
+  var s = 0.0;
+  for (var i = 0u; i < CP.slots; i++) { s += cl_partial[i]; }
+  let norm = sqrt(s);
+  cl_state[0] = norm;
+  cl_state[1] = min(1.0, CP.max_norm / (norm + 1e-6));
+}
+
+struct AdamParams {
+  n: u32,
+  clip: u32,       // 1: multiply gradients by state[1]
+  lr: f32,
+  beta1: f32,
+  beta2: f32,
+  eps: f32,
+  decay: f32,      // lr · weight_decay, 0 for buffers without decay
+  bc1: f32,        // 1 − β1^t
+  bc2: f32,        // 1 − β2^t
+}
+
+@group(0) @binding(0) var<uniform> AP: AdamParams;
+@group(0) @binding(1) var<storage, read_write> ad_param: array<f32>;
+@group(0) @binding(2) var<storage, read> ad_grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> ad_m: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ad_v: array<f32>;
+@group(0) @binding(5) var<storage, read> ad_state: array<f32>;
+
+// Decoupled weight decay (Loshchilov & Hutter): the decay shrinks the weight directly and never
+// enters the moments. p ← p·(1 − lr·λ) − lr·m̂/(√v̂ + ε), m̂ = m/(1 − β1^t), v̂ = v/(1 − β2^t).
+@compute @workgroup_size(WG)
+fn adamw_update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = linear_workgroup(wid, nwg) * WG + lid.x;
+  if (i >= AP.n) { return; }
+  var g = ad_grad[i];
+  if (AP.clip == 1u) { g *= ad_state[1]; }
+  let m = AP.beta1 * ad_m[i] + (1.0 - AP.beta1) * g;
+  let v = AP.beta2 * ad_v[i] + (1.0 - AP.beta2) * g * g;
+  ad_m[i] = m;
+  ad_v[i] = v;
+  let mhat = m / AP.bc1;
+  let vhat = v / AP.bc2;
+  ad_param[i] = ad_param[i] * (1.0 - AP.decay) - AP.lr * mhat / (sqrt(vhat) + AP.eps);
+}
