@@ -1,0 +1,303 @@
+// LoRMA: every inflation (pi, plus, none) and order (pre, post) on the GPU against the float64
+// reference (which builds the dense M), the reference's gradients against central finite
+// differences, the inits (M = I), the no-d×d-buffer guarantee of π, the rank of ΔW, bad input.
+
+import { expect } from 'chai';
+import { lormaBackward, lormaForward, lormaInit, lormaMerge, type Inflation, type Order } from '../src/lorma.js';
+import * as ref from '../src/reference/lorma.js';
+import { dot, finiteDifference, matmul as refMatmul, relativeError, toF64 } from '../src/reference/linalg.js';
+import { numericalRank } from '../src/rank.js';
+import type { AllocationRecord } from '../src/runtime.js';
+import { expectClose, expectThrows, gpu, rand } from './helpers.js';
+
+const INFLATIONS: Inflation[] = ['pi', 'plus', 'none'];
+const ORDERS: Order[] = ['pre', 'post'];
+
+// [T, n, m, r]: T = 1, d no multiple of any tile (32, 64), m ≠ n both ways, d past one tile.
+const SHAPES: [number, number, number, number][] = [
+  [1, 37, 29, 1],
+  [7, 29, 37, 5],
+  [33, 21, 40, 3],
+  [70, 45, 67, 8],
+];
+
+async function setup(T: number, n: number, m: number, r: number, order: Order) {
+  const ctx = await gpu();
+  const d = order === 'pre' ? m : n;
+  const host = { x: rand(T * n), w0: rand(m * n, 0.5), a: rand(r * d, 0.5), b: rand(d * r, 0.5), g: rand(T * m) };
+  const dev = {
+    x: ctx.upload(host.x, [T, n], 'f32', 'x'),
+    w0: ctx.upload(host.w0, [m, n], 'f32', 'w0'),
+    a: ctx.upload(host.a, [r, d], 'f32', 'a'),
+    b: ctx.upload(host.b, [d, r], 'f32', 'b'),
+    g: ctx.upload(host.g, [T, m], 'f32', 'g'),
+  };
+  const free = () => Object.values(dev).forEach((t) => t.destroy());
+  return { ctx, host, dev, d, free };
+}
+
+describe('lorma kernels against the float64 reference', () => {
+  for (const inflation of INFLATIONS) {
+    for (const order of ORDERS) {
+      for (const [T, n, m, r] of SHAPES) {
+        it(`${inflation} ${order}: forward, backward, merge at T=${T} n=${n} m=${m} r=${r}`, async () => {
+          const { ctx, host, dev, free } = await setup(T, n, m, r, order);
+          const scale = 1.5;
+          const refArgs = { T, n, m, r, scale, inflation, order, x: host.x, w0: host.w0, a: host.a, b: host.b };
+          const p = { w0: dev.w0, a: dev.a, b: dev.b, scale, inflation, order };
+          const fwd = await lormaForward(ctx, { ...p, x: dev.x });
+          expectClose(await ctx.read(fwd.y), ref.lormaForward(refArgs), 'y');
+          if (order === 'pre') expectClose(await ctx.read(fwd.u!), refMatmul(host.x, host.w0, T, n, m, false, true), 'u');
+          else expect(fwd.u).to.equal(undefined);
+          expect(fwd.z === undefined).to.equal(inflation === 'pi');
+
+          const expected = ref.lormaBackward({ ...refArgs, g: host.g });
+          for (const reuse of [true, false]) {
+            const grads = await lormaBackward(ctx, { ...p, x: dev.x, g: dev.g, u: reuse ? fwd.u : undefined, z: reuse ? fwd.z : undefined });
+            const how = reuse ? 'forward state given' : 'recomputed';
+            expectClose(await ctx.read(grads.dx), expected.dx, `dx (${how})`);
+            expectClose(await ctx.read(grads.da), expected.da, `da (${how})`);
+            expectClose(await ctx.read(grads.db), expected.db, `db (${how})`);
+            Object.values(grads).forEach((t) => t.destroy());
+          }
+
+          const merged = await lormaMerge(ctx, p);
+          expectClose(await ctx.read(merged), ref.lormaMerge(refArgs), 'merged');
+          const delta = await lormaMerge(ctx, p, { deltaOnly: true });
+          expectClose(await ctx.read(delta), ref.lormaDelta(refArgs), 'delta', 5e-5);
+          for (const t of [fwd.y, fwd.u, fwd.z, merged, delta]) t?.destroy();
+          free();
+        });
+      }
+    }
+  }
+
+  it('merged weights reproduce the forward: X W\'ᵀ = Y, for every inflation and order', async () => {
+    const [T, n, m, r] = [9, 23, 31, 4];
+    for (const inflation of INFLATIONS) {
+      for (const order of ORDERS) {
+        const { ctx, host, dev, free } = await setup(T, n, m, r, order);
+        const p = { w0: dev.w0, a: dev.a, b: dev.b, scale: 2, inflation, order };
+        const { y } = await lormaForward(ctx, { ...p, x: dev.x });
+        const merged = await ctx.read(await lormaMerge(ctx, p));
+        expectClose(refMatmul(host.x, merged, T, n, m, false, true), await ctx.read(y), `${inflation} ${order}: X W'ᵀ vs forward`);
+        free();
+      }
+    }
+  });
+
+  it('encodes into the caller\'s command encoder and writes into the caller\'s tensors', async () => {
+    const { ctx, host, dev, free } = await setup(5, 12, 10, 3, 'pre');
+    const p = { w0: dev.w0, a: dev.a, b: dev.b, scale: 2, inflation: 'pi' as const };
+    const y = ctx.tensor([5, 10]);
+    const u = ctx.tensor([5, 10]);
+    const dx = ctx.tensor([5, 12]);
+    const enc = ctx.device.createCommandEncoder();
+    const out = await lormaForward(ctx, { ...p, x: dev.x, y, u }, { encoder: enc });
+    const grads = await lormaBackward(ctx, { ...p, x: dev.x, g: dev.g, u, dx }, { encoder: enc });
+    expect(out.y).to.equal(y);
+    expect(grads.dx).to.equal(dx);
+    ctx.submit(enc);
+    const refArgs = { T: 5, n: 12, m: 10, r: 3, scale: 2, inflation: 'pi' as const, order: 'pre' as const, x: host.x, w0: host.w0, a: host.a, b: host.b };
+    expectClose(await ctx.read(y), ref.lormaForward(refArgs), 'y');
+    expectClose(await ctx.read(dx), ref.lormaBackward({ ...refArgs, g: host.g }).dx, 'dx');
+    free();
+  });
+});
+
+describe('lorma reference gradients against central finite differences', () => {
+  for (const inflation of INFLATIONS) {
+    for (const order of ORDERS) {
+      it(`${inflation} ${order}: dX, dA, dB of sum(Y ⊙ G)`, () => {
+        const [T, n, m, r] = [3, 5, 4, 2];
+        const d = order === 'pre' ? m : n;
+        const x = toF64(rand(T * n)), w0 = toF64(rand(m * n)), a = toF64(rand(r * d)), b = toF64(rand(d * r)), g = toF64(rand(T * m));
+        const args = { T, n, m, r, scale: 1.5, inflation, order, x, w0, a, b };
+        const loss = () => dot(ref.lormaForward(args), g);
+        const grads = ref.lormaBackward({ ...args, g });
+        for (const [name, param, grad] of [
+          ['x', x, grads.dx],
+          ['a', a, grads.da],
+          ['b', b, grads.db],
+        ] as const) {
+          const fd = finiteDifference(loss, param);
+          expect(relativeError(grad, fd), `d${name}`).to.be.below(1e-7);
+        }
+      });
+    }
+  }
+
+  it('the π reference follows the spec formula Y[t, i] = s·Σ_q B[i, q]·Σ_j A[q, j]·U[t, (i + j) mod d]', () => {
+    const [T, n, m, r, s] = [2, 5, 6, 2, 1.5];
+    const x = rand(T * n), w0 = rand(m * n), a = rand(r * m), b = rand(m * r);
+    const U = refMatmul(x, w0, T, n, m, false, true);
+    const want = new Float64Array(T * m);
+    for (let t = 0; t < T; t++)
+      for (let i = 0; i < m; i++)
+        for (let q = 0; q < r; q++) for (let j = 0; j < m; j++) want[t * m + i] += s * b[i * r + q] * a[q * m + j] * U[t * m + ((i + j) % m)];
+    const got = ref.lormaForward({ T, n, m, r, scale: s, inflation: 'pi', order: 'pre', x, w0, a, b });
+    expect(relativeError(got, want)).to.be.below(1e-12);
+  });
+});
+
+describe('lorma inits', () => {
+  for (const order of ORDERS) {
+    for (const inflation of ['pi', 'plus'] as const) {
+      it(`${inflation} ${order}: the layer equals the base layer at init (M = I)`, async () => {
+        const ctx = await gpu();
+        const [T, n, m, r, scale] = [6, 19, 27, 4, 2];
+        const d = order === 'pre' ? m : n;
+        const init = lormaInit({ d, r, scale, inflation, seed: 7 });
+        const x = rand(T * n), w0 = rand(m * n), g = rand(T * m);
+        const dev = {
+          x: ctx.upload(x, [T, n]),
+          w0: ctx.upload(w0, [m, n]),
+          a: ctx.upload(init.a, [r, d]),
+          b: ctx.upload(init.b, [d, r]),
+          g: ctx.upload(g, [T, m]),
+        };
+        const p = { w0: dev.w0, a: dev.a, b: dev.b, scale, inflation, order };
+        const { y } = await lormaForward(ctx, { ...p, x: dev.x });
+        expectClose(await ctx.read(y), refMatmul(x, w0, T, n, m, false, true), 'y = X W0ᵀ');
+        const { dx } = await lormaBackward(ctx, { ...p, x: dev.x, g: dev.g });
+        expectClose(await ctx.read(dx), refMatmul(g, w0, T, m, n), 'dX = G W0');
+        expectClose(await ctx.read(await lormaMerge(ctx, p)), w0, 'merged = W0');
+        const M = ref.lormaM({ d, r, scale, inflation, a: init.a, b: init.b });
+        for (let i = 0; i < d; i++) for (let c = 0; c < d; c++) expect(M[i * d + c]).to.be.closeTo(i === c ? 1 : 0, 1e-6);
+        Object.values(dev).forEach((t) => t.destroy());
+      });
+    }
+  }
+
+  it('follow the spec: pi B ~ U(−1/√r, 1/√r)/√s with B[:, 0] = 1/√s, A = e₀e₀ᵀ/√s; plus B = 0, A ~ U(−1/√d, 1/√d)', () => {
+    const [d, r, s] = [50, 6, 4];
+    const pi = lormaInit({ d, r, scale: s, inflation: 'pi', seed: 1 });
+    for (let i = 0; i < d; i++) expect(pi.b[i * r]).to.be.closeTo(0.5, 1e-7);
+    const rest = Array.from(pi.b).filter((_, k) => k % r !== 0);
+    expect(Math.max(...rest.map(Math.abs))).to.be.at.most(1 / Math.sqrt(r) / 2);
+    expect(Math.max(...rest.map(Math.abs))).to.be.above(0.8 / Math.sqrt(r) / 2);
+    expect(Array.from(pi.a).filter((v) => v !== 0)).to.deep.equal([0.5]);
+    expect(pi.a[0]).to.equal(0.5);
+    const plus = lormaInit({ d, r, scale: s, inflation: 'plus', seed: 1 });
+    expect(plus.b.every((v) => v === 0)).to.equal(true);
+    expect(Math.max(...Array.from(plus.a).map(Math.abs))).to.be.at.most(1 / Math.sqrt(d));
+    expect(Math.max(...Array.from(plus.a).map(Math.abs))).to.be.above(0.9 / Math.sqrt(d));
+    expect(lormaInit({ d, r, scale: s, inflation: 'pi', seed: 1 }).b).to.deep.equal(pi.b);
+  });
+});
+
+describe('lorma π never allocates a d×d buffer', () => {
+  for (const order of ORDERS) {
+    it(`${order}: forward, backward and merge allocate nothing of d·d floats or more`, async () => {
+      const ctx = await gpu();
+      // d = 96 > T, n-or-m, r·S, so W0 [m, n], U, dP partials and W' all stay below d·d.
+      const [T, d, other, r] = [24, 96, 40, 4];
+      const [n, m] = order === 'pre' ? [other, d] : [d, other];
+      const host = { x: rand(T * n), w0: rand(m * n, 0.5), a: rand(r * d, 0.5), b: rand(d * r, 0.5), g: rand(T * m) };
+      const dev = {
+        x: ctx.upload(host.x, [T, n]),
+        w0: ctx.upload(host.w0, [m, n]),
+        a: ctx.upload(host.a, [r, d]),
+        b: ctx.upload(host.b, [d, r]),
+        g: ctx.upload(host.g, [T, m]),
+      };
+      // Scratch left by earlier tests would hide allocations: start without any.
+      ctx.releaseScratch();
+      const seen: AllocationRecord[] = [];
+      const stop = ctx.onAllocate((rec) => seen.push(rec));
+      const p = { w0: dev.w0, a: dev.a, b: dev.b, scale: 2, inflation: 'pi' as const, order };
+      const refArgs = { T, n, m, r, scale: 2, inflation: 'pi' as const, order, x: host.x, w0: host.w0, a: host.a, b: host.b };
+      try {
+        const fwd = await lormaForward(ctx, { ...p, x: dev.x });
+        const grads = await lormaBackward(ctx, { ...p, x: dev.x, g: dev.g, u: fwd.u });
+        const merged = await lormaMerge(ctx, p);
+        const delta = await lormaMerge(ctx, p, { deltaOnly: true });
+        await ctx.sync();
+        expectClose(await ctx.read(fwd.y), ref.lormaForward(refArgs), 'y');
+        expectClose(await ctx.read(grads.da), ref.lormaBackward({ ...refArgs, g: host.g }).da, 'da');
+        expectClose(await ctx.read(merged), ref.lormaMerge(refArgs), 'merged');
+        expectClose(await ctx.read(delta), ref.lormaDelta(refArgs), 'delta', 5e-5);
+      } finally {
+        stop();
+      }
+      expect(seen.length, 'the calls allocate their outputs and scratch').to.be.above(3);
+      const big = seen.filter((rec) => rec.bytes >= d * d * 4);
+      expect(big, `buffers of d·d = ${d * d} floats or more: ${big.map((b) => `${b.label} [${b.shape}]`).join(', ')}`).to.deep.equal([]);
+      Object.values(dev).forEach((t) => t.destroy());
+    });
+  }
+});
+
+describe('lorma rank of ΔW (the paper\'s Table 15)', () => {
+  it('π: near full rank for random A, B; plus: at most r; none: W\' itself at most r', async () => {
+    const ctx = await gpu();
+    const [d, r] = [40, 4];
+    const w0h = rand(d * d);
+    const w0 = ctx.upload(w0h, [d, d]);
+    const a = ctx.upload(rand(r * d, 0.5), [r, d]);
+    const b = ctx.upload(rand(d * r, 0.5), [d, r]);
+    const rank = async (inflation: Inflation, deltaOnly: boolean) => {
+      const t = await lormaMerge(ctx, { w0, a, b, scale: 2, inflation }, { deltaOnly });
+      const v = await ctx.read(t);
+      t.destroy();
+      return numericalRank(v, d, d, 1e-4);
+    };
+    const base = numericalRank(w0h, d, d, 1e-4);
+    expect(base, 'W0 is full rank').to.equal(d);
+    expect(await rank('pi', true), 'rank of ΔW, π').to.be.at.least(d - 2);
+    expect(await rank('plus', true), 'rank of ΔW, plus').to.equal(r);
+    expect(await rank('none', false), 'rank of W\', naive').to.equal(r);
+    for (const t of [w0, a, b]) t.destroy();
+  });
+});
+
+describe('lorma bad input', () => {
+  it('rejects a d that does not match W0, naming the order', async () => {
+    const { ctx, dev, free } = await setup(4, 8, 6, 2, 'pre');
+    const p = { w0: dev.w0, a: dev.a, b: dev.b, scale: 2, inflation: 'pi' as const };
+    await expectThrows(
+      () => lormaForward(ctx, { ...p, a: ctx.tensor([2, 8]), b: ctx.tensor([8, 2]), x: dev.x }),
+      /lorma\.forward: 'a' has shape \[2, 8\], expected \[r, d\] = \[2, 6\] \(d = m = 6 for pre-multiplication\)/,
+    );
+    await expectThrows(
+      () => lormaForward(ctx, { ...p, order: 'post', x: dev.x }),
+      /'a' has shape \[2, 6\], expected \[r, d\] = \[2, 8\] \(d = n = 8 for post-multiplication\)/,
+    );
+    await expectThrows(
+      () => lormaMerge(ctx, { ...p, b: ctx.tensor([5, 2]) }),
+      /lorma\.merge: 'b' has shape \[5, 2\], expected \[d, r\] = \[6, 2\] \(d = m = 6/,
+    );
+    await expectThrows(() => lormaForward(ctx, { ...p, b: ctx.tensor([6, 3]), x: dev.x }), /'b' has shape \[6, 3\], expected \[d, r\] = \[6, 2\]/);
+    free();
+  });
+
+  it('rejects a rank above d', async () => {
+    const ctx = await gpu();
+    await expectThrows(
+      () => lormaMerge(ctx, { w0: ctx.tensor([3, 8]), a: ctx.tensor([4, 3]), b: ctx.tensor([3, 4]), scale: 1, inflation: 'plus' }),
+      /lorma\.merge: rank r = 4 is above d = 3 \(d = m = 3 for pre-multiplication\)/,
+    );
+    expect(() => lormaInit({ d: 3, r: 4, scale: 1, inflation: 'pi' })).to.throw(/lorma\.init: rank r = 4 is above d = 3/);
+  });
+
+  it('rejects bad shapes of x, g and outputs, unknown inflations and orders, and bad scales', async () => {
+    const { ctx, dev, free } = await setup(4, 8, 6, 2, 'pre');
+    const p = { w0: dev.w0, a: dev.a, b: dev.b, scale: 2, inflation: 'plus' as const };
+    await expectThrows(() => lormaForward(ctx, { ...p, x: ctx.tensor([4, 9]) }), /lorma\.forward: 'x' has shape \[4, 9\], expected \[T, n\] = \[4, 8\]/);
+    await expectThrows(() => lormaBackward(ctx, { ...p, x: dev.x, g: ctx.tensor([4, 5]) }), /lorma\.backward: 'g' has shape \[4, 5\], expected \[T, m\] = \[4, 6\]/);
+    await expectThrows(() => lormaForward(ctx, { ...p, x: dev.x, y: ctx.tensor([4, 5]) }), /'y' has shape \[4, 5\], expected \[T, m\] = \[4, 6\]/);
+    await expectThrows(() => lormaForward(ctx, { ...p, x: dev.x, u: ctx.tensor([4, 8]) }), /'u' has shape \[4, 8\], expected \[T, m\] = \[4, 6\]/);
+    await expectThrows(() => lormaBackward(ctx, { ...p, x: dev.x, g: dev.g, da: ctx.tensor([2, 8]) }), /'da' has shape \[2, 8\], expected \[r, d\] = \[2, 6\]/);
+    await expectThrows(() => lormaBackward(ctx, { ...p, order: 'post', a: ctx.tensor([2, 8]), b: ctx.tensor([8, 2]), x: dev.x, g: dev.g, u: ctx.tensor([4, 6]) }), /'u' \(U = X W0ᵀ\) belongs to pre-multiplication/);
+    await expectThrows(() => lormaBackward(ctx, { ...p, inflation: 'pi', x: dev.x, g: dev.g, z: ctx.tensor([4, 2]) }), /'z' belongs to the plus and none inflations/);
+    await expectThrows(() => lormaMerge(ctx, { ...p, out: ctx.tensor([6, 7]) }), /lorma\.merge: 'out' has shape \[6, 7\], expected \[m, n\] = \[6, 8\]/);
+    await expectThrows(() => lormaForward(ctx, { ...p, inflation: 'times' as never, x: dev.x }), /'inflation' must be one of 'pi', 'plus', 'none', got "times"/);
+    await expectThrows(() => lormaForward(ctx, { ...p, order: 'middle' as never, x: dev.x }), /'order' must be 'pre' or 'post', got "middle"/);
+    await expectThrows(() => lormaForward(ctx, { ...p, scale: Infinity, x: dev.x }), /'scale' must be a finite number, got Infinity/);
+    await expectThrows(() => lormaForward(ctx, { ...p, a: undefined as never, x: dev.x }), /'a' must be a 2-D Tensor \[r, d\]/);
+    await expectThrows(() => lormaBackward(ctx, { ...p, x: dev.x, g: dev.g, db: dev.b }), /'b' and 'db' are the same buffer|'db' and 'b' are the same buffer/);
+    expect(() => lormaInit({ d: 8, r: 2, scale: 0, inflation: 'pi' })).to.throw(/needs scale > 0, got 0/);
+    expect(() => lormaInit({ d: 8, r: 0, scale: 1, inflation: 'plus' })).to.throw(/'r' must be a positive integer, got 0/);
+    free();
+  });
+});
