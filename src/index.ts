@@ -59,3 +59,13 @@ export * as nn from './nn.js';
 // Optimizer (docs/nn.md)
 export { AdamW, learningRate } from './optim.js';
 export type { AdamWOptions, ScheduleOptions, TrainableParam } from './optim.js';
+
+// SBoRA (docs/sbora.md)
+export { sboraFaForward, sboraFaBackward, sboraFaMerge, sboraFbForward, sboraFbBackward, sboraFbMerge, sboraMultiMerge, sboraAccounting } from './sbora.js';
+export type { SboraFaParams, SboraFbParams, SboraDims, SboraVariant, SboraAdapter, SboraAccount, MergeOptions as SboraMergeOptions } from './sbora.js';
+export { IndexSet, IndexAllocator, createIndexSet, sampleIndices, checkIndices, checkDisjoint } from './indices.js';
+export type { IndexSpec } from './indices.js';
+
+// LoRMA (docs/lorma.md)
+export { lormaForward, lormaBackward, lormaMerge, lormaInit } from './lorma.js';
+export type { LormaParams, LormaDims, Inflation as LormaInflation, Order as LormaOrder } from './lorma.js';

@@ -6,3 +6,5 @@ export * as lora from './lora.js';
 export * as dropout from './dropout.js';
 export * as nn from './nn.js';
 export * as optim from './optim.js';
+export * as sbora from './sbora.js';
+export * as lorma from './lorma.js';

@@ -1,0 +1,530 @@
+// SBoRA-FA and SBoRA-FB against the float64 reference (both matmul tunings, odd shapes, ranks 1
+// to 16), the reference against finite differences and against LoRA with a one-hot factor,
+// regional merges that leave every other byte of W0 alone, Multi-SBoRA, accounting, index sets
+// and bad input.
+
+import { expect } from 'chai';
+import { IndexAllocator, IndexSet, checkIndices, createIndexSet, sampleIndices } from '../src/indices.js';
+import { loraForward, loraBackward } from '../src/reference/lora.js';
+import { dot, finiteDifference, matmul as refMatmul, relativeError, toF64 } from '../src/reference/linalg.js';
+import * as ref from '../src/reference/sbora.js';
+import type { Tuning } from '../src/runtime.js';
+import {
+  sboraAccounting,
+  sboraFaBackward,
+  sboraFaForward,
+  sboraFaMerge,
+  sboraFbBackward,
+  sboraFbForward,
+  sboraFbMerge,
+  sboraMultiMerge,
+} from '../src/sbora.js';
+import type { Tensor } from '../src/tensor.js';
+import { expectClose, expectThrows, gpu, rand } from './helpers.js';
+
+// [T, n, m, r]: none a multiple of the 8-row / 16-column strips, plus T = 1 and r = 1.
+const SHAPES: [number, number, number, number][] = [
+  [1, 37, 29, 1],
+  [7, 37, 29, 5],
+  [3, 8, 6, 2],
+  [19, 29, 37, 16],
+  [33, 70, 45, 9],
+];
+
+function release(...ts: (Tensor | IndexSet | undefined)[]): void {
+  for (const t of ts) t?.destroy();
+}
+
+describe('sbora index sets', () => {
+  it('samples r distinct in-range indices, repeatably from a seed, not sorted', () => {
+    const a = sampleIndices(100, 40, 12345);
+    expect(a.length).to.equal(40);
+    expect(new Set(a).size).to.equal(40);
+    for (const v of a) expect(v).to.be.within(0, 99);
+    expect(Array.from(sampleIndices(100, 40, 12345))).to.deep.equal(Array.from(a));
+    expect(Array.from(sampleIndices(100, 40, 54321))).to.not.deep.equal(Array.from(a));
+    const sorted = [...a].sort((x, y) => x - y);
+    expect(Array.from(a)).to.not.deep.equal(sorted);
+    // r = size is a permutation.
+    expect([...sampleIndices(9, 9, 1)].sort()).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  it('draws every index about equally often', () => {
+    const counts = new Array(10).fill(0);
+    for (let seed = 0; seed < 2000; seed++) for (const v of sampleIndices(10, 3, seed)) counts[v]++;
+    // 600 expected each; 5 standard deviations is about ±100.
+    for (const c of counts) expect(c).to.be.within(500, 700);
+  });
+
+  it('keeps the caller\'s order', () => {
+    expect(Array.from(checkIndices('t', 'idx', [5, 0, 3], 6, 3))).to.deep.equal([5, 0, 3]);
+  });
+
+  it('rejects duplicates, out-of-range, wrong length, non-integers, bad sizes and seeds', async () => {
+    const ctx = await gpu();
+    await expectThrows(() => createIndexSet(ctx, { size: 8, values: [1, 4, 1] }), /'values'/, /repeats index 1/, /positions 0 and 2/);
+    await expectThrows(() => createIndexSet(ctx, { size: 8, values: [1, 8] }), /'values'\[1\] = 8/, /out of range \[0, 8\)/);
+    await expectThrows(() => createIndexSet(ctx, { size: 8, values: [-1, 2] }), /'values'\[0\] = -1/, /out of range/);
+    await expectThrows(() => createIndexSet(ctx, { size: 8, values: [1, 2, 3], r: 2 }), /'values' has 3 indices, expected r = 2/);
+    await expectThrows(() => createIndexSet(ctx, { size: 8, values: [1, 2.5] }), /'values'\[1\] is 2.5/, /integer/);
+    await expectThrows(() => createIndexSet(ctx, { size: 8, values: [1, NaN] }), /'values'\[1\] is NaN/);
+    await expectThrows(() => createIndexSet(ctx, { size: 8, values: [1, '2' as unknown as number] }), /'values'\[1\] is 2, expected an integer/);
+    await expectThrows(() => createIndexSet(ctx, { size: 8, values: [] }), /'values' is empty/);
+    await expectThrows(() => createIndexSet(ctx, { size: 0, values: [0] }), /'size' must be a positive integer, got 0/);
+    await expectThrows(() => createIndexSet(ctx, { size: 3.5, r: 1, seed: 1 }), /'size' must be a positive integer, got 3.5/);
+    await expectThrows(() => createIndexSet(ctx, { size: 4, r: 5, seed: 1 }), /cannot draw r = 5 distinct indices from \[0, 4\)/);
+    await expectThrows(() => createIndexSet(ctx, { size: 4, r: 0, seed: 1 }), /'r' must be a positive integer, got 0/);
+    await expectThrows(() => createIndexSet(ctx, { size: 4, r: 2, seed: -1 }), /'seed' must be an integer in \[0, 2\^32\), got -1/);
+    await expectThrows(() => createIndexSet(ctx, { size: 4 } as never), /give either 'values'/);
+  });
+
+  it('uploads u32 indices equal to the host copy', async () => {
+    const ctx = await gpu();
+    const s = createIndexSet(ctx, { size: 50, r: 7, seed: 3 });
+    expect(s.tensor.dtype).to.equal('u32');
+    expect(s.tensor.shape).to.deep.equal([7]);
+    expect(s.deviceBytes).to.equal(28);
+    expect(Array.from(await ctx.read(s.tensor))).to.deep.equal(Array.from(s.values));
+    s.destroy();
+  });
+});
+
+describe('Multi-SBoRA allocator', () => {
+  it('hands out sets that never overlap until the pool is empty, then fails clearly', async () => {
+    const alloc = new IndexAllocator(37, 99);
+    const seen = new Set<number>();
+    for (const r of [5, 11, 1, 16]) {
+      const s = alloc.allocate(r);
+      expect(s.length).to.equal(r);
+      for (const v of s) {
+        expect(v).to.be.within(0, 36);
+        expect(seen.has(v), `index ${v} handed out twice`).to.equal(false);
+        seen.add(v);
+        expect(alloc.isTaken(v)).to.equal(true);
+      }
+    }
+    expect(alloc.remaining).to.equal(4);
+    await expectThrows(() => alloc.allocate(5), /asked for r = 5 indices but only 4 of \[0, 37\) remain unallocated/);
+    const last = alloc.allocate(4);
+    for (const v of last) expect(seen.has(v)).to.equal(false);
+    expect(alloc.remaining).to.equal(0);
+    await expectThrows(() => alloc.allocate(1), /only 0 of \[0, 37\) remain/);
+  });
+
+  it('is repeatable from its seed, claims caller sets and takes sets back', async () => {
+    const a = new IndexAllocator(20, 5);
+    const b = new IndexAllocator(20, 5);
+    expect(Array.from(a.allocate(6))).to.deep.equal(Array.from(b.allocate(6)));
+    const c = new IndexAllocator(10, 1);
+    c.claim([0, 1, 2]);
+    await expectThrows(() => c.claim([2, 3]), /index 2 is already allocated/);
+    await expectThrows(() => c.claim([3, 3]), /repeats index 3/);
+    const got = c.allocate(7);
+    expect([...got].sort((x, y) => x - y)).to.deep.equal([3, 4, 5, 6, 7, 8, 9]);
+    c.release([1, 2]);
+    expect(c.remaining).to.equal(2);
+    expect([...c.allocate(2)].sort()).to.deep.equal([1, 2]);
+    await expectThrows(() => c.release([1, 1]), /repeats index 1/);
+    c.release([1]);
+    await expectThrows(() => c.release([1]), /index 1 is not allocated/);
+    await expectThrows(() => new IndexAllocator(0, 1), /'size' must be a positive integer/);
+    await expectThrows(() => new IndexAllocator(5, 1.5), /'seed' must be an integer/);
+  });
+});
+
+describe('sbora reference', () => {
+  it('equals LoRA with the one-hot factor the indices stand for', () => {
+    const [T, n, m, r, s] = [5, 11, 7, 3, 1.75];
+    const x = rand(T * n), w0 = rand(m * n), b = rand(m * r), a = rand(r * n), g = rand(T * m);
+    const idxA = sampleIndices(n, r, 4);
+    const idxB = sampleIndices(m, r, 5);
+    const fa = { T, n, m, r, scale: s, x, w0, b, idx: idxA, g };
+    const loraFa = { T, n, m, r, scale: s, x, w0, a: ref.oneHot('fa', idxA, n), b, g };
+    expectClose(ref.faForward(fa), loraForward(loraFa), 'FA y', 1e-12);
+    const fab = ref.faBackward(fa);
+    const lfa = loraBackward(loraFa);
+    expectClose(fab.dx, lfa.dx, 'FA dx', 1e-12);
+    expectClose(fab.db, lfa.db, 'FA db', 1e-12);
+    const fb = { T, n, m, r, scale: s, x, w0, a, idx: idxB, g };
+    const loraFb = { T, n, m, r, scale: s, x, w0, a, b: ref.oneHot('fb', idxB, m), g };
+    expectClose(ref.fbForward(fb), loraForward(loraFb), 'FB y', 1e-12);
+    const fbb = ref.fbBackward(fb);
+    const lfb = loraBackward(loraFb);
+    expectClose(fbb.dx, lfb.dx, 'FB dx', 1e-12);
+    expectClose(fbb.da, lfb.da, 'FB da', 1e-12);
+    // The merge is the dense LoRA update restricted to the region.
+    expectClose(ref.faDelta(fa), refMatmul(b, ref.oneHot('fa', idxA, n), m, r, n).map((v) => v * s), 'FA delta', 1e-12);
+    expectClose(ref.fbDelta(fb), refMatmul(ref.oneHot('fb', idxB, m), a, m, r, n).map((v) => v * s), 'FB delta', 1e-12);
+  });
+
+  for (const variant of ['fa', 'fb'] as const) {
+    it(`${variant.toUpperCase()} gradients match central finite differences`, () => {
+      const [T, n, m, r, s] = [4, 9, 6, 3, 1.3];
+      const x = toF64(rand(T * n)), w0 = toF64(rand(m * n)), g = toF64(rand(T * m));
+      const idx = sampleIndices(variant === 'fa' ? n : m, r, 11);
+      const factor = toF64(rand(variant === 'fa' ? m * r : r * n));
+      const args = { T, n, m, r, scale: s, x, w0, idx, b: factor, a: factor, g };
+      const loss = () => dot(variant === 'fa' ? ref.faForward(args) : ref.fbForward(args), g);
+      const grads = variant === 'fa' ? ref.faBackward(args) : ref.fbBackward(args);
+      const dFactor = variant === 'fa' ? (grads as { db: Float64Array }).db : (grads as { da: Float64Array }).da;
+      expect(relativeError(dFactor, finiteDifference(loss, factor))).to.be.below(1e-6);
+      expect(relativeError(grads.dx, finiteDifference(loss, x))).to.be.below(1e-6);
+      // The adapter-only parts are the derivatives of the adapter-only output.
+      const adLoss = () => dot(variant === 'fa' ? ref.faForward(args, true) : ref.fbForward(args, true), g);
+      const adGrads = variant === 'fa' ? ref.faBackward(args, true) : ref.fbBackward(args, true);
+      expect(relativeError(adGrads.dx, finiteDifference(adLoss, x))).to.be.below(1e-6);
+    });
+  }
+});
+
+for (const tuning of ['direct', 'tiled'] as Tuning['matmul'][]) {
+  describe(`sbora kernels (matmul tuning '${tuning}')`, () => {
+    let saved: Tuning['matmul'];
+    before(async () => {
+      const ctx = await gpu();
+      saved = ctx.tuning.matmul;
+      ctx.tuning.matmul = tuning;
+    });
+    after(async () => {
+      (await gpu()).tuning.matmul = saved;
+    });
+
+    for (const [T, n, m, r] of SHAPES) {
+      it(`SBoRA-FA forward and backward, T=${T} n=${n} m=${m} r=${r}`, async () => {
+        const ctx = await gpu();
+        const s = 2 / r + 0.5;
+        const x = rand(T * n), w0 = rand(m * n), b = rand(m * r), g = rand(T * m);
+        const [X, W0, B, G] = [ctx.upload(x, [T, n]), ctx.upload(w0, [m, n]), ctx.upload(b, [m, r]), ctx.upload(g, [T, m])];
+        const idx = createIndexSet(ctx, { size: n, r, seed: T * 31 + r });
+        const args = { T, n, m, r, scale: s, x, w0, b, g, idx: idx.values };
+        const p = { w0: W0, b: B, idx, scale: s };
+        for (const adapterOnly of [false, true]) {
+          const { y } = await sboraFaForward(ctx, { ...p, x: X }, { adapterOnly });
+          expectClose(await ctx.read(y), ref.faForward(args, adapterOnly), `y (adapterOnly ${adapterOnly})`);
+          const { dx, db } = await sboraFaBackward(ctx, { ...p, x: X, g: G }, { adapterOnly });
+          const want = ref.faBackward(args, adapterOnly);
+          expectClose(await ctx.read(dx), want.dx, `dx (adapterOnly ${adapterOnly})`);
+          expectClose(await ctx.read(db), want.db, 'db');
+          release(y, dx, db);
+        }
+        release(X, W0, B, G, idx);
+      });
+
+      it(`SBoRA-FB forward and backward, T=${T} n=${n} m=${m} r=${r}`, async () => {
+        const ctx = await gpu();
+        const s = 2 / r + 0.25;
+        const x = rand(T * n), w0 = rand(m * n), a = rand(r * n), g = rand(T * m);
+        const [X, W0, A, G] = [ctx.upload(x, [T, n]), ctx.upload(w0, [m, n]), ctx.upload(a, [r, n]), ctx.upload(g, [T, m])];
+        const idx = createIndexSet(ctx, { size: m, r, seed: T * 17 + r });
+        const args = { T, n, m, r, scale: s, x, w0, a, g, idx: idx.values };
+        const p = { w0: W0, a: A, idx, scale: s };
+        for (const adapterOnly of [false, true]) {
+          const { y } = await sboraFbForward(ctx, { ...p, x: X }, { adapterOnly });
+          expectClose(await ctx.read(y), ref.fbForward(args, adapterOnly), `y (adapterOnly ${adapterOnly})`);
+          const { dx, da } = await sboraFbBackward(ctx, { ...p, x: X, g: G }, { adapterOnly });
+          const want = ref.fbBackward(args, adapterOnly);
+          expectClose(await ctx.read(dx), want.dx, `dx (adapterOnly ${adapterOnly})`);
+          expectClose(await ctx.read(da), want.da, 'da');
+          release(y, dx, da);
+        }
+        release(X, W0, A, G, idx);
+      });
+    }
+  });
+}
+
+describe('sbora kernels: outputs, encoders and memory', () => {
+  it('writes into caller tensors inside the caller\'s encoder, with no scratch allocated', async () => {
+    const ctx = await gpu();
+    const [T, n, m, r, s] = [6, 21, 13, 4, 2];
+    const x = rand(T * n), w0 = rand(m * n), b = rand(m * r), a = rand(r * n), g = rand(T * m);
+    const [X, W0, B, A, G] = [ctx.upload(x, [T, n]), ctx.upload(w0, [m, n]), ctx.upload(b, [m, r]), ctx.upload(a, [r, n]), ctx.upload(g, [T, m])];
+    const ia = createIndexSet(ctx, { size: n, r, seed: 1 });
+    const ib = createIndexSet(ctx, { size: m, r, seed: 2 });
+    const [Ya, Yb, DXa, DXb, DB, DA] = [ctx.tensor([T, m]), ctx.tensor([T, m]), ctx.tensor([T, n]), ctx.tensor([T, n]), ctx.tensor([m, r]), ctx.tensor([r, n])];
+    // Warm the pipeline cache, then count allocations while encoding and running.
+    await sboraFaForward(ctx, { w0: W0, b: B, idx: ia, scale: s, x: X, y: Ya });
+    await sboraFbBackward(ctx, { w0: W0, a: A, idx: ib, scale: s, x: X, g: G, dx: DXb, da: DA });
+    const made: string[] = [];
+    const stop = ctx.onAllocate((rec) => made.push(rec.label));
+    const enc = ctx.device.createCommandEncoder();
+    const fa = { w0: W0, b: B, idx: ia, scale: s };
+    const fb = { w0: W0, a: A, idx: ib, scale: s };
+    expect((await sboraFaForward(ctx, { ...fa, x: X, y: Ya }, { encoder: enc })).y).to.equal(Ya);
+    const gfa = await sboraFaBackward(ctx, { ...fa, x: X, g: G, dx: DXa, db: DB }, { encoder: enc });
+    expect(gfa.dx).to.equal(DXa);
+    expect(gfa.db).to.equal(DB);
+    await sboraFbForward(ctx, { ...fb, x: X, y: Yb }, { encoder: enc });
+    await sboraFbBackward(ctx, { ...fb, x: X, g: G, dx: DXb, da: DA }, { encoder: enc });
+    ctx.submit(enc);
+    await ctx.sync();
+    stop();
+    expect(made, 'allocations during forward/backward').to.deep.equal([]);
+    const argsA = { T, n, m, r, scale: s, x, w0, b, g, idx: ia.values };
+    const argsB = { T, n, m, r, scale: s, x, w0, a, g, idx: ib.values };
+    expectClose(await ctx.read(Ya), ref.faForward(argsA), 'FA y');
+    expectClose(await ctx.read(DXa), ref.faBackward(argsA).dx, 'FA dx');
+    expectClose(await ctx.read(DB), ref.faBackward(argsA).db, 'FA db');
+    expectClose(await ctx.read(Yb), ref.fbForward(argsB), 'FB y');
+    expectClose(await ctx.read(DXb), ref.fbBackward(argsB).dx, 'FB dx');
+    expectClose(await ctx.read(DA), ref.fbBackward(argsB).da, 'FB da');
+    release(X, W0, B, A, G, ia, ib, Ya, Yb, DXa, DXb, DB, DA);
+  });
+
+  it('accounts for parameters, indices, gradients and device bytes as allocated', async () => {
+    const ctx = await gpu();
+    const [T, n, m, r] = [8, 40, 24, 6];
+    const fa = sboraAccounting('fa', { n, m, r, T });
+    expect(fa.trainableParams).to.equal(m * r);
+    expect(fa.storedIndices).to.equal(r);
+    expect(fa.indexBytes).to.equal(4 * r);
+    expect(fa.gradientBytes).to.equal(4 * m * r);
+    expect(fa.savedActivationBytes).to.equal(0);
+    const fb = sboraAccounting('fb', { n, m, r, T });
+    expect(fb.trainableParams).to.equal(r * n);
+    expect(fb.gradientBytes).to.equal(4 * r * n);
+    expect(fb.loraTrainableParams).to.equal(r * (n + m));
+    // deviceBytes is what the adapter really adds on the device: factor, gradient, indices.
+    for (const variant of ['fa', 'fb'] as const) {
+      const acct = sboraAccounting(variant, { n, m, r, T });
+      const [X, W0, G] = [ctx.upload(rand(T * n), [T, n]), ctx.upload(rand(m * n), [m, n]), ctx.upload(rand(T * m), [T, m])];
+      const before = ctx.allocations.liveBytes;
+      const idx = createIndexSet(ctx, { size: variant === 'fa' ? n : m, r, seed: 1 });
+      const factor = variant === 'fa' ? ctx.upload(rand(m * r), [m, r]) : ctx.upload(rand(r * n), [r, n]);
+      const y = ctx.tensor([T, m]);
+      const dx = ctx.tensor([T, n]);
+      const layerIO = y.byteLength + dx.byteLength;
+      let grad: Tensor;
+      if (variant === 'fa') {
+        await sboraFaForward(ctx, { w0: W0, b: factor, idx, scale: 2, x: X, y });
+        grad = (await sboraFaBackward(ctx, { w0: W0, b: factor, idx, scale: 2, x: X, g: G, dx })).db;
+      } else {
+        await sboraFbForward(ctx, { w0: W0, a: factor, idx, scale: 2, x: X, y });
+        grad = (await sboraFbBackward(ctx, { w0: W0, a: factor, idx, scale: 2, x: X, g: G, dx })).da;
+      }
+      expect(ctx.allocations.liveBytes - before - layerIO, `${variant} device bytes`).to.equal(acct.deviceBytes);
+      release(X, W0, G, idx, factor, y, dx, grad);
+    }
+    await expectThrows(() => sboraAccounting('fc' as never, { n, m, r }), /'variant' must be 'fa' or 'fb'/);
+    await expectThrows(() => sboraAccounting('fa', { n: 4, m, r: 5 }), /r = 5 indices cannot be distinct in \[0, n\)/);
+    await expectThrows(() => sboraAccounting('fb', { n, m: 0, r }), /'m' must be a positive integer, got 0/);
+    await expectThrows(() => sboraAccounting('fb', { n, m, r, T: 1.5 }), /'T' must be a positive integer, got 1.5/);
+  });
+});
+
+// Bit patterns an arithmetic pass would disturb: −0 (−0 + 0 = +0), a NaN payload, denormals.
+const SPECIAL = [0x80000000, 0x7fc12345, 0x00000001, 0x807fffff];
+
+/** Random weights with special bit patterns sprinkled outside the region (inside, finite values). */
+function withSpecials(count: number, inRegion: (e: number) => boolean): Float32Array {
+  const w = rand(count);
+  const bits = new Uint32Array(w.buffer);
+  for (let e = 0; e < count; e += 3) if (!inRegion(e)) bits[e] = SPECIAL[e % SPECIAL.length];
+  return w;
+}
+
+function expectRegion(got: ArrayLike<number>, w0: Float32Array, inRegion: (e: number) => boolean, what: string): void {
+  const a = new Uint32Array(Float32Array.from(got).buffer);
+  const b = new Uint32Array(w0.buffer, w0.byteOffset, w0.length);
+  let changed = 0;
+  let regionChanged = 0;
+  for (let e = 0; e < b.length; e++) {
+    if (inRegion(e)) regionChanged += a[e] !== b[e] ? 1 : 0;
+    else if (a[e] !== b[e]) changed++;
+  }
+  expect(changed, `${what}: words changed outside the region`).to.equal(0);
+  expect(regionChanged, `${what}: the region was written`).to.be.greaterThan(0);
+}
+
+function pick(a: ArrayLike<number>, inRegion: (e: number) => boolean): Float64Array {
+  return Float64Array.from(Array.from(a).filter((_, e) => inRegion(e)));
+}
+
+describe('sbora regional merge', () => {
+  for (const [n, m, r] of [[37, 29, 5], [8, 6, 2], [64, 33, 16]] as [number, number, number][]) {
+    for (const variant of ['fa', 'fb'] as const) {
+      const what = variant === 'fa' ? 'columns' : 'rows';
+      it(`${variant.toUpperCase()} merges only the r ${what}, n=${n} m=${m} r=${r}; every other byte unchanged`, async () => {
+        const ctx = await gpu();
+        const s = variant === 'fa' ? 1.5 : 0.75;
+        const idx = createIndexSet(ctx, { size: variant === 'fa' ? n : m, r, seed: n + m });
+        const inRegion = variant === 'fa' ? (e: number) => idx.values.includes(e % n) : (e: number) => idx.values.includes(Math.floor(e / n));
+        const w0 = withSpecials(m * n, inRegion);
+        const f = rand(variant === 'fa' ? m * r : r * n);
+        const W0 = ctx.upload(w0, [m, n]);
+        const F = ctx.upload(f, variant === 'fa' ? [m, r] : [r, n]);
+        const merge = (extra: object, opts: object) =>
+          variant === 'fa'
+            ? sboraFaMerge(ctx, { w0: W0, b: F, idx, scale: s, ...extra }, opts)
+            : sboraFbMerge(ctx, { w0: W0, a: F, idx, scale: s, ...extra }, opts);
+        const args = { n, m, r, scale: s, w0, b: f, a: f, idx: idx.values };
+        const delta = await merge({}, { deltaOnly: true });
+        expectClose(await ctx.read(delta), variant === 'fa' ? ref.faDelta(args) : ref.fbDelta(args), 'delta');
+        const merged = await merge({}, {});
+        const outOfPlace = Float32Array.from(await ctx.read(merged));
+        expectRegion(outOfPlace, w0, inRegion, 'out-of-place merge');
+        const want = variant === 'fa' ? ref.faMerge(args) : ref.fbMerge(args);
+        expectClose(pick(outOfPlace, inRegion), pick(want, inRegion), 'merged region');
+        await merge({}, { inPlace: true });
+        const inPlace = Float32Array.from(await ctx.read(W0));
+        expectRegion(inPlace, w0, inRegion, 'in-place merge');
+        expect(Array.from(new Uint32Array(inPlace.buffer))).to.deep.equal(Array.from(new Uint32Array(outOfPlace.buffer)));
+        await merge({}, { inPlace: true, unmerge: true });
+        const back = await ctx.read(W0);
+        const a = new Uint32Array(Float32Array.from(back).buffer);
+        const b = new Uint32Array(w0.buffer);
+        expect(a.every((v, e) => inRegion(e) || v === b[e]), 'unmerge: bytes outside the region').to.equal(true);
+        expectClose(pick(back, inRegion), pick(w0, inRegion), 'unmerge restores the region', 1e-6);
+        release(W0, F, idx, delta, merged);
+      });
+    }
+  }
+
+  it('a merged FA/FB layer computes what the adapter forward computes', async () => {
+    const ctx = await gpu();
+    const [T, n, m, r, s] = [5, 23, 17, 4, 2];
+    const x = rand(T * n);
+    const [X, W0, B, A] = [ctx.upload(x, [T, n]), ctx.upload(rand(m * n), [m, n]), ctx.upload(rand(m * r), [m, r]), ctx.upload(rand(r * n), [r, n])];
+    const ia = createIndexSet(ctx, { size: n, r, seed: 3 });
+    const ib = createIndexSet(ctx, { size: m, r, seed: 4 });
+    const wa = await sboraFaMerge(ctx, { w0: W0, b: B, idx: ia, scale: s });
+    const wb = await sboraFbMerge(ctx, { w0: W0, a: A, idx: ib, scale: s });
+    const ya = await ctx.read((await sboraFaForward(ctx, { w0: W0, b: B, idx: ia, scale: s, x: X })).y);
+    const yb = await ctx.read((await sboraFbForward(ctx, { w0: W0, a: A, idx: ib, scale: s, x: X })).y);
+    expectClose(refMatmul(x, await ctx.read(wa), T, n, m, false, true), ya, 'X W\'ᵀ (FA)', 1e-5);
+    expectClose(refMatmul(x, await ctx.read(wb), T, n, m, false, true), yb, 'X W\'ᵀ (FB)', 1e-5);
+    release(X, W0, B, A, ia, ib, wa, wb);
+  });
+});
+
+describe('Multi-SBoRA', () => {
+  it('trains adapters independently on disjoint sets and merges them all at once, as one after another', async () => {
+    const ctx = await gpu();
+    const [T, n, m, s, lr] = [6, 30, 20, 1.5, 0.1];
+    const x = rand(T * n), w0 = rand(m * n), g = rand(T * m);
+    const [X, W0, G] = [ctx.upload(x, [T, n]), ctx.upload(w0, [m, n]), ctx.upload(g, [T, m])];
+    const cols = new IndexAllocator(n, 7);
+    const rows = new IndexAllocator(m, 8);
+    type Ad = { variant: 'fa'; idx: IndexSet; b: Tensor; scale: number } | { variant: 'fb'; idx: IndexSet; a: Tensor; scale: number };
+    const adapters: Ad[] = [];
+    // Three FA tasks on disjoint columns, two FB tasks on disjoint rows; each takes two SGD steps
+    // on its own layer (W0 + that adapter alone), its factor starting at zero as SBoRA initialises.
+    for (const [variant, r] of [['fa', 3], ['fa', 5], ['fb', 4], ['fa', 2], ['fb', 6]] as ['fa' | 'fb', number][]) {
+      const idx = createIndexSet(ctx, { size: variant === 'fa' ? n : m, values: (variant === 'fa' ? cols : rows).allocate(r) });
+      let factor = new Float32Array(variant === 'fa' ? m * r : r * n);
+      for (let step = 0; step < 2; step++) {
+        const F = ctx.upload(factor, variant === 'fa' ? [m, r] : [r, n]);
+        const grad = variant === 'fa'
+          ? (await sboraFaBackward(ctx, { w0: W0, b: F, idx, scale: s, x: X, g: G })).db
+          : (await sboraFbBackward(ctx, { w0: W0, a: F, idx, scale: s, x: X, g: G })).da;
+        const dF = await ctx.read(grad);
+        // The first gradient is the same whatever the factor, the second too (it is linear in W):
+        // both are checked against the reference so the training step is a real one.
+        const args = { T, n, m, r, scale: s, x, w0, g, idx: idx.values, b: factor, a: factor };
+        expectClose(dF, variant === 'fa' ? ref.faBackward(args).db : ref.fbBackward(args).da, 'gradient');
+        factor = factor.map((v, i) => v - lr * dF[i]);
+        release(F, grad);
+      }
+      const F = ctx.upload(factor, variant === 'fa' ? [m, r] : [r, n]);
+      adapters.push(variant === 'fa' ? { variant, idx, b: F, scale: s } : { variant, idx, a: F, scale: s });
+    }
+    const all = await ctx.read(await sboraMultiMerge(ctx, { w0: W0, adapters }));
+    // One after another, in place on a copy of W0.
+    const W = ctx.upload(w0, [m, n]);
+    for (const ad of adapters) {
+      if (ad.variant === 'fa') await sboraFaMerge(ctx, { w0: W, b: ad.b, idx: ad.idx, scale: ad.scale }, { inPlace: true });
+      else await sboraFbMerge(ctx, { w0: W, a: ad.a, idx: ad.idx, scale: ad.scale }, { inPlace: true });
+    }
+    const seq = await ctx.read(W);
+    expect(Array.from(new Uint32Array(Float32Array.from(all).buffer))).to.deep.equal(Array.from(new Uint32Array(Float32Array.from(seq).buffer)));
+    // And against the reference: W0 plus every adapter's regional delta.
+    let want: Float64Array = toF64(w0);
+    for (const ad of adapters) {
+      const f = await ctx.read(ad.variant === 'fa' ? ad.b : ad.a);
+      const args = { n, m, r: ad.idx.r, scale: ad.scale, idx: ad.idx.values, b: f, a: f };
+      const d = ad.variant === 'fa' ? ref.faDelta(args) : ref.fbDelta(args);
+      want = want.map((v, i) => v + d[i]);
+    }
+    expectClose(all, want, 'multi-merge');
+    // Unmerging every adapter at once restores W0 up to rounding.
+    await sboraMultiMerge(ctx, { w0: W, adapters }, { inPlace: true, unmerge: true });
+    expectClose(await ctx.read(W), w0, 'multi-unmerge', 1e-6);
+    release(X, W0, G, W, ...adapters.map((a) => a.idx), ...adapters.map((a) => (a.variant === 'fa' ? a.b : a.a)));
+  });
+
+  it('rejects overlapping sets and malformed adapter lists', async () => {
+    const ctx = await gpu();
+    const [n, m, r] = [10, 8, 3];
+    const W0 = ctx.upload(rand(m * n), [m, n]);
+    const B = ctx.upload(rand(m * r), [m, r]);
+    const i1 = createIndexSet(ctx, { size: n, values: [1, 2, 3] });
+    const i2 = createIndexSet(ctx, { size: n, values: [4, 3, 9] });
+    await expectThrows(
+      () => sboraMultiMerge(ctx, { w0: W0, adapters: [{ variant: 'fa', idx: i1, b: B, scale: 1 }, { variant: 'fa', idx: i2, b: B, scale: 1 }] }),
+      /index 3 is in both set 0 and set 1/, /disjoint/,
+    );
+    await expectThrows(() => sboraMultiMerge(ctx, { w0: W0, adapters: [] }), /'adapters' must be a non-empty array/);
+    await expectThrows(() => sboraMultiMerge(ctx, { w0: W0, adapters: [{ variant: 'fc', idx: i1, b: B, scale: 1 } as never] }), /'adapters\[0\].variant' must be 'fa' or 'fb'/);
+    const ib = createIndexSet(ctx, { size: m, values: [0, 1, 2] });
+    await expectThrows(() => sboraMultiMerge(ctx, { w0: W0, adapters: [{ variant: 'fb', idx: ib, a: B, scale: 1 }] }), /adapters\[0\]/, /'a' has shape \[8, 3\], expected \[r, n\] = \[3, 10\]/);
+    release(W0, B, i1, i2, ib);
+  });
+});
+
+describe('sbora bad input', () => {
+  it('names the argument and what was expected', async () => {
+    const ctx = await gpu();
+    const [T, n, m, r] = [3, 8, 6, 2];
+    const [X, W0, B, A, G] = [ctx.upload(rand(T * n), [T, n]), ctx.upload(rand(m * n), [m, n]), ctx.upload(rand(m * r), [m, r]), ctx.upload(rand(r * n), [r, n]), ctx.upload(rand(T * m), [T, m])];
+    const ia = createIndexSet(ctx, { size: n, values: [4, 2] });
+    const ib = createIndexSet(ctx, { size: m, values: [0, 5] });
+    const fa = { w0: W0, b: B, idx: ia, scale: 2 };
+    const fb = { w0: W0, a: A, idx: ib, scale: 2 };
+    // Index sets: missing, unvalidated, for the wrong dimension, of the wrong rank.
+    await expectThrows(() => sboraFaForward(ctx, { ...fa, idx: undefined as never, x: X }), /sbora.fa.forward: 'idx' must be an IndexSet/);
+    const raw = ctx.upload([4, 2], [2], 'u32');
+    await expectThrows(() => sboraFaForward(ctx, { ...fa, idx: raw as never, x: X }), /'idx' must be an IndexSet \(from createIndexSet: validated/);
+    await expectThrows(() => sboraFaForward(ctx, { ...fa, idx: ib, x: X }), /'idx' indexes \[0, 6\), expected \[0, n\) = \[0, 8\)/);
+    await expectThrows(() => sboraFbForward(ctx, { ...fb, idx: ia, x: X }), /sbora.fb.forward: 'idx' indexes \[0, 8\), expected \[0, m\) = \[0, 6\)/);
+    const i3 = createIndexSet(ctx, { size: n, values: [1, 2, 3] });
+    await expectThrows(() => sboraFaForward(ctx, { ...fa, idx: i3, x: X }), /'b' has shape \[6, 2\], expected \[m, r\] = \[6, 3\]/);
+    // Shapes, dtypes, scale, aliasing.
+    await expectThrows(() => sboraFaForward(ctx, { ...fa, x: G }), /'x' has shape \[3, 6\], expected \[T, n\] = \[3, 8\]/);
+    await expectThrows(() => sboraFbForward(ctx, { ...fb, a: B }), /'a' has shape \[6, 2\], expected \[r, n\] = \[2, 8\]/);
+    await expectThrows(() => sboraFaForward(ctx, { ...fa, w0: X, x: X }), /'idx' indexes \[0, 8\)|'b' has shape/);
+    await expectThrows(() => sboraFaForward(ctx, { ...fa, scale: NaN, x: X }), /'scale' must be a finite number, got NaN/);
+    await expectThrows(() => sboraFaForward(ctx, { ...fa, x: X, y: ctx.tensor([T, n]) }), /'y' has shape \[3, 8\], expected \[T, m\] = \[3, 6\]/);
+    await expectThrows(() => sboraFaBackward(ctx, { ...fa, x: X, g: X }), /sbora.fa.backward: 'g' has shape \[3, 8\], expected \[T, m\] = \[3, 6\]/);
+    await expectThrows(() => sboraFaBackward(ctx, { ...fa, x: X, g: G, db: ctx.tensor([r, m]) }), /'db' has shape \[2, 6\], expected \[m, r\] = \[6, 2\]/);
+    await expectThrows(() => sboraFbBackward(ctx, { ...fb, x: X, g: G, da: ctx.tensor([n, r]) }), /sbora.fb.backward: 'da' has shape \[8, 2\], expected \[r, n\] = \[2, 8\]/);
+    await expectThrows(() => sboraFbBackward(ctx, { ...fb, x: X, g: G, dx: X }), /'dx' and 'x' are the same buffer|'x' and 'dx' are the same buffer/);
+    await expectThrows(() => sboraFaForward(ctx, { ...fa, x: ctx.upload([1, 2, 3, 4, 5, 6, 7, 8], [8], 'f32') }), /'x' must be a 2-D Tensor \[T, n\]/);
+    await expectThrows(() => sboraFaForward(ctx, { ...fa, b: ctx.upload([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [m, r], 'i32'), x: X }), /'b' is i32, expected f32/);
+    await expectThrows(() => sboraFbForward(ctx, { ...fb, w0: ctx.upload(rand(n), [n]), x: X }), /'w0' must be a 2-D Tensor \[m, n\]/);
+    // Merge options.
+    await expectThrows(() => sboraFaMerge(ctx, fa, { inPlace: true, deltaOnly: true }), /sbora.fa.merge: 'inPlace' and 'deltaOnly' exclude each other/);
+    await expectThrows(() => sboraFbMerge(ctx, { ...fb, out: W0 }, {}), /'out' and 'w0' are the same buffer|'w0' and 'out' are the same buffer/);
+    await expectThrows(() => sboraFbMerge(ctx, { ...fb, out: ctx.tensor([n, m]) }, { unmerge: true }), /sbora.fb.unmerge: 'out' has shape \[8, 6\], expected \[m, n\] = \[6, 8\]/);
+    await expectThrows(() => sboraFaMerge(ctx, { ...fa, out: ctx.tensor([m, n]) }, { inPlace: true }), /'out' is not used with 'inPlace'/);
+    release(X, W0, B, A, G, ia, ib, raw, i3);
+  });
+});
+
+describe('sbora vectors', () => {
+  it('passes the public sbora-fa and sbora-fb examples and rejects a malformed index', async () => {
+    const ctx = await gpu();
+    const { readFileSync } = await import('node:fs');
+    const { runVectors } = await import('../src/vectors/index.js');
+    const file = JSON.parse(readFileSync('/work/shared/vectors/examples.json', 'utf8'));
+    const cases = file.cases.filter((c: { params: { method: string } }) => c.params.method.startsWith('sbora'));
+    expect(cases.map((c: { params: { method: string } }) => c.params.method).sort()).to.deep.equal(['sbora-fa', 'sbora-fb']);
+    const report = await runVectors(ctx, { cases }, { check: true });
+    expect(report.failed, report.lines.join('\n')).to.equal(false);
+    for (const c of report.result.cases) expect(c.status).to.equal('ok');
+    const bad = structuredClone(cases[0]);
+    bad.inputs.index.data = [bad.inputs.index.data[0], bad.inputs.index.data[0]];
+    const badReport = await runVectors(ctx, { cases: [bad] });
+    expect(badReport.failed).to.equal(true);
+    expect(badReport.result.cases[0].message).to.match(/'values' repeats index/);
+  });
+});
