@@ -7,4 +7,3 @@ export * as dropout from './dropout.js';
 export * as nn from './nn.js';
 export * as optim from './optim.js';
 export * as sbora from './sbora.js';
-export * as lorma from './lorma.js';
