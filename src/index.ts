@@ -65,3 +65,7 @@ export { sboraFaForward, sboraFaBackward, sboraFaMerge, sboraFbForward, sboraFbB
 export type { SboraFaParams, SboraFbParams, SboraDims, SboraVariant, SboraAdapter, SboraAccount, MergeOptions as SboraMergeOptions } from './sbora.js';
 export { IndexSet, IndexAllocator, createIndexSet, sampleIndices, checkIndices, checkDisjoint } from './indices.js';
 export type { IndexSpec } from './indices.js';
+
+// LoRMA (docs/lorma.md)
+export { lormaForward, lormaBackward, lormaMerge, lormaInit } from './lorma.js';
+export type { LormaParams, LormaDims, Inflation as LormaInflation, Order as LormaOrder } from './lorma.js';

@@ -7,3 +7,4 @@ export * as dropout from './dropout.js';
 export * as nn from './nn.js';
 export * as optim from './optim.js';
 export * as sbora from './sbora.js';
+export * as lorma from './lorma.js';

@@ -4,12 +4,14 @@
 import type { Context } from '../runtime.js';
 import { relativeError } from '../reference/linalg.js';
 import { runLora } from './lora.js';
+import { runLorma } from './lorma.js';
 import { runSboraFa, runSboraFb } from './sbora.js';
 import type { VectorCase, VectorFile, VectorRunner, VectorTensor } from './types.js';
 
 /** One runner per `params.method`; a method not listed here is reported 'unsupported'. */
 export const RUNNERS: Record<string, VectorRunner> = {
   lora: runLora,
+  lorma: runLorma,
   'sbora-fa': runSboraFa,
   'sbora-fb': runSboraFb,
 };
