@@ -1,0 +1,99 @@
+// One fine-tuning run of one method, shared by the Node script (finetune.ts) and the browser demo:
+// adapters on both hidden layers of a frozen pretrained model, AdamW on the adapters only, then
+// validation loss, sampled names and the adapter file contents.
+
+import { adapterConfig, type Adapter, type AdapterMethod } from '../../src/adapters.js';
+import { makeWindows, type Windows } from './data.js';
+import { createAdapter, methodInfo, type AdapterSpec, type MethodAdapter } from './methods.js';
+import { HIDDEN_MODULES, type CharLM } from './model.js';
+import { sampleNames } from './sample.js';
+import { tailMean, train, type Progress, type TrainConfig } from './train.js';
+
+export interface FinetuneData {
+  train: Windows;
+  validation: Windows;
+  /** Normalised training names, to tell new samples from memorised ones. */
+  trainNames: Set<string>;
+}
+
+export function finetuneData(trainNames: string[], validationNames: string[], context: number): FinetuneData {
+  return { train: makeWindows(trainNames, context), validation: makeWindows(validationNames, context), trainNames: new Set(trainNames) };
+}
+
+export interface FinetuneSettings extends TrainConfig {
+  method: AdapterMethod;
+  /** LoRA-equivalent rank: each method gets the rank that trains the same number of values. */
+  rank: number;
+  /** s = alpha / r for every method (alpha scales with each method's own r, so s is shared). */
+  scale: number;
+  blocks: number;
+  samples?: number;
+  sampleSeed?: number;
+  temperature?: number;
+}
+
+export interface FinetuneResult {
+  method: AdapterMethod;
+  label: string;
+  r: number;
+  trainable: number;
+  msPerStep: number;
+  steps: number;
+  losses: [number, number][];
+  trainLoss: number;
+  validationLoss: number;
+  samples: string[];
+  adapter: Adapter;
+}
+
+export async function finetune(
+  model: CharLM,
+  data: FinetuneData,
+  s: FinetuneSettings,
+  onProgress?: (p: Progress) => void | Promise<void>,
+  shouldStop?: () => boolean,
+): Promise<FinetuneResult> {
+  const info = methodInfo(s.method);
+  const r = info.rankFor(s.rank);
+  const spec: AdapterSpec = { method: s.method, r, alpha: s.scale * r, blocks: s.blocks, seed: s.seed ?? 1 };
+  const adapters: MethodAdapter[] = [];
+  try {
+    for (const [i, mod] of HIDDEN_MODULES.entries()) {
+      const ad = createAdapter(model, mod, { ...spec, seed: spec.seed + 101 * (i + 1) });
+      adapters.push(ad);
+      model.adapters[mod] = ad;
+    }
+    const params = adapters.flatMap((a) => a.trainables.map((t) => ({ ...t, decay: false })));
+    const trainable = params.reduce((a, p) => a + p.param.size, 0);
+    const result = await train(model, params, data.train, s, onProgress, shouldStop);
+    result.optimizer.destroy();
+    const validationLoss = await model.evaluate(data.validation.ids, data.validation.targets);
+    const samples = await sampleNames(model, { count: s.samples ?? 12, seed: s.sampleSeed ?? 7, temperature: s.temperature ?? 0.8 });
+    const modules: Adapter['modules'] = {};
+    for (const [i, mod] of HIDDEN_MODULES.entries()) modules[mod] = await adapters[i].toModuleTensors();
+    const config = adapterConfig(s.method, {
+      r,
+      lora_alpha: spec.alpha,
+      target_modules: [...HIDDEN_MODULES],
+      blocks: s.method === 'bora' || s.method === 'melora' ? s.blocks : undefined,
+      base_model_name_or_path: 'examples/charlm/weights/charlm.safetensors',
+      task_type: 'CAUSAL_LM',
+    });
+    return {
+      method: s.method,
+      label: info.label,
+      r,
+      trainable,
+      msPerStep: result.msPerStep,
+      steps: result.losses.length,
+      losses: result.losses,
+      trainLoss: tailMean(result.losses, Math.max(5, Math.round(result.losses.length / 20))),
+      validationLoss,
+      samples,
+      adapter: { config, modules },
+    };
+  } finally {
+    for (const mod of HIDDEN_MODULES) delete model.adapters[mod];
+    for (const a of adapters) a.destroy();
+  }
+}
