@@ -1,10 +1,12 @@
 // AdamW with global-norm gradient clipping (docs/nn.md). Host side: src/optim.ts; float64
 // reference: src/reference/optim.ts.
 //
-// One step over K trainable buffers is, with clipping on,
-//   sum_squares × (chunks of every buffer)   partial[s] = Σ g² over one chunk
-//   clip_scale  × 1                          state = [‖g‖, min(1, max_norm / (‖g‖ + 1e-6))]
-//   adamw_update × K                         reads state[1]: the norm never visits the host
+// The host packs every trainable buffer into one flat parameter / gradient arena (buffer copies,
+// which cost far less than dispatches), so a whole step is three dispatches:
+//   sum_squares   partial[c] = Σ g² over chunk c of the arena
+//   clip_scale    state = [‖g‖, min(1, max_norm / (‖g‖ + 1e-6))]
+//   adamw_update  reads state[1]: the norm never visits the host
+// (or, for arenas past the binding limit, one sum_squares and one adamw_update per buffer).
 // Partial sums are added in slot order by one invocation, so the norm is deterministic.
 
 const WG: u32 = 64u;
@@ -65,7 +67,8 @@ struct AdamParams {
   beta1: f32,
   beta2: f32,
   eps: f32,
-  decay: f32,      // lr · weight_decay, 0 for buffers without decay
+  decay: f32,      // lr · weight_decay
+  decay_end: u32,  // elements [0, decay_end) decay; the host puts buffers without decay last
   bc1: f32,        // 1 − β1^t
   bc2: f32,        // 1 − β2^t
 }
@@ -92,5 +95,5 @@ fn adamw_update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
   ad_v[i] = v;
   let mhat = m / AP.bc1;
   let vhat = v / AP.bc2;
-  ad_param[i] = ad_param[i] * (1.0 - AP.decay) - AP.lr * mhat / (sqrt(vhat) + AP.eps);
+  ad_param[i] = ad_param[i] * select(1.0, 1.0 - AP.decay, i < AP.decay_end) - AP.lr * mhat / (sqrt(vhat) + AP.eps);
 }

@@ -60,6 +60,11 @@ export interface AdamWOptions {
   /** Compute the global gradient norm every step even without clipping (for `gradNorm()`). */
   trackNorm?: boolean;
   schedule?: ScheduleOptions;
+  /**
+   * Pack every buffer into one arena so a step is 3 dispatches whatever the number of buffers
+   * (default: when the total fits one storage binding). false: 2 dispatches per buffer + 1.
+   */
+  fused?: boolean;
 }
 
 function positive(where: string, name: string, v: unknown, allowZero = false): number {
@@ -79,10 +84,17 @@ export class AdamW {
   readonly maxGradNorm: number | undefined;
   readonly schedule: ScheduleOptions | undefined;
   readonly trackNorm: boolean;
-  /** First and second moments, one pair per param, zero at the start. */
-  readonly m: Tensor[];
-  readonly v: Tensor[];
+  /** True when every buffer is packed into one arena (3 dispatches a step); see AdamWOptions.fused. */
+  readonly fused: boolean;
   #t = 0;
+  // Fused: one arena each for params, grads, m, v; `#offset[k]` is buffer k's first element.
+  // Per buffer: m and v per param, the arenas unused.
+  #m: Tensor[];
+  #v: Tensor[];
+  #flat: { p: Tensor; g: Tensor } | undefined;
+  #offset: number[];
+  #decayEnd = 0;
+  #total: number;
   #partial: Tensor;
   #state: Tensor;
   #slots: number[];
@@ -129,16 +141,41 @@ export class AdamW {
     this.trackNorm = !!options.trackNorm || this.maxGradNorm !== undefined;
     this.ctx = ctx;
     this.params = named;
-    this.m = named.map((p) => ctx.zeros(p.param.shape, 'f32', `adamw.m ${p.name}`));
-    this.v = named.map((p) => ctx.zeros(p.param.shape, 'f32', `adamw.v ${p.name}`));
-    this.#slots = [];
-    let slots = 0;
-    for (const p of named) {
-      this.#slots.push(slots);
-      slots += Math.ceil(p.param.size / CHUNK);
+    this.#total = named.reduce((a, p) => a + p.param.size, 0);
+    const fits = this.#total * 4 <= ctx.limits.maxStorageBufferBindingSize;
+    if (options.fused === true && !fits) {
+      throw new PeftError(`${where}: 'fused' needs all ${this.#total} elements in one binding, past this device's maxStorageBufferBindingSize`);
     }
-    this.#totalSlots = slots;
-    this.#partial = ctx.zeros([slots], 'f32', 'adamw.partial');
+    this.fused = options.fused ?? fits;
+    this.#offset = [];
+    this.#slots = [];
+    if (this.fused) {
+      // Buffers with decay first, so one bound [0, decayEnd) tells the kernel which elements decay.
+      let at = 0;
+      for (const pass of [true, false]) {
+        named.forEach((p, k) => {
+          if (p.decay !== pass) return;
+          this.#offset[k] = at;
+          at += p.param.size;
+        });
+        if (pass) this.#decayEnd = at;
+      }
+      this.#flat = { p: ctx.tensor([this.#total], 'f32', 'adamw.params'), g: ctx.tensor([this.#total], 'f32', 'adamw.grads') };
+      this.#m = [ctx.zeros([this.#total], 'f32', 'adamw.m')];
+      this.#v = [ctx.zeros([this.#total], 'f32', 'adamw.v')];
+      this.#slots = [0];
+      this.#totalSlots = Math.ceil(this.#total / CHUNK);
+    } else {
+      this.#m = named.map((p) => ctx.zeros(p.param.shape, 'f32', `adamw.m ${p.name}`));
+      this.#v = named.map((p) => ctx.zeros(p.param.shape, 'f32', `adamw.v ${p.name}`));
+      let slots = 0;
+      for (const p of named) {
+        this.#slots.push(slots);
+        slots += Math.ceil(p.param.size / CHUNK);
+      }
+      this.#totalSlots = slots;
+    }
+    this.#partial = ctx.zeros([this.#totalSlots], 'f32', 'adamw.partial');
     // [‖g‖, clip scale]
     this.#state = ctx.upload([0, 1], [2], 'f32', 'adamw.state');
   }
@@ -156,6 +193,8 @@ export class AdamW {
   /**
    * One AdamW step over every buffer from its current gradient. With clipping or trackNorm the
    * global norm is reduced on the device and applied in the update without a host round-trip.
+   * Fused: params and grads are copied into the arenas, updated there by 3 dispatches (1 without
+   * the norm) and the params copied back, all in one encoder.
    */
   async step(opts: { encoder?: GPUCommandEncoder } = {}): Promise<void> {
     const ctx = this.ctx;
@@ -167,30 +206,42 @@ export class AdamW {
     this.#t += 1;
     const t = this.#t;
     const [b1, b2] = this.betas;
-    const bc1 = 1 - b1 ** t;
-    const bc2 = 1 - b2 ** t;
-    const clip = this.maxGradNorm !== undefined;
+    const hyper = [f32(lr), f32(b1), f32(b2), f32(this.eps), f32(lr * this.weightDecay)];
+    const bc = [f32(1 - b1 ** t), f32(1 - b2 ** t)];
+    const clip = this.maxGradNorm !== undefined ? 1 : 0;
+    // [buffer, grad, m, v, elements, slot, decayEnd]
+    const groups: [Tensor, Tensor, Tensor, Tensor, number, number, number][] = this.#flat
+      ? [[this.#flat.p, this.#flat.g, this.#m[0], this.#v[0], this.#total, 0, this.#decayEnd]]
+      : this.params.map((p, k) => [p.param, p.grad, this.#m[k], this.#v[k], p.param.size, this.#slots[k], p.decay ? p.param.size : 0]);
     await ctx.encode(opts.encoder, (enc) => {
-      if (this.trackNorm) {
+      const flat = this.#flat;
+      if (flat) {
         this.params.forEach((p, k) => {
-          ctx.dispatch(enc, {
-            shader: SHADER, entry: 'sum_squares', params: [p.param.size, this.#slots[k]], bindings: [p.grad, this.#partial],
-            workgroups: Math.ceil(p.param.size / CHUNK), label: `grad norm ${p.name}`,
-          });
-        });
-        ctx.dispatch(enc, {
-          shader: SHADER, entry: 'clip_scale', params: [this.#totalSlots, f32(this.maxGradNorm ?? 3.4e38)],
-          bindings: [this.#partial, this.#state], workgroups: 1, label: 'clip scale',
+          enc.copyBufferToBuffer(p.grad.buffer, 0, flat.g.buffer, this.#offset[k] * 4, p.param.byteLength);
+          enc.copyBufferToBuffer(p.param.buffer, 0, flat.p.buffer, this.#offset[k] * 4, p.param.byteLength);
         });
       }
-      this.params.forEach((p, k) => {
+      if (this.trackNorm) {
+        for (const [, g, , , n, slot] of groups) {
+          ctx.dispatch(enc, {
+            shader: SHADER, entry: 'sum_squares', params: [n, slot], bindings: [g, this.#partial],
+            workgroups: Math.ceil(n / CHUNK), label: 'adamw grad norm',
+          });
+        }
         ctx.dispatch(enc, {
-          shader: SHADER, entry: 'adamw_update',
-          params: [p.param.size, clip ? 1 : 0, f32(lr), f32(b1), f32(b2), f32(this.eps), f32(p.decay ? lr * this.weightDecay : 0), f32(bc1), f32(bc2)],
-          bindings: [p.param, p.grad, this.m[k], this.v[k], this.#state],
-          workgroups: Math.ceil(p.param.size / WG), label: `adamw ${p.name}`,
+          shader: SHADER, entry: 'clip_scale', params: [this.#totalSlots, f32(this.maxGradNorm ?? 3.4e38)],
+          bindings: [this.#partial, this.#state], workgroups: 1, label: 'adamw clip scale',
         });
-      });
+      }
+      for (const [p, g, m, v, n, , decayEnd] of groups) {
+        ctx.dispatch(enc, {
+          shader: SHADER, entry: 'adamw_update', params: [n, clip, ...hyper, decayEnd, ...bc],
+          bindings: [p, g, m, v, this.#state], workgroups: Math.ceil(n / WG), label: 'adamw update',
+        });
+      }
+      if (flat) {
+        this.params.forEach((p, k) => enc.copyBufferToBuffer(flat.p.buffer, this.#offset[k] * 4, p.param.buffer, 0, p.param.byteLength));
+      }
     });
   }
 
@@ -200,15 +251,29 @@ export class AdamW {
     return (await this.ctx.read(this.#state))[0];
   }
 
+  /** Reads buffer k's first and second moments back (for checkpoints and tests). */
+  async moments(k: number): Promise<{ m: Float32Array; v: Float32Array }> {
+    const p = this.params[k];
+    if (!p) throw new PeftError(`AdamW.moments: 'k' must be an index in [0, ${this.params.length}), got ${k}`);
+    if (!this.#flat) return { m: await this.ctx.readF32(this.#m[k]), v: await this.ctx.readF32(this.#v[k]) };
+    const at = this.#offset[k];
+    const slice = (a: Float32Array) => a.slice(at, at + p.param.size);
+    return { m: slice(await this.ctx.readF32(this.#m[0])), v: slice(await this.ctx.readF32(this.#v[0])) };
+  }
+
   /** Zeroes the moments and the step count (the schedule starts over). */
   reset(): void {
-    for (const t of [...this.m, ...this.v]) this.ctx.fill(t, 0);
+    for (const t of [...this.#m, ...this.#v]) this.ctx.fill(t, 0);
     this.ctx.write(this.#state, [0, 1]);
     this.#t = 0;
   }
 
-  /** Frees the optimizer's own buffers (moments, norm partials); params and grads are the caller's. */
+  /** Frees the optimizer's own buffers (moments, arenas, norm partials); params and grads are the caller's. */
   destroy(): void {
-    for (const t of [...this.m, ...this.v, this.#partial, this.#state]) t.destroy();
+    for (const t of [...this.#m, ...this.#v, this.#partial, this.#state]) t.destroy();
+    if (this.#flat) {
+      this.#flat.p.destroy();
+      this.#flat.g.destroy();
+    }
   }
 }

@@ -35,7 +35,7 @@ describe('AdamW on the GPU against the float64 reference', () => {
   // Sizes: 1 element, odd sizes, and buffers spanning several norm chunks (4096 elements each).
   const SHAPES = [[1], [37], [29, 7], [65, 70], [3, 5000]];
 
-  async function run(opts: { maxGradNorm?: number; trackNorm?: boolean; weightDecay?: number }, steps: number, oneEncoder = false) {
+  async function run(opts: { maxGradNorm?: number; trackNorm?: boolean; weightDecay?: number; fused?: boolean }, steps: number, oneEncoder = false) {
     const ctx = await gpu();
     const host = SHAPES.map((s) => rand(s.reduce((a, b) => a * b, 1)));
     const params = SHAPES.map((s, k) => ctx.upload(host[k], s, 'f32', `p${k}`));
@@ -67,20 +67,24 @@ describe('AdamW on the GPU against the float64 reference', () => {
     return { ctx, opt, params, want, state, norms };
   }
 
-  it('6 steps with warm-up, cosine decay, clipping on alternate steps and a decay mask', async () => {
-    const { ctx, opt, params, want, state, norms } = await run({ maxGradNorm: 10 }, 6);
-    for (let k = 0; k < params.length; k++) {
-      expectClose(await ctx.read(params[k]), want[k], `param ${k}`);
-      expectClose(await ctx.read(opt.m[k]), state.m[k], `m ${k}`);
-      expectClose(await ctx.read(opt.v[k]), state.v[k], `v ${k}`);
-    }
-    expect(norms.length).to.equal(6);
-    for (const [got, exp] of norms) expect(Math.abs(got - exp) / exp).to.be.below(2e-6);
-    // Both regimes were exercised.
-    expect(norms.some(([, n]) => n > 10) && norms.some(([, n]) => n < 10)).to.equal(true);
-    expect(opt.stepCount).to.equal(6);
-    opt.destroy();
-  });
+  for (const fused of [true, false]) {
+    it(`6 steps with warm-up, cosine decay, clipping on alternate steps and a decay mask (${fused ? 'fused arena' : 'per buffer'})`, async () => {
+      const { ctx, opt, params, want, state, norms } = await run({ maxGradNorm: 10, fused }, 6);
+      expect(opt.fused).to.equal(fused);
+      for (let k = 0; k < params.length; k++) {
+        expectClose(await ctx.read(params[k]), want[k], `param ${k}`);
+        const { m, v } = await opt.moments(k);
+        expectClose(m, state.m[k], `m ${k}`);
+        expectClose(v, state.v[k], `v ${k}`);
+      }
+      expect(norms.length).to.equal(6);
+      for (const [got, exp] of norms) expect(Math.abs(got - exp) / exp).to.be.below(2e-6);
+      // Both regimes were exercised.
+      expect(norms.some(([, n]) => n > 10) && norms.some(([, n]) => n < 10)).to.equal(true);
+      expect(opt.stepCount).to.equal(6);
+      opt.destroy();
+    });
+  }
 
   it('without clipping, with the norm tracked, and with zero weight decay', async () => {
     const { ctx, opt, params, want, norms } = await run({ trackNorm: true, weightDecay: 0 }, 4);
@@ -89,8 +93,8 @@ describe('AdamW on the GPU against the float64 reference', () => {
     opt.destroy();
   });
 
-  it('without any norm computation (update kernels only)', async () => {
-    const { ctx, opt, params, want } = await run({}, 3);
+  it('without any norm computation (update kernels only), per buffer', async () => {
+    const { ctx, opt, params, want } = await run({ fused: false }, 3);
     for (let k = 0; k < params.length; k++) expectClose(await ctx.read(params[k]), want[k], `param ${k}`);
     await expectThrows(() => opt.gradNorm(), /AdamW\.gradNorm: the norm is only computed with 'maxGradNorm' or 'trackNorm'/);
     opt.destroy();
@@ -187,5 +191,8 @@ describe('AdamW bad input', () => {
     expect(() => new AdamW(ctx, ok, { lr: 1, schedule: { warmup: 10, total: 5 } })).to.throw(/'schedule\.total' must be an integer ≥ warmup \(10\), got 5/);
     expect(() => new AdamW(ctx, ok, { lr: 1, schedule: { warmup: 1, total: 5, decay: 'exp' as never } })).to.throw(/'schedule\.decay' must be 'cosine', 'linear' or 'constant', got exp/);
     expect(() => new AdamW(ctx, ok, { lr: 1, schedule: { warmup: 1, total: 5, minRatio: 2 } })).to.throw(/'schedule\.minRatio' must be a number in \[0, 1\], got 2/);
+    const opt = new AdamW(ctx, ok, { lr: 1 });
+    await expectThrows(() => opt.moments(1), /AdamW\.moments: 'k' must be an index in \[0, 1\), got 1/);
+    opt.destroy();
   });
 });
