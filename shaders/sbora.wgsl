@@ -3,6 +3,7 @@
 // index_adds (FB's projection-up, FA's input gradient). No one-hot matrix exists anywhere.
 //
 //   gather_mm      C[i, j] = [SRC · op(W0)](i, j) + scale · Σ_q SRC[i, IDX[q]] · F(j, q) + beta · C
+//   (and gather_mm_direct, the same with matmul.wgsl's `direct` blocking)
 //                  FA forward  (SRC = X, op(W0) = W0ᵀ, F = B [N, R])
 //                  FB backward dX (SRC = G, op(W0) = W0, F = A stored [R, N])
 //   index_add_mm   C[i, IDX[q]] += scale · Σ_k SRC[i, k] · F(q, k)
@@ -110,6 +111,56 @@ fn gather_mm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         if (P.beta != 0.0) { v += P.beta * C[row * P.N + col]; }
         C[row * P.N + col] = v;
       }
+    }
+  }
+}
+
+// gather_mm_direct: gather_mm with matmul.wgsl's `direct` blocking (8 x 8 invocations, 4 x 4
+// outputs each), so that under the 'direct' tuning the frozen product runs exactly the loop
+// LoRA's base product runs, and the adapter term is the only difference.
+const DT: u32 = 4u;
+const DWG: u32 = 8u;
+
+@compute @workgroup_size(DWG, DWG)
+fn gather_mm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_id) lid: vec3<u32>) {
+  let tile = linear_workgroup(wid, nwg);
+  let tiles_m = (P.M + DWG * DT - 1u) / (DWG * DT);
+  if (tile >= tiles_m * P.tiles_n) { return; }
+  let row0 = (tile / P.tiles_n) * DWG * DT + lid.y * DT;
+  let col0 = (tile % P.tiles_n) * DWG * DT + lid.x * DT;
+  if (row0 >= P.M || col0 >= P.N) { return; }
+  var acc: array<f32, 16>;
+  if (BASE) {
+    for (var k = 0u; k < P.K; k++) {
+      var a: array<f32, 4>;
+      var b: array<f32, 4>;
+      for (var i = 0u; i < DT; i++) { a[i] = select(0.0, SRC[(row0 + i) * P.K + k], row0 + i < P.M); }
+      for (var j = 0u; j < DT; j++) { b[j] = select(0.0, w0_at(k, col0 + j), col0 + j < P.N); }
+      for (var i = 0u; i < DT; i++) {
+        for (var j = 0u; j < DT; j++) { acc[i * DT + j] += a[i] * b[j]; }
+      }
+    }
+  }
+  for (var q = 0u; q < P.R; q++) {
+    let c = IDX[q];
+    var a: array<f32, 4>;
+    var f: array<f32, 4>;
+    for (var i = 0u; i < DT; i++) { a[i] = select(0.0, SRC[(row0 + i) * P.K + c], row0 + i < P.M); }
+    for (var j = 0u; j < DT; j++) { f[j] = select(0.0, P.scale * f_jq(col0 + j, q), col0 + j < P.N); }
+    for (var i = 0u; i < DT; i++) {
+      for (var j = 0u; j < DT; j++) { acc[i * DT + j] += a[i] * f[j]; }
+    }
+  }
+  for (var i = 0u; i < DT; i++) {
+    let row = row0 + i;
+    if (row >= P.M) { break; }
+    for (var j = 0u; j < DT; j++) {
+      let col = col0 + j;
+      if (col >= P.N) { break; }
+      var v = acc[i * DT + j];
+      if (P.beta != 0.0) { v += P.beta * C[row * P.N + col]; }
+      C[row * P.N + col] = v;
     }
   }
 }

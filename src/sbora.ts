@@ -96,8 +96,10 @@ function rowsOf(where: string, x: Tensor | undefined, name: string): number {
 // LANES·SC per-lane columns. Eight lanes fill one AVX2 vector on lavapipe; GPUs want wider groups.
 const SR = 8;
 const SC = 2;
+/** Benchmark knob: invocations per workgroup of the SBoRA kernels (default 8 on CPUs, 64 on GPUs). */
+export const sboraTuning: { lanes?: number } = {};
 function lanes(ctx: Context): number {
-  return ctx.adapterInfo.isCpu ? 8 : 64;
+  return sboraTuning.lanes ?? (ctx.adapterInfo.isCpu ? 8 : 64);
 }
 
 function grid(ctx: Context, uniformRows: number, laneCols: number): { LANES: number; tilesN: number; workgroups: number } {
@@ -123,12 +125,16 @@ interface GatherMM {
 }
 
 async function gatherMM(ctx: Context, enc: GPUCommandEncoder, g: GatherMM, label: string): Promise<void> {
-  const gr = grid(ctx, g.M, g.N);
-  const constants = { BASE: !!g.w0, TRANS_W0: g.transW0, F_RN: g.fRN, LANES: gr.LANES };
-  await ctx.prepare([{ shader: SHADER, entry: 'gather_mm', constants }]);
+  // With the frozen product under the 'direct' tuning, the blocking of matmul.wgsl's `direct`.
+  const direct = !!g.w0 && ctx.tuning.matmul === 'direct';
+  const entry = direct ? 'gather_mm_direct' : 'gather_mm';
+  const gr = direct ? { LANES: 0, tilesN: Math.ceil(g.N / 32), workgroups: Math.ceil(g.M / 32) * Math.ceil(g.N / 32) } : grid(ctx, g.M, g.N);
+  const constants: Record<string, number | boolean> = { BASE: !!g.w0, TRANS_W0: g.transW0, F_RN: g.fRN };
+  if (!direct) constants.LANES = gr.LANES;
+  await ctx.prepare([{ shader: SHADER, entry, constants }]);
   ctx.dispatch(enc, {
     shader: SHADER,
-    entry: 'gather_mm',
+    entry,
     constants,
     params: [g.M, g.N, g.K, g.R, g.K, f32(g.scale), f32(g.beta), gr.tilesN],
     // Without the base product W0 is unread; F stands in for the binding the layout declares.
@@ -197,10 +203,12 @@ async function regional(
   });
 }
 
-// The fused kernel's frozen product is written for CPUs (barrier-free, strip layout); where the
-// matmul tuning is 'tiled' (GPUs) matmul.wgsl's staged kernel computes it and the adapter follows.
+// The fused kernel's frozen product runs the same loop as matmul.wgsl's 'direct' or 'strip' kernel
+// (whichever the tuning names), so the layer never pays more than LoRA's base product plus the
+// adapter. Under 'tiled' (GPUs) matmul.wgsl's staged kernel computes it and the adapter follows.
 function fuseBase(ctx: Context): boolean {
-  return ctx.tuning.matmul !== 'tiled';
+  const t: string = ctx.tuning.matmul;
+  return t === 'direct' || t === 'strip';
 }
 
 function clear(enc: GPUCommandEncoder, t: Tensor): void {

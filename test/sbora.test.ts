@@ -177,7 +177,8 @@ describe('sbora reference', () => {
   }
 });
 
-for (const tuning of ['direct', 'tiled'] as Tuning['matmul'][]) {
+// 'direct' and 'strip' fuse the gather into the base product; 'tiled' runs matmul.wgsl then the adapter.
+for (const tuning of ['direct', 'strip', 'tiled'] as Tuning['matmul'][]) {
   describe(`sbora kernels (matmul tuning '${tuning}')`, () => {
     let saved: Tuning['matmul'];
     before(async () => {
