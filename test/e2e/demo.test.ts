@@ -1,0 +1,146 @@
+// End to end: builds the demo with Vite, serves it on localhost, and drives Debian's Chromium
+// (headless, WebGPU on its bundled SwiftShader) through a short fine-tune with playwright-core.
+// Asserts that the loss falls and that sampled names appear, checks the no-WebGPU message, and
+// saves a screenshot (test/e2e/artifacts/demo.png, or $E2E_ARTIFACTS/demo.png).
+//
+// Needs /usr/bin/chromium (or $CHROMIUM_PATH): `apt-get install chromium` on Debian. Without it
+// the test fails and says so: CI installs it.
+
+import { expect } from 'chai';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { dirname, extname, join, normalize, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AddressInfo } from 'node:net';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { build } from 'vite';
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const ARTIFACTS = process.env.E2E_ARTIFACTS ?? join(repo, 'test', 'e2e', 'artifacts');
+const FLAGS = [
+  '--no-sandbox',
+  '--enable-unsafe-webgpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.json': 'application/json',
+};
+
+interface DemoState {
+  status: string;
+  message: string;
+  device?: string;
+  baseValidationLoss?: number;
+  runs: { label: string; losses: [number, number][]; validationLoss?: number; samples: string[] }[];
+}
+
+/** A static file server for the built page, bound to the loopback address only. */
+function serve(dir: string): Promise<{ server: Server; url: string }> {
+  const server = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname);
+    let file = normalize(join(dir, path));
+    if (!file.startsWith(dir)) {
+      res.writeHead(403).end();
+      return;
+    }
+    if (existsSync(file) && statSync(file).isDirectory()) file = join(file, 'index.html');
+    if (!existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
+    res.end(readFileSync(file));
+  });
+  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/` })));
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+describe('e2e: in-browser fine-tuning demo in headless Chromium', function () {
+  this.timeout(600_000);
+  let out: string;
+  let profile: string;
+  let server: Server | undefined;
+  let url: string;
+  let browser: BrowserContext | undefined;
+
+  before(async () => {
+    if (!existsSync(CHROMIUM)) {
+      throw new Error(
+        `Chromium not found at ${CHROMIUM}. The end-to-end test drives Debian's Chromium: install it with ` +
+          "'apt-get install chromium' (or set CHROMIUM_PATH to a Chromium binary).",
+      );
+    }
+    out = mkdtempSync(join(tmpdir(), 'peft-wgsl-demo-'));
+    profile = mkdtempSync(join(tmpdir(), 'peft-wgsl-chromium-'));
+    await build({ configFile: join(repo, 'demo', 'vite.config.ts'), logLevel: 'error', build: { outDir: out, emptyOutDir: true } });
+    ({ server, url } = await serve(out));
+    browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1100, height: 1300 } });
+  });
+
+  after(async () => {
+    await browser?.close();
+    server?.close();
+    if (out) rmSync(out, { recursive: true, force: true });
+    if (profile) rmSync(profile, { recursive: true, force: true });
+  });
+
+  async function open(query: string, noGpu = false): Promise<{ page: Page; errors: string[] }> {
+    const page = await browser!.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    // A string, not a function: tsx's transpiled functions may call helpers the page lacks.
+    if (noGpu) await page.addInitScript({ content: "Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined });" });
+    await page.goto(`${url}?${query}`);
+    return { page, errors };
+  }
+
+  it('fine-tunes with LoRA on WebGPU: the loss falls and sampled names appear', async () => {
+    const steps = 40;
+    const { page, errors } = await open(`method=lora&steps=${steps}&batch=32&lr=0.02&autostart=1`);
+    await page.waitForFunction(
+      () => ['done', 'error', 'no-webgpu'].includes((window as unknown as { __demo: DemoState }).__demo.status),
+      undefined,
+      { timeout: 480_000, polling: 500 },
+    );
+    const state = await page.evaluate(() => (window as unknown as { __demo: DemoState }).__demo);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, 'demo.png'), fullPage: true });
+    expect(state.status, `demo ended with: ${state.message} ${errors.join('; ')}`).to.equal('done');
+    expect(errors).to.deep.equal([]);
+    const run = state.runs[0];
+    expect(run.losses.length).to.equal(steps);
+    const losses = run.losses.map(([, l]) => l);
+    expect(losses.every(Number.isFinite), 'every loss finite').to.equal(true);
+    const first = mean(losses.slice(0, 8));
+    const last = mean(losses.slice(-8));
+    expect(last, `training loss should fall: first 8 steps ${first.toFixed(4)}, last 8 ${last.toFixed(4)}`).to.be.below(first);
+    expect(run.validationLoss, 'validation loss below the base model\'s').to.be.a('number').and.below(state.baseValidationLoss!);
+    // The page shows the run's row, its download buttons, and its sampled names.
+    expect(await page.locator('#runs tbody tr').count()).to.equal(1);
+    const names = await page.locator('#samples li').last().locator('.name').allTextContents();
+    expect(names.length).to.equal(12);
+    expect(names.filter((n) => /^[a-z]+$/.test(n)).length, `sampled names: ${names.join(', ')}`).to.be.at.least(10);
+    expect(await page.locator('#chart svg path').count()).to.be.at.least(1);
+    await page.close();
+  });
+
+  it('says clearly when the browser has no WebGPU', async () => {
+    const { page } = await open('autostart=1', true);
+    await page.waitForFunction(() => (window as unknown as { __demo: DemoState }).__demo.status === 'no-webgpu', undefined, { timeout: 30_000 });
+    const box = page.locator('#nogpu');
+    expect(await box.isVisible()).to.equal(true);
+    expect(await box.textContent()).to.match(/no WebGPU/);
+    expect(await page.locator('#start').isDisabled()).to.equal(true);
+    await page.close();
+  });
+});
