@@ -8,10 +8,10 @@
 
 import type { Context } from '../../src/runtime.js';
 import type { Tensor } from '../../src/tensor.js';
-import type { AdapterMethod, ModuleTensors } from '../../src/adapters.js';
+import { validateAdapter, type Adapter, type AdapterMethod, type ModuleTensors } from '../../src/adapters.js';
 import { kaimingUniform } from '../../src/random.js';
 import { loraBackward, loraForward } from '../../src/lora.js';
-import { boraBackward, boraForward, boraInit } from '../../src/bora.js';
+import { boraBackward, boraForward, boraInit, type SigmaTransform } from '../../src/bora.js';
 import { createIndexSet, type IndexSet } from '../../src/indices.js';
 import { sboraFaBackward, sboraFaForward, sboraFbBackward, sboraFbForward } from '../../src/sbora.js';
 import { lormaBackward, lormaForward, lormaInit } from '../../src/lorma.js';
@@ -49,6 +49,8 @@ export interface AdapterSpec {
   alpha: number;
   /** BoRA / MELoRA blocks (must divide n and m). */
   blocks: number;
+  /** BoRA's Σ = f(σ) (default exp-mav, the paper's). */
+  transform?: SigmaTransform;
   seed: number;
 }
 
@@ -129,7 +131,7 @@ export function createAdapter(model: CharLM, mod: HiddenModule, spec: AdapterSpe
         sigma = trainable(ctx, name('sigma'), pick('sigma', init.sigma!), [spec.blocks, spec.blocks, r]);
         trainables.push(sigma);
       }
-      const p = { w0, a: a.param, b: b.param, blocks: spec.blocks, scale, mode, sigma: sigma?.param, transform: 'exp-mav' as const };
+      const p = { w0, a: a.param, b: b.param, blocks: spec.blocks, scale, mode, sigma: sigma?.param, transform: spec.transform ?? 'exp-mav' };
       const br = spec.blocks * r;
       forward = async (enc, x, y) => {
         const T = x.shape[0];
@@ -226,4 +228,23 @@ export function createAdapter(model: CharLM, mod: HiddenModule, spec: AdapterSpe
 /** Trainable values of an adapter set (what the optimizer updates). */
 export function countTrainable(adapters: LayerAdapter[]): number {
   return adapters.reduce((a, ad) => a + ad.trainables.reduce((s, t) => s + t.param.size, 0), 0);
+}
+
+/**
+ * Installs a saved adapter (from `loadAdapter` / `decodeAdapter`) on the model's hidden layers,
+ * replacing any adapters already there; returns them (destroy them, or the model, when done).
+ */
+export function installAdapter(model: CharLM, adapter: Adapter): MethodAdapter[] {
+  validateAdapter(adapter, model.moduleShapes);
+  const c = adapter.config;
+  if (c.order === 'post') throw new Error("installAdapter: this model's LoRMA layers use pre-multiplication (order 'pre'); the file says 'post'");
+  const out: MethodAdapter[] = [];
+  for (const mod of c.target_modules as HiddenModule[]) {
+    model.adapters[mod]?.destroy();
+    const spec: AdapterSpec = { method: c.method, r: c.r, alpha: c.lora_alpha, blocks: c.blocks ?? 1, transform: c.sigma_transform, seed: 0 };
+    const ad = createAdapter(model, mod, spec, adapter.modules[mod]);
+    model.adapters[mod] = ad;
+    out.push(ad);
+  }
+  return out;
 }
