@@ -66,6 +66,9 @@ struct AdamParams {
   lr: f32,
   beta1: f32,
   beta2: f32,
+  // 1 − β from the host's float64: 1.0 − f32(0.999) is off by 1.3e-5 relative, which v would keep.
+  omb1: f32,
+  omb2: f32,
   eps: f32,
   decay: f32,      // lr · weight_decay
   decay_end: u32,  // elements [0, decay_end) decay; the host puts buffers without decay last
@@ -89,8 +92,8 @@ fn adamw_update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
   if (i >= AP.n) { return; }
   var g = ad_grad[i];
   if (AP.clip == 1u) { g *= ad_state[1]; }
-  let m = AP.beta1 * ad_m[i] + (1.0 - AP.beta1) * g;
-  let v = AP.beta2 * ad_v[i] + (1.0 - AP.beta2) * g * g;
+  let m = AP.beta1 * ad_m[i] + AP.omb1 * g;
+  let v = AP.beta2 * ad_v[i] + AP.omb2 * g * g;
   ad_m[i] = m;
   ad_v[i] = v;
   let mhat = m / AP.bc1;

@@ -4,9 +4,9 @@
 // Every entry point declares its own bindings (several share a binding number: WGSL allows that
 // as long as no single entry point uses both), so each binds exactly the buffers it reads.
 //
-// No kernel here uses workgroup barriers or atomics: reductions (bias and γ/β gradients, the
-// embedding scatter-add, the mean loss) give one invocation a whole column or row and add in a
-// fixed order, so every result is deterministic run to run. That also suits CPU WebGPU
+// No atomics, and one barrier in the whole file (the loss): reductions (bias and γ/β gradients,
+// the embedding scatter-add) give one invocation a whole column or row, and the mean loss adds
+// fixed per-invocation partials in order, so every result is deterministic run to run. That also suits CPU WebGPU
 // (lavapipe), where barriers are the expensive part; the reduced dimensions here are small.
 
 override ACT: u32 = 0u;   // 0: GELU (tanh approximation), 1: tanh
@@ -17,7 +17,7 @@ fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
 }
 
 // tanh with its argument clamped: some drivers compute tanh from exp and give inf/inf = NaN past
-// |x| ≈ 44; at |x| = 10 tanh is already 1 to f32 precision.
+// |x| ≈ 44; at |x| = 10 tanh is already ±1 to f32 precision.
 fn tanh_safe(x: f32) -> f32 {
   return tanh(clamp(x, -10.0, 10.0));
 }
@@ -25,18 +25,27 @@ fn tanh_safe(x: f32) -> f32 {
 const GELU_C: f32 = 0.7978845608028654;   // √(2/π)
 const GELU_A: f32 = 0.044715;
 
+// GELU's ½(1 + tanh u) is written as the logistic σ(2u) = 1/(1 + e^(−2u)), and 1 − tanh² u as
+// 4σ(1 − σ) with 1 − σ = e^(−2u)·σ: the same function without the cancellation of 1 + tanh u
+// (x ≪ 0) and 1 − tanh² u (|u| large) in f32. u is clamped so e^(−2u) stays finite.
+fn gelu_u(x: f32) -> f32 {
+  return clamp(GELU_C * (x + GELU_A * x * x * x), -40.0, 40.0);
+}
+
 fn act(x: f32) -> f32 {
   if (ACT == 1u) { return tanh_safe(x); }
-  return 0.5 * x * (1.0 + tanh_safe(GELU_C * (x + GELU_A * x * x * x)));
+  return x / (1.0 + exp(-2.0 * gelu_u(x)));
 }
 
 fn act_grad(x: f32) -> f32 {
   if (ACT == 1u) {
-    let t = tanh_safe(x);
-    return 1.0 - t * t;
+    // sech² x = 4e/(1 + e)², e = e^(−2|x|) ≤ 1.
+    let e = exp(-2.0 * abs(x));
+    return 4.0 * e / ((1.0 + e) * (1.0 + e));
   }
-  let t = tanh_safe(GELU_C * (x + GELU_A * x * x * x));
-  return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * x * x);
+  let e = exp(-2.0 * gelu_u(x));
+  let s = 1.0 / (1.0 + e);
+  return s + 2.0 * x * (e * s) * s * GELU_C * (1.0 + 3.0 * GELU_A * x * x);
 }
 
 // ------------------------------------------------------------------------- embedding
@@ -270,42 +279,42 @@ struct LossParams { T: u32, V: u32, inv_T: f32, }
 @group(0) @binding(1) var<storage, read> ce_logits: array<f32>;
 @group(0) @binding(2) var<storage, read> ce_targets: array<u32>;
 @group(0) @binding(3) var<storage, read_write> ce_dlogits: array<f32>;
-@group(0) @binding(4) var<storage, read_write> ce_rows: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ce_loss: array<f32>;
 
+var<workgroup> ce_part: array<f32, WG>;
+
+// One workgroup for the whole batch, so the mean needs no second dispatch: invocation i takes rows
+// i, i + 64, ..., and invocation 0 adds the 64 partial sums in order (deterministic; one barrier).
 // Per row: ℓ = logsumexp(z) − z[target] with the row maximum subtracted before exp, and
 // dlogits = (softmax(z) − onehot(target)) / T (the gradient of the mean over rows).
-// A target past the vocabulary makes the row's loss NaN, so it cannot pass unnoticed.
+// A target past the vocabulary makes the loss NaN, so it cannot pass unnoticed.
 @compute @workgroup_size(WG)
-fn softmax_ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                   @builtin(local_invocation_id) lid: vec3<u32>) {
-  let t = flat_index(wid, nwg, lid);
-  if (t >= LP.T) { return; }
-  let base = t * LP.V;
-  var mx = ce_logits[base];
-  for (var j = 1u; j < LP.V; j++) { mx = max(mx, ce_logits[base + j]); }
-  var s = 0.0;
-  for (var j = 0u; j < LP.V; j++) { s += exp(ce_logits[base + j] - mx); }
-  let tgt = ce_targets[t];
-  let inv_s = 1.0 / s;
-  for (var j = 0u; j < LP.V; j++) {
-    let p = exp(ce_logits[base + j] - mx) * inv_s;
-    ce_dlogits[base + j] = (p - select(0.0, 1.0, j == tgt)) * LP.inv_T;
+fn softmax_cross_entropy(@builtin(local_invocation_index) lidx: u32) {
+  var acc = 0.0;
+  for (var t = lidx; t < LP.T; t += WG) {
+    let base = t * LP.V;
+    var mx = ce_logits[base];
+    for (var j = 1u; j < LP.V; j++) { mx = max(mx, ce_logits[base + j]); }
+    var s = 0.0;
+    for (var j = 0u; j < LP.V; j++) { s += exp(ce_logits[base + j] - mx); }
+    let tgt = ce_targets[t];
+    let inv_s = 1.0 / s;
+    for (var j = 0u; j < LP.V; j++) {
+      let p = exp(ce_logits[base + j] - mx) * inv_s;
+      ce_dlogits[base + j] = (p - select(0.0, 1.0, j == tgt)) * LP.inv_T;
+    }
+    if (tgt < LP.V) {
+      acc += log(s) + mx - ce_logits[base + tgt];
+    } else {
+      // Built from a runtime value: WGSL rejects a NaN constant.
+      acc += bitcast<f32>(0x7fc00000u | (tgt & 0u));
+    }
   }
-  if (tgt < LP.V) {
-    ce_rows[t] = log(s) + mx - ce_logits[base + tgt];
-  } else {
-    // Built from a runtime value: WGSL rejects a NaN constant.
-    ce_rows[t] = bitcast<f32>(0x7fc00000u | (tgt & 0u));
+  ce_part[lidx] = acc;
+  workgroupBarrier();
+  if (lidx == 0u) {
+    var total = 0.0;
+    for (var i = 0u; i < WG; i++) { total += ce_part[i]; }
+    ce_loss[0] = total * LP.inv_T;
   }
-}
-
-@group(0) @binding(1) var<storage, read> cer_rows: array<f32>;
-@group(0) @binding(2) var<storage, read_write> cer_loss: array<f32>;
-
-// loss = (Σ_t ℓ_t) / T in row order, by one invocation: deterministic, and T is a batch size.
-@compute @workgroup_size(1)
-fn softmax_ce_mean(@builtin(workgroup_id) wid: vec3<u32>) {
-  var s = 0.0;
-  for (var t = 0u; t < LP.T; t++) { s += cer_rows[t]; }
-  cer_loss[0] = s * LP.inv_T;
 }

@@ -351,7 +351,8 @@ export async function layerNormBackward(
 /**
  * loss = mean over rows of −log softmax(logits[t])[targets[t]] (max-subtracted), written to a
  * 1-element tensor, and dlogits = (softmax − onehot) / T, its gradient. logits [T, V], targets
- * u32 [T] (check them with `uploadIds`; a target ≥ V makes the loss NaN). 2 dispatches.
+ * u32 [T] (check them with `uploadIds`; a target ≥ V makes the loss NaN). 1 dispatch (one
+ * workgroup: the batch's rows are few).
  */
 export async function softmaxCrossEntropy(
   ctx: Context,
@@ -365,18 +366,12 @@ export async function softmaxCrossEntropy(
   const loss = p.loss ? checkTensor(where, 'loss', p.loss, [1], '[1]') : ctx.tensor([1], 'f32', 'nn.loss');
   const dlogits = p.dlogits ? checkTensor(where, 'dlogits', p.dlogits, [T, V], '[T, V]') : ctx.tensor([T, V], 'f32', 'nn.dlogits');
   checkDistinct(where, { loss, dlogits, logits: p.logits, targets: p.targets });
-  const rows = ctx.scratch('nn.ce.rows', [T]);
-  const params = [T, V, f32(1 / T)];
-  await ctx.prepare([
-    { shader: SHADER, entry: 'softmax_ce_rows' },
-    { shader: SHADER, entry: 'softmax_ce_mean' },
-  ]);
-  await ctx.encode(opts.encoder, (enc) => {
+  await ctx.prepare([{ shader: SHADER, entry: 'softmax_cross_entropy' }]);
+  await ctx.encode(opts.encoder, (enc) =>
     ctx.dispatch(enc, {
-      shader: SHADER, entry: 'softmax_ce_rows', params, bindings: [p.logits, p.targets, dlogits, rows],
-      workgroups: groups(T), label: `softmax ce ${T}x${V}`,
-    });
-    ctx.dispatch(enc, { shader: SHADER, entry: 'softmax_ce_mean', params, bindings: [rows, loss], workgroups: 1, label: 'softmax ce mean' });
-  });
+      shader: SHADER, entry: 'softmax_cross_entropy', params: [T, V, f32(1 / T)], bindings: [p.logits, p.targets, dlogits, loss],
+      workgroups: 1, label: `softmax ce ${T}x${V}`,
+    }),
+  );
   return { loss, dlogits };
 }

@@ -206,7 +206,7 @@ export class AdamW {
     this.#t += 1;
     const t = this.#t;
     const [b1, b2] = this.betas;
-    const hyper = [f32(lr), f32(b1), f32(b2), f32(this.eps), f32(lr * this.weightDecay)];
+    const hyper = [f32(lr), f32(b1), f32(b2), f32(1 - b1), f32(1 - b2), f32(this.eps), f32(lr * this.weightDecay)];
     const bc = [f32(1 - b1 ** t), f32(1 - b2 ** t)];
     const clip = this.maxGradNorm !== undefined ? 1 : 0;
     // [buffer, grad, m, v, elements, slot, decayEnd]
