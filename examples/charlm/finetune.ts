@@ -3,11 +3,13 @@
 // trainable parameters, step time, train / validation loss, a loss chart and sampled names.
 //
 //   npx tsx examples/charlm/finetune.ts [--long] [--steps N] [--batch B] [--lr X] [--rank R]
-//       [--blocks b] [--methods lora,bora,...] [--weights FILE] [--out DIR] [--seed S]
+//       [--blocks b] [--methods lora,bora,...] [--weights FILE] [--out DIR] [--seed S] [--seeds K]
 //
 // The default run (300 steps of 128 windows per method) takes a few minutes on two CPU cores;
-// --long runs 3000 steps. Writes DIR/results.json, DIR/results.md, DIR/loss.svg and one adapter
-// folder per method (DIR/adapters/<method>/adapter_model.safetensors + adapter_config.json).
+// --long runs 3000 steps; --seeds K repeats each method with seeds S..S+K-1 (mean ± sd).
+// Writes DIR/results.json, results.md, loss.svg and one adapter folder per method
+// (DIR/adapters/<method>/adapter_model.safetensors + adapter_config.json); DIR defaults to
+// examples/charlm/out.
 
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -30,7 +32,7 @@ function flag(name: string): string | undefined {
   return i >= 0 ? argv[i + 1] : undefined;
 }
 if (argv.includes('--help') || argv.includes('-h')) {
-  console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(0, 11).join('\n').replace(/^\/\/ ?/gm, ''));
+  console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(0, 13).join('\n').replace(/^\/\/ ?/gm, ''));
   process.exit(0);
 }
 const long = argv.includes('--long');
@@ -40,10 +42,11 @@ const lr = Number(flag('lr') ?? 1e-2);
 const rank = Number(flag('rank') ?? 4);
 const blocks = Number(flag('blocks') ?? 8);
 const seed = Number(flag('seed') ?? 1);
+const seeds = Number(flag('seeds') ?? 1);
 const weightsPath = flag('weights') ?? join(here, 'weights', 'charlm.safetensors');
 const outDir = flag('out') ?? join(here, 'out');
 const methods = (flag('methods')?.split(',') ?? METHODS.map((m) => m.method)).map((m) => methodInfo(m).method);
-for (const [name, v] of Object.entries({ steps, batch, lr, rank, blocks, seed })) {
+for (const [name, v] of Object.entries({ steps, batch, lr, rank, blocks, seed, seeds })) {
   if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number, got ${v}`);
 }
 
@@ -66,41 +69,51 @@ const bar = new cliProgress.SingleBar(
   { format: '{method} [{bar}] {value}/{total} steps | loss {loss} | {ms} ms/step', hideCursor: true, clearOnComplete: false },
   cliProgress.Presets.shades_classic,
 );
-const results: FinetuneResult[] = [];
+// One list of runs per method (one run per seed); the adapter of the first seed is saved.
+const runs = new Map<AdapterMethod, FinetuneResult[]>();
 for (const method of methods as AdapterMethod[]) {
-  const label = methodInfo(method).label.padEnd(9);
-  bar.start(steps, 0, { method: label, loss: '—', ms: '—' });
-  const r = await finetune(
-    model,
-    data,
-    { method, rank, scale: 2, blocks, steps, batch, lr, warmup: Math.round(steps / 10), minRatio: 0.1, clip: 1, seed, logEvery: 10 },
-    (p) => {
-      const tail = p.losses.slice(-10);
-      bar.update(p.step, { loss: (tail.reduce((a, [, l]) => a + l, 0) / tail.length).toFixed(3), ms: p.msPerStep.toFixed(1) });
-    },
-  );
-  bar.stop();
-  results.push(r);
-  await saveAdapter(join(outDir, 'adapters', method), r.adapter, model.moduleShapes);
+  for (let k = 0; k < seeds; k++) {
+    const label = `${methodInfo(method).label}${seeds > 1 ? ` s${seed + k}` : ''}`.padEnd(12);
+    bar.start(steps, 0, { method: label, loss: '—', ms: '—' });
+    const r = await finetune(
+      model,
+      data,
+      { method, rank, scale: 2, blocks, steps, batch, lr, warmup: Math.round(steps / 10), minRatio: 0.1, clip: 1, seed: seed + k, logEvery: 10 },
+      (p) => {
+        const tail = p.losses.slice(-10);
+        bar.update(p.step, { loss: (tail.reduce((a, [, l]) => a + l, 0) / tail.length).toFixed(3), ms: p.msPerStep.toFixed(1) });
+      },
+    );
+    bar.stop();
+    if (!runs.has(method)) runs.set(method, []);
+    runs.get(method)!.push(r);
+    if (k === 0) await saveAdapter(join(outDir, 'adapters', method), r.adapter, model.moduleShapes);
+  }
 }
 ctx.destroy();
 
 // ------------------------------------------------------------------ report
-const rows = results.map((r) => ({
-  method: r.label,
-  r: r.r,
-  trainable: r.trainable,
-  ms: r.msPerStep.toFixed(1),
-  train: r.trainLoss.toFixed(4),
-  validation: r.validationLoss.toFixed(4),
+const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const sd = (xs: number[]) => (xs.length > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - avg(xs)) ** 2, 0) / (xs.length - 1)) : 0);
+const fmt = (xs: number[]) => (xs.length > 1 ? `${avg(xs).toFixed(4)} ± ${sd(xs).toFixed(4)}` : avg(xs).toFixed(4));
+const meanLoss = (r: FinetuneResult) => avg(r.losses.map(([, l]) => l));
+const rows = [...runs.values()].map((rs) => ({
+  method: rs[0].label,
+  r: rs[0].r,
+  trainable: rs[0].trainable,
+  ms: avg(rs.map((r) => r.msPerStep)).toFixed(1),
+  auc: fmt(rs.map(meanLoss)),
+  train: fmt(rs.map((r) => r.trainLoss)),
+  validation: fmt(rs.map((r) => r.validationLoss)),
 }));
-const header = '| method | r | trainable params | ms / step | train loss | validation loss |';
+const header = '| method | r | trainable params | ms / step | mean train loss (AUC / steps) | final train loss | validation loss |';
 const table = [
   header,
-  '| --- | ---: | ---: | ---: | ---: | ---: |',
-  `| base model (no adapter) | — | 0 | — | — | ${baseLoss.toFixed(4)} |`,
-  ...rows.map((x) => `| ${x.method} | ${x.r} | ${x.trainable} | ${x.ms} | ${x.train} | ${x.validation} |`),
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  `| base model (no adapter) | — | 0 | — | — | — | ${baseLoss.toFixed(4)} |`,
+  ...rows.map((x) => `| ${x.method} | ${x.r} | ${x.trainable} | ${x.ms} | ${x.auc} | ${x.train} | ${x.validation} |`),
 ].join('\n');
+const results = [...runs.values()].map((rs) => rs[0]);
 const samples = [`- base model: ${baseSamples.join(', ')}`, ...results.map((r) => `- ${r.label}: ${r.samples.map((s) => (data.trainNames.has(s) ? `**${s}**` : s)).join(', ')}`)].join('\n');
 
 const smooth = (pts: [number, number][], k = 10): [number, number][] =>
@@ -108,8 +121,10 @@ const smooth = (pts: [number, number][], k = 10): [number, number][] =>
     const w = pts.slice(Math.max(0, i - k + 1), i + 1);
     return [x, w.reduce((a, [, y]) => a + y, 0) / w.length];
   });
+// The chart shows each method's loss averaged over its seeds, step by step.
+const meanCurve = (rs: FinetuneResult[]): [number, number][] => rs[0].losses.map(([x], i) => [x, avg(rs.map((r) => r.losses[i]?.[1] ?? NaN))]);
 const svg = lossChartSvg(
-  results.map((r) => ({ name: r.label, points: smooth(r.losses), dashed: r.method.startsWith('lorma') })),
+  [...runs.values()].map((rs) => ({ name: rs[0].label, points: smooth(meanCurve(rs)), dashed: rs[0].method.startsWith('lorma') })),
   { title: `Fine-tuning on Pokémon names: training loss (10-step mean), ${steps} steps`, xLabel: 'step', yLabel: 'cross-entropy (nats)' },
 );
 mkdirSync(outDir, { recursive: true });
@@ -118,12 +133,12 @@ const date = new Date().toISOString();
 await writeFileAtomic(
   join(outDir, 'results.json'),
   JSON.stringify(
-    { date, device, steps, batch, lr, rank, blocks, seed, baseValidationLoss: baseLoss, baseSamples, results: results.map(({ adapter: _a, ...r }) => r) },
+    { date, device, steps, batch, lr, rank, blocks, seed, seeds, baseValidationLoss: baseLoss, baseSamples, runs: [...runs.values()].flat().map(({ adapter: _a, ...r }) => r) },
     null,
     1,
   ),
 );
-const md = `# Fine-tuning results\n\n${date}, ${device}; ${steps} steps × ${batch} windows per method.\n\n${table}\n\nSampled names (temperature 0.8; **bold** = a training name):\n\n${samples}\n`;
+const md = `# Fine-tuning results\n\n${date}, ${device}; ${steps} steps × ${batch} windows per method${seeds > 1 ? `, mean ± sd over ${seeds} seeds` : ''}.\n\n${table}\n\nSampled names (temperature 0.8; **bold** = a training name):\n\n${samples}\n`;
 await writeFileAtomic(join(outDir, 'results.md'), md);
 console.log(`\n${table}\n\nSampled names (bold = in the training set):\n${samples}\n`);
 console.log(`wrote ${relative(process.cwd(), outDir)}/results.md, results.json, loss.svg and adapters/<method>/`);
