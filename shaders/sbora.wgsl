@@ -30,6 +30,7 @@ override F_RN: bool = false;     // gather_mm: F stored [R, N] rather than [N, R
 override F_RK: bool = true;      // index_add_mm: F stored [R, K] rather than [K, R]
 override D_RN: bool = false;     // gather_outer: D stored [R, N] rather than [N, R]
 override LANES: u32 = 8u;
+override RB: u32 = 1u;        // gather_mm: row blocks per workgroup
 const SR: u32 = 8u;
 const SC: u32 = 2u;
 
@@ -73,43 +74,51 @@ fn f_jq(j: u32, q: u32) -> f32 {
 @compute @workgroup_size(LANES)
 fn gather_mm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lane: u32) {
-  let o = strip_tile(wid, nwg, P.M);
+  let o = strip_tile(wid, nwg, (P.M + RB - 1u) / RB);
   if (o.z != 0u) { return; }
-  // Edges are clamped for the loads and skipped at the store, so every lane stays active.
-  var rows: array<u32, SR>;
-  for (var i = 0u; i < SR; i++) { rows[i] = min(o.x + i, P.M - 1u) * P.K; }
   var cols: array<u32, SC>;
   for (var j = 0u; j < SC; j++) { cols[j] = min(o.y + lane + j * LANES, P.N - 1u); }
-  var acc: array<f32, SR * SC>;
-  if (BASE) {
-    for (var k = 0u; k < P.K; k++) {
-      var b: array<f32, SC>;
-      for (var j = 0u; j < SC; j++) { b[j] = w0_at(k, cols[j]); }
-      for (var i = 0u; i < SR; i++) {
-        let a = SRC[rows[i] + k];
-        for (var j = 0u; j < SC; j++) { acc[i * SC + j] = fma(a, b[j], acc[i * SC + j]); }
+  // RB blocks of SR rows per workgroup: lavapipe pays per workgroup, and without the frozen
+  // product a block is only SR · SC · R multiply-adds per lane.
+  for (var rb = 0u; rb < RB; rb++) {
+    let row0 = o.x * RB + rb * SR;
+    if (row0 >= P.M) { break; }
+    // Edges are clamped for the loads and skipped at the store, so every lane stays active.
+    var rows: array<u32, SR>;
+    for (var i = 0u; i < SR; i++) { rows[i] = min(row0 + i, P.M - 1u) * P.K; }
+    // Zeroed explicitly: a declaration inside a loop is not reliably re-initialised per trip.
+    var acc: array<f32, SR * SC>;
+    for (var e = 0u; e < SR * SC; e++) { acc[e] = 0.0; }
+    if (BASE) {
+      for (var k = 0u; k < P.K; k++) {
+        var b: array<f32, SC>;
+        for (var j = 0u; j < SC; j++) { b[j] = w0_at(k, cols[j]); }
+        for (var i = 0u; i < SR; i++) {
+          let a = SRC[rows[i] + k];
+          for (var j = 0u; j < SC; j++) { acc[i * SC + j] = fma(a, b[j], acc[i * SC + j]); }
+        }
       }
     }
-  }
-  // The adapter term: a gather (uniform address: IDX[q] is the same in every lane) in place of
-  // LoRA's whole A·X product.
-  for (var q = 0u; q < P.R; q++) {
-    let c = IDX[q];
-    var f: array<f32, SC>;
-    for (var j = 0u; j < SC; j++) { f[j] = P.scale * f_jq(cols[j], q); }
-    for (var i = 0u; i < SR; i++) {
-      let a = SRC[rows[i] + c];
-      for (var j = 0u; j < SC; j++) { acc[i * SC + j] = fma(a, f[j], acc[i * SC + j]); }
+    // The adapter term: a gather (uniform address: IDX[q] is the same in every lane) in place of
+    // LoRA's whole A·X product.
+    for (var q = 0u; q < P.R; q++) {
+      let c = IDX[q];
+      var f: array<f32, SC>;
+      for (var j = 0u; j < SC; j++) { f[j] = P.scale * f_jq(cols[j], q); }
+      for (var i = 0u; i < SR; i++) {
+        let a = SRC[rows[i] + c];
+        for (var j = 0u; j < SC; j++) { acc[i * SC + j] = fma(a, f[j], acc[i * SC + j]); }
+      }
     }
-  }
-  for (var i = 0u; i < SR; i++) {
-    let row = o.x + i;
-    for (var j = 0u; j < SC; j++) {
-      let col = o.y + lane + j * LANES;
-      if (row < P.M && col < P.N) {
-        var v = acc[i * SC + j];
-        if (P.beta != 0.0) { v += P.beta * C[row * P.N + col]; }
-        C[row * P.N + col] = v;
+    for (var i = 0u; i < SR; i++) {
+      let row = row0 + i;
+      for (var j = 0u; j < SC; j++) {
+        let col = o.y + lane + j * LANES;
+        if (row < P.M && col < P.N) {
+          var v = acc[i * SC + j];
+          if (P.beta != 0.0) { v += P.beta * C[row * P.N + col]; }
+          C[row * P.N + col] = v;
+        }
       }
     }
   }

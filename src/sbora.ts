@@ -97,7 +97,7 @@ function rowsOf(where: string, x: Tensor | undefined, name: string): number {
 const SR = 8;
 const SC = 2;
 /** Benchmark knob: invocations per workgroup of the SBoRA kernels (default 8 on CPUs, 64 on GPUs). */
-export const sboraTuning: { lanes?: number } = {};
+export const sboraTuning: { lanes?: number; rowBlocks?: number } = {};
 function lanes(ctx: Context): number {
   return sboraTuning.lanes ?? (ctx.adapterInfo.isCpu ? 8 : 64);
 }
@@ -128,9 +128,11 @@ async function gatherMM(ctx: Context, enc: GPUCommandEncoder, g: GatherMM, label
   // With the frozen product under the 'direct' tuning, the blocking of matmul.wgsl's `direct`.
   const direct = !!g.w0 && ctx.tuning.matmul === 'direct';
   const entry = direct ? 'gather_mm_direct' : 'gather_mm';
-  const gr = direct ? { LANES: 0, tilesN: Math.ceil(g.N / 32), workgroups: Math.ceil(g.M / 32) * Math.ceil(g.N / 32) } : grid(ctx, g.M, g.N);
+  // Without the frozen product a block of rows is little work: give each workgroup several.
+  const RB = g.w0 ? 1 : sboraTuning.rowBlocks ?? 4;
+  const gr = direct ? { LANES: 0, tilesN: Math.ceil(g.N / 32), workgroups: Math.ceil(g.M / 32) * Math.ceil(g.N / 32) } : grid(ctx, Math.ceil(g.M / RB), g.N);
   const constants: Record<string, number | boolean> = { BASE: !!g.w0, TRANS_W0: g.transW0, F_RN: g.fRN };
-  if (!direct) constants.LANES = gr.LANES;
+  if (!direct) Object.assign(constants, { LANES: gr.LANES, RB });
   await ctx.prepare([{ shader: SHADER, entry, constants }]);
   ctx.dispatch(enc, {
     shader: SHADER,
