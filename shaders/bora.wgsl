@@ -1,0 +1,278 @@
+// BoRA (KERNELS.md, "BoRA"): block-diversified low-rank adapter kernels.
+//
+// `fused`  one workgroup owns TT tokens and runs three phases with the intermediates in
+//          workgroup memory only:
+//            1. down  D[t, k, q] = a_down · Σ_c Wd(k·w_in + c, q) · In[t, k·w_in + c]
+//            2. mix   S[t, j, q] = Σ_k Σ[j, k, q] · D[t, k, q]      (MIX_T: Σ[k, j, q])
+//            3. up    Out[t, j·w_out + i] (+)= a_out · Σ_q Wu(j·w_out + i, q) · S[t, j, q]
+//          Forward: In = X, Wd = A, Wu = B (Z = D, S = S). Backward: In = G, Wd = B, Σ transposed,
+//          Wu = A (dS = D, dZ = S, Out = dX). SAVE also writes D and S for the backward;
+//          inference leaves it off, so Z and S never reach device memory.
+// `wgrad`  Out(col, q) = alpha · Σ_t M[t, col] · V[t, blk(col)·R + q]: dB (M = G, V = S) and
+//          dA (M = X, V = dZ); the block of each column selects its slice of V.
+// `dsig`   dΣ[j, k, q] = Σ_t dS[t, j, q] · Z[t, k, q].
+// `sigma`  Σ = f(σ) once per step (one workgroup: μ = mean|σ| is a reduction over all b²r).
+// `sigma_grad`  dσ from dΣ through f, μ not detached (one workgroup, same reduction).
+// `delta`  ΔW block (j, k) = B_j diag(Σ[j, k]) A_k, into Out = beta·Out + alpha·ΔW (merge/unmerge).
+
+override R: u32 = 8u;          // rank
+override BLOCKS: u32 = 1u;     // b
+override TT: u32 = 8u;         // tokens per workgroup in `fused`
+override WG: u32 = 64u;        // invocations per workgroup (1-D kernels)
+override MIX: bool = true;     // false: MELoRA's block identity Σ (S = D), Σ is not read
+override MIX_T: bool = false;  // mix with Σ[k, j] (the backward's transpose)
+override DOWN_QC: bool = true; // down weight stored [R, cols] (A); else [cols, R] (B)
+override UP_QC: bool = false;  // up weight stored [R, cols] (A); else [cols, R] (B)
+override SAVE: bool = false;   // write D and S to device memory
+override PROJECT: bool = true; // run phase 3
+override ACCUM: bool = true;   // phase 3 adds into Out (the base product is already there)
+override OUT_QC: bool = false; // `wgrad` output stored [R, cols]; else [cols, R]
+override TRANSFORM: u32 = 0u;  // 0 exp-mav, 1 exp, 2 mav, 3 raw
+override BR: u32 = BLOCKS * R;
+override BUF: u32 = TT * BLOCKS * R;
+
+const QC: u32 = 8u;            // rank chunk held in registers by `wgrad`
+const RED: u32 = 256u;         // invocations of the one-workgroup reductions
+
+struct Params {
+  T: u32, n_in: u32, n_out: u32, w_in: u32,
+  w_out: u32, a_down: f32, a_out: f32, groups: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> In: array<f32>;
+@group(0) @binding(2) var<storage, read> Wd: array<f32>;
+@group(0) @binding(3) var<storage, read> Sig: array<f32>;
+@group(0) @binding(4) var<storage, read> Wu: array<f32>;
+@group(0) @binding(5) var<storage, read_write> Out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> Dsave: array<f32>;
+@group(0) @binding(7) var<storage, read_write> Ssave: array<f32>;
+
+// Bindings of `wgrad` and `dsig` (an entry point's bindings must be numbered 1, 2, ... in the
+// order the host passes them, so each kernel family declares its own).
+@group(0) @binding(1) var<storage, read> M: array<f32>;
+@group(0) @binding(2) var<storage, read> V: array<f32>;
+@group(0) @binding(3) var<storage, read_write> GOut: array<f32>;
+// Bindings of `sigma`.
+@group(0) @binding(1) var<storage, read> SigmaIn: array<f32>;
+@group(0) @binding(2) var<storage, read_write> SigmaOut: array<f32>;
+@group(0) @binding(3) var<storage, read_write> MuOut: array<f32>;
+// Bindings of `delta`.
+@group(0) @binding(1) var<storage, read> DA: array<f32>;
+@group(0) @binding(2) var<storage, read> DSig: array<f32>;
+@group(0) @binding(3) var<storage, read> DB: array<f32>;
+@group(0) @binding(4) var<storage, read_write> DOut: array<f32>;
+
+var<workgroup> dbuf: array<f32, BUF>;
+var<workgroup> sbuf: array<f32, BUF>;
+
+fn wd_at(col: u32, q: u32) -> f32 {
+  if (DOWN_QC) { return Wd[q * P.n_in + col]; }
+  return Wd[col * R + q];
+}
+fn wu_at(col: u32, q: u32) -> f32 {
+  if (UP_QC) { return Wu[q * P.n_out + col]; }
+  return Wu[col * R + q];
+}
+
+@compute @workgroup_size(WG)
+fn fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lidx: u32) {
+  let g = linear_workgroup(wid, nwg);
+  // Uniform across the workgroup, so the early return cannot split a barrier.
+  if (g >= P.groups) { return; }
+  let t0 = g * TT;
+
+  // Phase 1. Entry order (k, q, tt), tt fastest: neighbouring invocations share a weight value.
+  for (var e = lidx; e < BUF; e += WG) {
+    let tt = e % TT;
+    let kq = e / TT;
+    let k = kq / R;
+    let q = kq % R;
+    let t = t0 + tt;
+    var acc = 0.0;
+    if (t < P.T) {
+      let c0 = k * P.w_in;
+      let row = t * P.n_in + c0;
+      for (var c = 0u; c < P.w_in; c++) { acc += wd_at(c0 + c, q) * In[row + c]; }
+    }
+    acc *= P.a_down;
+    dbuf[tt * BR + kq] = acc;
+    if (SAVE && t < P.T) { Dsave[t * BR + kq] = acc; }
+  }
+  workgroupBarrier();
+
+  // Phase 2: b multiply-adds per entry. MELoRA skips it (S = D).
+  if (MIX) {
+    for (var e = lidx; e < BUF; e += WG) {
+      let tt = e / BR;
+      let jq = e % BR;
+      let j = jq / R;
+      let q = jq % R;
+      var acc = 0.0;
+      for (var k = 0u; k < BLOCKS; k++) {
+        var sig: f32;
+        if (MIX_T) { sig = Sig[(k * BLOCKS + j) * R + q]; } else { sig = Sig[(j * BLOCKS + k) * R + q]; }
+        acc += sig * dbuf[tt * BR + k * R + q];
+      }
+      sbuf[e] = acc;
+      let t = t0 + tt;
+      if (SAVE && t < P.T) { Ssave[t * BR + jq] = acc; }
+    }
+    workgroupBarrier();
+  } else if (SAVE) {
+    for (var e = lidx; e < BUF; e += WG) {
+      let t = t0 + e / BR;
+      if (t < P.T) { Ssave[t * BR + e % BR] = dbuf[e]; }
+    }
+  }
+
+  // Phase 3: one output column per invocation, its weight row reused for all TT tokens.
+  if (PROJECT) {
+    for (var col = lidx; col < P.n_out; col += WG) {
+      let j = col / P.w_out;
+      for (var tt = 0u; tt < TT; tt++) {
+        let t = t0 + tt;
+        if (t >= P.T) { break; }
+        var acc = 0.0;
+        for (var q = 0u; q < R; q++) {
+          var s: f32;
+          if (MIX) { s = sbuf[tt * BR + j * R + q]; } else { s = dbuf[tt * BR + j * R + q]; }
+          acc += wu_at(col, q) * s;
+        }
+        let o = t * P.n_out + col;
+        if (ACCUM) { Out[o] += P.a_out * acc; } else { Out[o] = P.a_out * acc; }
+      }
+    }
+  }
+}
+
+// Weight gradient: M [T, cols], V [T, BR]; one invocation per (column, chunk of QC ranks).
+// Params: T, n_in = cols, w_in = cols per block, a_down = alpha.
+@compute @workgroup_size(WG)
+fn wgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lidx: u32) {
+  let idx = linear_workgroup(wid, nwg) * WG + lidx;
+  let chunks = (R + QC - 1u) / QC;
+  if (idx >= P.n_in * chunks) { return; }
+  let col = idx % P.n_in;
+  let q0 = (idx / P.n_in) * QC;
+  let v0 = (col / P.w_in) * R + q0;
+  let nq = min(QC, R - q0);
+  var acc: array<f32, QC>;
+  for (var t = 0u; t < P.T; t++) {
+    let mv = M[t * P.n_in + col];
+    let vrow = t * BR + v0;
+    for (var q = 0u; q < nq; q++) { acc[q] += mv * V[vrow + q]; }
+  }
+  for (var q = 0u; q < nq; q++) {
+    if (OUT_QC) { GOut[(q0 + q) * P.n_in + col] = P.a_down * acc[q]; }
+    else { GOut[col * R + q0 + q] = P.a_down * acc[q]; }
+  }
+}
+
+// dΣ: M = dS [T, BR], V = Z [T, BR]; one invocation per (j, k, q). Params: T.
+@compute @workgroup_size(WG)
+fn dsig(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lidx: u32) {
+  let idx = linear_workgroup(wid, nwg) * WG + lidx;
+  if (idx >= BLOCKS * BR) { return; }
+  let q = idx % R;
+  let j = idx / BR;
+  let k = (idx / R) % BLOCKS;
+  var acc = 0.0;
+  for (var t = 0u; t < P.T; t++) { acc += M[t * BR + j * R + q] * V[t * BR + k * R + q]; }
+  GOut[idx] = acc;
+}
+
+var<workgroup> red: array<f32, RED>;
+
+// Sum over the workgroup of each invocation's `v`; every invocation gets the total.
+fn reduce_sum(lidx: u32, v: f32) -> f32 {
+  red[lidx] = v;
+  workgroupBarrier();
+  for (var stride = RED / 2u; stride > 0u; stride /= 2u) {
+    if (lidx < stride) { red[lidx] += red[lidx + stride]; }
+    workgroupBarrier();
+  }
+  let total = red[0];
+  workgroupBarrier();
+  return total;
+}
+
+// A quiet NaN built from a runtime value (a constant NaN is a shader-creation error).
+fn nan_from(x: f32) -> f32 { return bitcast<f32>(bitcast<u32>(x) | 0x7fc00000u); }
+
+// Σ = f(σ): SigmaIn = σ [b, b, R]; SigmaOut = Σ; MuOut[0] = μ = mean|σ|. Params: T = b²R.
+// When the transform divides by μ and μ = 0, Σ is filled with NaN so the error cannot pass
+// silently (the host checks μ whenever it knows σ; see boraCheckSigma in src/bora.ts).
+@compute @workgroup_size(RED)
+fn sigma(@builtin(local_invocation_index) lidx: u32) {
+  let N = P.T;
+  var part = 0.0;
+  for (var l = lidx; l < N; l += RED) { part += abs(SigmaIn[l]); }
+  let mu = reduce_sum(lidx, part) / f32(N);
+  if (lidx == 0u) { MuOut[0] = mu; }
+  let bad = mu == 0.0 && (TRANSFORM == 0u || TRANSFORM == 2u);
+  for (var l = lidx; l < N; l += RED) {
+    let s = SigmaIn[l];
+    var v: f32;
+    switch TRANSFORM {
+      case 0u: { v = exp(s / mu); }
+      case 1u: { v = exp(s); }
+      case 2u: { v = s / mu; }
+      default: { v = s; }
+    }
+    if (bad) { v = nan_from(mu); }
+    SigmaOut[l] = v;
+  }
+}
+
+// dσ: In = dΣ, Wd = Σ, Sig = μ (one value), Wu = σ; Out = dσ. Params: T = N = b²R.
+//   exp-mav  dσ_l = dΣ_l Σ_l / μ − sign(σ_l) / (N μ²) · Σ_p dΣ_p Σ_p σ_p
+//   mav      dσ_l = dΣ_l / μ − sign(σ_l) / (N μ²) · Σ_p dΣ_p σ_p
+//   exp      dσ_l = dΣ_l Σ_l;   raw  dσ_l = dΣ_l
+@compute @workgroup_size(RED)
+fn sigma_grad(@builtin(local_invocation_index) lidx: u32) {
+  let N = P.T;
+  let mu = Sig[0];
+  var part = 0.0;
+  if (TRANSFORM == 0u || TRANSFORM == 2u) {
+    for (var l = lidx; l < N; l += RED) {
+      var d = In[l];
+      if (TRANSFORM == 0u) { d *= Wd[l]; }
+      part += d * Wu[l];
+    }
+  }
+  let c = reduce_sum(lidx, part) / (f32(N) * mu * mu);
+  for (var l = lidx; l < N; l += RED) {
+    var d = In[l];
+    if (TRANSFORM == 0u || TRANSFORM == 1u) { d *= Wd[l]; }
+    if (TRANSFORM == 0u || TRANSFORM == 2u) { d = d / mu - sign(Wu[l]) * c; }
+    Out[l] = d;
+  }
+}
+
+// ΔW: DA = A [R, n], DSig = Σ, DB = B [m, R]; DOut [m, n] = a_down·ΔW + a_out·DOut (a_out = 0
+// does not read DOut). Params: n_in = n, n_out = m, w_in = n/b, w_out = m/b.
+@compute @workgroup_size(WG)
+fn delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lidx: u32) {
+  let idx = linear_workgroup(wid, nwg) * WG + lidx;
+  if (idx >= P.n_in * P.n_out) { return; }
+  let row = idx / P.n_in;
+  let col = idx % P.n_in;
+  let j = row / P.w_out;
+  let k = col / P.w_in;
+  var acc = 0.0;
+  if (MIX || j == k) {
+    for (var q = 0u; q < R; q++) {
+      var term = DB[row * R + q] * DA[q * P.n_in + col];
+      if (MIX) { term *= DSig[(j * BLOCKS + k) * R + q]; }
+      acc += term;
+    }
+  }
+  var v = P.a_down * acc;
+  if (P.a_out != 0.0) { v += P.a_out * DOut[idx]; }
+  DOut[idx] = v;
+}

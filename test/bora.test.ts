@@ -1,0 +1,337 @@
+// BoRA and MELoRA: every kernel against the float64 reference, the reference's gradients (dσ
+// through all four transforms) against central finite differences, the LoRA and MELoRA special
+// cases, merge against forward, the rank of ΔW, init and sizes, and bad input.
+
+import { expect } from 'chai';
+import {
+  boraBackward, boraCheckSigma, boraFlops, boraForward, boraInit, boraMerge, boraParamCount, boraRank, boraSigma,
+  checkSigmaHost, recommendedBlocks, type BoraMode, type SigmaTransform,
+} from '../src/bora.js';
+import * as ref from '../src/reference/bora.js';
+import * as loraRef from '../src/reference/lora.js';
+import { dot, finiteDifference, matmul as refMatmul, relativeError, toF64 } from '../src/reference/linalg.js';
+import { numericalRank, rankReport } from '../src/rank.js';
+import { PeftError } from '../src/validate.js';
+import { expectClose, expectThrows, gpu, rand } from './helpers.js';
+
+// [T, n, m, r, b]: b = 1, b = n, m ≠ n, T = 1 and T not a multiple of the 8-token tile, r past
+// the 8-rank register chunk of the weight-gradient kernel.
+const SHAPES: [number, number, number, number, number][] = [
+  [1, 37, 29, 1, 1],
+  [3, 8, 6, 2, 2],
+  [7, 36, 24, 3, 4],
+  [9, 6, 12, 2, 6],
+  [17, 64, 48, 8, 16],
+  [33, 40, 30, 5, 5],
+  [10, 40, 20, 12, 4],
+];
+
+async function setup(T: number, n: number, m: number, r: number, blocks: number, transform: SigmaTransform = 'exp-mav', mode: BoraMode = 'bora') {
+  const ctx = await gpu();
+  const host = {
+    x: rand(T * n), w0: rand(m * n, 0.5), a: rand(r * n, 0.5), b: rand(m * r, 0.5), g: rand(T * m),
+    sigma: rand(blocks * blocks * r, transform === 'exp' ? 1 : 0.5),
+  };
+  const dev = {
+    x: ctx.upload(host.x, [T, n], 'f32', 'x'),
+    w0: ctx.upload(host.w0, [m, n], 'f32', 'w0'),
+    a: ctx.upload(host.a, [r, n], 'f32', 'a'),
+    b: ctx.upload(host.b, [m, r], 'f32', 'b'),
+    g: ctx.upload(host.g, [T, m], 'f32', 'g'),
+    sigma: ctx.upload(host.sigma, [blocks, blocks, r], 'f32', 'sigma'),
+  };
+  const bora = mode === 'bora';
+  const p = { w0: dev.w0, a: dev.a, b: dev.b, blocks, scale: 2, transform, mode, sigma: bora ? dev.sigma : undefined };
+  const refArgs: ref.BoraRefArgs = { T, n, m, r, blocks, scale: 2, x: host.x, w0: host.w0, a: host.a, b: host.b, sigma: bora ? host.sigma : undefined, transform, mode };
+  const free = () => Object.values(dev).forEach((t) => t.destroy());
+  return { ctx, host, dev, p, refArgs, free };
+}
+
+describe('bora kernels against the float64 reference', () => {
+  for (const [T, n, m, r, b] of SHAPES) {
+    it(`forward, backward, merge at T=${T} n=${n} m=${m} r=${r} b=${b}`, async () => {
+      const { ctx, dev, host, p, refArgs, free } = await setup(T, n, m, r, b);
+      const inter = ref.boraIntermediates(refArgs);
+      const yRef = ref.boraForward(refArgs);
+      const { y, z, s } = await boraForward(ctx, { ...p, x: dev.x }, { save: true });
+      expectClose(await ctx.read(y), yRef, 'y (training)');
+      expectClose(await ctx.read(z!), inter.z, 'z');
+      expectClose(await ctx.read(s!), inter.s, 's');
+      const inference = await boraForward(ctx, { ...p, x: dev.x });
+      expect(inference.z).to.equal(undefined);
+      expectClose(await ctx.read(inference.y), yRef, 'y (inference)');
+
+      const expected = ref.boraBackward({ ...refArgs, g: host.g });
+      for (const saved of [true, false]) {
+        const grads = await boraBackward(ctx, { ...p, x: dev.x, g: dev.g, z: saved ? z : undefined, s: saved ? s : undefined });
+        const what = saved ? 'Z, S saved' : 'Z, S recomputed';
+        expectClose(await ctx.read(grads.dx), expected.dx, `dx (${what})`);
+        expectClose(await ctx.read(grads.da), expected.da, `da (${what})`);
+        expectClose(await ctx.read(grads.db), expected.db, `db (${what})`);
+        expectClose(await ctx.read(grads.dsigma!), expected.dsigma!, `dsigma (${what})`);
+        Object.values(grads).forEach((t) => t.destroy());
+      }
+
+      const merged = await boraMerge(ctx, p);
+      expectClose(await ctx.read(merged), ref.boraMerge(refArgs), 'merged');
+      const delta = await boraMerge(ctx, p, { deltaOnly: true });
+      expectClose(await ctx.read(delta), ref.boraDelta(refArgs), 'delta');
+      for (const t of [y, z!, s!, inference.y, merged, delta]) t.destroy();
+      free();
+    });
+  }
+
+  for (const transform of ref.SIGMA_TRANSFORMS) {
+    it(`Σ, dΣ and dσ through the '${transform}' transform`, async () => {
+      const { ctx, dev, host, p, refArgs, free } = await setup(11, 24, 18, 3, 3, transform);
+      const sig = await boraSigma(ctx, { sigma: dev.sigma, transform });
+      const effRef = ref.sigmaEffective(host.sigma, transform);
+      expectClose(await ctx.read(sig.eff), effRef.eff, 'Σ');
+      expectClose(await ctx.read(sig.mu), [effRef.mu], 'μ');
+      const dEff = ctx.tensor([3, 3, 3]);
+      const expected = ref.boraBackward({ ...refArgs, g: host.g });
+      // Σ computed once for the step and shared by forward and backward.
+      const { y, z, s } = await boraForward(ctx, { ...p, sigmaEff: sig, x: dev.x }, { save: true });
+      expectClose(await ctx.read(y), ref.boraForward(refArgs), 'y');
+      const grads = await boraBackward(ctx, { ...p, sigmaEff: sig, x: dev.x, g: dev.g, z, s, dsigmaEff: dEff });
+      expectClose(await ctx.read(dEff), expected.dsigmaEff, 'dΣ');
+      expectClose(await ctx.read(grads.dsigma!), expected.dsigma!, 'dσ');
+      expectClose(await ctx.read(grads.dx), expected.dx, 'dx');
+      for (const t of [sig.eff, sig.mu, dEff, y, z!, s!, ...Object.values(grads)]) t.destroy();
+      free();
+    });
+  }
+
+  it('adapter path alone drops the base terms', async () => {
+    const { ctx, dev, host, p, refArgs, free } = await setup(9, 20, 12, 3, 4);
+    const { y, z, s } = await boraForward(ctx, { ...p, x: dev.x }, { adapterOnly: true, save: true });
+    expectClose(await ctx.read(y), ref.boraForward(refArgs, true), 'adapter y');
+    const grads = await boraBackward(ctx, { ...p, x: dev.x, g: dev.g, z, s }, { adapterOnly: true });
+    const expected = ref.boraBackward({ ...refArgs, g: host.g }, true);
+    expectClose(await ctx.read(grads.dx), expected.dx, 'adapter dx');
+    expectClose(await ctx.read(grads.da), expected.da, 'adapter da');
+    expectClose(await ctx.read(grads.dsigma!), expected.dsigma!, 'adapter dsigma');
+    free();
+  });
+
+  it("encodes into the caller's command encoder and writes into the caller's tensors", async () => {
+    const { ctx, dev, p, refArgs, free } = await setup(5, 12, 8, 2, 4);
+    const y = ctx.tensor([5, 8]);
+    const enc = ctx.device.createCommandEncoder();
+    const out = await boraForward(ctx, { ...p, x: dev.x, y }, { encoder: enc });
+    expect(out.y).to.equal(y);
+    ctx.submit(enc);
+    expectClose(await ctx.read(y), ref.boraForward(refArgs), 'y');
+    free();
+  });
+
+  it("merged weights reproduce the forward: X W'ᵀ = Y, and unmerge restores W0", async () => {
+    for (const mode of ['bora', 'melora'] as const) {
+      const { ctx, dev, host, p, refArgs, free } = await setup(11, 36, 28, 4, 4, 'exp-mav', mode);
+      const { y } = await boraForward(ctx, { ...p, x: dev.x });
+      const merged = await ctx.read(await boraMerge(ctx, p));
+      expectClose(refMatmul(host.x, merged, 11, 36, 28, false, true), await ctx.read(y), `${mode}: X W'ᵀ vs forward`);
+      await boraMerge(ctx, p, { inPlace: true });
+      expectClose(await ctx.read(dev.w0), ref.boraMerge(refArgs), `${mode}: merged in place`);
+      await boraMerge(ctx, p, { inPlace: true, unmerge: true });
+      expectClose(await ctx.read(dev.w0), host.w0, `${mode}: unmerged`, 1e-6);
+      free();
+    }
+  });
+});
+
+describe('bora special cases', () => {
+  it("Σ ≡ 1 (raw) is exactly LoRA: forward, backward and merge against LoRA's reference", async () => {
+    const [T, n, m, r, b] = [13, 30, 20, 4, 5];
+    const { ctx, dev, host, p, free } = await setup(T, n, m, r, b, 'raw');
+    const ones = ctx.upload(new Float32Array(b * b * r).fill(1), [b, b, r], 'f32', 'ones');
+    const q = { ...p, sigma: ones };
+    const lora = { T, n, m, r, scale: 2, x: host.x, w0: host.w0, a: host.a, b: host.b };
+    const { y, z, s } = await boraForward(ctx, { ...q, x: dev.x }, { save: true });
+    expectClose(await ctx.read(y), loraRef.loraForward(lora), 'y vs LoRA');
+    const grads = await boraBackward(ctx, { ...q, x: dev.x, g: dev.g, z, s });
+    const lg = loraRef.loraBackward({ ...lora, g: host.g });
+    expectClose(await ctx.read(grads.dx), lg.dx, 'dx vs LoRA');
+    expectClose(await ctx.read(grads.da), lg.da, 'da vs LoRA');
+    expectClose(await ctx.read(grads.db), lg.db, 'db vs LoRA');
+    expectClose(await ctx.read(await boraMerge(ctx, q, { deltaOnly: true })), loraRef.loraDelta(lora), 'ΔW vs LoRA');
+    ones.destroy();
+    free();
+  });
+
+  it('MELoRA mode equals b independent mini-LoRAs on the diagonal blocks, and raw block-identity BoRA', async () => {
+    const [T, n, m, r, b] = [7, 24, 16, 3, 4];
+    const { ctx, dev, host, p, refArgs, free } = await setup(T, n, m, r, b, 'exp-mav', 'melora');
+    const nb = n / b, mb = m / b;
+    // Mini-LoRA j: x_j = X[:, j-th segment], A_j = A[:, segment], B_j = B[j-th row block].
+    const expectY = refMatmul(host.x, host.w0, T, n, m, false, true);
+    const expectDx = refMatmul(host.g, host.w0, T, m, n);
+    const expectDa = new Float64Array(r * n);
+    const expectDb = new Float64Array(m * r);
+    for (let j = 0; j < b; j++) {
+      const xs = new Float64Array(T * nb), as = new Float64Array(r * nb), bs = new Float64Array(mb * r), gs = new Float64Array(T * mb);
+      for (let t = 0; t < T; t++) for (let c = 0; c < nb; c++) xs[t * nb + c] = host.x[t * n + j * nb + c];
+      for (let q = 0; q < r; q++) for (let c = 0; c < nb; c++) as[q * nb + c] = host.a[q * n + j * nb + c];
+      for (let i = 0; i < mb; i++) for (let q = 0; q < r; q++) bs[i * r + q] = host.b[(j * mb + i) * r + q];
+      for (let t = 0; t < T; t++) for (let i = 0; i < mb; i++) gs[t * mb + i] = host.g[t * m + j * mb + i];
+      const mini = { T, n: nb, m: mb, r, scale: 2, x: xs, w0: new Float64Array(mb * nb), a: as, b: bs };
+      const yj = loraRef.loraForward(mini, true);
+      const gj = loraRef.loraBackward({ ...mini, g: gs });
+      for (let t = 0; t < T; t++) for (let i = 0; i < mb; i++) expectY[t * m + j * mb + i] += yj[t * mb + i];
+      for (let t = 0; t < T; t++) for (let c = 0; c < nb; c++) expectDx[t * n + j * nb + c] += gj.dx[t * nb + c];
+      for (let q = 0; q < r; q++) for (let c = 0; c < nb; c++) expectDa[q * n + j * nb + c] = gj.da[q * nb + c];
+      for (let i = 0; i < mb; i++) for (let q = 0; q < r; q++) expectDb[(j * mb + i) * r + q] = gj.db[i * r + q];
+    }
+    const { y, z, s } = await boraForward(ctx, { ...p, x: dev.x }, { save: true });
+    expectClose(await ctx.read(y), expectY, 'MELoRA y vs mini-LoRAs');
+    expectClose(await ctx.read(y), ref.boraForward(refArgs), 'MELoRA y vs reference');
+    const grads = await boraBackward(ctx, { ...p, x: dev.x, g: dev.g, z, s });
+    expect(grads.dsigma).to.equal(undefined);
+    expectClose(await ctx.read(grads.dx), expectDx, 'MELoRA dx');
+    expectClose(await ctx.read(grads.da), expectDa, 'MELoRA da');
+    expectClose(await ctx.read(grads.db), expectDb, 'MELoRA db');
+    // The same layer as BoRA with a raw block-identity Σ.
+    const ident = new Float32Array(b * b * r);
+    for (let j = 0; j < b; j++) for (let q = 0; q < r; q++) ident[(j * b + j) * r + q] = 1;
+    const sig = ctx.upload(ident, [b, b, r], 'f32', 'identity');
+    const raw = await boraForward(ctx, { ...p, mode: 'bora', transform: 'raw', sigma: sig, x: dev.x });
+    expectClose(await ctx.read(raw.y), expectY, 'raw block-identity BoRA y');
+    expectClose(await ctx.read(await boraMerge(ctx, p, { deltaOnly: true })), ref.boraDelta(refArgs), 'MELoRA ΔW');
+    sig.destroy();
+    free();
+  });
+});
+
+describe('bora reference gradients against central finite differences', () => {
+  for (const transform of ref.SIGMA_TRANSFORMS) {
+    it(`dX, dA, dB, dσ of sum(Y ⊙ G) with the '${transform}' transform`, () => {
+      const [T, n, m, r, b] = [3, 6, 4, 2, 2];
+      const x = toF64(rand(T * n)), w0 = toF64(rand(m * n)), a = toF64(rand(r * n)), bm = toF64(rand(m * r)), g = toF64(rand(T * m));
+      const sigma = toF64(rand(b * b * r));
+      const args: ref.BoraRefArgs = { T, n, m, r, blocks: b, scale: 1.5, x, w0, a, b: bm, sigma, transform };
+      const loss = () => dot(ref.boraForward(args), g);
+      const grads = ref.boraBackward({ ...args, g });
+      for (const [name, param, grad] of [['x', x, grads.dx], ['a', a, grads.da], ['b', bm, grads.db], ['sigma', sigma, grads.dsigma!]] as const) {
+        const fd = finiteDifference(loss, param);
+        expect(relativeError(grad, fd), `d${name}`).to.be.below(1e-6);
+      }
+    });
+  }
+
+  it('dX, dA, dB of MELoRA', () => {
+    const [T, n, m, r, b] = [2, 6, 9, 2, 3];
+    const x = toF64(rand(T * n)), w0 = toF64(rand(m * n)), a = toF64(rand(r * n)), bm = toF64(rand(m * r)), g = toF64(rand(T * m));
+    const args: ref.BoraRefArgs = { T, n, m, r, blocks: b, scale: 2, x, w0, a, b: bm, mode: 'melora' };
+    const loss = () => dot(ref.boraForward(args), g);
+    const grads = ref.boraBackward({ ...args, g });
+    for (const [name, param, grad] of [['x', x, grads.dx], ['a', a, grads.da], ['b', bm, grads.db]] as const) {
+      expect(relativeError(grad, finiteDifference(loss, param)), `d${name}`).to.be.below(1e-6);
+    }
+  });
+});
+
+describe('bora rank of ΔW', () => {
+  it('random A, B, σ give rank min(m, n, b·r) where LoRA gives r', async () => {
+    const ctx = await gpu();
+    for (const [n, m, r, b] of [[24, 24, 2, 4], [24, 36, 2, 6], [24, 36, 4, 12], [30, 20, 3, 5]] as const) {
+      const a = rand(r * n), bm = rand(m * r), sigma = rand(b * b * r);
+      const args = { n, m, r, blocks: b, scale: 2, a, b: bm, sigma };
+      expect(numericalRank(ref.boraDelta(args), m, n), `BoRA n=${n} m=${m} r=${r} b=${b}`).to.equal(Math.min(m, n, b * r));
+      expect(numericalRank(loraRef.loraDelta({ n, m, r, scale: 2, a, b: bm }), m, n), 'LoRA').to.equal(r);
+      const dev = { a: ctx.upload(a, [r, n]), b: ctx.upload(bm, [m, r]), sigma: ctx.upload(sigma, [b, b, r]), w0: ctx.zeros([m, n]) };
+      const report = await boraRank(ctx, { ...dev, blocks: b, scale: 2 }, 1e-4);
+      expect(report.rank, 'rank of the device ΔW').to.equal(Math.min(m, n, b * r));
+      const delta = ref.boraDelta(args);
+      expect(report.sumSquares).to.be.closeTo(delta.reduce((s, v) => s + v * v, 0), 1e-4 * report.sumSquares);
+      Object.values(dev).forEach((t) => t.destroy());
+    }
+  });
+
+  it("reports the paper's Figure 4 quantities: singular values above 0.005 and their sum of squares", () => {
+    // diag(3, 0.01, 0.001) embedded in a 4×3 matrix: two values pass 0.005.
+    const rep = rankReport([3, 0, 0, 0, 0.01, 0, 0, 0, 0.001, 0, 0, 0], 4, 3);
+    expect(rep.rank).to.equal(2);
+    expect(rep.sumSquares).to.be.closeTo(9 + 1e-4 + 1e-6, 1e-12);
+  });
+});
+
+describe('bora init and sizes', () => {
+  it('init: A and σ within U(-1/√n, 1/√n) and not constant, B = 0; MELoRA has no σ', () => {
+    const { a, b, sigma } = boraInit(64, 32, 4, 8, 7);
+    const bound = 1 / Math.sqrt(64);
+    expect(a.length).to.equal(4 * 64);
+    expect(sigma!.length).to.equal(8 * 8 * 4);
+    for (const v of [...a, ...sigma!]) expect(Math.abs(v)).to.be.at.most(bound);
+    expect(Math.max(...a.map(Math.abs))).to.be.above(0.9 * bound);
+    expect(Math.max(...sigma!.map(Math.abs))).to.be.above(0.8 * bound);
+    expect(relativeError(a.slice(0, 64), sigma!.slice(0, 64))).to.be.above(0.1);
+    expect(b.every((v) => v === 0)).to.equal(true);
+    expect(boraInit(64, 32, 4, 8, 7, 'melora').sigma).to.equal(undefined);
+  });
+
+  it('parameter and FLOP counts are LoRA\'s plus b²r', () => {
+    expect(boraParamCount(1024, 1024, 8, 16)).to.equal(8 * 2048 + 16 * 16 * 8);
+    expect(boraParamCount(1024, 1024, 8, 16, 'melora')).to.equal(8 * 2048);
+    const f = boraFlops(512, 1024, 1024, 8, 16);
+    const lora = 2 * 1024 * 1024 * 512 + 2 * 2048 * 8 * 512;
+    expect(f.forward - lora).to.equal(2 * 16 * 16 * 8 * 512);
+    expect(boraFlops(512, 1024, 1024, 8, 16, 'melora').forward).to.equal(lora);
+  });
+
+  it('recommendedBlocks is the common divisor nearest ⌊√n⌋', () => {
+    expect(recommendedBlocks(1024, 1024)).to.equal(32);
+    expect(recommendedBlocks(768, 3072)).to.equal(24); // ⌊√768⌋ = 27: 24 is nearer than 32
+    expect(recommendedBlocks(4096, 11008)).to.equal(64);
+    expect(recommendedBlocks(37, 29)).to.equal(1);
+    expect(recommendedBlocks(36, 24)).to.equal(6);
+  });
+});
+
+describe('bora bad input', () => {
+  it('rejects b < 1 and b that does not divide n or m', async () => {
+    const { ctx, dev, p, free } = await setup(4, 8, 6, 2, 2);
+    for (const blocks of [0, -1, 1.5]) {
+      await expectThrows(() => boraForward(ctx, { ...p, blocks, x: dev.x }), /bora\.forward: 'blocks' must be an integer ≥ 1/);
+    }
+    await expectThrows(() => boraForward(ctx, { ...p, blocks: 4, x: dev.x }), /blocks b = 4 must divide m = 6 \(m mod b = 2\)/);
+    await expectThrows(() => boraMerge(ctx, { ...p, blocks: 3 }), /bora\.merge: blocks b = 3 must divide n = 8 \(n mod b = 2\)/);
+    expect(() => boraInit(8, 6, 2, 4, 1)).to.throw(PeftError, /blocks b = 4 must divide m = 6/);
+    expect(() => boraInit(8, 6, 2, 0, 1)).to.throw(PeftError, /'blocks' must be an integer ≥ 1, got 0/);
+    free();
+  });
+
+  it('rejects σ of the wrong shape, a missing σ, σ in MELoRA mode and an unknown transform', async () => {
+    const { ctx, dev, p, free } = await setup(4, 8, 6, 2, 2);
+    const bad = ctx.tensor([2, 2, 3]);
+    await expectThrows(() => boraForward(ctx, { ...p, sigma: bad, x: dev.x }), /'sigma' has shape \[2, 2, 3\], expected \[b, b, r\] = \[2, 2, 2\]/);
+    await expectThrows(() => boraBackward(ctx, { ...p, sigma: undefined, x: dev.x, g: dev.g }), /bora\.backward: 'sigma' must be a Tensor of shape \[b, b, r\]/);
+    await expectThrows(() => boraSigma(ctx, { sigma: ctx.tensor([2, 3, 2]) }), /bora\.sigma: 'sigma' must be a Tensor of shape \[b, b, r\], got \[2, 3, 2\]/);
+    await expectThrows(() => boraForward(ctx, { ...p, mode: 'melora', x: dev.x }), /MELoRA mode has a fixed block-identity Σ/);
+    await expectThrows(() => boraForward(ctx, { ...p, transform: 'log' as never, x: dev.x }), /'transform' must be one of exp-mav, exp, mav, raw, got log/);
+    expect(() => checkSigmaHost('vectors', [1, 2, 3], 2, 1)).to.throw(PeftError, /'sigma' must have b·b·r = 2·2·1 = 4 values, got 3/);
+    await expectThrows(() => boraForward(ctx, { ...p, x: ctx.tensor([4, 9]) }), /'x' has shape \[4, 9\], expected \[T, n\] = \[4, 8\]/);
+    await expectThrows(() => boraBackward(ctx, { ...p, x: dev.x, g: dev.g, z: ctx.tensor([4, 4]) }), /pass both 'z' and 's'/);
+    bad.destroy();
+    free();
+  });
+
+  it('μ = 0: the host check and the reference throw; on the device Σ turns NaN and boraCheckSigma throws', async () => {
+    const ctx = await gpu();
+    const zeros = new Float32Array(2 * 2 * 3);
+    for (const t of ['exp-mav', 'mav'] as const) {
+      expect(() => checkSigmaHost('bora', zeros, 2, 3, t)).to.throw(PeftError, /μ = mean\|σ\| is 0/);
+      expect(() => ref.sigmaEffective(zeros, t)).to.throw(PeftError, /μ = mean\|σ\| is 0/);
+      const sigma = ctx.upload(zeros, [2, 2, 3]);
+      const s = await boraSigma(ctx, { sigma, transform: t });
+      expect([...(await ctx.read(s.eff))].every(Number.isNaN), 'Σ is NaN').to.equal(true);
+      await expectThrows(() => boraCheckSigma(ctx, s, t), /μ = mean\|σ\| is 0/);
+      sigma.destroy();
+    }
+    // exp and raw do not divide by μ: σ = 0 is legal there (Σ = 1 and Σ = 0).
+    expect(() => checkSigmaHost('bora', zeros, 2, 3, 'exp')).not.to.throw();
+    const sigma = ctx.upload(zeros, [2, 2, 3]);
+    const s = await boraSigma(ctx, { sigma, transform: 'exp' });
+    await boraCheckSigma(ctx, s, 'exp');
+    expectClose(await ctx.read(s.eff), new Float64Array(12).fill(1), 'exp(0)');
+  });
+});
