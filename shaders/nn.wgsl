@@ -15,6 +15,12 @@ const WG: u32 = 64u;
 fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
   return linear_workgroup(wid, nwg) * WG + lid.x;
 }
+// Kernels that give an invocation a whole row or column run few invocations (a batch, a layer
+// width): small workgroups spread them over more workgroups, which CPU WebGPU runs on separate cores.
+const RWG: u32 = 8u;
+fn row_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
+  return linear_workgroup(wid, nwg) * RWG + lid.x;
+}
 
 // tanh with its argument clamped: some drivers compute tanh from exp and give inf/inf = NaN past
 // |x| ≈ 44; at |x| = 10 tanh is already ±1 to f32 precision.
@@ -73,20 +79,27 @@ fn embedding_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
 @group(0) @binding(2) var<storage, read> embb_ids: array<u32>;
 @group(0) @binding(3) var<storage, read_write> embb_dtable: array<f32>;
 
-// dtable[v, d] = Σ_{t: ids[t] = v} dout[t, d], summed in token order by the one invocation that
-// owns (v, d): deterministic, no atomics; it costs V·N id reads, cheap for character vocabularies.
-@compute @workgroup_size(WG)
+struct EmbedBackParams { N: u32, D: u32, V: u32, blocks: u32, rows: u32, }
+
+@group(0) @binding(0) var<uniform> EB: EmbedBackParams;
+
+// dtable[v, d] = Σ_{t: ids[t] = v} dout[t, d]. Invocation (d, b) owns column d of the table rows
+// [b·rows, (b + 1)·rows): it zeroes them, then walks the tokens in order and adds those whose id
+// falls in its rows. Each entry has exactly one writer and a fixed summation order: deterministic,
+// no atomics. Work is blocks·N·D; the host picks blocks so that there are enough invocations.
+@compute @workgroup_size(RWG)
 fn embedding_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_id) lid: vec3<u32>) {
-  let i = flat_index(wid, nwg, lid);
-  if (i >= EP.V * EP.D) { return; }
-  let v = i / EP.D;
-  let d = i % EP.D;
-  var acc = 0.0;
-  for (var t = 0u; t < EP.N; t++) {
-    if (embb_ids[t] == v) { acc += embb_dout[t * EP.D + d]; }
+  let i = row_index(wid, nwg, lid);
+  if (i >= EB.D * EB.blocks) { return; }
+  let d = i % EB.D;
+  let v0 = (i / EB.D) * EB.rows;
+  let v1 = min(v0 + EB.rows, EB.V);
+  for (var v = v0; v < v1; v++) { embb_dtable[v * EB.D + d] = 0.0; }
+  for (var t = 0u; t < EB.N; t++) {
+    let id = embb_ids[t];
+    if (id >= v0 && id < v1) { embb_dtable[id * EB.D + d] += embb_dout[t * EB.D + d]; }
   }
-  embb_dtable[i] = acc;
 }
 
 // ------------------------------------------------------------------------- bias and activation
@@ -110,10 +123,10 @@ fn add_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @group(0) @binding(2) var<storage, read_write> col_db: array<f32>;
 
 // db[j] = Σ_t g[t, j]
-@compute @workgroup_size(WG)
+@compute @workgroup_size(RWG)
 fn bias_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_id) lid: vec3<u32>) {
-  let j = flat_index(wid, nwg, lid);
+  let j = row_index(wid, nwg, lid);
   if (j >= RP.n) { return; }
   var acc = 0.0;
   for (var t = 0u; t < RP.T; t++) { acc += col_g[t * RP.n + j]; }
@@ -165,10 +178,10 @@ fn activation_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
 
 // dx = g ⊙ f'(x) and db[j] = Σ_t dx[t, j]: one invocation per column, so the bias gradient of
 // the layer comes out of the same pass.
-@compute @workgroup_size(WG)
+@compute @workgroup_size(RWG)
 fn activation_backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                             @builtin(local_invocation_id) lid: vec3<u32>) {
-  let j = flat_index(wid, nwg, lid);
+  let j = row_index(wid, nwg, lid);
   if (j >= RP.n) { return; }
   var acc = 0.0;
   for (var t = 0u; t < RP.T; t++) {
@@ -194,10 +207,10 @@ struct NormParams { T: u32, n: u32, eps: f32, }
 
 // One invocation per row. The variance is taken about the mean (two passes), not as E[x²] − μ²,
 // which cancels badly in f32 when |μ| ≫ σ.
-@compute @workgroup_size(WG)
+@compute @workgroup_size(RWG)
 fn layer_norm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_id) lid: vec3<u32>) {
-  let t = flat_index(wid, nwg, lid);
+  let t = row_index(wid, nwg, lid);
   if (t >= NP.T) { return; }
   let base = t * NP.n;
   var s = 0.0;
@@ -224,10 +237,10 @@ fn layer_norm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
 @group(0) @binding(6) var<storage, read_write> lnb_dx: array<f32>;
 
 // dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ ⊙ x̂)), ĝ = g ⊙ γ, x̂ = (x − μ)·rstd. One invocation per row.
-@compute @workgroup_size(WG)
+@compute @workgroup_size(RWG)
 fn layer_norm_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_id) lid: vec3<u32>) {
-  let t = flat_index(wid, nwg, lid);
+  let t = row_index(wid, nwg, lid);
   if (t >= NP.T) { return; }
   let base = t * NP.n;
   let mu = lnb_mean[t];
@@ -255,10 +268,10 @@ fn layer_norm_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
 @group(0) @binding(6) var<storage, read_write> lnp_dbeta: array<f32>;
 
 // dγ[j] = Σ_t g[t, j]·x̂[t, j], dβ[j] = Σ_t g[t, j]. One invocation per column.
-@compute @workgroup_size(WG)
+@compute @workgroup_size(RWG)
 fn layer_norm_backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                               @builtin(local_invocation_id) lid: vec3<u32>) {
-  let j = flat_index(wid, nwg, lid);
+  let j = row_index(wid, nwg, lid);
   if (j >= NP.n) { return; }
   var dg = 0.0;
   var db = 0.0;

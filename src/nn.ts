@@ -23,6 +23,8 @@ export type Activation = 'gelu' | 'tanh';
 const SHADER = 'nn';
 const WG = 64;
 const groups = (count: number) => Math.ceil(count / WG);
+// Row / column kernels: RWG in shaders/nn.wgsl.
+const rowGroups = (count: number) => Math.ceil(count / 8);
 
 function actConstants(where: string, fn: Activation | undefined): { ACT: number } {
   const f = fn ?? 'gelu';
@@ -99,8 +101,8 @@ export async function embeddingForward(
 }
 
 /**
- * dtable[v] = Σ_{t: ids[t] = v} g[t]: the scatter-add of the lookup's gradient, as a gather over
- * tokens by each table entry (deterministic, no atomics). `g` has the forward output's shape.
+ * dtable[v] = Σ_{t: ids[t] = v} g[t]: the scatter-add of the lookup's gradient, with one writer per
+ * table entry adding in token order (deterministic, no atomics). `g` has the forward output's shape.
  */
 export async function embeddingBackward(
   ctx: Context,
@@ -119,11 +121,15 @@ export async function embeddingBackward(
   checkTensor(where, 'g', p.g, embeddedShape(ids, D), ids.length === 1 ? '[N, D]' : '[B, C·D]');
   const dtable = p.dtable ? checkTensor(where, 'dtable', p.dtable, [V, D], '[V, D]') : ctx.tensor([V, D], 'f32', 'nn.dtable');
   checkDistinct(where, { dtable, g: p.g, ids: p.ids });
+  // Row blocks per column: enough invocations (about 64) to spread over cores, and no more, since
+  // every block walks all N tokens.
+  const blocks = Math.min(V, Math.max(1, Math.ceil(64 / D)));
+  const rows = Math.ceil(V / blocks);
   await ctx.prepare([{ shader: SHADER, entry: 'embedding_backward' }]);
   await ctx.encode(opts.encoder, (enc) =>
     ctx.dispatch(enc, {
-      shader: SHADER, entry: 'embedding_backward', params: [N, D, V], bindings: [p.g, p.ids, dtable],
-      workgroups: groups(V * D), label: `embedding backward ${V}x${D}`,
+      shader: SHADER, entry: 'embedding_backward', params: [N, D, V, Math.ceil(V / rows), rows], bindings: [p.g, p.ids, dtable],
+      workgroups: rowGroups(D * Math.ceil(V / rows)), label: `embedding backward ${V}x${D}`,
     }),
   );
   return dtable;
@@ -154,7 +160,7 @@ export async function biasGrad(ctx: Context, p: { g: Tensor; db?: Tensor }, opts
   checkDistinct(where, { db, g: p.g });
   await ctx.prepare([{ shader: SHADER, entry: 'bias_grad' }]);
   await ctx.encode(opts.encoder, (enc) =>
-    ctx.dispatch(enc, { shader: SHADER, entry: 'bias_grad', params: [T, n], bindings: [p.g, db], workgroups: groups(n), label: `bias grad ${T}x${n}` }),
+    ctx.dispatch(enc, { shader: SHADER, entry: 'bias_grad', params: [T, n], bindings: [p.g, db], workgroups: rowGroups(n), label: `bias grad ${T}x${n}` }),
   );
   return db;
 }
@@ -268,7 +274,7 @@ export async function activationBackward(
   await ctx.encode(opts.encoder, (enc) =>
     ctx.dispatch(enc, {
       shader: SHADER, entry, constants, params: [T, n], bindings: db ? [p.x, p.g, dx, db] : [p.x, p.g, dx],
-      workgroups: groups(withBias ? n : T * n), label: `${p.fn ?? 'gelu'} backward ${T}x${n}`,
+      workgroups: withBias ? rowGroups(n) : groups(T * n), label: `${p.fn ?? 'gelu'} backward ${T}x${n}`,
     }),
   );
   return { dx, db };
@@ -300,7 +306,7 @@ export async function layerNormForward(
   await ctx.encode(opts.encoder, (enc) =>
     ctx.dispatch(enc, {
       shader: SHADER, entry: 'layer_norm_forward', params: [T, n, f32(eps)], bindings: [p.x, p.gamma, p.beta, y, mean, rstd],
-      workgroups: groups(T), label: `layer norm ${T}x${n}`,
+      workgroups: rowGroups(T), label: `layer norm ${T}x${n}`,
     }),
   );
   return { y, mean, rstd };
@@ -334,12 +340,12 @@ export async function layerNormBackward(
   await ctx.encode(opts.encoder, (enc) => {
     ctx.dispatch(enc, {
       shader: SHADER, entry: 'layer_norm_backward_dx', params: [T, n, f32(0)], bindings: [p.x, p.gamma, p.g, p.mean, p.rstd, dx],
-      workgroups: groups(T), label: `layer norm backward ${T}x${n}`,
+      workgroups: rowGroups(T), label: `layer norm backward ${T}x${n}`,
     });
     if (dgamma && dbeta) {
       ctx.dispatch(enc, {
         shader: SHADER, entry: 'layer_norm_backward_params', params: [T, n, f32(0)], bindings: [p.x, p.g, p.mean, p.rstd, dgamma, dbeta],
-        workgroups: groups(n), label: `layer norm dγ dβ ${T}x${n}`,
+        workgroups: rowGroups(n), label: `layer norm dγ dβ ${T}x${n}`,
       });
     }
   });
