@@ -69,3 +69,7 @@ export type { IndexSpec } from './indices.js';
 // LoRMA (docs/lorma.md)
 export { lormaForward, lormaBackward, lormaMerge, lormaInit } from './lorma.js';
 export type { LormaParams, LormaDims, Inflation as LormaInflation, Order as LormaOrder } from './lorma.js';
+
+// BoRA and MELoRA (docs/bora.md)
+export { boraForward, boraBackward, boraMerge, boraSigma, boraCheckSigma, checkSigmaHost, boraInit, boraParamCount, boraFlops, recommendedBlocks, boraRank } from './bora.js';
+export type { BoraParams, BoraSigma, BoraGrads, BoraDims, BoraMode, SigmaTransform as BoraSigmaTransform } from './bora.js';

@@ -335,3 +335,34 @@ describe('bora bad input', () => {
     expectClose(await ctx.read(s.eff), new Float64Array(12).fill(1), 'exp(0)');
   });
 });
+
+describe('bora test vectors', () => {
+  it('the public bora-example passes, and a raw case reads sigma_raw and has no dsigma', async () => {
+    const ctx = await gpu();
+    const { readFileSync } = await import('node:fs');
+    const { runVectors } = await import('../src/vectors/index.js');
+    const file = JSON.parse(readFileSync('/work/shared/vectors/examples.json', 'utf8'));
+    const cases = file.cases.filter((c: { params: { method: string } }) => c.params.method === 'bora');
+    expect(cases.length).to.be.above(0);
+    const [T, n, m, r, b] = [3, 8, 6, 2, 2];
+    const h = { x: rand(T * n), w0: rand(m * n), a: rand(r * n), b: rand(m * r), dy: rand(T * m), sigma_raw: rand(b * b * r) };
+    const args: ref.BoraRefArgs = { T, n, m, r, blocks: b, scale: 2, x: h.x, w0: h.w0, a: h.a, b: h.b, sigma: h.sigma_raw, transform: 'raw' };
+    const g = ref.boraBackward({ ...args, g: h.dy });
+    const t = (data: ArrayLike<number>, shape: number[]) => ({ shape, data: Array.from(data) });
+    cases.push({
+      name: 'bora-raw',
+      params: { method: 'bora', T, inFeatures: n, outFeatures: m, rank: r, blocks: b, scale: 2, sigmaTransform: 'raw' },
+      inputs: { x: t(h.x, [T, n]), w0: t(h.w0, [m, n]), a: t(h.a, [r, n]), b: t(h.b, [m, r]), dy: t(h.dy, [T, m]), sigma_raw: t(h.sigma_raw, [b, b, r]) },
+      outputs: {
+        y: t(ref.boraForward(args), [T, m]), dx: t(g.dx, [T, n]), da: t(g.da, [r, n]), db: t(g.db, [m, r]),
+        sigma_eff: t(h.sigma_raw, [b, b, r]), delta_w: t(ref.boraDelta(args), [m, n]), merged: t(ref.boraMerge(args), [m, n]),
+      },
+    });
+    const report = await runVectors(ctx, { cases }, { check: true });
+    expect(report.failed, report.lines.join('\n')).to.equal(false);
+    const raw = report.result.cases.find((c) => c.name === 'bora-raw')!;
+    expect(raw.status).to.equal('ok');
+    expect(raw.outputs).to.not.have.property('dsigma');
+    expect(Object.keys(raw.errors!)).to.have.members(['y', 'dx', 'da', 'db', 'sigma_eff', 'delta_w', 'merged']);
+  });
+});

@@ -8,3 +8,4 @@ export * as nn from './nn.js';
 export * as optim from './optim.js';
 export * as sbora from './sbora.js';
 export * as lorma from './lorma.js';
+export * as bora from './bora.js';

@@ -3,6 +3,7 @@
 
 import type { Context } from '../runtime.js';
 import { relativeError } from '../reference/linalg.js';
+import { runBora } from './bora.js';
 import { runLora } from './lora.js';
 import { runLorma } from './lorma.js';
 import { runSboraFa, runSboraFb } from './sbora.js';
@@ -10,6 +11,7 @@ import type { VectorCase, VectorFile, VectorRunner, VectorTensor } from './types
 
 /** One runner per `params.method`; a method not listed here is reported 'unsupported'. */
 export const RUNNERS: Record<string, VectorRunner> = {
+  bora: runBora,
   lora: runLora,
   lorma: runLorma,
   'sbora-fa': runSboraFa,
