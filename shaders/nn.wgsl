@@ -6,8 +6,9 @@
 //
 // No atomics, and one barrier in the whole file (the loss): reductions (bias and γ/β gradients,
 // the embedding scatter-add) give one invocation a whole column or row, and the mean loss adds
-// fixed per-invocation partials in order, so every result is deterministic run to run. That also suits CPU WebGPU
-// (lavapipe), where barriers are the expensive part; the reduced dimensions here are small.
+// fixed per-invocation partials in order, so every result is deterministic run to run. That
+// also suits CPU WebGPU (lavapipe), where barriers are the expensive part; the reduced
+// dimensions here (batch sizes, layer widths) are small.
 
 override ACT: u32 = 0u;   // 0: GELU (tanh approximation), 1: tanh
 const WG: u32 = 64u;
@@ -75,13 +76,12 @@ fn embedding_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
   emb_out[i] = select(0.0, emb_table[id * EP.D + i % EP.D], id < EP.V);
 }
 
-@group(0) @binding(1) var<storage, read> embb_dout: array<f32>;
-@group(0) @binding(2) var<storage, read> embb_ids: array<u32>;
-@group(0) @binding(3) var<storage, read_write> embb_dtable: array<f32>;
-
 struct EmbedBackParams { N: u32, D: u32, V: u32, blocks: u32, rows: u32, }
 
 @group(0) @binding(0) var<uniform> EB: EmbedBackParams;
+@group(0) @binding(1) var<storage, read> embb_dout: array<f32>;
+@group(0) @binding(2) var<storage, read> embb_ids: array<u32>;
+@group(0) @binding(3) var<storage, read_write> embb_dtable: array<f32>;
 
 // dtable[v, d] = Σ_{t: ids[t] = v} dout[t, d]. Invocation (d, b) owns column d of the table rows
 // [b·rows, (b + 1)·rows): it zeroes them, then walks the tokens in order and adds those whose id
