@@ -105,8 +105,8 @@ describe('e2e: in-browser fine-tuning demo in headless Chromium', function () {
   }
 
   it('fine-tunes with LoRA on WebGPU: the loss falls and sampled names appear', async () => {
-    const steps = 40;
-    const { page, errors } = await open(`method=lora&steps=${steps}&batch=32&lr=0.02&autostart=1`);
+    const steps = 60;
+    const { page, errors } = await open(`method=lora&steps=${steps}&batch=64&lr=0.02&autostart=1`);
     await page.waitForFunction(
       () => ['done', 'error', 'no-webgpu'].includes((window as unknown as { __demo: DemoState }).__demo.status),
       undefined,
@@ -121,9 +121,9 @@ describe('e2e: in-browser fine-tuning demo in headless Chromium', function () {
     expect(run.losses.length).to.equal(steps);
     const losses = run.losses.map(([, l]) => l);
     expect(losses.every(Number.isFinite), 'every loss finite').to.equal(true);
-    const first = mean(losses.slice(0, 8));
-    const last = mean(losses.slice(-8));
-    expect(last, `training loss should fall: first 8 steps ${first.toFixed(4)}, last 8 ${last.toFixed(4)}`).to.be.below(first);
+    const first = mean(losses.slice(0, 10));
+    const last = mean(losses.slice(-10));
+    expect(last, `training loss should fall: first 10 steps ${first.toFixed(4)}, last 10 ${last.toFixed(4)}`).to.be.below(first);
     expect(run.validationLoss, 'validation loss below the base model\'s').to.be.a('number').and.below(state.baseValidationLoss!);
     // The page shows the run's row, its download buttons, and its sampled names.
     expect(await page.locator('#runs tbody tr').count()).to.equal(1);
