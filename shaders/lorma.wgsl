@@ -10,7 +10,7 @@
 //          A matmul whose right operand is a BK×BN tile of M' generated into workgroup memory once
 //          per k-slice and shared by the BM tokens of the workgroup (generation costs r/BM of the
 //          product). IN_T / OUT_T read In and write out transposed, for the merge W' = M·W0.
-// `dp`     dP[i, j] = s·Σ_t dOut[t, i]·In[t, (i + j) mod d], one 32×32 tile at a time in registers
+// `dp`     dP[i, j] = s·Σ_t dOut[t, i]·In[t, (i + j) mod d], one 64×64 tile at a time in registers
 //          and workgroup memory, contracted at once into dB = dP Aᵀ and dA = Bᵀ dP partial sums.
 //          Workgroup (gi, gj) of an S×S grid owns the row tiles ≡ gi and column tiles ≡ gj (mod S),
 //          so each partial entry has exactly one writer and no atomics are needed.
@@ -22,8 +22,8 @@ override OUT_T: bool = false;
 override WG_M: u32 = 8;
 override WG_N: u32 = 8;
 const TM: u32 = 8u;
-const TN: u32 = 4u;
-const BK: u32 = 32u;
+const TN: u32 = 8u;
+const BK: u32 = 64u;
 override BM: u32 = WG_M * TM;
 override BN: u32 = WG_N * TN;
 
@@ -66,9 +66,10 @@ fn mix(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   let tile_m0 = (tile / MP.tiles_n) * BM;
   let tile_n0 = (tile % MP.tiles_n) * BN;
   let row0 = tile_m0 + lid.y * TM;
-  let col0 = tile_n0 + lid.x * TN;
+  // Columns col0 + 8j: neighbouring invocations read neighbouring words of Ms.
+  let col0 = tile_n0 + lid.x;
   let threads = WG_M * WG_N;
-  var acc: array<f32, 32>;
+  var acc: array<f32, 64>;
   for (var k0 = 0u; k0 < MP.d; k0 += BK) {
     for (var e = lidx; e < BK * BN; e += threads) {
       let k = k0 + e / BN;
@@ -83,9 +84,9 @@ fn mix(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let kmax = min(BK, MP.d - k0);
     for (var kk = 0u; kk < kmax; kk++) {
       var a: array<f32, 8>;
-      var b: array<f32, 4>;
+      var b: array<f32, 8>;
       for (var i = 0u; i < TM; i++) { a[i] = select(0.0, in_at(row0 + i, k0 + kk), row0 + i < MP.M); }
-      for (var j = 0u; j < TN; j++) { b[j] = Ms[kk * BN + lid.x * TN + j]; }
+      for (var j = 0u; j < TN; j++) { b[j] = Ms[kk * BN + lid.x + WG_N * j]; }
       for (var i = 0u; i < TM; i++) {
         for (var j = 0u; j < TN; j++) { acc[i * TN + j] += a[i] * b[j]; }
       }
@@ -96,7 +97,7 @@ fn mix(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let row = row0 + i;
     if (row >= MP.M) { break; }
     for (var j = 0u; j < TN; j++) {
-      let col = col0 + j;
+      let col = col0 + WG_N * j;
       if (col >= MP.d) { break; }
       var idx = row * MP.d + col;
       if (OUT_T) { idx = col * MP.M + row; }
@@ -114,7 +115,6 @@ struct DpParams {
   d: u32,
   r: u32,
   S: u32,       // partial slices per side
-  tiles: u32,   // ceil(d / 32)
   s: f32,
 }
 
@@ -126,8 +126,9 @@ struct DpParams {
 @group(0) @binding(5) var<storage, read_write> dBp: array<f32>;     // [S, d, r], zeroed
 @group(0) @binding(6) var<storage, read_write> dAp: array<f32>;     // [S, r, d], zeroed
 
-const DT: u32 = 32u;
-var<workgroup> Ps: array<f32, 1024>;  // one DT×DT tile of dP
+const DI: u32 = 64u;  // dP tile rows: 8 invocations × 8
+const DJ: u32 = 64u;  // dP tile columns: 8 invocations × 8
+var<workgroup> Ps: array<f32, 4096>;  // one DI×DJ tile of dP
 
 @compute @workgroup_size(8, 8)
 fn dp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -137,53 +138,62 @@ fn dp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<
   let gi = w / DP.S;
   let gj = w % DP.S;
   let d = DP.d;
-  for (var ib = gi; ib < DP.tiles; ib += DP.S) {
-    for (var jb = gj; jb < DP.tiles; jb += DP.S) {
-      let i0 = ib * DT + lid.y * 4u;
-      let j0 = jb * DT + lid.x * 4u;
-      // Hankel structure: dP[i0 + a, j0 + b] reads In[t, i0 + j0 + a + b], 7 distinct columns.
-      var cols: array<u32, 7>;
-      for (var e = 0u; e < 7u; e++) { cols[e] = (i0 + j0 + e) % d; }
-      var rows: array<u32, 4>;
-      for (var a = 0u; a < 4u; a++) { rows[a] = min(i0 + a, d - 1u); }
-      var acc: array<f32, 16>;
+  let tiles_i = (d + DI - 1u) / DI;
+  let tiles_j = (d + DJ - 1u) / DJ;
+  for (var ib = gi; ib < tiles_i; ib += DP.S) {
+    for (var jb = gj; jb < tiles_j; jb += DP.S) {
+      // Invocation (x, y) owns rows i0 + x + 8a (a < 4) and columns j0 + y + 8b (b < 8):
+      // neighbouring invocations read neighbouring addresses, and dP[i, j] reads In[t, i + j],
+      // so 11 distinct columns i0 + j0 + x + y + 8e (a Hankel pattern) serve all 32 products.
+      let i0 = ib * DI;
+      let j0 = jb * DJ;
+      var cols: array<u32, 15>;
+      for (var e = 0u; e < 15u; e++) { cols[e] = (i0 + j0 + lid.x + lid.y + 8u * e) % d; }
+      var rows: array<u32, 8>;
+      for (var a = 0u; a < 8u; a++) { rows[a] = min(i0 + lid.x + 8u * a, d - 1u); }
+      var acc: array<f32, 64>;
+      // Zeroed by hand: on Dawn + lavapipe a declaration inside a loop body kept the previous
+      // iteration's values (WGSL says it starts at zero), which summed tiles into each other.
+      for (var e = 0u; e < 64u; e++) { acc[e] = 0.0; }
       for (var t = 0u; t < DP.T; t++) {
-        var g: array<f32, 4>;
-        var u: array<f32, 7>;
-        for (var a = 0u; a < 4u; a++) { g[a] = Gd[t * d + rows[a]]; }
-        for (var e = 0u; e < 7u; e++) { u[e] = Xd[t * d + cols[e]]; }
-        for (var a = 0u; a < 4u; a++) {
-          for (var b = 0u; b < 4u; b++) { acc[a * 4u + b] += g[a] * u[a + b]; }
+        var g: array<f32, 8>;
+        var u: array<f32, 15>;
+        for (var a = 0u; a < 8u; a++) { g[a] = Gd[t * d + rows[a]]; }
+        for (var e = 0u; e < 15u; e++) { u[e] = Xd[t * d + cols[e]]; }
+        for (var a = 0u; a < 8u; a++) {
+          for (var b = 0u; b < 8u; b++) { acc[a * 8u + b] += g[a] * u[a + b]; }
         }
       }
-      for (var a = 0u; a < 4u; a++) {
-        for (var b = 0u; b < 4u; b++) {
-          let ok = i0 + a < d && j0 + b < d;
-          Ps[(lid.y * 4u + a) * DT + lid.x * 4u + b] = select(0.0, DP.s * acc[a * 4u + b], ok);
+      for (var a = 0u; a < 8u; a++) {
+        for (var b = 0u; b < 8u; b++) {
+          let ii = lid.x + 8u * a;
+          let jj = lid.y + 8u * b;
+          let ok = i0 + ii < d && j0 + jj < d;
+          Ps[ii * DJ + jj] = select(0.0, DP.s * acc[a * 8u + b], ok);
         }
       }
       workgroupBarrier();
       let r = DP.r;
-      for (var e = lidx; e < DT * r; e += 64u) {
-        // dB[i, q] += Σ_j dP[i, j]·A[q, j] over this tile's columns.
+      let jend = min(DJ, d - j0);
+      let iend = min(DI, d - i0);
+      // dB[i, q] += Σ_j dP[i, j]·A[q, j] over this tile's columns.
+      for (var e = lidx; e < DI * r; e += 64u) {
         let row = e / r;
         let q = e % r;
-        let i = ib * DT + row;
-        if (i < d) {
+        if (row < iend) {
           var sum = 0.0;
-          let jend = min(DT, d - jb * DT);
-          for (var jj = 0u; jj < jend; jj++) { sum += Ps[row * DT + jj] * Ad[q * d + jb * DT + jj]; }
-          dBp[(gj * d + i) * r + q] += sum;
+          for (var jj = 0u; jj < jend; jj++) { sum += Ps[row * DJ + jj] * Ad[q * d + j0 + jj]; }
+          dBp[(gj * d + i0 + row) * r + q] += sum;
         }
-        // dA[q, j] += Σ_i B[i, q]·dP[i, j] over this tile's rows.
-        let q2 = e / DT;
-        let col = e % DT;
-        let j = jb * DT + col;
-        if (j < d) {
+      }
+      // dA[q, j] += Σ_i B[i, q]·dP[i, j] over this tile's rows.
+      for (var e = lidx; e < DJ * r; e += 64u) {
+        let q = e / DJ;
+        let col = e % DJ;
+        if (col < jend) {
           var sum = 0.0;
-          let iend = min(DT, d - ib * DT);
-          for (var ii = 0u; ii < iend; ii++) { sum += Bd[(ib * DT + ii) * r + q2] * Ps[ii * DT + col]; }
-          dAp[(gi * r + q2) * d + j] += sum;
+          for (var ii = 0u; ii < iend; ii++) { sum += Bd[(i0 + ii) * r + q] * Ps[ii * DJ + col]; }
+          dAp[(gi * r + q) * d + j0 + col] += sum;
         }
       }
       workgroupBarrier();

@@ -88,8 +88,8 @@ function dims(where: string, p: LormaParams, x?: Tensor, xName = 'x'): LormaDims
 
 const MIX_WG = 8;
 const MIX_BM = MIX_WG * 8;
-const MIX_BN = MIX_WG * 4;
-const DP_TILE = 32;
+const MIX_BN = MIX_WG * 8;
+const DP_TILE = 64;
 /** Partial-sum slices per side for dB and dA: the dP kernel's extra memory is 2·S·d·r floats. */
 const DP_SLICES = 8;
 
@@ -136,7 +136,7 @@ async function piGrads(
   ctx.dispatch(enc, {
     shader: 'lorma',
     entry: 'dp',
-    params: [a.T, a.d, a.r, S, tiles, f32(a.s)],
+    params: [a.T, a.d, a.r, S, f32(a.s)],
     bindings: [a.dOut, a.input, a.b, a.a, dbp, dap],
     workgroups: S * S,
     label: `lorma.pi.dp ${a.T}x${a.d}`,

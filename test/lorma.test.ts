@@ -72,6 +72,25 @@ describe('lorma kernels against the float64 reference', () => {
     }
   }
 
+  for (const order of ORDERS) {
+    it(`pi ${order} at d = 520: more dP tiles than partial slices, so workgroups accumulate several`, async () => {
+      const [T, d, other, r] = [3, 520, 5, 2];
+      const [n, m] = order === 'pre' ? [other, d] : [d, other];
+      const { ctx, host, dev, free } = await setup(T, n, m, r, order);
+      const refArgs = { T, n, m, r, scale: 1.5, inflation: 'pi' as const, order, x: host.x, w0: host.w0, a: host.a, b: host.b };
+      const p = { w0: dev.w0, a: dev.a, b: dev.b, scale: 1.5, inflation: 'pi' as const, order };
+      const fwd = await lormaForward(ctx, { ...p, x: dev.x });
+      expectClose(await ctx.read(fwd.y), ref.lormaForward(refArgs), 'y');
+      const grads = await lormaBackward(ctx, { ...p, x: dev.x, g: dev.g, u: fwd.u });
+      const expected = ref.lormaBackward({ ...refArgs, g: host.g });
+      expectClose(await ctx.read(grads.dx), expected.dx, 'dx');
+      expectClose(await ctx.read(grads.da), expected.da, 'da');
+      expectClose(await ctx.read(grads.db), expected.db, 'db');
+      expectClose(await ctx.read(await lormaMerge(ctx, p)), ref.lormaMerge(refArgs), 'merged');
+      free();
+    });
+  }
+
   it('merged weights reproduce the forward: X W\'ᵀ = Y, for every inflation and order', async () => {
     const [T, n, m, r] = [9, 23, 31, 4];
     for (const inflation of INFLATIONS) {
