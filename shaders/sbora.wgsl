@@ -31,6 +31,12 @@ override F_RK: bool = true;      // index_add_mm: F stored [R, K] rather than [K
 override D_RN: bool = false;     // gather_outer: D stored [R, N] rather than [N, R]
 override LANES: u32 = 8u;
 override RB: u32 = 1u;        // gather_mm: row blocks per workgroup
+// Adapter dropout: 0 none; otherwise which operand carries the mask of X, per entry:
+//   gather_mm     1: the gathered SRC = X (FA forward)   2: the adapter term of C = dX (FB backward)
+//   index_add_mm  1: SRC = X (FB forward)                 2: the written elements of C = dX (FA backward)
+//   gather_outer  1: the gathered SRC = X (FA dB)        2: F = X (FB dA)
+// In every case the mask index is the element's row-major position in the [T, n] input.
+override DROP: u32 = 0u;
 const SR: u32 = 8u;
 const SC: u32 = 2u;
 
@@ -39,6 +45,9 @@ const SC: u32 = 2u;
 struct Params {
   M: u32, N: u32, K: u32, R: u32,
   ld: u32, scale: f32, beta: f32, tiles_n: u32,
+  // Adapter dropout (DROP != 0): elements whose hash is below threshold are dropped, the others
+  // scaled by keep_scale = 1 / (1 − p); the same mask as shaders/dropout.wgsl.
+  seed: u32, threshold: u32, keep_scale: f32, pad: u32,
 }
 
 // Binding order suits every entry: each uses a prefix of 1..5 (layout 'auto' keeps only the
@@ -56,6 +65,18 @@ fn strip_tile(wid: vec3<u32>, nwg: vec3<u32>, uniform_rows: u32) -> vec3<u32> {
   let tile = linear_workgroup(wid, nwg);
   let blocks = (uniform_rows + SR - 1u) / SR;
   return vec3<u32>((tile / P.tiles_n) * SR, (tile % P.tiles_n) * (LANES * SC), select(0u, 1u, tile >= blocks * P.tiles_n));
+}
+
+// PCG's output permutation, bit for bit as in shaders/dropout.wgsl and src/reference/dropout.ts.
+fn pcg(v: u32) -> u32 {
+  let state = v * 747796405u + 2891336453u;
+  let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+  return (word >> 22u) ^ word;
+}
+
+// The keep factor of element i of X (0 or 1 / (1 − p)); `mixed` = pcg(seed), hoisted per invocation.
+fn keep(i: u32, mixed: u32) -> f32 {
+  return select(0.0, P.keep_scale, pcg(i ^ mixed) >= P.threshold);
 }
 
 fn w0_at(k: u32, j: u32) -> f32 {
@@ -78,6 +99,7 @@ fn gather_mm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
   if (o.z != 0u) { return; }
   var cols: array<u32, SC>;
   for (var j = 0u; j < SC; j++) { cols[j] = min(o.y + lane + j * LANES, P.N - 1u); }
+  let mixed = pcg(P.seed);
   // RB blocks of SR rows per workgroup: lavapipe pays per workgroup, and without the frozen
   // product a block is only SR · SC · R multiply-adds per lane.
   for (var rb = 0u; rb < RB; rb++) {
@@ -88,7 +110,8 @@ fn gather_mm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     for (var i = 0u; i < SR; i++) { rows[i] = min(row0 + i, P.M - 1u) * P.K; }
     // Zeroed explicitly: a declaration inside a loop is not reliably re-initialised per trip.
     var acc: array<f32, SR * SC>;
-    for (var e = 0u; e < SR * SC; e++) { acc[e] = 0.0; }
+    var ad: array<f32, SR * SC>;
+    for (var e = 0u; e < SR * SC; e++) { acc[e] = 0.0; ad[e] = 0.0; }
     if (BASE) {
       for (var k = 0u; k < P.K; k++) {
         var b: array<f32, SC>;
@@ -106,8 +129,10 @@ fn gather_mm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
       var f: array<f32, SC>;
       for (var j = 0u; j < SC; j++) { f[j] = P.scale * f_jq(cols[j], q); }
       for (var i = 0u; i < SR; i++) {
-        let a = SRC[rows[i] + c];
-        for (var j = 0u; j < SC; j++) { acc[i * SC + j] = fma(a, f[j], acc[i * SC + j]); }
+        var a = SRC[rows[i] + c];
+        // FA's dropout touches only the r gathered columns: no masked copy of X.
+        if (DROP == 1u) { a *= keep(rows[i] + c, mixed); }
+        for (var j = 0u; j < SC; j++) { ad[i * SC + j] = fma(a, f[j], ad[i * SC + j]); }
       }
     }
     for (var i = 0u; i < SR; i++) {
@@ -116,6 +141,7 @@ fn gather_mm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         let col = o.y + lane + j * LANES;
         if (row < P.M && col < P.N) {
           var v = acc[i * SC + j];
+          if (DROP == 2u) { v += ad[i * SC + j] * keep(row * P.N + col, mixed); } else { v += ad[i * SC + j]; }
           if (P.beta != 0.0) { v += P.beta * C[row * P.N + col]; }
           C[row * P.N + col] = v;
         }
@@ -139,7 +165,9 @@ fn gather_mm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
   let row0 = (tile / P.tiles_n) * DWG * DT + lid.y * DT;
   let col0 = (tile % P.tiles_n) * DWG * DT + lid.x * DT;
   if (row0 >= P.M || col0 >= P.N) { return; }
+  let mixed = pcg(P.seed);
   var acc: array<f32, 16>;
+  var ad: array<f32, 16>;
   if (BASE) {
     for (var k = 0u; k < P.K; k++) {
       var a: array<f32, 4>;
@@ -156,9 +184,10 @@ fn gather_mm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     var a: array<f32, 4>;
     var f: array<f32, 4>;
     for (var i = 0u; i < DT; i++) { a[i] = select(0.0, SRC[(row0 + i) * P.K + c], row0 + i < P.M); }
+    if (DROP == 1u) { for (var i = 0u; i < DT; i++) { a[i] *= keep((row0 + i) * P.K + c, mixed); } }
     for (var j = 0u; j < DT; j++) { f[j] = select(0.0, P.scale * f_jq(col0 + j, q), col0 + j < P.N); }
     for (var i = 0u; i < DT; i++) {
-      for (var j = 0u; j < DT; j++) { acc[i * DT + j] += a[i] * f[j]; }
+      for (var j = 0u; j < DT; j++) { ad[i * DT + j] += a[i] * f[j]; }
     }
   }
   for (var i = 0u; i < DT; i++) {
@@ -168,6 +197,7 @@ fn gather_mm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
       let col = col0 + j;
       if (col >= P.N) { break; }
       var v = acc[i * DT + j];
+      if (DROP == 2u) { v += ad[i * DT + j] * keep(row * P.N + col, mixed); } else { v += ad[i * DT + j]; }
       if (P.beta != 0.0) { v += P.beta * C[row * P.N + col]; }
       C[row * P.N + col] = v;
     }
@@ -191,10 +221,12 @@ fn index_add_mm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
   for (var i = 0u; i < SR; i++) { qs[i] = min(o.x + i, P.R - 1u); }
   var rows: array<u32, SC>;
   for (var j = 0u; j < SC; j++) { rows[j] = min(o.y + lane + j * LANES, P.M - 1u) * P.K; }
+  let mixed = pcg(P.seed);
   var acc: array<f32, SR * SC>;
   for (var k = 0u; k < P.K; k++) {
     var s: array<f32, SC>;
     for (var j = 0u; j < SC; j++) { s[j] = SRC[rows[j] + k]; }
+    if (DROP == 1u) { for (var j = 0u; j < SC; j++) { s[j] *= keep(rows[j] + k, mixed); } }
     for (var i = 0u; i < SR; i++) {
       let f = f_qk(qs[i], k);
       for (var j = 0u; j < SC; j++) { acc[i * SC + j] = fma(f, s[j], acc[i * SC + j]); }
@@ -206,7 +238,11 @@ fn index_add_mm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let col = IDX[q];
     for (var j = 0u; j < SC; j++) {
       let row = o.y + lane + j * LANES;
-      if (row < P.M) { C[row * P.N + col] += P.scale * acc[i * SC + j]; }
+      if (row < P.M) {
+        var v = P.scale * acc[i * SC + j];
+        if (DROP == 2u) { v *= keep(row * P.N + col, mixed); }
+        C[row * P.N + col] += v;
+      }
     }
   }
 }
@@ -222,12 +258,15 @@ fn gather_outer(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
   for (var i = 0u; i < SR; i++) { cols[i] = IDX[min(o.x + i, P.R - 1u)]; }
   var js: array<u32, SC>;
   for (var j = 0u; j < SC; j++) { js[j] = min(o.y + lane + j * LANES, P.M - 1u); }
+  let mixed = pcg(P.seed);
   var acc: array<f32, SR * SC>;
   for (var t = 0u; t < P.K; t++) {
     var f: array<f32, SC>;
     for (var j = 0u; j < SC; j++) { f[j] = F[t * P.M + js[j]]; }
+    if (DROP == 2u) { for (var j = 0u; j < SC; j++) { f[j] *= keep(t * P.M + js[j], mixed); } }
     for (var i = 0u; i < SR; i++) {
-      let s = SRC[t * P.ld + cols[i]];
+      var s = SRC[t * P.ld + cols[i]];
+      if (DROP == 1u) { s *= keep(t * P.ld + cols[i], mixed); }
       for (var j = 0u; j < SC; j++) { acc[i * SC + j] = fma(s, f[j], acc[i * SC + j]); }
     }
   }

@@ -12,12 +12,16 @@
 //   merge     W'[idx[q], :] = W0[idx[q], :] + s·A[q, :]    O(r·n), other rows untouched
 //
 // Neither variant keeps an activation for the backward (LoRA keeps Z = X Aᵀ) or needs scratch.
+// Adapter dropout (KERNELS.md, "Dropout") is applied inside the kernels from the hashed mask:
+// FA masks only the T·r gathered elements of X; neither variant stores a masked copy of X.
 
 import { IndexSet, checkDisjoint } from './indices.js';
 import type { EncodeOptions } from './lora.js';
+import { checkDropout, type Dropout } from './ops/dropout.js';
 import { matmul } from './ops/matmul.js';
+import { dropThreshold } from './reference/dropout.js';
 import type { Context } from './runtime.js';
-import { f32 } from './runtime.js';
+import { f32, type ParamValue } from './runtime.js';
 import type { Tensor } from './tensor.js';
 import { PeftError, checkDistinct, checkScale, checkTensor } from './validate.js';
 
@@ -108,6 +112,18 @@ function grid(ctx: Context, uniformRows: number, laneCols: number): { LANES: num
   return { LANES: L, tilesN, workgroups: Math.ceil(uniformRows / SR) * tilesN };
 }
 
+// Which operand of a kernel carries X's dropout mask (see DROP in sbora.wgsl): 1 or 2.
+type DropMode = { mode: 1 | 2; d: Dropout };
+
+function dropConstants(drop: DropMode | undefined): { DROP: number } {
+  return { DROP: drop ? drop.mode : 0 };
+}
+
+function dropParams(drop: DropMode | undefined): ParamValue[] {
+  if (!drop) return [0, 0, f32(1), 0];
+  return [drop.d.seed, dropThreshold(drop.d.p), f32(1 / (1 - drop.d.p)), 0];
+}
+
 interface GatherMM {
   out: Tensor;
   src: Tensor;
@@ -122,6 +138,7 @@ interface GatherMM {
   beta: number;
   transW0: boolean;
   fRN: boolean;
+  drop?: DropMode;
 }
 
 async function gatherMM(ctx: Context, enc: GPUCommandEncoder, g: GatherMM, label: string): Promise<void> {
@@ -131,14 +148,14 @@ async function gatherMM(ctx: Context, enc: GPUCommandEncoder, g: GatherMM, label
   // Without the frozen product a block of rows is little work: give each workgroup several.
   const RB = g.w0 ? 1 : sboraTuning.rowBlocks ?? 4;
   const gr = direct ? { LANES: 0, tilesN: Math.ceil(g.N / 32), workgroups: Math.ceil(g.M / 32) * Math.ceil(g.N / 32) } : grid(ctx, Math.ceil(g.M / RB), g.N);
-  const constants: Record<string, number | boolean> = { BASE: !!g.w0, TRANS_W0: g.transW0, F_RN: g.fRN };
+  const constants: Record<string, number | boolean> = { BASE: !!g.w0, TRANS_W0: g.transW0, F_RN: g.fRN, ...dropConstants(g.drop) };
   if (!direct) Object.assign(constants, { LANES: gr.LANES, RB });
   await ctx.prepare([{ shader: SHADER, entry, constants }]);
   ctx.dispatch(enc, {
     shader: SHADER,
     entry,
     constants,
-    params: [g.M, g.N, g.K, g.R, g.K, f32(g.scale), f32(g.beta), gr.tilesN],
+    params: [g.M, g.N, g.K, g.R, g.K, f32(g.scale), f32(g.beta), gr.tilesN, ...dropParams(g.drop)],
     // Without the base product W0 is unread; F stands in for the binding the layout declares.
     bindings: [g.idx.tensor, g.out, g.src, g.f, g.w0 ?? g.f],
     workgroups: gr.workgroups,
@@ -149,17 +166,17 @@ async function gatherMM(ctx: Context, enc: GPUCommandEncoder, g: GatherMM, label
 async function indexAddMM(
   ctx: Context,
   enc: GPUCommandEncoder,
-  g: { out: Tensor; src: Tensor; f: Tensor; idx: IndexSet; M: number; N: number; K: number; R: number; scale: number; fRK: boolean },
+  g: { out: Tensor; src: Tensor; f: Tensor; idx: IndexSet; M: number; N: number; K: number; R: number; scale: number; fRK: boolean; drop?: DropMode },
   label: string,
 ): Promise<void> {
   const gr = grid(ctx, g.R, g.M);
-  const constants = { F_RK: g.fRK, LANES: gr.LANES };
+  const constants = { F_RK: g.fRK, LANES: gr.LANES, ...dropConstants(g.drop) };
   await ctx.prepare([{ shader: SHADER, entry: 'index_add_mm', constants }]);
   ctx.dispatch(enc, {
     shader: SHADER,
     entry: 'index_add_mm',
     constants,
-    params: [g.M, g.N, g.K, g.R, g.K, f32(g.scale), f32(1), gr.tilesN],
+    params: [g.M, g.N, g.K, g.R, g.K, f32(g.scale), f32(1), gr.tilesN, ...dropParams(g.drop)],
     bindings: [g.idx.tensor, g.out, g.src, g.f],
     workgroups: gr.workgroups,
     label,
@@ -169,17 +186,17 @@ async function indexAddMM(
 async function gatherOuter(
   ctx: Context,
   enc: GPUCommandEncoder,
-  g: { out: Tensor; src: Tensor; fac: Tensor; idx: IndexSet; rows: number; T: number; R: number; ld: number; scale: number; outRN: boolean },
+  g: { out: Tensor; src: Tensor; fac: Tensor; idx: IndexSet; rows: number; T: number; R: number; ld: number; scale: number; outRN: boolean; drop?: DropMode },
   label: string,
 ): Promise<void> {
   const gr = grid(ctx, g.R, g.rows);
-  const constants = { D_RN: g.outRN, LANES: gr.LANES };
+  const constants = { D_RN: g.outRN, LANES: gr.LANES, ...dropConstants(g.drop) };
   await ctx.prepare([{ shader: SHADER, entry: 'gather_outer', constants }]);
   ctx.dispatch(enc, {
     shader: SHADER,
     entry: 'gather_outer',
     constants,
-    params: [g.rows, 0, g.T, g.R, g.ld, f32(g.scale), f32(0), gr.tilesN],
+    params: [g.rows, 0, g.T, g.R, g.ld, f32(g.scale), f32(0), gr.tilesN, ...dropParams(g.drop)],
     bindings: [g.idx.tensor, g.out, g.src, g.fac],
     workgroups: gr.workgroups,
     label,
@@ -198,7 +215,7 @@ async function regional(
   ctx.dispatch(enc, {
     shader: SHADER,
     entry,
-    params: [g.m, g.n, 0, g.r, 0, f32(g.scale), f32(0), 0],
+    params: [g.m, g.n, 0, g.r, 0, f32(g.scale), f32(0), 0, ...dropParams(undefined)],
     bindings: [g.idx.tensor, g.out, g.factor],
     workgroups: Math.ceil(count / 64),
     label: `sbora.${entry}`,
@@ -222,7 +239,7 @@ function clear(enc: GPUCommandEncoder, t: Tensor): void {
 /** Y = X W0ᵀ + s·X[:, idx] Bᵀ (with adapterOnly, the second term alone). */
 export async function sboraFaForward(
   ctx: Context,
-  p: SboraFaParams & { x: Tensor; y?: Tensor },
+  p: SboraFaParams & { x: Tensor; y?: Tensor; dropout?: Dropout },
   opts: EncodeOptions & { adapterOnly?: boolean } = {},
 ): Promise<{ y: Tensor }> {
   const where = 'sbora.fa.forward';
@@ -230,7 +247,10 @@ export async function sboraFaForward(
   checkTensor(where, 'x', p.x, [d.T, d.n], '[T, n]');
   const y = p.y ? checkTensor(where, 'y', p.y, [d.T, d.m], '[T, m]') : ctx.tensor([d.T, d.m], 'f32', 'sbora.fa.y');
   checkDistinct(where, { y, x: p.x, w0: p.w0, b: p.b, idx: p.idx.tensor });
-  const g = { out: y, src: p.x, f: p.b, idx: p.idx, M: d.T, N: d.m, K: d.n, R: d.r, scale: p.scale, transW0: true, fRN: false };
+  const dropout = checkDropout(where, p.dropout);
+  // Dropout masks the gathered X[:, idx] only.
+  const drop: DropMode | undefined = dropout && { mode: 1, d: dropout };
+  const g = { out: y, src: p.x, f: p.b, idx: p.idx, M: d.T, N: d.m, K: d.n, R: d.r, scale: p.scale, transW0: true, fRN: false, drop };
   await ctx.encode(opts.encoder, async (enc) => {
     if (opts.adapterOnly) {
       await gatherMM(ctx, enc, { ...g, beta: 0 }, 'sbora.fa.forward.adapter');
@@ -248,7 +268,7 @@ export async function sboraFaForward(
 /** dX and dB of L = sum(Y ⊙ G); with adapterOnly, dX is the adapter's part alone. */
 export async function sboraFaBackward(
   ctx: Context,
-  p: SboraFaParams & { x: Tensor; g: Tensor; dx?: Tensor; db?: Tensor },
+  p: SboraFaParams & { x: Tensor; g: Tensor; dx?: Tensor; db?: Tensor; dropout?: Dropout },
   opts: EncodeOptions & { adapterOnly?: boolean } = {},
 ): Promise<{ dx: Tensor; db: Tensor }> {
   const where = 'sbora.fa.backward';
@@ -258,12 +278,16 @@ export async function sboraFaBackward(
   const dx = p.dx ? checkTensor(where, 'dx', p.dx, [d.T, d.n], '[T, n]') : ctx.tensor([d.T, d.n], 'f32', 'sbora.fa.dx');
   const db = p.db ? checkTensor(where, 'db', p.db, [d.m, d.r], '[m, r]') : ctx.tensor([d.m, d.r], 'f32', 'sbora.fa.db');
   checkDistinct(where, { dx, db, x: p.x, g: p.g, w0: p.w0, b: p.b, idx: p.idx.tensor });
+  const dropout = checkDropout(where, p.dropout);
   await ctx.encode(opts.encoder, async (enc) => {
     if (opts.adapterOnly) clear(enc, dx);
     else await matmul(ctx, { a: p.g, b: p.w0, c: dx, M: d.T, N: d.n, K: d.m }, enc);
     // (G B)[:, q] lands in input column idx[q]: the index_add that replaces H A.
-    await indexAddMM(ctx, enc, { out: dx, src: p.g, f: p.b, idx: p.idx, M: d.T, N: d.n, K: d.m, R: d.r, scale: p.scale, fRK: false }, 'sbora.fa.dx');
-    await gatherOuter(ctx, enc, { out: db, src: p.x, fac: p.g, idx: p.idx, rows: d.m, T: d.T, R: d.r, ld: d.n, scale: p.scale, outRN: false }, 'sbora.fa.db');
+    // With dropout, the mask of X lands on the written dX elements (mode 2) and on the gathered X (mode 1).
+    const dx2: DropMode | undefined = dropout && { mode: 2, d: dropout };
+    const x1: DropMode | undefined = dropout && { mode: 1, d: dropout };
+    await indexAddMM(ctx, enc, { out: dx, src: p.g, f: p.b, idx: p.idx, M: d.T, N: d.n, K: d.m, R: d.r, scale: p.scale, fRK: false, drop: dx2 }, 'sbora.fa.dx');
+    await gatherOuter(ctx, enc, { out: db, src: p.x, fac: p.g, idx: p.idx, rows: d.m, T: d.T, R: d.r, ld: d.n, scale: p.scale, outRN: false, drop: x1 }, 'sbora.fa.db');
   });
   return { dx, db };
 }
@@ -273,7 +297,7 @@ export async function sboraFaBackward(
 /** Y = X W0ᵀ, then Y[:, idx[q]] += s·(X Aᵀ)[:, q] (with adapterOnly, Y is zero outside idx). */
 export async function sboraFbForward(
   ctx: Context,
-  p: SboraFbParams & { x: Tensor; y?: Tensor },
+  p: SboraFbParams & { x: Tensor; y?: Tensor; dropout?: Dropout },
   opts: EncodeOptions & { adapterOnly?: boolean } = {},
 ): Promise<{ y: Tensor }> {
   const where = 'sbora.fb.forward';
@@ -281,10 +305,13 @@ export async function sboraFbForward(
   checkTensor(where, 'x', p.x, [d.T, d.n], '[T, n]');
   const y = p.y ? checkTensor(where, 'y', p.y, [d.T, d.m], '[T, m]') : ctx.tensor([d.T, d.m], 'f32', 'sbora.fb.y');
   checkDistinct(where, { y, x: p.x, w0: p.w0, a: p.a, idx: p.idx.tensor });
+  const dropout = checkDropout(where, p.dropout);
   await ctx.encode(opts.encoder, async (enc) => {
     if (opts.adapterOnly) clear(enc, y);
     else await matmul(ctx, { a: p.x, b: p.w0, c: y, M: d.T, N: d.m, K: d.n, transB: true }, enc);
-    await indexAddMM(ctx, enc, { out: y, src: p.x, f: p.a, idx: p.idx, M: d.T, N: d.m, K: d.n, R: d.r, scale: p.scale, fRK: true }, 'sbora.fb.forward.adapter');
+    // Dropout masks X as the adapter reads it (mode 1): no masked copy is stored.
+    const drop: DropMode | undefined = dropout && { mode: 1, d: dropout };
+    await indexAddMM(ctx, enc, { out: y, src: p.x, f: p.a, idx: p.idx, M: d.T, N: d.m, K: d.n, R: d.r, scale: p.scale, fRK: true, drop }, 'sbora.fb.forward.adapter');
   });
   return { y };
 }
@@ -292,7 +319,7 @@ export async function sboraFbForward(
 /** dX and dA of L = sum(Y ⊙ G); with adapterOnly, dX is the adapter's part alone. */
 export async function sboraFbBackward(
   ctx: Context,
-  p: SboraFbParams & { x: Tensor; g: Tensor; dx?: Tensor; da?: Tensor },
+  p: SboraFbParams & { x: Tensor; g: Tensor; dx?: Tensor; da?: Tensor; dropout?: Dropout },
   opts: EncodeOptions & { adapterOnly?: boolean } = {},
 ): Promise<{ dx: Tensor; da: Tensor }> {
   const where = 'sbora.fb.backward';
@@ -302,7 +329,10 @@ export async function sboraFbBackward(
   const dx = p.dx ? checkTensor(where, 'dx', p.dx, [d.T, d.n], '[T, n]') : ctx.tensor([d.T, d.n], 'f32', 'sbora.fb.dx');
   const da = p.da ? checkTensor(where, 'da', p.da, [d.r, d.n], '[r, n]') : ctx.tensor([d.r, d.n], 'f32', 'sbora.fb.da');
   checkDistinct(where, { dx, da, x: p.x, g: p.g, w0: p.w0, a: p.a, idx: p.idx.tensor });
-  const g = { out: dx, src: p.g, f: p.a, idx: p.idx, M: d.T, N: d.n, K: d.m, R: d.r, scale: p.scale, transW0: false, fRN: true };
+  const dropout = checkDropout(where, p.dropout);
+  // The adapter's share of dX is masked (mode 2 of gather_mm), and so is X in dA (mode 2 of gather_outer).
+  const drop: DropMode | undefined = dropout && { mode: 2, d: dropout };
+  const g = { out: dx, src: p.g, f: p.a, idx: p.idx, M: d.T, N: d.n, K: d.m, R: d.r, scale: p.scale, transW0: false, fRN: true, drop };
   await ctx.encode(opts.encoder, async (enc) => {
     if (opts.adapterOnly) {
       await gatherMM(ctx, enc, { ...g, beta: 0 }, 'sbora.fb.dx.adapter');
@@ -312,7 +342,7 @@ export async function sboraFbBackward(
       await matmul(ctx, { a: p.g, b: p.w0, c: dx, M: d.T, N: d.n, K: d.m }, enc);
       await gatherMM(ctx, enc, { ...g, beta: 1 }, 'sbora.fb.dx.adapter');
     }
-    await gatherOuter(ctx, enc, { out: da, src: p.g, fac: p.x, idx: p.idx, rows: d.n, T: d.T, R: d.r, ld: d.m, scale: p.scale, outRN: true }, 'sbora.fb.da');
+    await gatherOuter(ctx, enc, { out: da, src: p.g, fac: p.x, idx: p.idx, rows: d.n, T: d.T, R: d.r, ld: d.m, scale: p.scale, outRN: true, drop }, 'sbora.fb.da');
   });
   return { dx, da };
 }

@@ -529,3 +529,71 @@ describe('sbora vectors', () => {
     expect(badReport.result.cases[0].message).to.match(/'values' repeats index/);
   });
 });
+
+describe('sbora adapter dropout', () => {
+  it('the reference equals LoRA\'s (one-hot factor, same mask) and its gradients match finite differences', () => {
+    const [T, n, m, r, s] = [5, 11, 7, 3, 1.5];
+    const dropout = { p: 0.4, seed: 77 };
+    const x = toF64(rand(T * n)), w0 = rand(m * n), b = rand(m * r), a = toF64(rand(r * n)), g = rand(T * m);
+    const idxA = sampleIndices(n, r, 4);
+    const idxB = sampleIndices(m, r, 5);
+    const fa = { T, n, m, r, scale: s, x, w0, b, idx: idxA, g, dropout };
+    const lfa = { T, n, m, r, scale: s, x, w0, a: ref.oneHot('fa', idxA, n), b, g, dropout };
+    expectClose(ref.faForward(fa), loraForward(lfa), 'FA y', 1e-12);
+    expectClose(ref.faBackward(fa).dx, loraBackward(lfa).dx, 'FA dx', 1e-12);
+    expectClose(ref.faBackward(fa).db, loraBackward(lfa).db, 'FA db', 1e-12);
+    const fb = { T, n, m, r, scale: s, x, w0, a, idx: idxB, g, dropout };
+    const lfb = { T, n, m, r, scale: s, x, w0, a, b: ref.oneHot('fb', idxB, m), g, dropout };
+    expectClose(ref.fbForward(fb), loraForward(lfb), 'FB y', 1e-12);
+    expectClose(ref.fbBackward(fb).dx, loraBackward(lfb).dx, 'FB dx', 1e-12);
+    expectClose(ref.fbBackward(fb).da, loraBackward(lfb).da, 'FB da', 1e-12);
+    // Some elements are dropped, so the mask matters.
+    expect(relativeError(ref.faForward(fa), ref.faForward({ ...fa, dropout: undefined }))).to.be.above(1e-3);
+    expect(relativeError(finiteDifference(() => dot(ref.fbForward(fb), g), x), ref.fbBackward(fb).dx)).to.be.below(1e-6);
+    expect(relativeError(finiteDifference(() => dot(ref.fbForward(fb), g), a), ref.fbBackward(fb).da)).to.be.below(1e-6);
+    expect(relativeError(finiteDifference(() => dot(ref.faForward(fa), g), x), ref.faBackward(fa).dx)).to.be.below(1e-6);
+  });
+
+  for (const tuning of ['direct', 'strip', 'tiled'] as Tuning['matmul'][]) {
+    it(`the kernels apply the mask in place of a masked copy of X (tuning '${tuning}')`, async () => {
+      const ctx = await gpu();
+      const saved = ctx.tuning.matmul;
+      ctx.tuning.matmul = tuning;
+      try {
+        const [T, n, m, r, s] = [9, 37, 29, 6, 1.25];
+        const dropout = { p: 0.3, seed: 1234 };
+        const x = rand(T * n), w0 = rand(m * n), b = rand(m * r), a = rand(r * n), g = rand(T * m);
+        const [X, W0, B, A, G] = [ctx.upload(x, [T, n]), ctx.upload(w0, [m, n]), ctx.upload(b, [m, r]), ctx.upload(a, [r, n]), ctx.upload(g, [T, m])];
+        const ia = createIndexSet(ctx, { size: n, r, seed: 21 });
+        const ib = createIndexSet(ctx, { size: m, r, seed: 22 });
+        const argsA = { T, n, m, r, scale: s, x, w0, b, g, idx: ia.values, dropout };
+        const argsB = { T, n, m, r, scale: s, x, w0, a, g, idx: ib.values, dropout };
+        const made: string[] = [];
+        const stop = ctx.onAllocate((rec) => made.push(rec.label));
+        for (const adapterOnly of [false, true]) {
+          const fa = { w0: W0, b: B, idx: ia, scale: s, x: X, dropout };
+          const fb = { w0: W0, a: A, idx: ib, scale: s, x: X, dropout };
+          const ya = (await sboraFaForward(ctx, fa, { adapterOnly })).y;
+          expectClose(await ctx.read(ya), ref.faForward(argsA, adapterOnly), `FA y (adapterOnly ${adapterOnly})`);
+          const ga = await sboraFaBackward(ctx, { ...fa, g: G }, { adapterOnly });
+          expectClose(await ctx.read(ga.dx), ref.faBackward(argsA, adapterOnly).dx, 'FA dx');
+          expectClose(await ctx.read(ga.db), ref.faBackward(argsA).db, 'FA db');
+          const yb = (await sboraFbForward(ctx, fb, { adapterOnly })).y;
+          expectClose(await ctx.read(yb), ref.fbForward(argsB, adapterOnly), `FB y (adapterOnly ${adapterOnly})`);
+          const gb = await sboraFbBackward(ctx, { ...fb, g: G }, { adapterOnly });
+          expectClose(await ctx.read(gb.dx), ref.fbBackward(argsB, adapterOnly).dx, 'FB dx');
+          expectClose(await ctx.read(gb.da), ref.fbBackward(argsB).da, 'FB da');
+          release(ya, ga.dx, ga.db, yb, gb.dx, gb.da);
+        }
+        stop();
+        // Only the outputs were allocated: no [T, n] masked copy of X, no mask.
+        expect(made.every((l) => /^sbora\.(fa|fb)\.(y|dx|db|da)$/.test(l)), made.join(', ')).to.equal(true);
+        await expectThrows(() => sboraFaForward(ctx, { w0: W0, b: B, idx: ia, scale: s, x: X, dropout: { p: 1, seed: 1 } }), /'dropout.p' must be in \[0, 1\), got 1/);
+        await expectThrows(() => sboraFbBackward(ctx, { w0: W0, a: A, idx: ib, scale: s, x: X, g: G, dropout: { p: 0.1, seed: -2 } }), /'dropout.seed' must be a u32 integer/);
+        release(X, W0, B, A, G, ia, ib);
+      } finally {
+        ctx.tuning.matmul = saved;
+      }
+    });
+  }
+});

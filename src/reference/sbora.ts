@@ -4,6 +4,7 @@
 // with a one-hot factor and against finite differences).
 
 import { add, matmul, scale, type F64 } from './linalg.js';
+import { applyDropout, dropoutMask } from './dropout.js';
 
 export interface SboraRefArgs {
   T: number;
@@ -15,6 +16,20 @@ export interface SboraRefArgs {
   w0: ArrayLike<number>; // [m, n]
   /** r distinct indices: into [0, n) for FA, [0, m) for FB. */
   idx: ArrayLike<number>;
+  /** Adapter dropout on X (KERNELS.md, "Dropout"): the adapter sees X ⊙ mask / (1 − p). */
+  dropout?: { p: number; seed: number };
+}
+
+/** The adapter's input: X, or X through the dropout mask. */
+function adapterInput(p: SboraRefArgs): ArrayLike<number> {
+  return p.dropout && p.dropout.p > 0 ? applyDropout(p.x, p.dropout.p, p.dropout.seed) : p.x;
+}
+
+/** v ⊙ the dropout mask of X (v is [T, n]); v itself without dropout. */
+function throughMask(p: SboraRefArgs, v: Float64Array): Float64Array {
+  if (!p.dropout || p.dropout.p === 0) return v;
+  const mask = dropoutMask(v.length, p.dropout.p, p.dropout.seed);
+  return v.map((e, i) => e * mask[i]);
 }
 
 export type FaRefArgs = SboraRefArgs & { b: ArrayLike<number> }; // B [m, r]
@@ -39,17 +54,18 @@ export function indexAddCols(out: Float64Array, width: number, v: ArrayLike<numb
 
 /** Y = X W0ᵀ + s·X[:, idx] Bᵀ; with adapterOnly, the second term alone. */
 export function faForward(p: FaRefArgs, adapterOnly = false): F64 {
-  const adapter = scale(matmul(gather(p.x, p.T, p.n, p.idx), p.b, p.T, p.r, p.m, false, true), p.scale);
+  const adapter = scale(matmul(gather(adapterInput(p), p.T, p.n, p.idx), p.b, p.T, p.r, p.m, false, true), p.scale);
   if (adapterOnly) return adapter;
   return add(matmul(p.x, p.w0, p.T, p.n, p.m, false, true), adapter);
 }
 
 /** dX, dB of L = sum(Y ⊙ G); with adapterOnly, dX's adapter part alone. */
 export function faBackward(p: FaRefArgs & { g: ArrayLike<number> }, adapterOnly = false): { dx: F64; db: F64 } {
-  const db = scale(matmul(p.g, gather(p.x, p.T, p.n, p.idx), p.m, p.T, p.r, true, false), p.scale);
+  const db = scale(matmul(p.g, gather(adapterInput(p), p.T, p.n, p.idx), p.m, p.T, p.r, true, false), p.scale);
   const h = scale(matmul(p.g, p.b, p.T, p.m, p.r), p.scale); // s·G B [T, r]
-  const dx = adapterOnly ? new Float64Array(p.T * p.n) : matmul(p.g, p.w0, p.T, p.m, p.n);
-  return { dx: indexAddCols(dx, p.n, h, p.T, p.idx), db };
+  const adapter = throughMask(p, indexAddCols(new Float64Array(p.T * p.n), p.n, h, p.T, p.idx));
+  const dx = adapterOnly ? adapter : add(matmul(p.g, p.w0, p.T, p.m, p.n), adapter);
+  return { dx, db };
 }
 
 /** ΔW [m, n]: s·B[:, q] in column idx[q], zero elsewhere. */
@@ -67,7 +83,7 @@ export function faMerge(p: Omit<FaRefArgs, 'x' | 'T'>): F64 {
 
 /** Y = X W0ᵀ, then Y[:, idx[q]] += s·(X Aᵀ)[:, q]; with adapterOnly, Y is zero outside idx. */
 export function fbForward(p: FbRefArgs, adapterOnly = false): F64 {
-  const z = scale(matmul(p.x, p.a, p.T, p.n, p.r, false, true), p.scale);
+  const z = scale(matmul(adapterInput(p), p.a, p.T, p.n, p.r, false, true), p.scale);
   const y = adapterOnly ? new Float64Array(p.T * p.m) : matmul(p.x, p.w0, p.T, p.n, p.m, false, true);
   return indexAddCols(y, p.m, z, p.T, p.idx);
 }
@@ -75,8 +91,8 @@ export function fbForward(p: FbRefArgs, adapterOnly = false): F64 {
 /** dX, dA of L = sum(Y ⊙ G); with adapterOnly, dX's adapter part alone. */
 export function fbBackward(p: FbRefArgs & { g: ArrayLike<number> }, adapterOnly = false): { dx: F64; da: F64 } {
   const gi = gather(p.g, p.T, p.m, p.idx); // G[:, idx] [T, r]
-  const da = scale(matmul(gi, p.x, p.r, p.T, p.n, true, false), p.scale);
-  const adapter = scale(matmul(gi, p.a, p.T, p.r, p.n), p.scale);
+  const da = scale(matmul(gi, adapterInput(p), p.r, p.T, p.n, true, false), p.scale);
+  const adapter = throughMask(p, scale(matmul(gi, p.a, p.T, p.r, p.n), p.scale));
   const dx = adapterOnly ? adapter : add(matmul(p.g, p.w0, p.T, p.m, p.n), adapter);
   return { dx, da };
 }
