@@ -5,7 +5,7 @@
 //   npx tsx examples/charlm/finetune.ts [--long] [--steps N] [--batch B] [--lr X] [--rank R]
 //       [--blocks b] [--methods lora,bora,...] [--weights FILE] [--out DIR] [--seed S] [--seeds K]
 //
-// The default run (600 steps of 128 windows per method) takes about three minutes on two CPU cores;
+// The default run (300 steps of 128 windows per method) takes about two minutes on two CPU cores;
 // --long runs 3000 steps; --seeds K repeats each method with seeds S..S+K-1 (mean ± sd).
 // Writes DIR/results.json, results.md, loss.svg and one adapter folder per method
 // (DIR/adapters/<method>/adapter_model.safetensors + adapter_config.json); DIR defaults to
@@ -36,7 +36,7 @@ if (argv.includes('--help') || argv.includes('-h')) {
   process.exit(0);
 }
 const long = argv.includes('--long');
-const steps = Number(flag('steps') ?? (long ? 3000 : 600));
+const steps = Number(flag('steps') ?? (long ? 3000 : 300));
 const batch = Number(flag('batch') ?? 128);
 const lr = Number(flag('lr') ?? 1e-2);
 const rank = Number(flag('rank') ?? 4);

@@ -1,7 +1,8 @@
 // End to end: builds the demo with Vite, serves it on localhost, and drives Debian's Chromium
 // (headless, WebGPU on its bundled SwiftShader) through a short fine-tune with playwright-core.
-// Asserts that the loss falls and that sampled names appear, checks the no-WebGPU message, and
-// saves a screenshot (test/e2e/artifacts/demo.png, or $E2E_ARTIFACTS/demo.png).
+// Asserts that the loss falls, that sampled names appear and that the downloaded adapter files
+// decode; checks the no-WebGPU message, and saves a screenshot (test/e2e/artifacts/demo.png, or
+// $E2E_ARTIFACTS/demo.png).
 //
 // Needs /usr/bin/chromium (or $CHROMIUM_PATH): `apt-get install chromium` on Debian. Without it
 // the test fails and says so: CI installs it.
@@ -15,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { build } from 'vite';
+import { decodeAdapter } from '../../src/adapters.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -131,6 +133,18 @@ describe('e2e: in-browser fine-tuning demo in headless Chromium', function () {
     expect(names.length).to.equal(12);
     expect(names.filter((n) => /^[a-z]+$/.test(n)).length, `sampled names: ${names.join(', ')}`).to.be.at.least(10);
     expect(await page.locator('#chart svg path').count()).to.be.at.least(1);
+    // The download buttons hand over a valid adapter: both files decode and validate together.
+    const fetchDownload = async (button: string) => {
+      const [download] = await Promise.all([page.waitForEvent('download'), page.locator(`#runs tbody tr button:has-text("${button}")`).click()]);
+      return { name: download.suggestedFilename(), bytes: readFileSync((await download.path())!) };
+    };
+    const weights = await fetchDownload('weights');
+    const config = await fetchDownload('config');
+    expect([weights.name, config.name]).to.deep.equal(['adapter_model.safetensors', 'adapter_config.json']);
+    const adapter = decodeAdapter({ safetensors: new Uint8Array(weights.bytes), config: config.bytes.toString('utf8') }, { h1: { n: 128, m: 128 }, h2: { n: 128, m: 128 } });
+    expect(adapter.config.method).to.equal('lora');
+    expect(adapter.modules.h2.lora_B!.shape).to.deep.equal([128, 4]);
+    expect(adapter.modules.h2.lora_B!.data.some((v) => v !== 0), 'B has been trained away from 0').to.equal(true);
     await page.close();
   });
 
