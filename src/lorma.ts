@@ -4,16 +4,15 @@
 //   plus  M = s·B A + I          none  M = s·B A          pi  M = s·π(B A), π rotating row i right by i
 //
 // The layer output is Y = X W'ᵀ. Pre: U = X W0ᵀ once, then Y = U Mᵀ. Post: V = X Mᵀ, Y = V W0ᵀ.
-// "Mixing" below is In ↦ In Mᵀ on rows of width d, and its backward.
 //
-// plus / none   low rank, so mixing is two thin matmuls: out = [In] + s·(In Aᵀ) Bᵀ
+// plus / none   M − [I] has rank r, so the layer is a LoRA with A' = A W0 (pre) or B' = W0 B
+//               (post): X W0ᵀ is computed once and fused with the adapter term (see below).
 // pi            shaders/lorma.wgsl generates tiles of π(B A) on the fly; no d×d buffer is ever
 //               allocated (forward, backward or merge), the extra memory is O(d·r).
-//
-// forward   pre: U = X W0ᵀ; Y = mix(U)             post: V = mix(X); Y = V W0ᵀ
-// backward  pre: dU = mixᵀ(G); dX = dU W0         post: dV = G W0; dX = mixᵀ(dV)
-//           dA, dB from (In, dOut) = (U, G) pre or (X, dV) post
-// merge     W' = M W0 or W0 M on the device (the output is the only m×n buffer)
+//               forward   pre: U = X W0ᵀ, Y = s·U π(BA)ᵀ     post: V = s·X π(BA)ᵀ, Y = V W0ᵀ
+//               backward  pre: dU = s·G π(BA), dX = dU W0   post: dV = G W0, dX = s·dV π(BA)
+//                         dA, dB from dP, contracted tile by tile (never stored)
+// merge         W' = M W0 or W0 M on the device (the output is the only m×n buffer)
 
 import type { Context } from './runtime.js';
 import { f32 } from './runtime.js';
@@ -151,63 +150,79 @@ async function piGrads(
   });
 }
 
-// ------------------------------------------------------------------ mixing, all inflations
+// ------------------------------------------------------------------ plus and none: an effective LoRA
 
-interface MixArgs {
-  input: Tensor; // [T, d]
-  out: Tensor; // [T, d]
-  z?: Tensor; // [T, r] for plus / none: In Aᵀ is written here
-  T: number;
-}
+// With M = s·B A (+ I), the layer is LoRA with one factor folded through W0:
+//   pre   Y = X W0ᵀ Mᵀ = [X W0ᵀ] + s·(X A'ᵀ) Bᵀ,   A' = A W0 [r, n]
+//   post  Y = X Mᵀ W0ᵀ = [X W0ᵀ] + s·(X Aᵀ) B'ᵀ,   B' = W0 B [m, r]
+// so X W0ᵀ is computed once, fused with the adapter term, and U is never stored; the fold costs
+// r·m·n, 1/T of the base product. Backward: H = G B', dX = [G W0] + s·H A', and the factor
+// gradients of the effective LoRA, dB' = s·Gᵀ Z and dA' = s·Hᵀ X, mapped back through W0:
+//   pre   dB = dB',  dA = dA' W0ᵀ          post  dA = dA',  dB = W0ᵀ dB'
 
-async function mixForward(ctx: Context, enc: GPUCommandEncoder, p: LormaParams, dm: LormaDims, a: MixArgs): Promise<void> {
-  const { d, r } = dm;
-  if (dm.inflation === 'pi') {
-    await piMix(ctx, enc, { input: a.input, b: p.b, a: p.a, out: a.out, M: a.T, d, r, s: p.scale, trans: true });
-    return;
+async function foldedFactor(ctx: Context, enc: GPUCommandEncoder, p: LormaParams, dm: LormaDims): Promise<{ a: Tensor; b: Tensor }> {
+  const { n, m, r } = dm;
+  if (dm.order === 'pre') {
+    const aw = ctx.scratch('lorma.aw0', [r, n]);
+    await matmul(ctx, { a: p.a, b: p.w0, c: aw, M: r, N: n, K: m }, enc);
+    return { a: aw, b: p.b };
   }
-  const z = a.z ?? ctx.scratch('lorma.z', [a.T, r]);
-  await matmul(ctx, { a: a.input, b: p.a, c: z, M: a.T, N: r, K: d, transB: true }, enc);
-  if (dm.inflation === 'plus') ctx.copy(a.input, a.out, enc);
-  await matmul(ctx, { a: z, b: p.b, c: a.out, M: a.T, N: d, K: r, transB: true, alpha: p.scale, beta: dm.inflation === 'plus' ? 1 : 0 }, enc);
+  const wb = ctx.scratch('lorma.w0b', [m, r]);
+  await matmul(ctx, { a: p.w0, b: p.b, c: wb, M: m, N: r, K: n }, enc);
+  return { a: p.a, b: wb };
 }
 
-interface MixBackArgs {
-  input: Tensor; // In [T, d]
-  dOut: Tensor; // [T, d]
-  dIn: Tensor; // [T, d]
-  da: Tensor;
-  db: Tensor;
-  z?: Tensor; // In Aᵀ from the forward (plus / none)
-  T: number;
-}
-
-async function mixBackward(ctx: Context, enc: GPUCommandEncoder, p: LormaParams, dm: LormaDims, a: MixBackArgs): Promise<void> {
-  const { d, r } = dm;
-  const T = a.T;
-  if (dm.inflation === 'pi') {
-    await piMix(ctx, enc, { input: a.dOut, b: p.b, a: p.a, out: a.dIn, M: T, d, r, s: p.scale, trans: false });
-    await piGrads(ctx, enc, { input: a.input, dOut: a.dOut, b: p.b, a: p.a, da: a.da, db: a.db, T, d, r, s: p.scale });
-    return;
+async function lowRankForward(ctx: Context, enc: GPUCommandEncoder, p: LormaParams, dm: LormaDims, x: Tensor, y: Tensor, z: Tensor): Promise<void> {
+  const { T, n, m, r } = dm;
+  const f = await foldedFactor(ctx, enc, p, dm);
+  await matmul(ctx, { a: x, b: f.a, c: z, M: T, N: r, K: n, transB: true }, enc);
+  if (dm.inflation === 'plus') {
+    await matmul(ctx, { a: x, b: p.w0, c: y, M: T, N: m, K: n, transB: true, second: { a: z, b: f.b, K: r, alpha: p.scale } }, enc);
+  } else {
+    await matmul(ctx, { a: z, b: f.b, c: y, M: T, N: m, K: r, transB: true, alpha: p.scale }, enc);
   }
+}
+
+async function lowRankBackward(
+  ctx: Context,
+  enc: GPUCommandEncoder,
+  p: LormaParams,
+  dm: LormaDims,
+  a: { x: Tensor; g: Tensor; z?: Tensor; dx: Tensor; da: Tensor; db: Tensor },
+): Promise<void> {
+  const { T, n, m, r } = dm;
+  const f = await foldedFactor(ctx, enc, p, dm);
   let z = a.z;
   if (!z) {
     z = ctx.scratch('lorma.z', [T, r]);
-    await matmul(ctx, { a: a.input, b: p.a, c: z, M: T, N: r, K: d, transB: true }, enc);
+    await matmul(ctx, { a: a.x, b: f.a, c: z, M: T, N: r, K: n, transB: true }, enc);
   }
   const h = ctx.scratch('lorma.h', [T, r]);
-  await matmul(ctx, { a: a.dOut, b: p.b, c: h, M: T, N: r, K: d }, enc);
-  if (dm.inflation === 'plus') ctx.copy(a.dOut, a.dIn, enc);
-  await matmul(ctx, { a: h, b: p.a, c: a.dIn, M: T, N: d, K: r, alpha: p.scale, beta: dm.inflation === 'plus' ? 1 : 0 }, enc);
-  await matmul(ctx, { a: a.dOut, b: z, c: a.db, M: d, N: r, K: T, transA: true, alpha: p.scale }, enc);
-  await matmul(ctx, { a: h, b: a.input, c: a.da, M: r, N: d, K: T, transA: true, alpha: p.scale }, enc);
+  await matmul(ctx, { a: a.g, b: f.b, c: h, M: T, N: r, K: m }, enc);
+  if (dm.inflation === 'plus') {
+    await matmul(ctx, { a: a.g, b: p.w0, c: a.dx, M: T, N: n, K: m, second: { a: h, b: f.a, K: r, alpha: p.scale } }, enc);
+  } else {
+    await matmul(ctx, { a: h, b: f.a, c: a.dx, M: T, N: n, K: r, alpha: p.scale }, enc);
+  }
+  if (dm.order === 'pre') {
+    await matmul(ctx, { a: a.g, b: z, c: a.db, M: m, N: r, K: T, transA: true, alpha: p.scale }, enc);
+    const daf = ctx.scratch('lorma.da_folded', [r, n]);
+    await matmul(ctx, { a: h, b: a.x, c: daf, M: r, N: n, K: T, transA: true, alpha: p.scale }, enc);
+    await matmul(ctx, { a: daf, b: p.w0, c: a.da, M: r, N: m, K: n, transB: true }, enc);
+  } else {
+    await matmul(ctx, { a: h, b: a.x, c: a.da, M: r, N: n, K: T, transA: true, alpha: p.scale }, enc);
+    const dbf = ctx.scratch('lorma.db_folded', [m, r]);
+    await matmul(ctx, { a: a.g, b: z, c: dbf, M: m, N: r, K: T, transA: true, alpha: p.scale }, enc);
+    await matmul(ctx, { a: p.w0, b: dbf, c: a.db, M: n, N: r, K: m, transA: true }, enc);
+  }
 }
 
 // ------------------------------------------------------------------ public API
 
 /**
- * Y = X W'ᵀ. Returns Y; for pre-multiplication also U = X W0ᵀ [T, m], and for plus / none
- * Z = In Aᵀ [T, r] (In = U pre, X post): pass them to lormaBackward to skip recomputing them.
+ * Y = X W'ᵀ. Returns Y, plus what lormaBackward can reuse: for pi with pre-multiplication
+ * U = X W0ᵀ [T, m] (the input of the π mixing), for plus / none Z = X A'ᵀ [T, r] (A' = A W0 pre,
+ * A post).
  */
 export async function lormaForward(
   ctx: Context,
@@ -216,28 +231,45 @@ export async function lormaForward(
 ): Promise<{ y: Tensor; u?: Tensor; z?: Tensor }> {
   const where = 'lorma.forward';
   const dm = dims(where, p, p.x);
-  const { T, n, m, r } = dm;
+  const { T, n, m, r, d } = dm;
   checkTensor(where, 'x', p.x, [T, n], '[T, n]');
+  checkReuse(where, dm, p.u, p.z);
   const y = p.y ? checkTensor(where, 'y', p.y, [T, m], '[T, m]') : ctx.tensor([T, m], 'f32', 'lorma.y');
+  const pi = dm.inflation === 'pi';
   const pre = dm.order === 'pre';
-  const u = pre ? (p.u ? checkTensor(where, 'u', p.u, [T, m], '[T, m]') : ctx.tensor([T, m], 'f32', 'lorma.u')) : undefined;
-  const lowRank = dm.inflation !== 'pi';
-  const z = lowRank ? (p.z ? checkTensor(where, 'z', p.z, [T, r], '[T, r]') : ctx.tensor([T, r], 'f32', 'lorma.z')) : undefined;
+  const u = pi && pre ? (p.u ?? ctx.tensor([T, m], 'f32', 'lorma.u')) : undefined;
+  const z = pi ? undefined : (p.z ?? ctx.tensor([T, r], 'f32', 'lorma.z'));
   checkDistinct(where, { y, u, z, x: p.x, w0: p.w0, a: p.a, b: p.b });
   await ctx.encode(opts.encoder, async (enc) => {
-    if (pre) {
+    if (!pi) {
+      await lowRankForward(ctx, enc, p, dm, p.x, y, z!);
+    } else if (pre) {
       await matmul(ctx, { a: p.x, b: p.w0, c: u!, M: T, N: m, K: n, transB: true }, enc);
-      await mixForward(ctx, enc, p, dm, { input: u!, out: y, z, T });
+      await piMix(ctx, enc, { input: u!, b: p.b, a: p.a, out: y, M: T, d, r, s: p.scale, trans: true });
     } else {
       const v = ctx.scratch('lorma.v', [T, n]);
-      await mixForward(ctx, enc, p, dm, { input: p.x, out: v, z, T });
+      await piMix(ctx, enc, { input: p.x, b: p.b, a: p.a, out: v, M: T, d, r, s: p.scale, trans: true });
       await matmul(ctx, { a: v, b: p.w0, c: y, M: T, N: m, K: n, transB: true }, enc);
     }
   });
   return { y, u, z };
 }
 
-/** dX, dA, dB of L = sum(Y ⊙ G). Pass the forward's u (pre) and z (plus / none) to skip recomputing them. */
+// u belongs to pi pre, z to plus / none; anything else is a caller's mix-up worth reporting.
+function checkReuse(where: string, dm: LormaDims, u: Tensor | undefined, z: Tensor | undefined): void {
+  if (u) {
+    if (dm.inflation !== 'pi' || dm.order !== 'pre') {
+      throw new PeftError(`${where}: 'u' (U = X W0ᵀ) belongs to pi with pre-multiplication; ${dm.inflation} ${dm.order} takes none`);
+    }
+    checkTensor(where, 'u', u, [dm.T, dm.m], '[T, m]');
+  }
+  if (z) {
+    if (dm.inflation === 'pi') throw new PeftError(`${where}: 'z' belongs to the plus and none inflations; pi takes none`);
+    checkTensor(where, 'z', z, [dm.T, dm.r], '[T, r]');
+  }
+}
+
+/** dX, dA, dB of L = sum(Y ⊙ G). Pass the forward's u or z to skip recomputing them. */
 export async function lormaBackward(
   ctx: Context,
   p: LormaParams & { x: Tensor; g: Tensor; u?: Tensor; z?: Tensor; dx?: Tensor; da?: Tensor; db?: Tensor },
@@ -248,33 +280,31 @@ export async function lormaBackward(
   const { T, n, m, r, d } = dm;
   checkTensor(where, 'x', p.x, [T, n], '[T, n]');
   checkTensor(where, 'g', p.g, [T, m], '[T, m]');
-  const pre = dm.order === 'pre';
-  if (p.u) {
-    if (!pre) throw new PeftError(`${where}: 'u' (U = X W0ᵀ) belongs to pre-multiplication; post-multiplication takes none`);
-    checkTensor(where, 'u', p.u, [T, m], '[T, m]');
-  }
-  if (p.z) {
-    if (dm.inflation === 'pi') throw new PeftError(`${where}: 'z' belongs to the plus and none inflations; pi takes none`);
-    checkTensor(where, 'z', p.z, [T, r], '[T, r]');
-  }
+  checkReuse(where, dm, p.u, p.z);
   const dx = p.dx ? checkTensor(where, 'dx', p.dx, [T, n], '[T, n]') : ctx.tensor([T, n], 'f32', 'lorma.dx');
   const da = p.da ? checkTensor(where, 'da', p.da, [r, d], '[r, d]') : ctx.tensor([r, d], 'f32', 'lorma.da');
   const db = p.db ? checkTensor(where, 'db', p.db, [d, r], '[d, r]') : ctx.tensor([d, r], 'f32', 'lorma.db');
   checkDistinct(where, { dx, da, db, x: p.x, g: p.g, w0: p.w0, a: p.a, b: p.b, u: p.u, z: p.z });
   await ctx.encode(opts.encoder, async (enc) => {
-    if (pre) {
+    if (dm.inflation !== 'pi') {
+      await lowRankBackward(ctx, enc, p, dm, { x: p.x, g: p.g, z: p.z, dx, da, db });
+    } else if (dm.order === 'pre') {
+      // dU = s·G π(BA) (the transposed mixing), dA, dB from (U, G), dX = dU W0.
       let u = p.u;
       if (!u) {
         u = ctx.scratch('lorma.u', [T, m]);
         await matmul(ctx, { a: p.x, b: p.w0, c: u, M: T, N: m, K: n, transB: true }, enc);
       }
       const du = ctx.scratch('lorma.du', [T, m]);
-      await mixBackward(ctx, enc, p, dm, { input: u, dOut: p.g, dIn: du, da, db, z: p.z, T });
+      await piMix(ctx, enc, { input: p.g, b: p.b, a: p.a, out: du, M: T, d, r, s: p.scale, trans: false });
+      await piGrads(ctx, enc, { input: u, dOut: p.g, b: p.b, a: p.a, da, db, T, d, r, s: p.scale });
       await matmul(ctx, { a: du, b: p.w0, c: dx, M: T, N: n, K: m }, enc);
     } else {
+      // dV = G W0, dX = s·dV π(BA), dA, dB from (X, dV).
       const dv = ctx.scratch('lorma.dv', [T, n]);
       await matmul(ctx, { a: p.g, b: p.w0, c: dv, M: T, N: n, K: m }, enc);
-      await mixBackward(ctx, enc, p, dm, { input: p.x, dOut: dv, dIn: dx, da, db, z: p.z, T });
+      await piMix(ctx, enc, { input: dv, b: p.b, a: p.a, out: dx, M: T, d, r, s: p.scale, trans: false });
+      await piGrads(ctx, enc, { input: p.x, dOut: dv, b: p.b, a: p.a, da, db, T, d, r, s: p.scale });
     }
   });
   return { dx, da, db };

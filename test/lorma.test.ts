@@ -47,7 +47,7 @@ describe('lorma kernels against the float64 reference', () => {
           const p = { w0: dev.w0, a: dev.a, b: dev.b, scale, inflation, order };
           const fwd = await lormaForward(ctx, { ...p, x: dev.x });
           expectClose(await ctx.read(fwd.y), ref.lormaForward(refArgs), 'y');
-          if (order === 'pre') expectClose(await ctx.read(fwd.u!), refMatmul(host.x, host.w0, T, n, m, false, true), 'u');
+          if (inflation === 'pi' && order === 'pre') expectClose(await ctx.read(fwd.u!), refMatmul(host.x, host.w0, T, n, m, false, true), 'u');
           else expect(fwd.u).to.equal(undefined);
           expect(fwd.z === undefined).to.equal(inflation === 'pi');
 
@@ -305,9 +305,10 @@ describe('lorma bad input', () => {
     await expectThrows(() => lormaForward(ctx, { ...p, x: ctx.tensor([4, 9]) }), /lorma\.forward: 'x' has shape \[4, 9\], expected \[T, n\] = \[4, 8\]/);
     await expectThrows(() => lormaBackward(ctx, { ...p, x: dev.x, g: ctx.tensor([4, 5]) }), /lorma\.backward: 'g' has shape \[4, 5\], expected \[T, m\] = \[4, 6\]/);
     await expectThrows(() => lormaForward(ctx, { ...p, x: dev.x, y: ctx.tensor([4, 5]) }), /'y' has shape \[4, 5\], expected \[T, m\] = \[4, 6\]/);
-    await expectThrows(() => lormaForward(ctx, { ...p, x: dev.x, u: ctx.tensor([4, 8]) }), /'u' has shape \[4, 8\], expected \[T, m\] = \[4, 6\]/);
+    await expectThrows(() => lormaForward(ctx, { ...p, inflation: 'pi', x: dev.x, u: ctx.tensor([4, 8]) }), /'u' has shape \[4, 8\], expected \[T, m\] = \[4, 6\]/);
+    await expectThrows(() => lormaForward(ctx, { ...p, x: dev.x, u: ctx.tensor([4, 6]) }), /'u' \(U = X W0ᵀ\) belongs to pi with pre-multiplication; plus pre takes none/);
     await expectThrows(() => lormaBackward(ctx, { ...p, x: dev.x, g: dev.g, da: ctx.tensor([2, 8]) }), /'da' has shape \[2, 8\], expected \[r, d\] = \[2, 6\]/);
-    await expectThrows(() => lormaBackward(ctx, { ...p, order: 'post', a: ctx.tensor([2, 8]), b: ctx.tensor([8, 2]), x: dev.x, g: dev.g, u: ctx.tensor([4, 6]) }), /'u' \(U = X W0ᵀ\) belongs to pre-multiplication/);
+    await expectThrows(() => lormaBackward(ctx, { ...p, order: 'post', a: ctx.tensor([2, 8]), b: ctx.tensor([8, 2]), x: dev.x, g: dev.g, u: ctx.tensor([4, 6]) }), /'u' \(U = X W0ᵀ\) belongs to pi with pre-multiplication; plus post takes none/);
     await expectThrows(() => lormaBackward(ctx, { ...p, inflation: 'pi', x: dev.x, g: dev.g, z: ctx.tensor([4, 2]) }), /'z' belongs to the plus and none inflations/);
     await expectThrows(() => lormaMerge(ctx, { ...p, out: ctx.tensor([6, 7]) }), /lorma\.merge: 'out' has shape \[6, 7\], expected \[m, n\] = \[6, 8\]/);
     await expectThrows(() => lormaForward(ctx, { ...p, inflation: 'times' as never, x: dev.x }), /'inflation' must be one of 'pi', 'plus', 'none', got "times"/);

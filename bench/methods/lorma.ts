@@ -25,7 +25,7 @@ async function setup(ctx: Context, inflation: Inflation, { T, n, m, r }: BenchSh
   const a = ctx.upload(init.a.map((v, i) => v + noise[i]), [r, d], 'f32', 'a');
   const b = ctx.upload(init.b.map((v, i) => v + noise[i]), [d, r], 'f32', 'b');
   const y = ctx.tensor([T, m], 'f32', 'y');
-  const u = ctx.tensor([T, m], 'f32', 'u');
+  const u = inflation === 'pi' ? ctx.tensor([T, m], 'f32', 'u') : undefined;
   const z = inflation === 'pi' ? undefined : ctx.tensor([T, r], 'f32', 'z');
   const dx = ctx.tensor([T, n], 'f32', 'dx');
   const da = ctx.tensor([r, d], 'f32', 'da');
@@ -48,12 +48,13 @@ async function setup(ctx: Context, inflation: Inflation, { T, n, m, r }: BenchSh
     stop();
   }
   const base = 2 * m * n * T;
-  // KERNELS.md: plus adds 4mrT forward (U Aᵀ, Z Bᵀ); backward G B, H A, dB, dA: 8mrT.
+  // KERNELS.md: plus adds 4mrT forward (X A'ᵀ, Z Bᵀ) and 2mnr for A' = A W0; backward G B, H A',
+  // dB, dA' (8mrT) and 4mnr for A' again and dA = dA' W0ᵀ.
   // pi: the d×d mixing is 2d²T plus generating π(BA) tiles, 2d²r per BM = 64 tokens; backward
   // does it twice (dU through π(BA)ᵀ, and dP) plus the dP contractions 4d²r.
   const tilesT = Math.ceil(T / 64);
-  const adapterFwd = inflation === 'pi' ? 2 * d * d * T + 2 * d * d * r * tilesT : 4 * d * r * T;
-  const adapterBwd = inflation === 'pi' ? 4 * d * d * T + 2 * d * d * r * tilesT + 4 * d * d * r : 8 * d * r * T;
+  const adapterFwd = inflation === 'pi' ? 2 * d * d * T + 2 * d * d * r * tilesT : 4 * d * r * T + 2 * m * n * r;
+  const adapterBwd = inflation === 'pi' ? 4 * d * d * T + 2 * d * d * r * tilesT + 4 * d * d * r : 8 * d * r * T + 4 * m * n * r;
   return {
     encode: {
       forward,
