@@ -70,13 +70,29 @@ fn mix(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   let col0 = tile_n0 + lid.x;
   let threads = WG_M * WG_N;
   var acc: array<f32, 64>;
+  // With BN = threads, the generation loop gives invocation lidx tile column n = tile_n0 + lidx
+  // at every k. In the forward that element is M'[n, k], always from row n of B: kept in
+  // registers (r ≤ 16) instead of gathered again for every k.
+  let gen_n = tile_n0 + lidx;
+  let cached = TRANS && BN == threads && MP.r <= 16u && gen_n < MP.d;
+  var brow: array<f32, 16>;
+  if (cached) {
+    for (var q = 0u; q < MP.r; q++) { brow[q] = Bm[gen_n * MP.r + q]; }
+  }
   for (var k0 = 0u; k0 < MP.d; k0 += BK) {
     for (var e = lidx; e < BK * BN; e += threads) {
       let k = k0 + e / BN;
       let n = tile_n0 + e % BN;
       var v = 0.0;
       if (k < MP.d && n < MP.d) {
-        if (TRANS) { v = mprime(n, k); } else { v = mprime(k, n); }
+        if (cached) {
+          let j = select(k + MP.d - n, k - n, k >= n);
+          for (var q = 0u; q < MP.r; q++) { v += brow[q] * Am[q * MP.d + j]; }
+        } else if (TRANS) {
+          v = mprime(n, k);
+        } else {
+          v = mprime(k, n);
+        }
       }
       Ms[e] = v;
     }

@@ -13,12 +13,13 @@ import { expectClose, expectThrows, gpu, rand } from './helpers.js';
 const INFLATIONS: Inflation[] = ['pi', 'plus', 'none'];
 const ORDERS: Order[] = ['pre', 'post'];
 
-// [T, n, m, r]: T = 1, d no multiple of any tile (32, 64), m ≠ n both ways, d past one tile.
+// [T, n, m, r]: T = 1, d no multiple of any tile (64), m ≠ n both ways, d past one tile.
 const SHAPES: [number, number, number, number][] = [
   [1, 37, 29, 1],
   [7, 29, 37, 5],
   [33, 21, 40, 3],
   [70, 45, 67, 8],
+  [5, 23, 41, 20], // r > 16: the forward's generation reads B rows from memory, not registers
 ];
 
 async function setup(T: number, n: number, m: number, r: number, order: Order) {
