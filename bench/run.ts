@@ -98,7 +98,7 @@ function configs(o: Options): Config[] {
 }
 
 const PHASES = ['forward', 'backward', 'step'] as const satisfies readonly Phase[];
-const MATMUL_VARIANTS = ['direct', 'tiled', 'strip'] as const;
+const MATMUL_VARIANTS = ['direct', 'direct-scalar', 'tiled'] as const;
 
 function log(bar: SingleBar | null, msg: string) {
   if (bar) {

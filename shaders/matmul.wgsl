@@ -152,63 +152,71 @@ fn direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
   store(row0, col0, &acc);
 }
 
-// `strip`: for CPU WebGPU. lavapipe runs a workgroup's invocations as the lanes of one SIMD vector
-// and turns a load whose address is the same in every lane into one scalar load plus a broadcast,
-// but a per-lane address into a gather. So a workgroup owns SR rows of C (an address that depends
-// on the workgroup alone: uniform) and each lane SC columns strided by the lane count (per-lane):
-// per step of k that is SR broadcasts and SC gathers for SR * SC fused multiply-adds per lane,
-// against TM + TN gathers for TM * TN in `direct`. No early return, so every lane stays active.
-const SR: u32 = 8u;
-const SC: u32 = 2u;
-override LANES: u32 = 8u;
 
-fn strip_a(i: u32, k: u32, K: u32) -> f32 {
-  if (TRANS_A) { return A[k * P.M + i]; }
-  return A[i * K + k];
-}
+// `direct4`: `direct` with 16-byte loads. On lavapipe every storage load is costly whatever its
+// width (a per-lane loop with bounds checks), so reading four floats per load cuts the loads per
+// fused multiply-add by four. A and B are viewed as vec4 arrays along their contiguous dimension:
+// X W0ᵀ (NT) reads both along k, G W0 (NN) reads A along k and B along n, Gᵀ Z (TN) reads both
+// along the output dimensions. The host uses it only when those dimensions are multiples of 4.
+@group(0) @binding(1) var<storage, read> A4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> B4: array<vec4<f32>>;
 
-@compute @workgroup_size(LANES, 1)
-fn strip(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-         @builtin(local_invocation_index) lane: u32) {
+@compute @workgroup_size(WG_N, WG_M)
+fn direct4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_id) lid: vec3<u32>) {
   let tile = linear_workgroup(wid, nwg);
-  let tiles_m = (P.M + SR - 1u) / SR;
+  let tiles_m = (P.M + BM - 1u) / BM;
   if (tile >= tiles_m * P.tiles_n) { return; }
-  let row0 = (tile / P.tiles_n) * SR;
-  let col0 = (tile % P.tiles_n) * (LANES * SC) + lane;
-  // Rows and columns past the edge are clamped for the loads and skipped at the store.
-  var rows: array<u32, SR>;
-  for (var i = 0u; i < SR; i++) { rows[i] = min(row0 + i, P.M - 1u); }
-  var cols: array<u32, SC>;
-  for (var j = 0u; j < SC; j++) { cols[j] = min(col0 + j * LANES, P.N - 1u); }
-  var acc: array<f32, SR * SC>;
-  for (var k = 0u; k < P.K; k++) {
-    var b: array<f32, SC>;
-    for (var j = 0u; j < SC; j++) { b[j] = b_at(k, cols[j], P.K); }
-    for (var i = 0u; i < SR; i++) {
-      let a = strip_a(rows[i], k, P.K);
-      for (var j = 0u; j < SC; j++) { acc[i * SC + j] = fma(a, b[j], acc[i * SC + j]); }
-    }
-  }
-  for (var e = 0u; e < SR * SC; e++) { acc[e] *= P.alpha; }
-  if (SECOND) {
-    for (var k = 0u; k < P.K2; k++) {
-      var b: array<f32, SC>;
-      for (var j = 0u; j < SC; j++) { b[j] = P.alpha2 * b2_at(k, cols[j]); }
-      for (var i = 0u; i < SR; i++) {
-        let a = a2_at(rows[i], k);
-        for (var j = 0u; j < SC; j++) { acc[i * SC + j] = fma(a, b[j], acc[i * SC + j]); }
+  let row0 = (tile / P.tiles_n) * BM + lid.y * TM;
+  let col0 = (tile % P.tiles_n) * BN + lid.x * TN;
+  if (row0 >= P.M || col0 >= P.N) { return; }
+  var acc: array<vec4<f32>, 4>;  // acc[i][j]: row row0 + i, column col0 + j
+  if (!TRANS_A && TRANS_B) {
+    let K4 = P.K / 4u;
+    var ar: array<u32, 4>;
+    var bc: array<u32, 4>;
+    for (var i = 0u; i < 4u; i++) { ar[i] = min(row0 + i, P.M - 1u) * K4; }
+    for (var j = 0u; j < 4u; j++) { bc[j] = min(col0 + j, P.N - 1u) * K4; }
+    for (var k4 = 0u; k4 < K4; k4++) {
+      var b: array<vec4<f32>, 4>;
+      for (var j = 0u; j < 4u; j++) { b[j] = B4[bc[j] + k4]; }
+      for (var i = 0u; i < 4u; i++) {
+        let a = A4[ar[i] + k4];
+        acc[i] += vec4<f32>(dot(a, b[0]), dot(a, b[1]), dot(a, b[2]), dot(a, b[3]));
       }
     }
-  }
-  for (var i = 0u; i < SR; i++) {
-    let row = row0 + i;
-    for (var j = 0u; j < SC; j++) {
-      let col = col0 + j * LANES;
-      if (row < P.M && col < P.N) {
-        var v = acc[i * SC + j];
-        if (P.beta != 0.0) { v += P.beta * C[row * P.N + col]; }
-        C[row * P.N + col] = v;
+  } else if (!TRANS_A && !TRANS_B) {
+    let K4 = P.K / 4u;
+    let N4 = P.N / 4u;
+    var ar: array<u32, 4>;
+    for (var i = 0u; i < 4u; i++) { ar[i] = min(row0 + i, P.M - 1u) * K4; }
+    let bc = col0 / 4u;
+    for (var k4 = 0u; k4 < K4; k4++) {
+      var b: array<vec4<f32>, 4>;
+      for (var kk = 0u; kk < 4u; kk++) { b[kk] = B4[(k4 * 4u + kk) * N4 + bc]; }
+      for (var i = 0u; i < 4u; i++) {
+        let a = A4[ar[i] + k4];
+        acc[i] += a.x * b[0] + a.y * b[1] + a.z * b[2] + a.w * b[3];
       }
     }
+  } else if (TRANS_A && !TRANS_B) {
+    let M4 = P.M / 4u;
+    let N4 = P.N / 4u;
+    let ar = row0 / 4u;
+    let bc = col0 / 4u;
+    for (var k = 0u; k < P.K; k++) {
+      let a = A4[k * M4 + ar];
+      let b = B4[k * N4 + bc];
+      acc[0] += a.x * b;
+      acc[1] += a.y * b;
+      acc[2] += a.z * b;
+      acc[3] += a.w * b;
+    }
   }
+  var out: array<f32, 16>;
+  for (var i = 0u; i < 4u; i++) {
+    for (var j = 0u; j < 4u; j++) { out[i * 4u + j] = P.alpha * acc[i][j]; }
+  }
+  if (SECOND) { add_second(row0, col0, &out); }
+  store(row0, col0, &out);
 }

@@ -23,28 +23,37 @@ export interface MatmulArgs {
   second?: { a: Tensor; b: Tensor; K: number; alpha?: number };
 }
 
-/** Kernel variants of shaders/matmul.wgsl: the names ctx.tuning.matmul accepts. */
-export type MatmulVariant = 'direct' | 'tiled' | 'strip';
+/**
+ * Kernel variants of shaders/matmul.wgsl, the names ctx.tuning.matmul accepts. 'direct' reads
+ * 16 bytes per load (entry `direct4`) when the contiguous dimensions are multiples of 4, else
+ * falls back to scalar loads; 'direct-scalar' always uses scalar loads (kept for benchmarks).
+ */
+export type MatmulVariant = 'direct' | 'direct-scalar' | 'tiled';
+
+/** Whether `direct4` can view A and B as vec4 arrays for these transposes and sizes. */
+function vec4Fits(M: number, N: number, K: number, transA: boolean, transB: boolean): boolean {
+  if (!transA && transB) return K % 4 === 0;
+  if (!transA && !transB) return K % 4 === 0 && N % 4 === 0;
+  if (transA && !transB) return M % 4 === 0 && N % 4 === 0;
+  return false;
+}
 
 function config(
   ctx: Context,
+  M: number,
+  N: number,
+  K: number,
   transA: boolean,
   transB: boolean,
   second: boolean,
 ): { entry: string; constants: Record<string, number | boolean>; tileM: number; tileN: number } {
   const variant = ctx.tuning.matmul as MatmulVariant;
-  if (variant === 'strip') {
-    // SR = 8 rows per workgroup, SC = 2 columns per lane, 8 lanes (one AVX2 vector).
-    return {
-      entry: 'strip',
-      constants: { TRANS_A: transA, TRANS_B: transB, SECOND: second, LANES: 8 },
-      tileM: 8,
-      tileN: 16,
-    };
-  }
   const wg = variant === 'tiled' ? 16 : 8;
+  let entry = 'direct';
+  if (variant === 'tiled') entry = 'main';
+  else if (variant !== 'direct-scalar' && vec4Fits(M, N, K, transA, transB)) entry = 'direct4';
   return {
-    entry: variant === 'tiled' ? 'main' : 'direct',
+    entry,
     constants: { TRANS_A: transA, TRANS_B: transB, SECOND: second, WG_M: wg, WG_N: wg },
     tileM: wg * 4,
     tileN: wg * 4,
@@ -70,7 +79,7 @@ export async function matmul(ctx: Context, args: MatmulArgs, encoder?: GPUComman
     need(where, 'second.a', args.second.a, M * K2);
     need(where, 'second.b', args.second.b, K2 * N);
   }
-  const cfg = config(ctx, !!args.transA, !!args.transB, !!args.second);
+  const cfg = config(ctx, M, N, K, !!args.transA, !!args.transB, !!args.second);
   await ctx.prepare([{ shader: 'matmul', entry: cfg.entry, constants: cfg.constants }]);
   const tilesN = Math.ceil(N / cfg.tileN);
   const tilesM = Math.ceil(M / cfg.tileM);
