@@ -100,8 +100,12 @@ function rowsOf(where: string, x: Tensor | undefined, name: string): number {
 // LANES·SC per-lane columns. Eight lanes fill one AVX2 vector on lavapipe; GPUs want wider groups.
 const SR = 8;
 const SC = 2;
-/** Benchmark knob: invocations per workgroup of the SBoRA kernels (default 8 on CPUs, 64 on GPUs). */
-export const sboraTuning: { lanes?: number; rowBlocks?: number } = {};
+/**
+ * Benchmark knobs: invocations per workgroup of the SBoRA kernels (default 8 on CPUs, 64 on GPUs),
+ * row blocks per workgroup of the adapter-only gather (default 4), and whether the adapter is
+ * fused into the base product (default: under the 'direct' and 'strip' matmul tunings).
+ */
+export const sboraTuning: { lanes?: number; rowBlocks?: number; fuse?: boolean } = {};
 function lanes(ctx: Context): number {
   return sboraTuning.lanes ?? (ctx.adapterInfo.isCpu ? 8 : 64);
 }
@@ -226,6 +230,7 @@ async function regional(
 // (whichever the tuning names), so the layer never pays more than LoRA's base product plus the
 // adapter. Under 'tiled' (GPUs) matmul.wgsl's staged kernel computes it and the adapter follows.
 function fuseBase(ctx: Context): boolean {
+  if (sboraTuning.fuse !== undefined) return sboraTuning.fuse;
   const t: string = ctx.tuning.matmul;
   return t === 'direct' || t === 'strip';
 }
