@@ -118,7 +118,8 @@ const table = [
 const results = [...runs.values()].map((rs) => rs[0]);
 const samples = [`- base model: ${baseSamples.join(', ')}`, ...results.map((r) => `- ${r.label}: ${r.samples.map((s) => (data.trainNames.has(s) ? `**${s}**` : s)).join(', ')}`)].join('\n');
 
-const smooth = (pts: [number, number][], k = 10): [number, number][] =>
+const smoothK = Math.max(10, Math.round(steps / 30));
+const smooth = (pts: [number, number][], k = smoothK): [number, number][] =>
   pts.map(([x], i) => {
     const w = pts.slice(Math.max(0, i - k + 1), i + 1);
     return [x, w.reduce((a, [, y]) => a + y, 0) / w.length];
@@ -127,7 +128,7 @@ const smooth = (pts: [number, number][], k = 10): [number, number][] =>
 const meanCurve = (rs: FinetuneResult[]): [number, number][] => rs[0].losses.map(([x], i) => [x, avg(rs.map((r) => r.losses[i]?.[1] ?? NaN))]);
 const svg = lossChartSvg(
   [...runs.values()].map((rs) => ({ name: rs[0].label, points: smooth(meanCurve(rs)), dashed: rs[0].method.startsWith('lorma') })),
-  { title: `Fine-tuning on Pokémon names: training loss (10-step mean), ${steps} steps`, xLabel: 'step', yLabel: 'cross-entropy (nats)' },
+  { title: `Fine-tuning on Pokémon names: training loss (${smoothK}-step mean${seeds > 1 ? `, ${seeds} seeds` : ''}), ${steps} steps`, xLabel: 'step', yLabel: 'cross-entropy (nats)' },
 );
 mkdirSync(outDir, { recursive: true });
 await writeFileAtomic(join(outDir, 'loss.svg'), svg);

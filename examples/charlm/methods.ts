@@ -188,14 +188,13 @@ export function createAdapter(model: CharLM, mod: HiddenModule, spec: AdapterSpe
       const b = trainable(ctx, name('lora_B'), pick('lora_B', init.b), [d, r]);
       trainables = [a, b];
       const p = { w0, a: a.param, b: b.param, scale, inflation, order: 'pre' as const };
-      const z = (T: number) => (inflation === 'plus' ? saved.get('z', [T, r]) : undefined);
+      // What the forward keeps for the backward: U = X W0ᵀ for π, Z = X A'ᵀ for plus.
+      const keep = (T: number) => (inflation === 'plus' ? { z: saved.get('z', [T, r]) } : { u: saved.get('u', [T, m]) });
       forward = async (enc, x, y) => {
-        const T = x.shape[0];
-        await lormaForward(ctx, { ...p, x, y, u: saved.get('u', [T, m]), z: z(T) }, { encoder: enc });
+        await lormaForward(ctx, { ...p, x, y, ...keep(x.shape[0]) }, { encoder: enc });
       };
       backward = async (enc, x, g, dx) => {
-        const T = x.shape[0];
-        await lormaBackward(ctx, { ...p, x, g, u: saved.get('u', [T, m]), z: z(T), dx, da: a.grad, db: b.grad }, { encoder: enc });
+        await lormaBackward(ctx, { ...p, x, g, ...keep(x.shape[0]), dx, da: a.grad, db: b.grad }, { encoder: enc });
       };
       break;
     }
