@@ -23,13 +23,19 @@ export interface BenchRow {
   device: string;
   /** How the time was taken: 'timestamp-query', or the peer's clock. */
   clock?: string;
+  /** Median CPU ms per run of the driver's worker threads (lavapipe executes the shaders there). */
+  cpuMs?: number | null;
   /** matmul rows: the kernel variant of shaders/matmul.wgsl. */
   variant?: string;
   gflops?: number | null;
   /** medianMs over LoRA's at the same impl, shape, r and phase. */
   vsLora?: number | null;
+  /** The same ratio in worker CPU time. */
+  vsLoraCpu?: number | null;
   /** Peer rows: peer time over ours (> 1: ours is faster). */
   oursSpeedup?: number | null;
+  /** The same ratio in worker CPU time. */
+  oursSpeedupCpu?: number | null;
   /** Peer rows: worst relative error of its outputs against ours. */
   relErr?: number | null;
 }
@@ -106,13 +112,13 @@ export function markdown(res: BenchResult, svgs: string[] = []): string {
   const shapes = [...new Set(ours.map(shapeKey))];
   for (const sk of shapes) {
     L.push(`## Methods, ${sk}`, '');
-    L.push('| method | r | b | phase | median ms (min–max) | GFLOP | GFLOP/s | ×LoRA time | trainable params | device MiB |');
-    L.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    L.push('| method | r | b | phase | median ms (min–max) | worker CPU ms | GFLOP | GFLOP/s | ×LoRA time | ×LoRA CPU | trainable params | device MiB |');
+    L.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     const rows = ours
       .filter((r) => shapeKey(r) === sk)
       .sort((a, b) => (a.r! - b.r!) || (ORDER.indexOf(a.method) - ORDER.indexOf(b.method)) || ((a.b ?? 0) - (b.b ?? 0)) || (PH.indexOf(a.phase) - PH.indexOf(b.phase)));
     for (const r of rows) {
-      L.push(`| ${r.method} | ${r.r} | ${r.b ?? '—'} | ${r.phase} | ${ms(r.medianMs)} (${ms(r.minMs)}–${ms(r.maxMs)}) | ${f(r.flops === null ? null : r.flops / 1e9, 3)} | ${f(r.gflops)} | ${f(r.vsLora)} | ${r.params ?? '—'} | ${mib(r.bytes)} |`);
+      L.push(`| ${r.method} | ${r.r} | ${r.b ?? '—'} | ${r.phase} | ${ms(r.medianMs)} (${ms(r.minMs)}–${ms(r.maxMs)}) | ${r.cpuMs ? ms(r.cpuMs) : '—'} | ${f(r.flops === null ? null : r.flops / 1e9, 3)} | ${f(r.gflops)} | ${f(r.vsLora)} | ${f(r.vsLoraCpu)} | ${r.params ?? '—'} | ${mib(r.bytes)} |`);
     }
     L.push('');
   }
@@ -120,10 +126,10 @@ export function markdown(res: BenchResult, svgs: string[] = []): string {
   const mm = res.rows.filter((r) => r.phase === 'matmul');
   if (mm.length) {
     L.push('## Base matrix product Y = X W0ᵀ', '');
-    L.push('| implementation | variant | T | n=m | median ms (min–max) | GFLOP/s | rel. error vs ours |');
-    L.push('| --- | --- | --- | --- | --- | --- | --- |');
+    L.push('| implementation | variant | T | n=m | median ms (min–max) | GFLOP/s | worker CPU ms | GFLOP per CPU-s | rel. error vs ours |');
+    L.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const r of mm) {
-      L.push(`| ${IMPL_NAME[r.impl]} | ${r.variant ?? '—'}${r.method === 'matmul' && r.impl === 'peft-wgsl' ? ' (default)' : ''} | ${r.T} | ${r.n} | ${ms(r.medianMs)} (${ms(r.minMs)}–${ms(r.maxMs)}) | ${f(r.gflops)} | ${r.relErr === undefined || r.relErr === null ? '—' : r.relErr.toExponential(1)} |`);
+      L.push(`| ${IMPL_NAME[r.impl]} | ${r.variant ?? '—'}${r.method === 'matmul' && r.impl === 'peft-wgsl' ? ' (default)' : ''} | ${r.T} | ${r.n} | ${ms(r.medianMs)} (${ms(r.minMs)}–${ms(r.maxMs)}) | ${f(r.gflops)} | ${r.cpuMs ? ms(r.cpuMs) : '—'} | ${r.cpuMs && r.flops ? f(r.flops / r.cpuMs / 1e6) : '—'} | ${r.relErr === undefined || r.relErr === null ? '—' : r.relErr.toExponential(1)} |`);
     }
     L.push('');
   }
@@ -131,6 +137,7 @@ export function markdown(res: BenchResult, svgs: string[] = []): string {
   const peerRows = res.rows.filter((r) => r.impl !== 'peft-wgsl');
   if (peerRows.length) {
     L.push('## Against TensorFlow.js and gpu.js (same device, same run)', '');
+    L.push('Speed-ups are peer time / our time (GPU time; in brackets, worker CPU time).', '');
     L.push('| method | phase | T | n=m | r | b | peft-wgsl ms | TF.js ms | gpu.js ms | ours vs TF.js | ours vs gpu.js | max rel. error TF.js / gpu.js |');
     L.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     const keys = [...new Set(peerRows.map((r) => `${r.method}|${r.phase}|${r.T}|${r.n}|${r.r}|${r.b}`))];
@@ -143,7 +150,7 @@ export function markdown(res: BenchResult, svgs: string[] = []): string {
       const err = (x?: BenchRow) => (x?.relErr === undefined || x?.relErr === null ? '—' : x.relErr.toExponential(1));
       L.push(
         `| ${method} | ${phase} | ${T} | ${n} | ${r === 'null' ? '—' : r} | ${b === 'null' ? '—' : b} | ${oursRow ? ms(oursRow.medianMs) : '—'} | ${tf ? ms(tf.medianMs) : '—'} | ${gj ? ms(gj.medianMs) : '—'} | ` +
-          `${tf && oursRow ? f(tf.medianMs / oursRow.medianMs) + '×' : '—'} | ${gj && oursRow ? f(gj.medianMs / oursRow.medianMs) + '×' : '—'} | ${err(tf)} / ${err(gj)} |`,
+          `${tf && oursRow ? f(tf.medianMs / oursRow.medianMs) + '×' + cpuRatio(tf, oursRow) : '—'} | ${gj && oursRow ? f(gj.medianMs / oursRow.medianMs) + '×' + cpuRatio(gj, oursRow) : '—'} | ${err(tf)} / ${err(gj)} |`,
       );
     }
     L.push('');
@@ -168,6 +175,7 @@ export function markdown(res: BenchResult, svgs: string[] = []): string {
 }
 
 const PH = ['forward', 'backward', 'step', 'matmul'];
+const cpuRatio = (peer: BenchRow, ours: BenchRow) => (peer.cpuMs && ours.cpuMs ? ` (${f(peer.cpuMs / ours.cpuMs)}×)` : '');
 
 /** The issue's goals: fwd+bwd ≥ 1.5× TF.js and ≥ 4× gpu.js; base product ≥ TF.js matMul in GFLOP/s. */
 export function goalLines(res: BenchResult): string[] {
@@ -185,13 +193,17 @@ export function goalLines(res: BenchResult): string[] {
         const p = [at(impl, method, 'forward'), at(impl, method, 'backward')];
         if (!p[0] || !p[1]) continue;
         const ratio = (p[0].medianMs + p[1].medianMs) / ours;
-        out.push(`| ${method} fwd+bwd ≥ ${target}× faster than ${IMPL_NAME[impl]} (T=${T}, n=m=${n}, r=${o[0].r}) | ${f(ratio)}× | ${ratio >= target ? 'yes' : `no (${f((target / ratio - 1) * 100, 0)}% short)`} |`);
+        const oc = (o[0].cpuMs ?? 0) + (o[1].cpuMs ?? 0);
+        const pc = (p[0].cpuMs ?? 0) + (p[1].cpuMs ?? 0);
+        const cpu = oc > 0 && pc > 0 ? ` (CPU time ${f(pc / oc)}×)` : '';
+        out.push(`| ${method} fwd+bwd ≥ ${target}× faster than ${IMPL_NAME[impl]} (T=${T}, n=m=${n}, r=${o[0].r}) | ${f(ratio)}×${cpu} | ${ratio >= target ? 'yes' : `no (${f((target / ratio - 1) * 100, 0)}% short)`} |`);
       }
     }
     const om = at('peft-wgsl', 'matmul', 'matmul');
     const tm = at('tfjs-webgpu', 'matmul', 'matmul');
     if (om?.gflops && tm?.gflops) {
-      out.push(`| base product GFLOP/s ≥ TF.js matMul (T=${T}, n=m=${n}) | ${f(om.gflops)} vs ${f(tm.gflops)} GFLOP/s | ${om.gflops >= tm.gflops ? 'yes' : `no (${f((1 - om.gflops / tm.gflops) * 100, 0)}% slower)`} |`);
+      const cpu = om.cpuMs && tm.cpuMs ? ` (per CPU-s: ${f(om.flops! / om.cpuMs / 1e6)} vs ${f(tm.flops! / tm.cpuMs / 1e6)})` : '';
+      out.push(`| base product GFLOP/s ≥ TF.js matMul (T=${T}, n=m=${n}) | ${f(om.gflops)} vs ${f(tm.gflops)} GFLOP/s${cpu} | ${om.gflops >= tm.gflops ? 'yes' : `no (${f((1 - om.gflops / tm.gflops) * 100, 0)}% slower)`} |`);
     }
   }
   return out;

@@ -162,7 +162,7 @@ async function main() {
           method: variant === defaultVariant ? 'matmul' : `matmul-${variant}`,
           impl: 'peft-wgsl', phase: 'matmul', T, n, m, r: null, b: null,
           medianMs: t.medianMs, minMs: t.minMs, maxMs: t.maxMs, flops: 2 * T * m * n, params: 0,
-          bytes: (T * n + m * n + T * m) * 4, device, clock: t.clock, variant,
+          bytes: (T * n + m * n + T * m) * 4, device, clock: t.clock, cpuMs: t.cpuMs ?? null, variant,
         });
         tick(`matmul ${variant}`);
       }
@@ -203,7 +203,7 @@ async function main() {
             rows.push({
               method: method.method, impl: 'peft-wgsl', phase, T, n, m, r, b,
               medianMs: t.medianMs, minMs: t.minMs, maxMs: t.maxMs,
-              flops: inst.flops[phase] ?? null, params: inst.params, bytes: inst.bytes, device, clock: t.clock,
+              flops: inst.flops[phase] ?? null, params: inst.params, bytes: inst.bytes, device, clock: t.clock, cpuMs: t.cpuMs ?? null,
             });
           } catch (e) {
             failures.push({ method: method.method, shape: sh, error: `${phase}: ${(e as Error).message}` });
@@ -235,7 +235,7 @@ async function main() {
               method: pm, impl: peer.impl, phase: pp, T, n, m, r: pm === 'matmul' ? null : r, b: pm === 'bora' ? b : null,
               medianMs: res.timing.medianMs, minMs: res.timing.minMs, maxMs: res.timing.maxMs,
               flops: ourRow?.flops ?? peerFlops(pm, pp, inp), params: pm === 'matmul' ? 0 : ourRow?.params ?? null, bytes: null,
-              device: peer.device, clock: res.timing.clock, relErr: worst,
+              device: peer.device, clock: res.timing.clock, cpuMs: res.timing.cpuMs ?? null, relErr: worst,
             });
           } catch (e) {
             failures.push({ method: `${peer.impl}:${pm}`, shape: sh, error: `${pp}: ${(e as Error).message.split('\n')[0]}` });
@@ -288,9 +288,11 @@ function finishRows(rows: BenchRow[]): BenchRow[] {
     row.gflops = row.flops ? row.flops / row.medianMs / 1e6 : null;
     const loraRow = rows.find((x) => x.method === 'lora' && x.impl === row.impl && x.phase === row.phase && x.T === row.T && x.n === row.n && x.r === row.r);
     row.vsLora = loraRow && row.r !== null ? row.medianMs / loraRow.medianMs : null;
+    row.vsLoraCpu = loraRow?.cpuMs && row.cpuMs && row.r !== null ? row.cpuMs / loraRow.cpuMs : null;
     if (row.impl !== 'peft-wgsl') {
       const ours = rows.find((x) => x.impl === 'peft-wgsl' && x.method === row.method && x.phase === row.phase && x.T === row.T && x.n === row.n && x.r === row.r && x.b === row.b);
       row.oursSpeedup = ours ? row.medianMs / ours.medianMs : null;
+      row.oursSpeedupCpu = ours?.cpuMs && row.cpuMs ? row.cpuMs / ours.cpuMs : null;
     }
   }
   return rows;
@@ -351,10 +353,10 @@ function printSummary(res: BenchResult) {
   const fmt = (v: number | null | undefined, d = 2) => (v === null || v === undefined ? '—' : v.toFixed(d));
   console.log(`\n${res.mode} run on ${res.device} (${res.rows.length} rows)`);
   for (const row of res.rows) {
-    const extra = row.impl === 'peft-wgsl' ? `×LoRA ${fmt(row.vsLora)}` : `ours ${fmt(row.oursSpeedup)}× faster, rel.err ${row.relErr === null || row.relErr === undefined ? '—' : row.relErr.toExponential(1)}`;
+    const extra = row.impl === 'peft-wgsl' ? `×LoRA ${fmt(row.vsLora)}` : `ours ${fmt(row.oursSpeedup)}× faster (cpu ${fmt(row.oursSpeedupCpu)}×), rel.err ${row.relErr === null || row.relErr === undefined ? '—' : row.relErr.toExponential(1)}`;
     console.log(
       `${row.method.padEnd(14)} ${row.impl.padEnd(13)} ${row.phase.padEnd(9)} T=${row.T} n=${row.n} r=${row.r ?? '-'} b=${row.b ?? '-'}  ` +
-        `${fmt(row.medianMs, 1).padStart(8)} ms  ${fmt(row.gflops).padStart(6)} GFLOP/s  ${extra}`,
+        `${fmt(row.medianMs, 1).padStart(8)} ms (cpu ${fmt(row.cpuMs, 0)})  ${fmt(row.gflops).padStart(6)} GFLOP/s  ${extra}`,
     );
   }
   for (const u of res.unavailable) console.log(`not available: ${u.method}: ${u.reason}`);

@@ -2,6 +2,7 @@
 // buffer maps, so wall-clock timing would steal a core from lavapipe. An empty compute pass writes
 // a timestamp before the work and another after it; the difference is the GPU time.
 
+import { readFileSync, readdirSync } from 'node:fs';
 import type { Context } from '../src/runtime.js';
 
 export interface Timing {
@@ -11,6 +12,38 @@ export interface Timing {
   samplesMs: number[];
   /** 'timestamp-query' or 'wall-clock' (devices without the feature). */
   clock: string;
+  /**
+   * Median CPU time per run spent by the process's threads other than the main one (on lavapipe:
+   * the driver's worker threads that execute the shaders), or null where /proc is not readable.
+   * Unlike GPU time it barely moves when other processes load the cores.
+   */
+  cpuMs?: number | null;
+}
+
+
+/** CPU milliseconds used so far by every thread of this process except the main one (Linux). */
+export function workerCpuMs(): number | null {
+  try {
+    let ticks = 0;
+    for (const t of readdirSync('/proc/self/task')) {
+      if (Number(t) === process.pid) continue;
+      try {
+        const stat = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
+        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        ticks += Number(f[11]) + Number(f[12]);
+      } catch {
+        // the thread ended between the listing and the read
+      }
+    }
+    return ticks * 10; // USER_HZ is 100 on Linux
+  } catch {
+    return null;
+  }
+}
+
+export function medianOf(xs: number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
 }
 
 export async function timeEncoded(
@@ -28,6 +61,7 @@ export async function timeEncoded(
     await ctx.sync();
   }
   const samples: number[] = [];
+  const cpu: number[] = [];
   const useTimestamps = ctx.features.has('timestamp-query');
   const querySet = useTimestamps ? device.createQuerySet({ type: 'timestamp', count: 2 }) : null;
   const resolve = useTimestamps ? device.createBuffer({ size: 16, usage: 0x0200 | 0x0004 }) : null;
@@ -43,8 +77,11 @@ export async function timeEncoded(
         enc.copyBufferToBuffer(resolve!, 0, readback!, 0, 16);
       }
       const t0 = performance.now();
+      const c0 = workerCpuMs();
       ctx.submit(enc);
       await ctx.sync();
+      const c1 = workerCpuMs();
+      if (c0 !== null && c1 !== null) cpu.push(c1 - c0);
       if (readback) {
         await readback.mapAsync(1);
         const ts = new BigUint64Array(readback.getMappedRange().slice(0));
@@ -66,5 +103,6 @@ export async function timeEncoded(
     maxMs: sorted[sorted.length - 1],
     samplesMs: samples,
     clock: querySet ? 'timestamp-query' : 'wall-clock',
+    cpuMs: cpu.length ? medianOf(cpu) : null,
   };
 }

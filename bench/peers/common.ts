@@ -2,7 +2,7 @@
 // implementation starts from, and the shape of what a peer returns.
 
 import { kaimingUniform, uniform } from '../../src/random.js';
-import type { Timing } from '../timing.js';
+import { medianOf, type Timing } from '../timing.js';
 
 export type PeerMethod = 'matmul' | 'lora' | 'bora';
 export type PeerPhase = 'matmul' | 'forward' | 'backward';
@@ -71,9 +71,10 @@ export function navigatorRoot(): unknown {
   return root;
 }
 
-export function summarize(samples: number[], clock: string): Timing {
+export function summarize(samples: number[], clock: string, cpu: number[] = []): Timing {
   const sorted = [...samples].sort((a, b) => a - b);
   return {
+    cpuMs: cpu.length ? medianOf(cpu) : null,
     medianMs: sorted[Math.floor(sorted.length / 2)],
     minMs: sorted[0],
     maxMs: sorted[sorted.length - 1],

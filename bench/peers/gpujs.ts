@@ -9,6 +9,7 @@
 // (the base product and the adapter term in one kernel).
 
 import { createRequire } from 'node:module';
+import { workerCpuMs } from '../timing.js';
 import { ensureNavigatorGpu, summarize, type Peer, type PeerInputs, type PeerMethod, type PeerPhase, type PeerRun } from './common.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -269,12 +270,16 @@ export async function createGpujsPeer(): Promise<Peer> {
           release(o);
         }
         const samples: number[] = [];
+        const cpu: number[] = [];
         let last: Record<string, Handle> = {};
         for (let i = 0; i < opts.reps; i++) {
           const t0 = performance.now();
+          const c0 = workerCpuMs();
           const o = await step();
           await device.queue.onSubmittedWorkDone();
           samples.push(performance.now() - t0);
+          const c1 = workerCpuMs();
+          if (c0 !== null && c1 !== null) cpu.push(c1 - c0);
           release(last);
           last = o;
         }
@@ -283,7 +288,7 @@ export async function createGpujsPeer(): Promise<Peer> {
           if (!name.startsWith('_')) outputs[name] = Float32Array.from(await h.toArray());
         }
         release(last);
-        return { timing: summarize(samples, 'wall-clock (to onSubmittedWorkDone)'), outputs };
+        return { timing: summarize(samples, 'wall-clock (to onSubmittedWorkDone)', cpu), outputs };
       } finally {
         for (const h of handles) h.delete();
         for (const kk of kernels) kk.destroy?.();

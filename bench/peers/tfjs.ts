@@ -2,6 +2,7 @@
 // adapter as ours. Timed with tf.time(), whose kernelMs sums the GPU timestamp-query time of every
 // kernel tfjs dispatches (so gaps between its kernels are not counted: a conservative peer time).
 
+import { workerCpuMs } from '../timing.js';
 import { ensureNavigatorGpu, summarize, type Peer, type PeerInputs, type PeerMethod, type PeerPhase, type PeerRun } from './common.js';
 
 type TF = typeof import('@tensorflow/tfjs-core');
@@ -109,15 +110,19 @@ export async function createTfjsPeer(): Promise<Peer> {
           tf.dispose(Object.values(o));
         }
         const samples: number[] = [];
+        const cpu: number[] = [];
         let last: Record<string, T> = {};
         for (let i = 0; i < opts.reps; i++) {
           let out: Record<string, T> = {};
           const t0 = performance.now();
+          const c0 = workerCpuMs();
           const info = await tf.time(() => {
             out = once();
           });
           await Promise.all(Object.values(out).map((t) => t.data()));
           const wall = performance.now() - t0;
+          const c1 = workerCpuMs();
+          if (c0 !== null && c1 !== null) cpu.push(c1 - c0);
           samples.push(timestamps && info.kernelMs && typeof info.kernelMs === 'number' ? info.kernelMs : wall);
           tf.dispose(Object.values(last));
           last = out;
@@ -125,7 +130,7 @@ export async function createTfjsPeer(): Promise<Peer> {
         const outputs: Record<string, Float32Array> = {};
         for (const [k, t] of Object.entries(last)) outputs[k] = (await t.data()) as Float32Array;
         tf.dispose(Object.values(last));
-        return { timing: summarize(samples, timestamps ? 'timestamp-query (sum of kernels)' : 'wall-clock'), outputs };
+        return { timing: summarize(samples, timestamps ? 'timestamp-query (sum of kernels)' : 'wall-clock', cpu), outputs };
       } finally {
         tf.dispose(held);
       }
