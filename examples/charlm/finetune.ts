@@ -103,17 +103,18 @@ const rows = [...runs.values()].map((rs) => ({
   method: rs[0].label,
   r: rs[0].r,
   trainable: rs[0].trainable,
+  rank: HIDDEN_MODULES.map((m) => rs[0].deltaRank[m]).join(' / '),
   ms: avg(rs.map((r) => r.msPerStep)).toFixed(1),
   auc: fmt(rs.map(meanLoss)),
   train: fmt(rs.map((r) => r.trainLoss)),
   validation: fmt(rs.map((r) => r.validationLoss)),
 }));
-const header = '| method | r | trainable params | ms / step | mean train loss (AUC / steps) | final train loss | validation loss |';
+const header = '| method | r | trainable params | rank ΔW (h1 / h2) | ms / step | mean train loss (AUC / steps) | final train loss | validation loss |';
 const table = [
   header,
-  '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
-  `| base model (no adapter) | — | 0 | — | — | — | ${baseLoss.toFixed(4)} |`,
-  ...rows.map((x) => `| ${x.method} | ${x.r} | ${x.trainable} | ${x.ms} | ${x.auc} | ${x.train} | ${x.validation} |`),
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  `| base model (no adapter) | — | 0 | — | — | — | — | ${baseLoss.toFixed(4)} |`,
+  ...rows.map((x) => `| ${x.method} | ${x.r} | ${x.trainable} | ${x.rank} | ${x.ms} | ${x.auc} | ${x.train} | ${x.validation} |`),
 ].join('\n');
 const results = [...runs.values()].map((rs) => rs[0]);
 const samples = [`- base model: ${baseSamples.join(', ')}`, ...results.map((r) => `- ${r.label}: ${r.samples.map((s) => (data.trainNames.has(s) ? `**${s}**` : s)).join(', ')}`)].join('\n');

@@ -10,11 +10,11 @@ import type { Context } from '../../src/runtime.js';
 import type { Tensor } from '../../src/tensor.js';
 import { validateAdapter, type Adapter, type AdapterMethod, type ModuleTensors } from '../../src/adapters.js';
 import { kaimingUniform } from '../../src/random.js';
-import { loraBackward, loraForward } from '../../src/lora.js';
-import { boraBackward, boraForward, boraInit, type SigmaTransform } from '../../src/bora.js';
+import { loraBackward, loraForward, loraMerge } from '../../src/lora.js';
+import { boraBackward, boraForward, boraInit, boraMerge, type SigmaTransform } from '../../src/bora.js';
 import { createIndexSet, type IndexSet } from '../../src/indices.js';
-import { sboraFaBackward, sboraFaForward, sboraFbBackward, sboraFbForward } from '../../src/sbora.js';
-import { lormaBackward, lormaForward, lormaInit } from '../../src/lorma.js';
+import { sboraFaBackward, sboraFaForward, sboraFaMerge, sboraFbBackward, sboraFbForward, sboraFbMerge } from '../../src/sbora.js';
+import { lormaBackward, lormaForward, lormaInit, lormaMerge } from '../../src/lorma.js';
 import type { HiddenModule, LayerAdapter, Trainable } from './model.js';
 import type { CharLM } from './model.js';
 
@@ -77,6 +77,8 @@ export interface MethodAdapter extends LayerAdapter {
   readonly spec: AdapterSpec;
   /** Values a file stores for this layer (σ and indices included). */
   toModuleTensors(): Promise<ModuleTensors>;
+  /** ΔW = W' − W0 [m, n] of the layer, through the method's own merge kernel. */
+  deltaW(): Promise<Float32Array>;
 }
 
 function trainable(ctx: Context, name: string, data: Float32Array, shape: number[]): Trainable {
@@ -102,6 +104,7 @@ export function createAdapter(model: CharLM, mod: HiddenModule, spec: AdapterSpe
   let trainables: Trainable[];
   let forward: MethodAdapter['forward'];
   let backward: MethodAdapter['backward'];
+  let delta: () => Promise<Tensor>;
   let extra: Partial<ModuleTensors> = {};
   let frozen: { destroy(): void }[] = [];
 
@@ -117,6 +120,7 @@ export function createAdapter(model: CharLM, mod: HiddenModule, spec: AdapterSpe
       backward = async (enc, x, g, dx) => {
         await loraBackward(ctx, { ...p, x, g, z: saved.get('z', [x.shape[0], r]), dx, da: a.grad, db: b.grad }, { encoder: enc });
       };
+      delta = () => loraMerge(ctx, p, { deltaOnly: true });
       break;
     }
     case 'bora':
@@ -145,6 +149,7 @@ export function createAdapter(model: CharLM, mod: HiddenModule, spec: AdapterSpe
           { encoder: enc },
         );
       };
+      delta = () => boraMerge(ctx, p, { deltaOnly: true });
       break;
     }
     case 'sbora-fa':
@@ -166,6 +171,7 @@ export function createAdapter(model: CharLM, mod: HiddenModule, spec: AdapterSpe
         backward = async (enc, x, g, dx) => {
           await sboraFaBackward(ctx, { ...p, x, g, dx, db: b.grad }, { encoder: enc });
         };
+        delta = () => sboraFaMerge(ctx, p, { deltaOnly: true });
       } else {
         const a = trainable(ctx, name('lora_A'), pick('lora_A', new Float32Array(r * n)), [r, n]);
         trainables = [a];
@@ -176,6 +182,7 @@ export function createAdapter(model: CharLM, mod: HiddenModule, spec: AdapterSpe
         backward = async (enc, x, g, dx) => {
           await sboraFbBackward(ctx, { ...p, x, g, dx, da: a.grad }, { encoder: enc });
         };
+        delta = () => sboraFbMerge(ctx, p, { deltaOnly: true });
       }
       break;
     }
@@ -196,6 +203,7 @@ export function createAdapter(model: CharLM, mod: HiddenModule, spec: AdapterSpe
       backward = async (enc, x, g, dx) => {
         await lormaBackward(ctx, { ...p, x, g, ...keep(x.shape[0]), dx, da: a.grad, db: b.grad }, { encoder: enc });
       };
+      delta = () => lormaMerge(ctx, p, { deltaOnly: true });
       break;
     }
   }
@@ -205,6 +213,14 @@ export function createAdapter(model: CharLM, mod: HiddenModule, spec: AdapterSpe
     trainables,
     forward,
     backward,
+    async deltaW() {
+      const t = await delta();
+      try {
+        return await ctx.readF32(t);
+      } finally {
+        t.destroy();
+      }
+    },
     async toModuleTensors() {
       const out: ModuleTensors = { ...extra };
       for (const t of trainables) {

@@ -3,6 +3,7 @@
 // validation loss, sampled names and the adapter file contents.
 
 import { adapterConfig, type Adapter, type AdapterMethod } from '../../src/adapters.js';
+import { numericalRank } from '../../src/rank.js';
 import { makeWindows, type Windows } from './data.js';
 import { createAdapter, methodInfo, type AdapterSpec, type MethodAdapter } from './methods.js';
 import { HIDDEN_MODULES, type CharLM } from './model.js';
@@ -44,6 +45,8 @@ export interface FinetuneResult {
   validationLoss: number;
   samples: string[];
   adapter: Adapter;
+  /** Numerical rank of each layer's ΔW = W' − W0 (singular values above 1e-4·σ_max). */
+  deltaRank: Record<string, number>;
 }
 
 export async function finetune(
@@ -70,7 +73,12 @@ export async function finetune(
     const validationLoss = await model.evaluate(data.validation.ids, data.validation.targets);
     const samples = await sampleNames(model, { count: s.samples ?? 12, seed: s.sampleSeed ?? 7, temperature: s.temperature ?? 0.8 });
     const modules: Adapter['modules'] = {};
-    for (const [i, mod] of HIDDEN_MODULES.entries()) modules[mod] = await adapters[i].toModuleTensors();
+    const deltaRank: Record<string, number> = {};
+    for (const [i, mod] of HIDDEN_MODULES.entries()) {
+      modules[mod] = await adapters[i].toModuleTensors();
+      const { n, m } = model.moduleShapes[mod];
+      deltaRank[mod] = numericalRank(await adapters[i].deltaW(), m, n, 1e-4);
+    }
     const config = adapterConfig(s.method, {
       r,
       lora_alpha: spec.alpha,
@@ -91,6 +99,7 @@ export async function finetune(
       validationLoss,
       samples,
       adapter: { config, modules },
+      deltaRank,
     };
   } finally {
     for (const mod of HIDDEN_MODULES) delete model.adapters[mod];
