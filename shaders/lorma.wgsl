@@ -70,11 +70,11 @@ fn mix(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   let col0 = tile_n0 + lid.x;
   let threads = WG_M * WG_N;
   var acc: array<f32, 64>;
-  // With BN = threads, the generation loop gives invocation lidx tile column n = tile_n0 + lidx
+  // When BN divides threads, the generation loop gives invocation lidx tile column n = tile_n0 + lidx % BN
   // at every k. In the forward that element is M'[n, k], always from row n of B: kept in
   // registers (r ≤ 16) instead of gathered again for every k.
-  let gen_n = tile_n0 + lidx;
-  let cached = TRANS && BN == threads && MP.r <= 16u && gen_n < MP.d;
+  let gen_n = tile_n0 + lidx % BN;
+  let cached = TRANS && threads % BN == 0u && MP.r <= 16u && gen_n < MP.d;
   var brow: array<f32, 16>;
   if (cached) {
     for (var q = 0u; q < MP.r; q++) { brow[q] = Bm[gen_n * MP.r + q]; }
