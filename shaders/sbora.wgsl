@@ -2,8 +2,8 @@
 // u32 indices, so the products with it become gathers (FA's projection-down, FB's gradient) and
 // index_adds (FB's projection-up, FA's input gradient). No one-hot matrix exists anywhere.
 //
-//   gather_mm      C[i, j] = [SRC · op(W0)](i, j) + scale · Σ_q SRC[i, IDX[q]] · F(j, q) + beta · C
-//   (and gather_mm_direct, the same with matmul.wgsl's `direct` blocking)
+//   gather_mm         C[i, j] = scale · Σ_q SRC[i, IDX[q]] · F(j, q) + beta · C
+//   gather_mm_direct  C[i, j] = [SRC · op(W0)](i, j) + scale · Σ_q SRC[i, IDX[q]] · F(j, q)
 //                  FA forward  (SRC = X, op(W0) = W0ᵀ, F = B [N, R])
 //                  FB backward dX (SRC = G, op(W0) = W0, F = A stored [R, N])
 //   index_add_mm   C[i, IDX[q]] += scale · Σ_k SRC[i, k] · F(q, k)
@@ -16,16 +16,15 @@
 // The index sets are validated on the host to be distinct and in range, which is what makes
 // the scatters race-free: every output element has exactly one writer.
 //
-// Layout: a workgroup of LANES invocations owns SR "uniform"
-// rows, the same for every lane, and each lane owns SC columns strided by LANES. lavapipe runs a
+// Layout of the adapter kernels: a workgroup of LANES invocations owns SR "uniform" rows, the
+// same for every lane, and each lane owns SC columns strided by LANES. lavapipe runs a
 // workgroup's invocations as the lanes of one SIMD vector: a load whose address is uniform becomes
 // one scalar load and a broadcast, a per-lane address a gather. So the gathers through IDX are put
 // on the uniform side wherever the math allows (IDX[q] is the same in every lane), and nothing
 // uses workgroup memory or barriers, which are dear on CPUs. On GPUs LANES is larger (64) and the
 // per-lane loads of consecutive columns coalesce.
 
-override BASE: bool = true;      // gather_mm: include the frozen product
-override TRANS_W0: bool = true;  // gather_mm: W0 stored [N, K] (X W0ᵀ) rather than [K, N] (G W0)
+override TRANS_W0: bool = true;  // gather_mm_direct: W0 stored [N, K] (X W0ᵀ) rather than [K, N] (G W0)
 override F_RN: bool = false;     // gather_mm: F stored [R, N] rather than [N, R]
 override F_RK: bool = true;      // index_add_mm: F stored [R, K] rather than [K, R]
 override D_RN: bool = false;     // gather_outer: D stored [R, N] rather than [N, R]
@@ -38,7 +37,7 @@ override RB: u32 = 1u;        // gather_mm: row blocks per workgroup
 // In every case the mask index is the element's row-major position in the [T, n] input.
 override DROP: u32 = 0u;
 const SR: u32 = 8u;
-const SC: u32 = 2u;
+const SC: u32 = 4u;  // 4 columns per lane: 4 gathers and SR broadcasts feed 32 multiply-adds
 
 // One layout for every entry; each entry documents what its fields mean. tiles_n counts the
 // per-lane column blocks (LANES * SC wide); the uniform rows come in blocks of SR.
@@ -89,9 +88,8 @@ fn f_jq(j: u32, q: u32) -> f32 {
   return F[j * P.R + q];
 }
 
-// gather_mm: M rows (uniform), N columns (per lane), K = depth of the frozen product and row length
-// of SRC, R = rank. Without BASE the frozen product is skipped (the adapter path alone, or the
-// 'tiled' tuning where matmul.wgsl computed it already and beta = 1 accumulates).
+// gather_mm: M rows (uniform), N columns (per lane), K = row length of SRC, R = rank. The adapter
+// path alone (beta = 0), or its term added to a base product matmul.wgsl wrote (beta = 1).
 @compute @workgroup_size(LANES)
 fn gather_mm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lane: u32) {
@@ -100,8 +98,8 @@ fn gather_mm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
   var cols: array<u32, SC>;
   for (var j = 0u; j < SC; j++) { cols[j] = min(o.y + lane + j * LANES, P.N - 1u); }
   let mixed = pcg(P.seed);
-  // RB blocks of SR rows per workgroup: lavapipe pays per workgroup, and without the frozen
-  // product a block is only SR · SC · R multiply-adds per lane.
+  // RB blocks of SR rows per workgroup: lavapipe pays per workgroup, and a block is only
+  // SR · SC · R multiply-adds per lane.
   for (var rb = 0u; rb < RB; rb++) {
     let row0 = o.x * RB + rb * SR;
     if (row0 >= P.M) { break; }
@@ -109,19 +107,8 @@ fn gather_mm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     var rows: array<u32, SR>;
     for (var i = 0u; i < SR; i++) { rows[i] = min(row0 + i, P.M - 1u) * P.K; }
     // Zeroed explicitly: a declaration inside a loop is not reliably re-initialised per trip.
-    var acc: array<f32, SR * SC>;
     var ad: array<f32, SR * SC>;
-    for (var e = 0u; e < SR * SC; e++) { acc[e] = 0.0; ad[e] = 0.0; }
-    if (BASE) {
-      for (var k = 0u; k < P.K; k++) {
-        var b: array<f32, SC>;
-        for (var j = 0u; j < SC; j++) { b[j] = w0_at(k, cols[j]); }
-        for (var i = 0u; i < SR; i++) {
-          let a = SRC[rows[i] + k];
-          for (var j = 0u; j < SC; j++) { acc[i * SC + j] = fma(a, b[j], acc[i * SC + j]); }
-        }
-      }
-    }
+    for (var e = 0u; e < SR * SC; e++) { ad[e] = 0.0; }
     // The adapter term: a gather (uniform address: IDX[q] is the same in every lane) in place of
     // LoRA's whole A·X product.
     for (var q = 0u; q < P.R; q++) {
@@ -140,8 +127,8 @@ fn gather_mm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
       for (var j = 0u; j < SC; j++) {
         let col = o.y + lane + j * LANES;
         if (row < P.M && col < P.N) {
-          var v = acc[i * SC + j];
-          if (DROP == 2u) { v += ad[i * SC + j] * keep(row * P.N + col, mixed); } else { v += ad[i * SC + j]; }
+          var v = ad[i * SC + j];
+          if (DROP == 2u) { v *= keep(row * P.N + col, mixed); }
           if (P.beta != 0.0) { v += P.beta * C[row * P.N + col]; }
           C[row * P.N + col] = v;
         }
@@ -150,9 +137,10 @@ fn gather_mm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
   }
 }
 
-// gather_mm_direct: gather_mm with matmul.wgsl's `direct` blocking (8 x 8 invocations, 4 x 4
-// outputs each), so that under the 'direct' tuning the frozen product runs exactly the loop
-// LoRA's base product runs, and the adapter term is the only difference.
+// gather_mm_direct: the frozen product with the adapter term as its epilogue, blocked as
+// matmul.wgsl's `direct` (8 x 8 invocations, 4 x 4 outputs each), so that under the 'direct'
+// tuning the frozen product runs exactly the loop LoRA's base product runs. M rows, N columns,
+// K = depth of the frozen product and row length of SRC, R = rank.
 const DT: u32 = 4u;
 const DWG: u32 = 8u;
 
@@ -168,15 +156,13 @@ fn gather_mm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
   let mixed = pcg(P.seed);
   var acc: array<f32, 16>;
   var ad: array<f32, 16>;
-  if (BASE) {
-    for (var k = 0u; k < P.K; k++) {
-      var a: array<f32, 4>;
-      var b: array<f32, 4>;
-      for (var i = 0u; i < DT; i++) { a[i] = select(0.0, SRC[(row0 + i) * P.K + k], row0 + i < P.M); }
-      for (var j = 0u; j < DT; j++) { b[j] = select(0.0, w0_at(k, col0 + j), col0 + j < P.N); }
-      for (var i = 0u; i < DT; i++) {
-        for (var j = 0u; j < DT; j++) { acc[i * DT + j] += a[i] * b[j]; }
-      }
+  for (var k = 0u; k < P.K; k++) {
+    var a: array<f32, 4>;
+    var b: array<f32, 4>;
+    for (var i = 0u; i < DT; i++) { a[i] = select(0.0, SRC[(row0 + i) * P.K + k], row0 + i < P.M); }
+    for (var j = 0u; j < DT; j++) { b[j] = select(0.0, w0_at(k, col0 + j), col0 + j < P.N); }
+    for (var i = 0u; i < DT; i++) {
+      for (var j = 0u; j < DT; j++) { acc[i * DT + j] += a[i] * b[j]; }
     }
   }
   for (var q = 0u; q < P.R; q++) {

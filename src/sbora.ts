@@ -99,11 +99,11 @@ function rowsOf(where: string, x: Tensor | undefined, name: string): number {
 // sbora.wgsl's strip layout: a workgroup of LANES invocations owns SR uniform rows and
 // LANES·SC per-lane columns. Eight lanes fill one AVX2 vector on lavapipe; GPUs want wider groups.
 const SR = 8;
-const SC = 2;
+const SC = 4;
 /**
  * Benchmark knobs: invocations per workgroup of the SBoRA kernels (default 8 on CPUs, 64 on GPUs),
  * row blocks per workgroup of the adapter-only gather (default 4), and whether the adapter is
- * fused into the base product (default: under the 'direct' and 'strip' matmul tunings).
+ * fused into the base product (default: under the 'direct' matmul tuning).
  */
 export const sboraTuning: { lanes?: number; rowBlocks?: number; fuse?: boolean } = {};
 function lanes(ctx: Context): number {
@@ -146,22 +146,32 @@ interface GatherMM {
 }
 
 async function gatherMM(ctx: Context, enc: GPUCommandEncoder, g: GatherMM, label: string): Promise<void> {
-  // With the frozen product under the 'direct' tuning, the blocking of matmul.wgsl's `direct`.
-  const direct = !!g.w0 && ctx.tuning.matmul === 'direct';
-  const entry = direct ? 'gather_mm_direct' : 'gather_mm';
-  // Without the frozen product a block of rows is little work: give each workgroup several.
-  const RB = g.w0 ? 1 : sboraTuning.rowBlocks ?? 4;
-  const gr = direct ? { LANES: 0, tilesN: Math.ceil(g.N / 32), workgroups: Math.ceil(g.M / 32) * Math.ceil(g.N / 32) } : grid(ctx, Math.ceil(g.M / RB), g.N);
-  const constants: Record<string, number | boolean> = { BASE: !!g.w0, TRANS_W0: g.transW0, F_RN: g.fRN, ...dropConstants(g.drop) };
-  if (!direct) Object.assign(constants, { LANES: gr.LANES, RB });
+  let entry: string;
+  let constants: Record<string, number | boolean>;
+  let gr: { tilesN: number; workgroups: number };
+  let bindings: Tensor[];
+  if (g.w0) {
+    // The fused kernel, blocked as matmul.wgsl's `direct`: 32 x 32 outputs per workgroup.
+    entry = 'gather_mm_direct';
+    constants = { TRANS_W0: g.transW0, F_RN: g.fRN, ...dropConstants(g.drop) };
+    gr = { tilesN: Math.ceil(g.N / 32), workgroups: Math.ceil(g.M / 32) * Math.ceil(g.N / 32) };
+    bindings = [g.idx.tensor, g.out, g.src, g.f, g.w0];
+  } else {
+    // The adapter term alone is little work per block of rows: give each workgroup several.
+    const RB = sboraTuning.rowBlocks ?? 4;
+    const strip = grid(ctx, Math.ceil(g.M / RB), g.N);
+    entry = 'gather_mm';
+    constants = { F_RN: g.fRN, LANES: strip.LANES, RB, ...dropConstants(g.drop) };
+    gr = strip;
+    bindings = [g.idx.tensor, g.out, g.src, g.f];
+  }
   await ctx.prepare([{ shader: SHADER, entry, constants }]);
   ctx.dispatch(enc, {
     shader: SHADER,
     entry,
     constants,
     params: [g.M, g.N, g.K, g.R, g.K, f32(g.scale), f32(g.beta), gr.tilesN, ...dropParams(g.drop)],
-    // Without the base product W0 is unread; F stands in for the binding the layout declares.
-    bindings: [g.idx.tensor, g.out, g.src, g.f, g.w0 ?? g.f],
+    bindings,
     workgroups: gr.workgroups,
     label,
   });
@@ -226,13 +236,13 @@ async function regional(
   });
 }
 
-// The fused kernel's frozen product runs the same loop as matmul.wgsl's 'direct' or 'strip' kernel
-// (whichever the tuning names), so the layer never pays more than LoRA's base product plus the
-// adapter. Under 'tiled' (GPUs) matmul.wgsl's staged kernel computes it and the adapter follows.
+// Under the 'direct' tuning (lavapipe's default) the adapter is fused into the frozen product,
+// which runs the very loop of matmul.wgsl's `direct`. Under any other tuning matmul.wgsl computes
+// the base product with the kernel LoRA uses and gather_mm adds the adapter (beta = 1): either
+// way the layer pays LoRA's base product plus an adapter term cheaper than LoRA's.
 function fuseBase(ctx: Context): boolean {
   if (sboraTuning.fuse !== undefined) return sboraTuning.fuse;
-  const t: string = ctx.tuning.matmul;
-  return t === 'direct' || t === 'strip';
+  return ctx.tuning.matmul === 'direct';
 }
 
 function clear(enc: GPUCommandEncoder, t: Tensor): void {
@@ -262,7 +272,7 @@ export async function sboraFaForward(
     } else if (fuseBase(ctx)) {
       await gatherMM(ctx, enc, { ...g, w0: p.w0, beta: 0 }, 'sbora.fa.forward');
     } else {
-      // Tiled GPUs: the base product on matmul.wgsl's staged kernel, the gather added after.
+      // The base product on the matmul kernel LoRA uses, the gather added after.
       await matmul(ctx, { a: p.x, b: p.w0, c: y, M: d.T, N: d.m, K: d.n, transB: true }, enc);
       await gatherMM(ctx, enc, { ...g, beta: 1 }, 'sbora.fa.forward.adapter');
     }

@@ -177,7 +177,7 @@ describe('sbora reference', () => {
   }
 });
 
-// 'direct' and 'strip' fuse the gather into the base product; 'tiled' runs matmul.wgsl then the adapter.
+// 'direct' fuses the gather into the base product; 'strip' and 'tiled' run matmul.wgsl, then the adapter.
 for (const tuning of ['direct', 'strip', 'tiled'] as Tuning['matmul'][]) {
   describe(`sbora kernels (matmul tuning '${tuning}')`, () => {
     let saved: Tuning['matmul'];
