@@ -112,7 +112,7 @@ export function markdown(res: BenchResult, svgs: string[] = []): string {
   const shapes = [...new Set(ours.map(shapeKey))];
   for (const sk of shapes) {
     L.push(`## Methods, ${sk}`, '');
-    L.push('| method | r | b | phase | median ms (min–max) | worker CPU ms | GFLOP | GFLOP/s | ×LoRA time | ×LoRA CPU | trainable params | device MiB |');
+    L.push('| method | r | b | phase | median ms (min–max) | worker CPU ms (mean) | GFLOP | GFLOP/s | ×LoRA time | ×LoRA CPU | trainable params | device MiB |');
     L.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     const rows = ours
       .filter((r) => shapeKey(r) === sk)
@@ -229,7 +229,7 @@ function barChart(title: string, unit: string, groups: { label: string; bars: Ba
   const gap = 10;
   const left = 170;
   const width = 760;
-  const plotW = width - left - 90;
+  const plotW = width - left - 190;
   const max = Math.max(1e-9, ...groups.flatMap((g) => g.bars.map((b) => b.value)));
   let y = 48;
   const parts: string[] = [];
@@ -239,7 +239,7 @@ function barChart(title: string, unit: string, groups: { label: string; bars: Ba
     for (const b of g.bars) {
       const w = Math.max(1, (b.value / max) * plotW);
       parts.push(`<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${rowH - 3}" fill="${b.color}"><title>${esc(b.label)}: ${b.value.toPrecision(4)} ${unit}</title></rect>`);
-      parts.push(`<text x="${left + w + 4}" y="${y + rowH - 5}" font-size="10" fill="#333">${b.value.toPrecision(3)}${b.note ? ' ' + esc(b.note) : ''}</text>`);
+      parts.push(`<text x="${left + w + 4}" y="${y + rowH - 5}" font-size="10" fill="#333">${b.value >= 100 ? b.value.toFixed(0) : b.value.toPrecision(3)}${b.note ? ' ' + esc(b.note) : ''}</text>`);
       y += rowH;
     }
     y += gap;
@@ -266,25 +266,33 @@ function barChart(title: string, unit: string, groups: { label: string; bars: Ba
 export function svgCharts(res: BenchResult): [string, string][] {
   const charts: [string, string][] = [];
   const ours = res.rows.filter((r) => r.impl === 'peft-wgsl' && r.phase !== 'matmul');
-  // One time chart per (T, n, r): every method, forward / backward / step.
+  // One chart per (T, n, r) of every method's forward / backward / step: GPU time, and the
+  // driver's worker CPU time (the steadier of the two when other work shares the cores).
   const keys = [...new Set(ours.map((r) => `${r.T}|${r.n}|${r.r}`))];
-  for (const k of keys) {
-    const [T, n, r] = k.split('|').map(Number);
-    const rows = ours.filter((x) => x.T === T && x.n === n && x.r === r);
-    const ids = [...new Set(rows.map((x) => `${x.method}|${x.b ?? ''}`))].sort((a, b) => ORDER.indexOf(a.split('|')[0]) - ORDER.indexOf(b.split('|')[0]));
-    const groups = ids.map((id) => {
-      const [method, b] = id.split('|');
-      const sel = rows.filter((x) => x.method === method && `${x.b ?? ''}` === b);
-      return {
-        label: b ? `${method} b=${b}` : method,
-        bars: ['forward', 'backward', 'step'].flatMap((ph) => {
-          const row = sel.find((x) => x.phase === ph);
-          return row ? [{ label: `${method} ${ph}`, value: row.medianMs, color: COLORS[ph], note: row.vsLora ? `ms (${row.vsLora.toFixed(2)}× LoRA)` : 'ms' }] : [];
-        }),
-      };
-    });
-    if (!keys.length) continue;
-    charts.push([`time-T${T}-n${n}-r${r}`, barChart(`Median GPU time per phase, T=${T}, n=m=${n}, r=${r} — ${res.device.split(':')[0]}`, 'ms', groups, [['forward', COLORS.forward], ['backward', COLORS.backward], ['step', COLORS.step]])]);
+  for (const [kind, pick, ratio, unit] of [
+    ['time', (x: BenchRow) => x.medianMs, (x: BenchRow) => x.vsLora, 'Median GPU time'],
+    ['cpu', (x: BenchRow) => x.cpuMs ?? null, (x: BenchRow) => x.vsLoraCpu, 'Mean worker CPU time'],
+  ] as const) {
+    for (const k of keys) {
+      const [T, n, r] = k.split('|').map(Number);
+      const rows = ours.filter((x) => x.T === T && x.n === n && x.r === r);
+      if (rows.every((x) => !pick(x))) continue;
+      const ids = [...new Set(rows.map((x) => `${x.method}|${x.b ?? ''}`))].sort((a, b) => ORDER.indexOf(a.split('|')[0]) - ORDER.indexOf(b.split('|')[0]));
+      const groups = ids.map((id) => {
+        const [method, b] = id.split('|');
+        const sel = rows.filter((x) => x.method === method && `${x.b ?? ''}` === b);
+        return {
+          label: b ? `${method} b=${b}` : method,
+          bars: ['forward', 'backward', 'step'].flatMap((ph) => {
+            const row = sel.find((x) => x.phase === ph);
+            const v = row ? pick(row) : null;
+            const q = row ? ratio(row) : null;
+            return row && v ? [{ label: `${method} ${ph}`, value: v, color: COLORS[ph], note: q ? `ms (${q.toFixed(2)}× LoRA)` : 'ms' }] : [];
+          }),
+        };
+      });
+      charts.push([`${kind}-T${T}-n${n}-r${r}`, barChart(`${unit} per phase, T=${T}, n=m=${n}, r=${r} — ${res.device.split(':')[0]}`, 'ms', groups, [['forward', COLORS.forward], ['backward', COLORS.backward], ['step', COLORS.step]])]);
+    }
   }
   // Peers: time of each (method, phase) per implementation, and the base product in GFLOP/s.
   const peerKeys = [...new Set(res.rows.filter((r) => r.impl !== 'peft-wgsl').map((r) => `${r.T}|${r.n}`))];

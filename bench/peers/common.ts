@@ -2,7 +2,7 @@
 // implementation starts from, and the shape of what a peer returns.
 
 import { kaimingUniform, uniform } from '../../src/random.js';
-import { medianOf, type Timing } from '../timing.js';
+import { meanOf, type Timing } from '../timing.js';
 
 export type PeerMethod = 'matmul' | 'lora' | 'bora';
 export type PeerPhase = 'matmul' | 'forward' | 'backward';
@@ -74,7 +74,7 @@ export function navigatorRoot(): unknown {
 export function summarize(samples: number[], clock: string, cpu: number[] = []): Timing {
   const sorted = [...samples].sort((a, b) => a - b);
   return {
-    cpuMs: cpu.length ? medianOf(cpu) : null,
+    cpuMs: cpu.length ? meanOf(cpu) : null,
     medianMs: sorted[Math.floor(sorted.length / 2)],
     minMs: sorted[0],
     maxMs: sorted[sorted.length - 1],

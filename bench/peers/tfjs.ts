@@ -16,8 +16,10 @@ export async function createTfjsPeer(): Promise<Peer> {
   await tf.ready();
   const backend = tf.backend() as unknown as { device: GPUDevice; adapterInfo?: { description?: string; vendor?: string; architecture?: string } };
   const timestamps = backend.device.features.has('timestamp-query');
-  const info = backend.adapterInfo as { description?: string } | undefined;
-  const device = info?.description || 'unknown';
+  // tfjs keeps only vendor/architecture; ask the same navigator.gpu for the adapter's description.
+  const nav = (globalThis as unknown as { navigator: { gpu: GPU } }).navigator;
+  const adapter = await nav.gpu.requestAdapter({ powerPreference: 'high-performance' });
+  const device = (adapter as (GPUAdapter & { info?: GPUAdapterInfo }) | null)?.info?.description || backend.adapterInfo?.vendor || 'unknown';
 
   return {
     impl: 'tfjs-webgpu',
