@@ -5,7 +5,7 @@
 //   npm run bench                      quick: T=128, n=m=768, r=8, b=4 (a few minutes on lavapipe)
 //   npm run bench -- --full            n=m ∈ {768, 1024, 4096}, r ∈ {8, 16, 32}, b ∈ {4, 8, 16}
 //   options: --json FILE  --out DIR  --reps N  --warmup N  --methods lora,bora  --no-peers
-//            --T N --n N --r N --b N (one custom shape)  --no-progress
+//            --T N --n N --r N --b N (one custom shape)  --no-progress  --list (print the shapes)
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -29,11 +29,13 @@ interface Options {
   methods?: string[];
   peers: boolean;
   progress: boolean;
+  /** Print the planned shapes and exit. */
+  list: boolean;
   custom?: Partial<BenchShape>;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { full: false, out: 'docs/benchmarks', reps: 5, warmup: 1, peers: true, progress: true };
+  const o: Options = { full: false, out: 'docs/benchmarks', reps: 5, warmup: 1, peers: true, progress: true, list: false };
   const custom: Partial<BenchShape> = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -56,6 +58,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--methods') o.methods = next().split(',');
     else if (a === '--no-peers') o.peers = false;
     else if (a === '--no-progress') o.progress = false;
+    else if (a === '--list') o.list = true;
     else if (a === '--T' || a === '--n' || a === '--r' || a === '--b') {
       const key = a.slice(2) as 'T' | 'n' | 'r' | 'b';
       custom[key] = int(a);
@@ -74,6 +77,8 @@ interface Config {
   peers: boolean;
   /** Methods with blocks run for every b; the others once per (T, n, r), at the first b. */
   blockOnly: boolean;
+  /** Time the base product's kernel variants (once per (T, n)). */
+  matmul: boolean;
 }
 
 const BLOCK_METHODS = new Set(['bora', 'melora']);
@@ -81,16 +86,16 @@ const BLOCK_METHODS = new Set(['bora', 'melora']);
 function configs(o: Options): Config[] {
   if (o.custom) {
     const n = o.custom.n ?? 768;
-    return [{ shape: { T: o.custom.T ?? 128, n, m: n, r: o.custom.r ?? 8, b: o.custom.b ?? 4 }, peers: true, blockOnly: false }];
+    return [{ shape: { T: o.custom.T ?? 128, n, m: n, r: o.custom.r ?? 8, b: o.custom.b ?? 4 }, peers: true, blockOnly: false, matmul: true }];
   }
   // Quick: one small shape, so 2 shared CPU cores finish in minutes.
-  if (!o.full) return [{ shape: { T: 128, n: 768, m: 768, r: 8, b: 4 }, peers: true, blockOnly: false }];
+  if (!o.full) return [{ shape: { T: 128, n: 768, m: 768, r: 8, b: 4 }, peers: true, blockOnly: false, matmul: true }];
   const out: Config[] = [];
   // T chosen to fit lavapipe: at n = 4096 one base product is already 2·64·4096² ≈ 2.1 GFLOP.
   for (const [n, T] of [[768, 256], [1024, 256], [4096, 64]] as const) {
     for (const r of [8, 16, 32]) {
       for (const b of [4, 8, 16]) {
-        out.push({ shape: { T, n, m: n, r, b }, peers: r === 16 && b === 8, blockOnly: b !== 4 });
+        out.push({ shape: { T, n, m: n, r, b }, peers: r === 16 && b === 4, blockOnly: b !== 4, matmul: r === 8 && b === 4 });
       }
     }
   }
@@ -109,6 +114,12 @@ function log(bar: SingleBar | null, msg: string) {
 
 async function main() {
   const o = parseArgs(process.argv.slice(2));
+  if (o.list) {
+    for (const c of configs(o)) {
+      console.log(JSON.stringify(c.shape), c.blockOnly ? 'bora/melora only' : 'all methods', c.matmul ? '+ matmul variants' : '', c.peers && !c.blockOnly ? '+ peers' : '');
+    }
+    return;
+  }
   await ensureNavigatorGpu();
   const ctx = await Context.create();
   const device = ctx.adapterInfo.description || `${ctx.adapterInfo.vendor} ${ctx.adapterInfo.architecture}`.trim() || 'unknown';
@@ -131,7 +142,7 @@ async function main() {
   const cfgs = configs(o);
   const total = cfgs.reduce((sum, c) => {
     const ms = methods.filter((m) => !c.blockOnly || BLOCK_METHODS.has(m.method)).length;
-    return sum + (c.blockOnly ? 0 : MATMUL_VARIANTS.length) + ms * PHASES.length + (c.peers && !c.blockOnly ? peers.length * 5 : 0);
+    return sum + (c.matmul ? MATMUL_VARIANTS.length : 0) + ms * PHASES.length + (c.peers && !c.blockOnly ? peers.length * 5 : 0);
   }, 0);
   const bar = o.progress
     ? new SingleBar({ format: 'bench {bar} {percentage}% | {value}/{total} | {task}', hideCursor: true, clearOnComplete: false, stream: process.stderr }, Presets.shades_classic)
@@ -150,7 +161,7 @@ async function main() {
     const { T, n, m, r } = sh;
     const tag = `T=${T} n=${n} r=${r} b=${sh.b}`;
     // The base matrix product X W0ᵀ in each kernel variant of shaders/matmul.wgsl.
-    if (!cfg.blockOnly) {
+    if (cfg.matmul) {
       const x = ctx.upload(peerInputs(T, n, m, 1, 1).x, [T, n], 'f32', 'bench.x');
       const w0 = ctx.upload(peerInputs(1, n, m, 1, 1).w0, [m, n], 'f32', 'bench.w0');
       const y = ctx.tensor([T, m], 'f32', 'bench.y');
