@@ -2,10 +2,9 @@
 // u32 indices, so the products with it become gathers (FA's projection-down, FB's gradient) and
 // index_adds (FB's projection-up, FA's input gradient). No one-hot matrix exists anywhere.
 //
-//   gather_mm         C[i, j] = scale · Σ_q SRC[i, IDX[q]] · F(j, q) + beta · C
-//   gather_mm_direct  C[i, j] = [SRC · op(W0)](i, j) + scale · Σ_q SRC[i, IDX[q]] · F(j, q)
-//                  FA forward  (SRC = X, op(W0) = W0ᵀ, F = B [N, R])
-//                  FB backward dX (SRC = G, op(W0) = W0, F = A stored [R, N])
+//   gather_mm      C[i, j] = scale · Σ_q SRC[i, IDX[q]] · F(j, q) + beta · C
+//                  FA forward  (SRC = X, F = B [N, R]; beta = 1 on top of X W0ᵀ from matmul.wgsl)
+//                  FB backward dX (SRC = G, F = A stored [R, N]; beta = 1 on top of G W0)
 //   index_add_mm   C[i, IDX[q]] += scale · Σ_k SRC[i, k] · F(q, k)
 //                  FB forward  (SRC = X, F = A [R, K]);  FA backward dX (SRC = G, F = B stored [K, R])
 //   gather_outer   D(j, q) = scale · Σ_t F[t, j] · SRC[t, IDX[q]]
@@ -24,7 +23,6 @@
 // uses workgroup memory or barriers, which are dear on CPUs. On GPUs LANES is larger (64) and the
 // per-lane loads of consecutive columns coalesce.
 
-override TRANS_W0: bool = true;  // gather_mm_direct: W0 stored [N, K] (X W0ᵀ) rather than [K, N] (G W0)
 override F_RN: bool = false;     // gather_mm: F stored [R, N] rather than [N, R]
 override F_RK: bool = true;      // index_add_mm: F stored [R, K] rather than [K, R]
 override D_RN: bool = false;     // gather_outer: D stored [R, N] rather than [N, R]
@@ -49,14 +47,13 @@ struct Params {
   seed: u32, threshold: u32, keep_scale: f32, pad: u32,
 }
 
-// Binding order suits every entry: each uses a prefix of 1..5 (layout 'auto' keeps only the
+// Binding order suits every entry: each uses a prefix of 1..4 (layout 'auto' keeps only the
 // bindings an entry uses, and the dispatcher binds in order).
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> IDX: array<u32>;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
 @group(0) @binding(3) var<storage, read> SRC: array<f32>;
 @group(0) @binding(4) var<storage, read> F: array<f32>;
-@group(0) @binding(5) var<storage, read> W0: array<f32>;
 
 // The workgroup's uniform-row block and per-lane column block; z = 1 past the grid (the
 // dispatcher may round the grid up). Uniform across the workgroup, so returning on it is safe.
@@ -76,11 +73,6 @@ fn pcg(v: u32) -> u32 {
 // The keep factor of element i of X (0 or 1 / (1 − p)); `mixed` = pcg(seed), hoisted per invocation.
 fn keep(i: u32, mixed: u32) -> f32 {
   return select(0.0, P.keep_scale, pcg(i ^ mixed) >= P.threshold);
-}
-
-fn w0_at(k: u32, j: u32) -> f32 {
-  if (TRANS_W0) { return W0[j * P.K + k]; }
-  return W0[k * P.N + j];
 }
 
 fn f_jq(j: u32, q: u32) -> f32 {
@@ -133,59 +125,6 @@ fn gather_mm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
           C[row * P.N + col] = v;
         }
       }
-    }
-  }
-}
-
-// gather_mm_direct: the frozen product with the adapter term as its epilogue, blocked as
-// matmul.wgsl's `direct` (8 x 8 invocations, 4 x 4 outputs each), so that under the 'direct'
-// tuning the frozen product runs exactly the loop LoRA's base product runs. M rows, N columns,
-// K = depth of the frozen product and row length of SRC, R = rank.
-const DT: u32 = 4u;
-const DWG: u32 = 8u;
-
-@compute @workgroup_size(DWG, DWG)
-fn gather_mm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                    @builtin(local_invocation_id) lid: vec3<u32>) {
-  let tile = linear_workgroup(wid, nwg);
-  let tiles_m = (P.M + DWG * DT - 1u) / (DWG * DT);
-  if (tile >= tiles_m * P.tiles_n) { return; }
-  let row0 = (tile / P.tiles_n) * DWG * DT + lid.y * DT;
-  let col0 = (tile % P.tiles_n) * DWG * DT + lid.x * DT;
-  if (row0 >= P.M || col0 >= P.N) { return; }
-  let mixed = pcg(P.seed);
-  var acc: array<f32, 16>;
-  var ad: array<f32, 16>;
-  for (var k = 0u; k < P.K; k++) {
-    var a: array<f32, 4>;
-    var b: array<f32, 4>;
-    for (var i = 0u; i < DT; i++) { a[i] = select(0.0, SRC[(row0 + i) * P.K + k], row0 + i < P.M); }
-    for (var j = 0u; j < DT; j++) { b[j] = select(0.0, w0_at(k, col0 + j), col0 + j < P.N); }
-    for (var i = 0u; i < DT; i++) {
-      for (var j = 0u; j < DT; j++) { acc[i * DT + j] += a[i] * b[j]; }
-    }
-  }
-  for (var q = 0u; q < P.R; q++) {
-    let c = IDX[q];
-    var a: array<f32, 4>;
-    var f: array<f32, 4>;
-    for (var i = 0u; i < DT; i++) { a[i] = select(0.0, SRC[(row0 + i) * P.K + c], row0 + i < P.M); }
-    if (DROP == 1u) { for (var i = 0u; i < DT; i++) { a[i] *= keep((row0 + i) * P.K + c, mixed); } }
-    for (var j = 0u; j < DT; j++) { f[j] = select(0.0, P.scale * f_jq(col0 + j, q), col0 + j < P.N); }
-    for (var i = 0u; i < DT; i++) {
-      for (var j = 0u; j < DT; j++) { ad[i * DT + j] += a[i] * f[j]; }
-    }
-  }
-  for (var i = 0u; i < DT; i++) {
-    let row = row0 + i;
-    if (row >= P.M) { break; }
-    for (var j = 0u; j < DT; j++) {
-      let col = col0 + j;
-      if (col >= P.N) { break; }
-      var v = acc[i * DT + j];
-      if (DROP == 2u) { v += ad[i * DT + j] * keep(row * P.N + col, mixed); } else { v += ad[i * DT + j]; }
-      if (P.beta != 0.0) { v += P.beta * C[row * P.N + col]; }
-      C[row * P.N + col] = v;
     }
   }
 }

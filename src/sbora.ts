@@ -2,15 +2,18 @@
 // standard-basis vectors, kept as r distinct u32 indices (src/indices.ts).
 //
 // SBoRA-FA (A = rows idx of I_n frozen, B [m, r] trained)
-//   forward   Y = X W0ᵀ + s·X[:, idx] Bᵀ                 1 dispatch ('direct'; the gather is fused
-//                                                        into the base product's epilogue)
+//   forward   Y = X W0ᵀ;  Y += s·X[:, idx] Bᵀ             2 dispatches (matmul, gather-product)
 //   backward  dX = G W0;  dX[:, idx[q]] += s·(G B)[:, q];  dB = s·Gᵀ X[:, idx]      3 dispatches
 //   merge     W'[:, idx[q]] = W0[:, idx[q]] + s·B[:, q]    O(m·r), other columns untouched
 // SBoRA-FB (B = columns idx of I_m frozen, A [r, n] trained)
 //   forward   Y = X W0ᵀ;  Y[:, idx[q]] += s·(X Aᵀ)[:, q]   2 dispatches (matmul, index_add)
-//   backward  dX = G W0 + s·G[:, idx] A;  dA = s·G[:, idx]ᵀ X                       2 dispatches
+//   backward  dX = G W0 + s·G[:, idx] A;  dA = s·G[:, idx]ᵀ X                       3 dispatches
 //   merge     W'[idx[q], :] = W0[idx[q], :] + s·A[q, :]    O(r·n), other rows untouched
 //
+// The frozen products run on matmul.wgsl, the very kernel LoRA's run on, so the layer costs LoRA's
+// base product plus an adapter term that is cheaper than LoRA's. (A fused epilogue was built and
+// dropped: it had to copy matmul's loop, and fell behind when matmul's loop got faster; the extra
+// pass over Y it saved is small next to the base product. See docs/sbora.md.)
 // Neither variant keeps an activation for the backward (LoRA keeps Z = X Aᵀ) or needs scratch.
 // Adapter dropout (KERNELS.md, "Dropout") is applied inside the kernels from the hashed mask:
 // FA masks only the T·r gathered elements of X; neither variant stores a masked copy of X.
@@ -101,11 +104,10 @@ function rowsOf(where: string, x: Tensor | undefined, name: string): number {
 const SR = 8;
 const SC = 4;
 /**
- * Benchmark knobs: invocations per workgroup of the SBoRA kernels (default 8 on CPUs, 64 on GPUs),
- * row blocks per workgroup of the adapter-only gather (default 4), and whether the adapter is
- * fused into the base product (default: under the 'direct' matmul tuning).
+ * Benchmark knobs: invocations per workgroup of the SBoRA kernels (default 8 on CPUs, 64 on GPUs)
+ * and row blocks per workgroup of the gather kernel (default 4).
  */
-export const sboraTuning: { lanes?: number; rowBlocks?: number; fuse?: boolean } = {};
+export const sboraTuning: { lanes?: number; rowBlocks?: number } = {};
 function lanes(ctx: Context): number {
   return sboraTuning.lanes ?? (ctx.adapterInfo.isCpu ? 8 : 64);
 }
@@ -132,7 +134,6 @@ interface GatherMM {
   out: Tensor;
   src: Tensor;
   f: Tensor;
-  w0?: Tensor;
   idx: IndexSet;
   M: number;
   N: number;
@@ -140,38 +141,22 @@ interface GatherMM {
   R: number;
   scale: number;
   beta: number;
-  transW0: boolean;
   fRN: boolean;
   drop?: DropMode;
 }
 
 async function gatherMM(ctx: Context, enc: GPUCommandEncoder, g: GatherMM, label: string): Promise<void> {
-  let entry: string;
-  let constants: Record<string, number | boolean>;
-  let gr: { tilesN: number; workgroups: number };
-  let bindings: Tensor[];
-  if (g.w0) {
-    // The fused kernel, blocked as matmul.wgsl's `direct`: 32 x 32 outputs per workgroup.
-    entry = 'gather_mm_direct';
-    constants = { TRANS_W0: g.transW0, F_RN: g.fRN, ...dropConstants(g.drop) };
-    gr = { tilesN: Math.ceil(g.N / 32), workgroups: Math.ceil(g.M / 32) * Math.ceil(g.N / 32) };
-    bindings = [g.idx.tensor, g.out, g.src, g.f, g.w0];
-  } else {
-    // The adapter term alone is little work per block of rows: give each workgroup several.
-    const RB = sboraTuning.rowBlocks ?? 4;
-    const strip = grid(ctx, Math.ceil(g.M / RB), g.N);
-    entry = 'gather_mm';
-    constants = { F_RN: g.fRN, LANES: strip.LANES, RB, ...dropConstants(g.drop) };
-    gr = strip;
-    bindings = [g.idx.tensor, g.out, g.src, g.f];
-  }
-  await ctx.prepare([{ shader: SHADER, entry, constants }]);
+  // The adapter term is little work per block of rows: give each workgroup several.
+  const RB = sboraTuning.rowBlocks ?? 4;
+  const gr = grid(ctx, Math.ceil(g.M / RB), g.N);
+  const constants = { F_RN: g.fRN, LANES: gr.LANES, RB, ...dropConstants(g.drop) };
+  await ctx.prepare([{ shader: SHADER, entry: 'gather_mm', constants }]);
   ctx.dispatch(enc, {
     shader: SHADER,
-    entry,
+    entry: 'gather_mm',
     constants,
     params: [g.M, g.N, g.K, g.R, g.K, f32(g.scale), f32(g.beta), gr.tilesN, ...dropParams(g.drop)],
-    bindings,
+    bindings: [g.idx.tensor, g.out, g.src, g.f],
     workgroups: gr.workgroups,
     label,
   });
@@ -236,15 +221,6 @@ async function regional(
   });
 }
 
-// Under the 'direct' tuning (lavapipe's default) the adapter is fused into the frozen product,
-// which runs the very loop of matmul.wgsl's `direct`. Under any other tuning matmul.wgsl computes
-// the base product with the kernel LoRA uses and gather_mm adds the adapter (beta = 1): either
-// way the layer pays LoRA's base product plus an adapter term cheaper than LoRA's.
-function fuseBase(ctx: Context): boolean {
-  if (sboraTuning.fuse !== undefined) return sboraTuning.fuse;
-  return ctx.tuning.matmul === 'direct';
-}
-
 function clear(enc: GPUCommandEncoder, t: Tensor): void {
   enc.clearBuffer(t.buffer, 0, t.byteLength);
 }
@@ -265,17 +241,11 @@ export async function sboraFaForward(
   const dropout = checkDropout(where, p.dropout);
   // Dropout masks the gathered X[:, idx] only.
   const drop: DropMode | undefined = dropout && { mode: 1, d: dropout };
-  const g = { out: y, src: p.x, f: p.b, idx: p.idx, M: d.T, N: d.m, K: d.n, R: d.r, scale: p.scale, transW0: true, fRN: false, drop };
+  const g = { out: y, src: p.x, f: p.b, idx: p.idx, M: d.T, N: d.m, K: d.n, R: d.r, scale: p.scale, fRN: false, drop };
   await ctx.encode(opts.encoder, async (enc) => {
-    if (opts.adapterOnly) {
-      await gatherMM(ctx, enc, { ...g, beta: 0 }, 'sbora.fa.forward.adapter');
-    } else if (fuseBase(ctx)) {
-      await gatherMM(ctx, enc, { ...g, w0: p.w0, beta: 0 }, 'sbora.fa.forward');
-    } else {
-      // The base product on the matmul kernel LoRA uses, the gather added after.
-      await matmul(ctx, { a: p.x, b: p.w0, c: y, M: d.T, N: d.m, K: d.n, transB: true }, enc);
-      await gatherMM(ctx, enc, { ...g, beta: 1 }, 'sbora.fa.forward.adapter');
-    }
+    // The base product on the very matmul kernel LoRA's uses, then the gather-product on top.
+    if (!opts.adapterOnly) await matmul(ctx, { a: p.x, b: p.w0, c: y, M: d.T, N: d.m, K: d.n, transB: true }, enc);
+    await gatherMM(ctx, enc, { ...g, beta: opts.adapterOnly ? 0 : 1 }, 'sbora.fa.forward.adapter');
   });
   return { y };
 }
@@ -347,16 +317,10 @@ export async function sboraFbBackward(
   const dropout = checkDropout(where, p.dropout);
   // The adapter's share of dX is masked (mode 2 of gather_mm), and so is X in dA (mode 2 of gather_outer).
   const drop: DropMode | undefined = dropout && { mode: 2, d: dropout };
-  const g = { out: dx, src: p.g, f: p.a, idx: p.idx, M: d.T, N: d.n, K: d.m, R: d.r, scale: p.scale, transW0: false, fRN: true, drop };
+  const g = { out: dx, src: p.g, f: p.a, idx: p.idx, M: d.T, N: d.n, K: d.m, R: d.r, scale: p.scale, fRN: true, drop };
   await ctx.encode(opts.encoder, async (enc) => {
-    if (opts.adapterOnly) {
-      await gatherMM(ctx, enc, { ...g, beta: 0 }, 'sbora.fb.dx.adapter');
-    } else if (fuseBase(ctx)) {
-      await gatherMM(ctx, enc, { ...g, w0: p.w0, beta: 0 }, 'sbora.fb.dx');
-    } else {
-      await matmul(ctx, { a: p.g, b: p.w0, c: dx, M: d.T, N: d.n, K: d.m }, enc);
-      await gatherMM(ctx, enc, { ...g, beta: 1 }, 'sbora.fb.dx.adapter');
-    }
+    if (!opts.adapterOnly) await matmul(ctx, { a: p.g, b: p.w0, c: dx, M: d.T, N: d.n, K: d.m }, enc);
+    await gatherMM(ctx, enc, { ...g, beta: opts.adapterOnly ? 0 : 1 }, 'sbora.fb.dx.adapter');
     await gatherOuter(ctx, enc, { out: da, src: p.g, fac: p.x, idx: p.idx, rows: d.n, T: d.T, R: d.r, ld: d.m, scale: p.scale, outRN: true, drop }, 'sbora.fb.da');
   });
   return { dx, da };
