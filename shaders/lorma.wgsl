@@ -4,17 +4,15 @@
 //   M'[i, c] = π(P)[i, c] = P[i, (c − i) mod d]      (row i of P rotated right by i)
 //
 // so M = s·M'. Every element of M' is generated where it is used, from one row of B and one
-// column of A (r multiply-adds); the extra memory is O(d·r) (the dP partial sums), never d×d.
+// column of A (r multiply-adds); the extra memory is a d×w strip (w ≤ 64, w < d), never d×d.
 //
 // `mix`    out = s·op(In)·M'ᵀ (TRANS, the forward) or s·op(In)·M' (the backward dIn), plus beta·out.
 //          A matmul whose right operand is a BK×BN tile of M' generated into workgroup memory once
 //          per k-slice and shared by the BM tokens of the workgroup (generation costs r/BM of the
 //          product). IN_T / OUT_T read In and write out transposed, for the merge W' = M·W0.
-// `dp`     dP[i, j] = s·Σ_t dOut[t, i]·In[t, (i + j) mod d], one 64×64 tile at a time in registers
-//          and workgroup memory, contracted at once into dB = dP Aᵀ and dA = Bᵀ dP partial sums.
-//          Workgroup (gi, gj) of an S×S grid owns the row tiles ≡ gi and column tiles ≡ gj (mod S),
-//          so each partial entry has exactly one writer and no atomics are needed.
-// `reduce` sums the S partial slices into dB and dA.
+// `strip`, `contract`   dB = dP Aᵀ and dA = Bᵀ dP, with dP[i, j] = s·Σ_t dOut[t, i]·In[t, (i + j) mod d]
+//          = dM'[i, (i + j) mod d], dM' = s·dOutᵀ In: dM' is made w ≤ 64 columns at a time by the
+//          package's matmul and folded into dB and dA at once (2·d·r·w multiply-adds per strip).
 
 override TRANS: bool = true;
 override IN_T: bool = false;
@@ -124,121 +122,73 @@ fn mix(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   }
 }
 
-// ---------------------------------------------------------------- dP → dB, dA
+// ---------------------------------------------------------------- dA, dB by column strips
+//
+// dP is never stored: a strip dM'[:, c0 : c0 + w] = s·dOutᵀ In[:, c0 : c0 + w]
+// comes from the package's matmul (In's strip copied contiguous by `strip` first), and
+// `contract` folds it into dB and dA: with c = c0 + cc and j = (c − i) mod d,
+//   dB[i, q] += Σ_cc S[i, cc]·A[q, (c − i) mod d]
+//   dA[q, j] += Σ_cc B[(c − j) mod d, q]·S[(c − j) mod d, cc]
+// Strips run one after another, so each entry has one writer per dispatch.
 
-struct DpParams {
+struct StripParams {
   T: u32,
   d: u32,
   r: u32,
-  S: u32,       // partial slices per side
-  s: f32,
+  c0: u32,
+  w: u32,       // columns in this strip
+  first: u32,   // 1: overwrite dB, dA; 0: accumulate
 }
 
-@group(0) @binding(0) var<uniform> DP: DpParams;
-@group(0) @binding(1) var<storage, read> Gd: array<f32>;            // dOut [T, d]
-@group(0) @binding(2) var<storage, read> Xd: array<f32>;            // In [T, d]
-@group(0) @binding(3) var<storage, read> Bd: array<f32>;            // B [d, r]
-@group(0) @binding(4) var<storage, read> Ad: array<f32>;            // A [r, d]
-@group(0) @binding(5) var<storage, read_write> dBp: array<f32>;     // [S, d, r], zeroed
-@group(0) @binding(6) var<storage, read_write> dAp: array<f32>;     // [S, r, d], zeroed
-
-const DI: u32 = 64u;  // dP tile rows: 8 invocations × 8
-const DJ: u32 = 64u;  // dP tile columns: 8 invocations × 8
-var<workgroup> Ps: array<f32, 4096>;  // one DI×DJ tile of dP
-
-@compute @workgroup_size(8, 8)
-fn dp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-      @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
-  let w = linear_workgroup(wid, nwg);
-  if (w >= DP.S * DP.S) { return; }
-  let gi = w / DP.S;
-  let gj = w % DP.S;
-  let d = DP.d;
-  let tiles_i = (d + DI - 1u) / DI;
-  let tiles_j = (d + DJ - 1u) / DJ;
-  for (var ib = gi; ib < tiles_i; ib += DP.S) {
-    for (var jb = gj; jb < tiles_j; jb += DP.S) {
-      // Invocation (x, y) owns rows i0 + x + 8a (a < 4) and columns j0 + y + 8b (b < 8):
-      // neighbouring invocations read neighbouring addresses, and dP[i, j] reads In[t, i + j],
-      // so 11 distinct columns i0 + j0 + x + y + 8e (a Hankel pattern) serve all 32 products.
-      let i0 = ib * DI;
-      let j0 = jb * DJ;
-      var cols: array<u32, 15>;
-      for (var e = 0u; e < 15u; e++) { cols[e] = (i0 + j0 + lid.x + lid.y + 8u * e) % d; }
-      var rows: array<u32, 8>;
-      for (var a = 0u; a < 8u; a++) { rows[a] = min(i0 + lid.x + 8u * a, d - 1u); }
-      var acc: array<f32, 64>;
-      // Zeroed by hand: on Dawn + lavapipe a declaration inside a loop body kept the previous
-      // iteration's values (WGSL says it starts at zero), which summed tiles into each other.
-      for (var e = 0u; e < 64u; e++) { acc[e] = 0.0; }
-      for (var t = 0u; t < DP.T; t++) {
-        var g: array<f32, 8>;
-        var u: array<f32, 15>;
-        for (var a = 0u; a < 8u; a++) { g[a] = Gd[t * d + rows[a]]; }
-        for (var e = 0u; e < 15u; e++) { u[e] = Xd[t * d + cols[e]]; }
-        for (var a = 0u; a < 8u; a++) {
-          for (var b = 0u; b < 8u; b++) { acc[a * 8u + b] += g[a] * u[a + b]; }
-        }
-      }
-      for (var a = 0u; a < 8u; a++) {
-        for (var b = 0u; b < 8u; b++) {
-          let ii = lid.x + 8u * a;
-          let jj = lid.y + 8u * b;
-          let ok = i0 + ii < d && j0 + jj < d;
-          Ps[ii * DJ + jj] = select(0.0, DP.s * acc[a * 8u + b], ok);
-        }
-      }
-      workgroupBarrier();
-      let r = DP.r;
-      let jend = min(DJ, d - j0);
-      let iend = min(DI, d - i0);
-      // dB[i, q] += Σ_j dP[i, j]·A[q, j] over this tile's columns.
-      for (var e = lidx; e < DI * r; e += 64u) {
-        let row = e / r;
-        let q = e % r;
-        if (row < iend) {
-          var sum = 0.0;
-          for (var jj = 0u; jj < jend; jj++) { sum += Ps[row * DJ + jj] * Ad[q * d + j0 + jj]; }
-          dBp[(gj * d + i0 + row) * r + q] += sum;
-        }
-      }
-      // dA[q, j] += Σ_i B[i, q]·dP[i, j] over this tile's rows.
-      for (var e = lidx; e < DJ * r; e += 64u) {
-        let q = e / DJ;
-        let col = e % DJ;
-        if (col < jend) {
-          var sum = 0.0;
-          for (var ii = 0u; ii < iend; ii++) { sum += Bd[(i0 + ii) * r + q] * Ps[ii * DJ + col]; }
-          dAp[(gi * r + q) * d + j0 + col] += sum;
-        }
-      }
-      workgroupBarrier();
-    }
-  }
-}
-
-struct ReduceParams {
-  count: u32,   // d·r
-  S: u32,
-}
-
-@group(0) @binding(0) var<uniform> RP: ReduceParams;
-@group(0) @binding(1) var<storage, read> Rb: array<f32>;            // [S, d, r]
-@group(0) @binding(2) var<storage, read> Ra: array<f32>;            // [S, r, d]
-@group(0) @binding(3) var<storage, read_write> Ob: array<f32>;      // dB [d, r]
-@group(0) @binding(4) var<storage, read_write> Oa: array<f32>;      // dA [r, d]
+@group(0) @binding(0) var<uniform> SP: StripParams;
+@group(0) @binding(1) var<storage, read> Sin: array<f32>;          // In [T, d]
+@group(0) @binding(2) var<storage, read_write> Sout: array<f32>;   // [T, w]
 
 @compute @workgroup_size(64)
-fn reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-          @builtin(local_invocation_index) lidx: u32) {
+fn strip(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lidx: u32) {
   let e = linear_workgroup(wid, nwg) * 64u + lidx;
-  if (e >= RP.count) { return; }
-  var sb = 0.0;
-  var sa = 0.0;
-  for (var g = 0u; g < RP.S; g++) {
-    sb += Rb[g * RP.count + e];
-    sa += Ra[g * RP.count + e];
+  if (e >= SP.T * SP.w) { return; }
+  let t = e / SP.w;
+  Sout[e] = Sin[t * SP.d + SP.c0 + e % SP.w];
+}
+
+@group(0) @binding(0) var<uniform> CP: StripParams;
+@group(0) @binding(1) var<storage, read> Cs: array<f32>;           // dM' strip [d, w]
+@group(0) @binding(2) var<storage, read> Cb: array<f32>;           // B [d, r]
+@group(0) @binding(3) var<storage, read> Ca: array<f32>;           // A [r, d]
+@group(0) @binding(4) var<storage, read_write> Cdb: array<f32>;    // dB [d, r]
+@group(0) @binding(5) var<storage, read_write> Cda: array<f32>;    // dA [r, d]
+
+@compute @workgroup_size(64)
+fn contract(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lidx: u32) {
+  let e = linear_workgroup(wid, nwg) * 64u + lidx;
+  let d = CP.d;
+  let r = CP.r;
+  let w = CP.w;
+  if (e < d * r) {
+    let i = e / r;
+    let q = e % r;
+    // j = (c0 + cc − i) mod d, stepping by one with cc.
+    var j = (CP.c0 + d - i) % d;
+    var sum = 0.0;
+    for (var cc = 0u; cc < w; cc++) {
+      sum += Cs[i * w + cc] * Ca[q * d + j];
+      j = select(j + 1u, 0u, j + 1u == d);
+    }
+    Cdb[e] = select(Cdb[e], 0.0, CP.first == 1u) + sum;
+  } else if (e < 2u * d * r) {
+    let e2 = e - d * r;
+    let q = e2 / d;
+    let jj = e2 % d;
+    // i = (c0 + cc − j) mod d, stepping by one with cc.
+    var i = (CP.c0 + d - jj) % d;
+    var sum = 0.0;
+    for (var cc = 0u; cc < w; cc++) {
+      sum += Cb[i * r + q] * Cs[i * w + cc];
+      i = select(i + 1u, 0u, i + 1u == d);
+    }
+    Cda[e2] = select(Cda[e2], 0.0, CP.first == 1u) + sum;
   }
-  Ob[e] = sb;
-  Oa[e] = sa;
 }

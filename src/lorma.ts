@@ -91,9 +91,6 @@ const MIX_WG = 8;
 const MIX_WG_M = 16;
 const MIX_BM = MIX_WG_M * 8;
 const MIX_BN = MIX_WG * 8;
-const DP_TILE = 64;
-/** Partial-sum slices per side for dB and dA: the dP kernel's extra memory is 2·S·d·r floats. */
-const DP_SLICES = 8;
 
 function mixConstants(trans: boolean, inT: boolean, outT: boolean) {
   return { TRANS: trans, IN_T: inT, OUT_T: outT, WG_M: MIX_WG_M, WG_N: MIX_WG };
@@ -119,38 +116,32 @@ async function piMix(
   });
 }
 
-/** dB = dP Aᵀ, dA = Bᵀ dP with dP[i, j] = s·Σ_t dOut[t, i] In[t, (i + j) mod d], dP never stored. */
+/**
+ * dB = dP Aᵀ, dA = Bᵀ dP with dP[i, j] = s·Σ_t dOut[t, i] In[t, (i + j) mod d] = dM'[i, (i + j) mod d],
+ * dM' = s·dOutᵀ In, made a strip of w columns at a time by matmul (so GPUs get its tiled kernel)
+ * and folded into dB and dA at once; neither dP nor dM' is ever stored whole.
+ */
 async function piGrads(
   ctx: Context,
   enc: GPUCommandEncoder,
   a: { input: Tensor; dOut: Tensor; b: Tensor; a: Tensor; da: Tensor; db: Tensor; T: number; d: number; r: number; s: number },
 ): Promise<void> {
-  const tiles = Math.ceil(a.d / DP_TILE);
-  const S = Math.min(DP_SLICES, tiles);
+  const { T, d, r } = a;
+  // Strip width: at most 64 columns and always fewer than d, so no strip is ever d×d.
+  const w = Math.max(1, Math.min(64, Math.ceil(d / 2)));
   await ctx.prepare([
-    { shader: 'lorma', entry: 'dp' },
-    { shader: 'lorma', entry: 'reduce' },
+    { shader: 'lorma', entry: 'strip' },
+    { shader: 'lorma', entry: 'contract' },
   ]);
-  const dbp = ctx.scratch('lorma.dbp', [S, a.d, a.r]);
-  const dap = ctx.scratch('lorma.dap', [S, a.r, a.d]);
-  enc.clearBuffer(dbp.buffer);
-  enc.clearBuffer(dap.buffer);
-  ctx.dispatch(enc, {
-    shader: 'lorma',
-    entry: 'dp',
-    params: [a.T, a.d, a.r, S, f32(a.s)],
-    bindings: [a.dOut, a.input, a.b, a.a, dbp, dap],
-    workgroups: S * S,
-    label: `lorma.pi.dp ${a.T}x${a.d}`,
-  });
-  ctx.dispatch(enc, {
-    shader: 'lorma',
-    entry: 'reduce',
-    params: [a.d * a.r, S],
-    bindings: [dbp, dap, a.db, a.da],
-    workgroups: Math.ceil((a.d * a.r) / 64),
-    label: 'lorma.pi.reduce',
-  });
+  const stripIn = ctx.scratch('lorma.strip', [T, w]);
+  const dm = ctx.scratch('lorma.dmstrip', [d, w]);
+  for (let c0 = 0; c0 < d; c0 += w) {
+    const we = Math.min(w, d - c0);
+    const params = [T, d, r, c0, we, c0 === 0 ? 1 : 0];
+    ctx.dispatch(enc, { shader: 'lorma', entry: 'strip', params, bindings: [a.input, stripIn], workgroups: Math.ceil((T * we) / 64), label: 'lorma.pi.strip' });
+    await matmul(ctx, { a: a.dOut, b: stripIn, c: dm, M: d, N: we, K: T, transA: true, alpha: a.s }, enc);
+    ctx.dispatch(enc, { shader: 'lorma', entry: 'contract', params, bindings: [dm, a.b, a.a, a.db, a.da], workgroups: Math.ceil((2 * d * r) / 64), label: 'lorma.pi.contract' });
+  }
 }
 
 // ------------------------------------------------------------------ plus and none: an effective LoRA
