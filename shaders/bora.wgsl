@@ -75,6 +75,17 @@ fn wu_at(col: u32, q: u32) -> f32 {
   return Wu[col * R + q];
 }
 
+fn s_at(i: u32) -> f32 {
+  if (MIX) { return sbuf[i]; }
+  return dbuf[i];
+}
+
+// Register tiles, sized for the host's TT ≤ TT_MAX: every phase keeps all TT tokens of its
+// entry in registers, so one weight load feeds TT multiply-adds. Token loops run to the constant
+// TT_MAX and break at TT, so the compiler can unroll them and keep the tiles in registers (a
+// tile indexed by a loop it cannot unroll lives in per-lane scratch memory on lavapipe).
+const TT_MAX: u32 = 8u;
+
 @compute @workgroup_size(WG)
 fn fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lidx: u32) {
@@ -83,41 +94,62 @@ fn fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
   if (g >= P.groups) { return; }
   let t0 = g * TT;
 
-  // Phase 1. Entry order (k, q, tt), tt fastest: neighbouring invocations share a weight value.
-  for (var e = lidx; e < BUF; e += WG) {
-    let tt = e % TT;
-    let kq = e / TT;
-    let k = kq / R;
-    let q = kq % R;
-    let t = t0 + tt;
-    var acc = 0.0;
-    if (t < P.T) {
-      let c0 = k * P.w_in;
-      let row = t * P.n_in + c0;
-      for (var c = 0u; c < P.w_in; c++) { acc += wd_at(c0 + c, q) * In[row + c]; }
+  // Phase 1: one invocation per (block k, pair of ranks), all TT tokens. Rows past T read the
+  // last token (never stored) so the inner loop has no branch.
+  let qh = (R + 1u) / 2u;
+  for (var e = lidx; e < BLOCKS * qh; e += WG) {
+    let k = e / qh;
+    let q0 = (e % qh) * 2u;
+    let has1 = q0 + 1u < R;
+    let q1 = min(q0 + 1u, R - 1u);
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) { acc[i] = 0.0; }
+    let c0 = k * P.w_in;
+    for (var c = 0u; c < P.w_in; c++) {
+      let w0 = wd_at(c0 + c, q0);
+      let w1 = wd_at(c0 + c, q1);
+      for (var tt = 0u; tt < TT_MAX; tt++) {
+        if (tt >= TT) { break; }
+        let xv = In[min(t0 + tt, P.T - 1u) * P.n_in + c0 + c];
+        acc[2u * tt] += w0 * xv;
+        acc[2u * tt + 1u] += w1 * xv;
+      }
     }
-    acc *= P.a_down;
-    dbuf[tt * BR + kq] = acc;
-    if (SAVE && t < P.T) { Dsave[t * BR + kq] = acc; }
+    for (var tt = 0u; tt < TT_MAX; tt++) {
+        if (tt >= TT) { break; }
+      let t = t0 + tt;
+      let d0 = P.a_down * acc[2u * tt];
+      let d1 = P.a_down * acc[2u * tt + 1u];
+      let o = tt * BR + k * R + q0;
+      dbuf[o] = d0;
+      if (has1) { dbuf[o + 1u] = d1; }
+      if (SAVE && t < P.T) {
+        Dsave[t * BR + k * R + q0] = d0;
+        if (has1) { Dsave[t * BR + k * R + q0 + 1u] = d1; }
+      }
+    }
   }
   workgroupBarrier();
 
-  // Phase 2: b multiply-adds per entry. MELoRA skips it (S = D).
+  // Phase 2: one invocation per (j, q), all TT tokens; b multiply-adds each. MELoRA skips it.
   if (MIX) {
-    for (var e = lidx; e < BUF; e += WG) {
-      let tt = e / BR;
-      let jq = e % BR;
-      let j = jq / R;
-      let q = jq % R;
-      var acc = 0.0;
+    for (var e = lidx; e < BR; e += WG) {
+      let j = e / R;
+      let q = e % R;
+      var acc: array<f32, TT_MAX>;
+      for (var tt = 0u; tt < TT_MAX; tt++) { acc[tt] = 0.0; }
       for (var k = 0u; k < BLOCKS; k++) {
         var sig: f32;
         if (MIX_T) { sig = Sig[(k * BLOCKS + j) * R + q]; } else { sig = Sig[(j * BLOCKS + k) * R + q]; }
-        acc += sig * dbuf[tt * BR + k * R + q];
+        for (var tt = 0u; tt < TT_MAX; tt++) {
+        if (tt >= TT) { break; } acc[tt] += sig * dbuf[tt * BR + k * R + q]; }
       }
-      sbuf[e] = acc;
-      let t = t0 + tt;
-      if (SAVE && t < P.T) { Ssave[t * BR + jq] = acc; }
+      for (var tt = 0u; tt < TT_MAX; tt++) {
+        if (tt >= TT) { break; }
+        sbuf[tt * BR + e] = acc[tt];
+        let t = t0 + tt;
+        if (SAVE && t < P.T) { Ssave[t * BR + e] = acc[tt]; }
+      }
     }
     workgroupBarrier();
   } else if (SAVE) {
@@ -127,21 +159,46 @@ fn fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     }
   }
 
-  // Phase 3: one output column per invocation, its weight row reused for all TT tokens.
+  // Phase 3: one invocation per 4 adjacent output columns, all TT tokens (a 4 x TT register
+  // tile). When the block width is a multiple of 4 the 4 columns share one block, so each
+  // S value feeds 4 multiply-adds.
   if (PROJECT) {
-    for (var col = lidx; col < P.n_out; col += WG) {
-      let j = col / P.w_out;
-      for (var tt = 0u; tt < TT; tt++) {
+    let same_block = P.w_out % 4u == 0u;
+    for (var c4 = lidx; c4 * 4u < P.n_out; c4 += WG) {
+      let col0 = c4 * 4u;
+      var acc: array<f32, 32>;
+      for (var i = 0u; i < 32u; i++) { acc[i] = 0.0; }
+      for (var q = 0u; q < R; q++) {
+        var u: array<f32, 4>;
+        var sb: array<u32, 4>;
+        for (var i = 0u; i < 4u; i++) {
+          let col = min(col0 + i, P.n_out - 1u);
+          u[i] = select(0.0, wu_at(col, q), col0 + i < P.n_out);
+          sb[i] = (col / P.w_out) * R + q;
+        }
+        if (same_block) {
+          for (var tt = 0u; tt < TT_MAX; tt++) {
+        if (tt >= TT) { break; }
+            let sv = s_at(tt * BR + sb[0]);
+            for (var i = 0u; i < 4u; i++) { acc[tt * 4u + i] += u[i] * sv; }
+          }
+        } else {
+          for (var tt = 0u; tt < TT_MAX; tt++) {
+        if (tt >= TT) { break; }
+            for (var i = 0u; i < 4u; i++) { acc[tt * 4u + i] += u[i] * s_at(tt * BR + sb[i]); }
+          }
+        }
+      }
+      for (var tt = 0u; tt < TT_MAX; tt++) {
+        if (tt >= TT) { break; }
         let t = t0 + tt;
         if (t >= P.T) { break; }
-        var acc = 0.0;
-        for (var q = 0u; q < R; q++) {
-          var s: f32;
-          if (MIX) { s = sbuf[tt * BR + j * R + q]; } else { s = dbuf[tt * BR + j * R + q]; }
-          acc += wu_at(col, q) * s;
+        for (var i = 0u; i < 4u; i++) {
+          let col = col0 + i;
+          if (col >= P.n_out) { break; }
+          let o = t * P.n_out + col;
+          if (ACCUM) { Out[o] += P.a_out * acc[tt * 4u + i]; } else { Out[o] = P.a_out * acc[tt * 4u + i]; }
         }
-        let o = t * P.n_out + col;
-        if (ACCUM) { Out[o] += P.a_out * acc; } else { Out[o] = P.a_out * acc; }
       }
     }
   }
@@ -158,14 +215,18 @@ fn wgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
   let col = idx % P.n_in;
   let q0 = (idx / P.n_in) * QC;
   let v0 = (col / P.w_in) * R + q0;
-  let nq = min(QC, R - q0);
   var acc: array<f32, QC>;
+  for (var q = 0u; q < QC; q++) { acc[q] = 0.0; }
+  // Constant trip counts with a guard, so the tile stays in registers (see TT_MAX).
   for (var t = 0u; t < P.T; t++) {
     let mv = M[t * P.n_in + col];
     let vrow = t * BR + v0;
-    for (var q = 0u; q < nq; q++) { acc[q] += mv * V[vrow + q]; }
+    for (var q = 0u; q < QC; q++) {
+      if (q0 + q < R) { acc[q] += mv * V[vrow + q]; }
+    }
   }
-  for (var q = 0u; q < nq; q++) {
+  for (var q = 0u; q < QC; q++) {
+    if (q0 + q >= R) { break; }
     if (OUT_QC) { GOut[(q0 + q) * P.n_in + col] = P.a_down * acc[q]; }
     else { GOut[col * R + q0 + q] = P.a_down * acc[q]; }
   }
