@@ -74,7 +74,7 @@ describe('lorma kernels against the float64 reference', () => {
   }
 
   for (const order of ORDERS) {
-    it(`pi ${order} at d = 520: more dP tiles than partial slices, so workgroups accumulate several`, async () => {
+    it(`pi ${order} at d = 520: nine 64-column strips of dM' accumulate into dA and dB`, async () => {
       const [T, d, other, r] = [3, 520, 5, 2];
       const [n, m] = order === 'pre' ? [other, d] : [d, other];
       const { ctx, host, dev, free } = await setup(T, n, m, r, order);
@@ -210,7 +210,7 @@ describe('lorma π never allocates a d×d buffer', () => {
   for (const order of ORDERS) {
     it(`${order}: forward, backward and merge allocate nothing of d·d floats or more`, async () => {
       const ctx = await gpu();
-      // d = 96 > T, n-or-m, r·S, so W0 [m, n], U, dP partials and W' all stay below d·d.
+      // d = 96 > T and n-or-m, so W0 [m, n], U, the dM' strip [d, 48] and W' all stay below d·d.
       const [T, d, other, r] = [24, 96, 40, 4];
       const [n, m] = order === 'pre' ? [other, d] : [d, other];
       const host = { x: rand(T * n), w0: rand(m * n, 0.5), a: rand(r * d, 0.5), b: rand(d * r, 0.5), g: rand(T * m) };
