@@ -95,6 +95,14 @@ describe('e2e: fine-tuning the pretrained character model with every method', fu
       expect(result.samples).to.have.length(4);
       expect(result.trainable).to.equal(HIDDEN_MODULES.length * (2 * 2 * 128 + (method === 'bora' ? 4 * 4 * 2 : 0)));
       expect(Object.keys(result.adapter.modules.h1).sort()).to.deep.equal(tensorsOf(method).slice().sort());
+      // The rank of the trained ΔW, through the method's merge kernel: r for LoRA and LoRMA₊,
+      // b·r for BoRA and MELoRA, the index count for SBoRA, nearly full for LoRMA_π.
+      const r = rankFor(2);
+      const want: Record<string, number> = { lora: r, bora: 4 * r, melora: 4 * r, 'sbora-fa': r, 'sbora-fb': r, 'lorma-plus': r };
+      for (const mod of HIDDEN_MODULES) {
+        if (method === 'lorma-pi') expect(result.deltaRank[mod], `${mod} ΔW rank`).to.be.above(100);
+        else expect(result.deltaRank[mod], `${mod} ΔW rank`).to.equal(want[method]);
+      }
 
       const dir = mkdtempSync(join(tmpdir(), `charlm-${method}-`));
       try {
