@@ -204,31 +204,55 @@ fn fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
   }
 }
 
-// Weight gradient: M [T, cols], V [T, BR]; one invocation per (column, chunk of QC ranks).
+// Weight gradient: M [T, cols], V [T, BR]; one invocation per (4 adjacent columns, chunk of QC
+// ranks), a 4 x QC register tile over all T tokens. When the block width is a multiple of 4 the
+// 4 columns share one slice of V, so each V load feeds 4 multiply-adds.
 // Params: T, n_in = cols, w_in = cols per block, a_down = alpha.
 @compute @workgroup_size(WG)
 fn wgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lidx: u32) {
   let idx = linear_workgroup(wid, nwg) * WG + lidx;
   let chunks = (R + QC - 1u) / QC;
-  if (idx >= P.n_in * chunks) { return; }
-  let col = idx % P.n_in;
-  let q0 = (idx / P.n_in) * QC;
-  let v0 = (col / P.w_in) * R + q0;
-  var acc: array<f32, QC>;
-  for (var q = 0u; q < QC; q++) { acc[q] = 0.0; }
-  // Constant trip counts with a guard, so the tile stays in registers (see TT_MAX).
+  let cols4 = (P.n_in + 3u) / 4u;
+  if (idx >= cols4 * chunks) { return; }
+  let col0 = (idx % cols4) * 4u;
+  let q0 = (idx / cols4) * QC;
+  let same_block = P.w_in % 4u == 0u;
+  var vb: array<u32, 4>;
+  var cl: array<u32, 4>;
+  for (var i = 0u; i < 4u; i++) {
+    cl[i] = min(col0 + i, P.n_in - 1u);
+    vb[i] = (cl[i] / P.w_in) * R + q0;
+  }
+  var acc: array<f32, 32>; // [column i][rank q]
+  for (var e = 0u; e < 32u; e++) { acc[e] = 0.0; }
+  // Constant trip counts with guards, so the tile stays in registers (see TT_MAX).
   for (var t = 0u; t < P.T; t++) {
-    let mv = M[t * P.n_in + col];
-    let vrow = t * BR + v0;
-    for (var q = 0u; q < QC; q++) {
-      if (q0 + q < R) { acc[q] += mv * V[vrow + q]; }
+    let mrow = t * P.n_in;
+    let vrow = t * BR;
+    var mv: array<f32, 4>;
+    for (var i = 0u; i < 4u; i++) { mv[i] = M[mrow + cl[i]]; }
+    if (same_block) {
+      for (var q = 0u; q < QC; q++) {
+        if (q0 + q >= R) { break; }
+        let v = V[vrow + vb[0] + q];
+        for (var i = 0u; i < 4u; i++) { acc[i * QC + q] += mv[i] * v; }
+      }
+    } else {
+      for (var q = 0u; q < QC; q++) {
+        if (q0 + q >= R) { break; }
+        for (var i = 0u; i < 4u; i++) { acc[i * QC + q] += mv[i] * V[vrow + vb[i] + q]; }
+      }
     }
   }
-  for (var q = 0u; q < QC; q++) {
-    if (q0 + q >= R) { break; }
-    if (OUT_QC) { GOut[(q0 + q) * P.n_in + col] = P.a_down * acc[q]; }
-    else { GOut[col * R + q0 + q] = P.a_down * acc[q]; }
+  for (var i = 0u; i < 4u; i++) {
+    let col = col0 + i;
+    if (col >= P.n_in) { break; }
+    for (var q = 0u; q < QC; q++) {
+      if (q0 + q >= R) { break; }
+      let v = P.a_down * acc[i * QC + q];
+      if (OUT_QC) { GOut[(q0 + q) * P.n_in + col] = v; } else { GOut[col * R + q0 + q] = v; }
+    }
   }
 }
 

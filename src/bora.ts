@@ -248,7 +248,7 @@ async function encodeWgrad(ctx: Context, d: BoraDims, m: Tensor, v: Tensor, out:
   ctx.dispatch(enc, {
     shader: 'bora', entry: 'wgrad', constants,
     params: [d.T, cols, 0, cols / d.blocks, 0, f32(alpha), f32(0), 0],
-    bindings: [m, v, out], workgroups: Math.ceil((cols * chunks) / WG), label,
+    bindings: [m, v, out], workgroups: Math.ceil((Math.ceil(cols / 4) * chunks) / WG), label,
   });
 }
 
