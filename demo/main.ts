@@ -195,7 +195,12 @@ async function main(): Promise<void> {
       const result = await finetune(
         model,
         data,
-        { method, rank, scale: 2, blocks, steps, batch, lr, warmup: Math.round(steps / 10), minRatio: 0.1, clip: 1, seed: 1, logEvery: 5, temperature },
+        {
+          method, rank, scale: 2, blocks, steps, batch, lr, warmup: Math.round(steps / 10), minRatio: 0.1, clip: 1, seed: 1, logEvery: 5, temperature,
+          onStage: (stage) => setStatus('running', `${label}: ${stage}…`),
+          // BoRA's merge kernel has been seen to hang under SwiftShader; the page does not need it.
+          measureRank: false,
+        },
         (p) => {
           run.losses = p.losses.slice();
           const tail = p.losses.slice(-10);

@@ -31,6 +31,10 @@ export interface FinetuneSettings extends TrainConfig {
   samples?: number;
   sampleSeed?: number;
   temperature?: number;
+  /** Measure the rank of each ΔW through the method's merge kernel (default true). */
+  measureRank?: boolean;
+  /** Called as the run moves on after training: 'validating', 'sampling', 'merging'. */
+  onStage?: (stage: string) => void;
 }
 
 export interface FinetuneResult {
@@ -70,14 +74,17 @@ export async function finetune(
     const trainable = params.reduce((a, p) => a + p.param.size, 0);
     const result = await train(model, params, data.train, s, onProgress, shouldStop);
     result.optimizer.destroy();
+    s.onStage?.('validating');
     const validationLoss = await model.evaluate(data.validation.ids, data.validation.targets);
+    s.onStage?.('sampling');
     const samples = await sampleNames(model, { count: s.samples ?? 12, seed: s.sampleSeed ?? 7, temperature: s.temperature ?? 0.8 });
     const modules: Adapter['modules'] = {};
     const deltaRank: Record<string, number> = {};
+    if (s.measureRank !== false) s.onStage?.('merging');
     for (const [i, mod] of HIDDEN_MODULES.entries()) {
       modules[mod] = await adapters[i].toModuleTensors();
       const { n, m } = model.moduleShapes[mod];
-      deltaRank[mod] = pivotedQrRank(await adapters[i].deltaW(), m, n, 1e-4);
+      if (s.measureRank !== false) deltaRank[mod] = pivotedQrRank(await adapters[i].deltaW(), m, n, 1e-4);
     }
     const config = adapterConfig(s.method, {
       r,
