@@ -12,7 +12,7 @@ import * as loraRef from '../src/reference/lora.js';
 import { dot, finiteDifference, matmul as refMatmul, relativeError, toF64 } from '../src/reference/linalg.js';
 import { numericalRank, rankReport } from '../src/rank.js';
 import { PeftError } from '../src/validate.js';
-import { expectClose, expectThrows, gpu, rand } from './helpers.js';
+import { expectClose, expectThrows, F32_TOL, gpu, rand } from './helpers.js';
 
 // [T, n, m, r, b]: b = 1, b = n, m ≠ n, T = 1 and T not a multiple of the 8-token tile, r past
 // the 8-rank register chunk of the weight-gradient kernel.
@@ -47,6 +47,20 @@ async function setup(T: number, n: number, m: number, r: number, blocks: number,
   return { ctx, host, dev, p, refArgs, free };
 }
 
+// dσ is a difference of two terms of size |dΣ·Σ|/μ (exp-mav), so its rounding error scales with
+// that term, not with dσ itself: at b = r = 1 the two cancel exactly and dσ is pure noise.
+function expectDsigma(actual: ArrayLike<number>, expected: ReturnType<typeof ref.boraBackward>, sigma: Float32Array, what: string): void {
+  const { eff, mu } = ref.sigmaEffective(sigma, 'exp-mav');
+  let scale = 0;
+  for (let l = 0; l < eff.length; l++) {
+    scale = Math.max(scale, Math.abs(expected.dsigma![l]), Math.abs((expected.dsigmaEff[l] * eff[l]) / mu));
+  }
+  expect(actual.length, `${what}: length`).to.equal(expected.dsigma!.length);
+  let err = 0;
+  for (let l = 0; l < actual.length; l++) err = Math.max(err, Math.abs(actual[l] - expected.dsigma![l]));
+  expect(err / scale, `${what}: error ${(err / scale).toExponential(2)} of |dΣ·Σ|/μ`).to.be.at.most(F32_TOL);
+}
+
 describe('bora kernels against the float64 reference', () => {
   for (const [T, n, m, r, b] of SHAPES) {
     it(`forward, backward, merge at T=${T} n=${n} m=${m} r=${r} b=${b}`, async () => {
@@ -68,7 +82,7 @@ describe('bora kernels against the float64 reference', () => {
         expectClose(await ctx.read(grads.dx), expected.dx, `dx (${what})`);
         expectClose(await ctx.read(grads.da), expected.da, `da (${what})`);
         expectClose(await ctx.read(grads.db), expected.db, `db (${what})`);
-        expectClose(await ctx.read(grads.dsigma!), expected.dsigma!, `dsigma (${what})`);
+        expectDsigma(await ctx.read(grads.dsigma!), expected, host.sigma, `dsigma (${what})`);
         Object.values(grads).forEach((t) => t.destroy());
       }
 

@@ -24,26 +24,29 @@ function examples(): VectorFile {
 }
 
 describe('vectors', () => {
-  it('computes every supported public example within 1e-5 and marks the rest unsupported', async () => {
+  it('computes every public example within 1e-5, every method supported', async () => {
     const ctx = await gpu();
     const file = examples();
     const report = await runVectors(ctx, file, { check: true, tol: 1e-5 });
     expect(report.failed, report.lines.join('\n')).to.equal(false);
     expect(report.result.cases).to.have.length(file.cases.length);
+    expect(Object.keys(RUNNERS).sort()).to.deep.equal(['bora', 'lora', 'lorma', 'sbora-fa', 'sbora-fb']);
     for (const [i, c] of report.result.cases.entries()) {
       const expected = file.cases[i];
-      if (RUNNERS[expected.params.method]) {
-        expect(c.status, `${c.name}: ${c.message}`).to.equal('ok');
-        // Every output the file has was computed, with its shape, and checked.
-        for (const [name, t] of Object.entries(expected.outputs ?? {})) {
-          expect(c.outputs?.[name]?.shape, `${c.name}.${name}`).to.deep.equal(t.shape);
-          expect(c.errors?.[name], `${c.name}.${name}`).to.be.a('number').and.at.most(1e-5);
-        }
-      } else {
-        expect(c.status).to.equal('unsupported');
+      expect(c.status, `${c.name}: ${c.message}`).to.equal('ok');
+      // Every output the file has was computed, with its shape, and checked.
+      for (const [name, t] of Object.entries(expected.outputs ?? {})) {
+        expect(c.outputs?.[name]?.shape, `${c.name}.${name}`).to.deep.equal(t.shape);
+        expect(c.errors?.[name], `${c.name}.${name}`).to.be.a('number').and.at.most(1e-5);
       }
     }
-    expect(report.result.cases.find((c) => c.name === 'lora-example')?.status).to.equal('ok');
+    // An unknown method is reported, not guessed at.
+    const odd = structuredClone(file.cases[0]);
+    odd.name = 'dora-case';
+    odd.params.method = 'dora';
+    const unsupported = await runVectors(ctx, { cases: [odd] }, { check: true });
+    expect(unsupported.result.cases[0].status).to.equal('unsupported');
+    expect(unsupported.result.cases[0].message).to.match(/method 'dora' is not supported/);
   });
 
   it('fails --check when an output is off, and reports a malformed case as an error', async () => {
@@ -56,9 +59,14 @@ describe('vectors', () => {
     const bad = structuredClone(lora);
     bad.name = 'lora-bad';
     bad.inputs.x.shape = [2, 8];
+    // ΔW is judged on the scale of W' (see errorAgainst): an error of 1e-4 of max |W'| still fails.
+    const maxMerged = Math.max(...off.outputs!.merged.data.map(Math.abs));
+    off.outputs!.delta_w.data[3] += 1e-4 * maxMerged;
     const report = await runVectors(ctx, { cases: [off, bad] }, { check: true });
     expect(report.failed).to.equal(true);
     expect(report.lines.join('\n')).to.match(/lora-off y: .* FAIL/);
+    expect(report.lines.join('\n')).to.match(/lora-off delta_w: \S+ \(of max \|merged\|\) FAIL/);
+    expect(report.lines.join('\n')).to.match(/lora-off dx: \S+ ok/);
     const badResult = report.result.cases.find((c) => c.name === 'lora-bad')!;
     expect(badResult.status).to.equal('error');
     expect(badResult.message).to.match(/input 'x' has shape \[2, 8\], expected \[3, 8\]/);
