@@ -3,13 +3,38 @@
 
 import { Matrix, SingularValueDecomposition } from 'ml-matrix';
 
-/** Singular values of a row-major [rows, cols] matrix, largest first. */
+/**
+ * Singular values of a row-major [rows, cols] matrix, largest first (min(rows, cols) of them).
+ * All-zero rows and columns are dropped before the SVD, which leaves the nonzero singular values
+ * unchanged: SBoRA's ΔW is zero outside r columns or rows, and ml-matrix's QR iteration was seen to
+ * spin without end on such a matrix at full size, while the compact one is r wide and quick.
+ */
 export function singularValues(data: ArrayLike<number>, rows: number, cols: number): number[] {
   if (data.length !== rows * cols) throw new Error(`singularValues: ${data.length} values, expected ${rows}·${cols}`);
-  const m = new Matrix(rows, cols);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) m.set(i, j, data[i * cols + j]);
+  const liveRows: number[] = [];
+  const colLive = new Uint8Array(cols);
+  for (let i = 0; i < rows; i++) {
+    let any = false;
+    for (let j = 0; j < cols; j++) {
+      const v = data[i * cols + j];
+      if (!Number.isFinite(v)) throw new Error(`singularValues: element [${i}, ${j}] is ${v}; the matrix must be finite`);
+      if (v !== 0) {
+        any = true;
+        colLive[j] = 1;
+      }
+    }
+    if (any) liveRows.push(i);
+  }
+  const liveCols: number[] = [];
+  for (let j = 0; j < cols; j++) if (colLive[j]) liveCols.push(j);
+  const out = new Array<number>(Math.min(rows, cols)).fill(0);
+  if (liveRows.length === 0) return out;
+  const m = new Matrix(liveRows.length, liveCols.length);
+  for (const [a, i] of liveRows.entries()) for (const [b, j] of liveCols.entries()) m.set(a, b, data[i * cols + j]);
   const svd = new SingularValueDecomposition(m, { computeLeftSingularVectors: false, computeRightSingularVectors: false, autoTranspose: true });
-  return [...svd.diagonal].sort((a, b) => b - a);
+  const sv = [...svd.diagonal].sort((a, b) => b - a);
+  for (let k = 0; k < sv.length; k++) out[k] = sv[k];
+  return out;
 }
 
 export interface RankReport {

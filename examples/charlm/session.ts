@@ -3,7 +3,7 @@
 // validation loss, sampled names and the adapter file contents.
 
 import { adapterConfig, type Adapter, type AdapterMethod } from '../../src/adapters.js';
-import { pivotedQrRank } from './rank.js';
+import { numericalRank } from '../../src/rank.js';
 import { makeWindows, type Windows } from './data.js';
 import { createAdapter, methodInfo, type AdapterSpec, type MethodAdapter } from './methods.js';
 import { HIDDEN_MODULES, type CharLM } from './model.js';
@@ -49,7 +49,7 @@ export interface FinetuneResult {
   validationLoss: number;
   samples: string[];
   adapter: Adapter;
-  /** Numerical rank of each layer's ΔW = W' − W0 (pivoted QR, columns above 1e-4 of the largest). */
+  /** Numerical rank of each layer's ΔW = W' − W0 (singular values above 1e-4 of the largest, src/rank.ts). */
   deltaRank: Record<string, number>;
 }
 
@@ -84,7 +84,7 @@ export async function finetune(
     for (const [i, mod] of HIDDEN_MODULES.entries()) {
       modules[mod] = await adapters[i].toModuleTensors();
       const { n, m } = model.moduleShapes[mod];
-      if (s.measureRank !== false) deltaRank[mod] = pivotedQrRank(await adapters[i].deltaW(), m, n, 1e-4);
+      if (s.measureRank !== false) deltaRank[mod] = numericalRank(await adapters[i].deltaW(), m, n, 1e-4);
     }
     const config = adapterConfig(s.method, {
       r,
