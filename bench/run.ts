@@ -167,7 +167,7 @@ async function main() {
       const y = ctx.tensor([T, m], 'f32', 'bench.y');
       for (const variant of MATMUL_VARIANTS) {
         bar?.update({ task: `matmul ${variant} ${tag}` });
-        ctx.tuning.matmul = variant as typeof ctx.tuning.matmul;
+        ctx.tuning.matmul = variant;
         const t = await timeEncoded(ctx, (enc) => matmul(ctx, { a: x, b: w0, c: y, M: T, N: m, K: n, transB: true }, enc), timing);
         rows.push({
           method: variant === defaultVariant ? 'matmul' : `matmul-${variant}`,

@@ -44,7 +44,8 @@ export interface ContextOptions {
  * for re-reading memory, so it gets the barrier-free kernels; GPUs get the workgroup-tiled ones.
  */
 export interface Tuning {
-  matmul: 'tiled' | 'direct';
+  /** 'direct-scalar' is 'direct' without 16-byte loads, kept to compare the two in bench/. */
+  matmul: 'tiled' | 'direct' | 'direct-scalar';
 }
 
 /** What one allocation by the package looked like; see Context.allocations. */
@@ -189,6 +190,10 @@ export class Context {
    * Dawn's `webgpu` package in Node. A lost device cannot be revived: create a new context.
    */
   static async create(options: ContextOptions = {}): Promise<Context> {
+    const variant = options.tuning?.matmul;
+    if (variant !== undefined && !['tiled', 'direct', 'direct-scalar'].includes(variant)) {
+      throw new PeftError(`Context.create: options.tuning.matmul is '${variant}', expected 'tiled', 'direct' or 'direct-scalar'`);
+    }
     if (options.device) {
       const info = describe((options.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo);
       return new Context(options.device, info, null, false, options.tuning);

@@ -1,8 +1,9 @@
-// The tiled matrix multiply against the float64 reference, for both kernel variants, every
-// transpose, the fused second product and beta accumulation, on shapes that are no tile multiple.
+// The matrix multiply against the float64 reference, for every kernel variant, every transpose,
+// the fused second product and beta accumulation, on shapes that are no tile multiple and on
+// multiples of 4, where 'direct' switches to its 16-byte-load entry (direct4).
 
 import { expect } from 'chai';
-import { matmul } from '../src/ops/matmul.js';
+import { matmul, matmulEntry } from '../src/ops/matmul.js';
 import { add, matmul as refMatmul, scale } from '../src/reference/linalg.js';
 import type { Tuning } from '../src/runtime.js';
 import { expectClose, expectThrows, gpu, rand } from './helpers.js';
@@ -13,9 +14,15 @@ const SHAPES: [number, number, number][] = [
   [7, 5, 3],
   [37, 29, 65],
   [70, 130, 33],
+  // Multiples of 4 in some or all of M, N, K: direct4 where vec4Fits allows, scalar elsewhere.
+  [4, 4, 4],
+  [8, 12, 16],
+  [36, 44, 20],
+  [12, 10, 8],
+  [64, 64, 64],
 ];
 
-for (const variant of ['direct', 'tiled'] as Tuning['matmul'][]) {
+for (const variant of ['direct', 'direct-scalar', 'tiled'] as Tuning['matmul'][]) {
   describe(`matmul (${variant})`, () => {
     let saved: Tuning['matmul'];
     before(async () => {
@@ -96,5 +103,27 @@ describe('matmul arguments', () => {
     expect(y).to.equal(4);
     expect(ctx.workgroupGrid(17)).to.deep.equal([17, 1, 1]);
     expect(() => ctx.workgroupGrid([max + 1, 1, 1])).to.throw(/not an integer in \[0, \d+\]/);
+  });
+});
+
+describe('matmul kernel choice', () => {
+  it("'direct' takes 16-byte loads exactly when the contiguous dimensions are multiples of 4", async () => {
+    const ctx = await gpu();
+    const saved = ctx.tuning.matmul;
+    try {
+      ctx.tuning.matmul = 'direct';
+      expect(matmulEntry(ctx, 36, 44, 20)).to.equal('direct4');
+      expect(matmulEntry(ctx, 12, 10, 8)).to.equal('direct');
+      expect(matmulEntry(ctx, 12, 10, 8, false, true)).to.equal('direct4');
+      expect(matmulEntry(ctx, 36, 44, 20, true, false)).to.equal('direct4');
+      expect(matmulEntry(ctx, 36, 44, 20, true, true)).to.equal('direct');
+      expect(matmulEntry(ctx, 37, 29, 65, false, true)).to.equal('direct');
+      ctx.tuning.matmul = 'direct-scalar';
+      expect(matmulEntry(ctx, 64, 64, 64)).to.equal('direct');
+      ctx.tuning.matmul = 'tiled';
+      expect(matmulEntry(ctx, 64, 64, 64)).to.equal('main');
+    } finally {
+      ctx.tuning.matmul = saved;
+    }
   });
 });

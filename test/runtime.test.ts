@@ -84,4 +84,15 @@ describe('runtime', () => {
     expect(owner.isLost).to.equal(false);
     await owner.sync();
   });
+
+  it('takes a kernel variant from options.tuning, and names the option when it is unknown', async () => {
+    const owner = await gpu();
+    const ctx = await Context.create({ device: owner.device, tuning: { matmul: 'direct-scalar' } });
+    expect(ctx.tuning.matmul).to.equal('direct-scalar');
+    ctx.destroy();
+    await expectThrows(
+      () => Context.create({ device: owner.device, tuning: { matmul: 'fast' as 'tiled' } }),
+      /options\.tuning\.matmul is 'fast', expected 'tiled', 'direct' or 'direct-scalar'/,
+    );
+  });
 });

@@ -1,6 +1,6 @@
 // Host side of shaders/matmul.wgsl: C = alpha·op(A)·op(B) [+ alpha2·op(A2)·op(B2)] [+ beta·C].
 
-import type { Context } from '../runtime.js';
+import type { Context, Tuning } from '../runtime.js';
 import { f32 } from '../runtime.js';
 import type { Tensor } from '../tensor.js';
 import { PeftError, checkDim } from '../validate.js';
@@ -28,7 +28,7 @@ export interface MatmulArgs {
  * 16 bytes per load (entry `direct4`) when the contiguous dimensions are multiples of 4, else
  * falls back to scalar loads; 'direct-scalar' always uses scalar loads (kept for benchmarks).
  */
-export type MatmulVariant = 'direct' | 'direct-scalar' | 'tiled';
+export type MatmulVariant = Tuning['matmul'];
 
 /** Whether `direct4` can view A and B as vec4 arrays for these transposes and sizes. */
 function vec4Fits(M: number, N: number, K: number, transA: boolean, transB: boolean): boolean {
@@ -36,6 +36,11 @@ function vec4Fits(M: number, N: number, K: number, transA: boolean, transB: bool
   if (!transA && !transB) return K % 4 === 0 && N % 4 === 0;
   if (transA && !transB) return M % 4 === 0 && N % 4 === 0;
   return false;
+}
+
+/** The shader entry point matmul() picks for these sizes under ctx.tuning (exported for tests). */
+export function matmulEntry(ctx: Context, M: number, N: number, K: number, transA = false, transB = false): string {
+  return config(ctx, M, N, K, transA, transB, false).entry;
 }
 
 function config(
@@ -47,7 +52,7 @@ function config(
   transB: boolean,
   second: boolean,
 ): { entry: string; constants: Record<string, number | boolean>; tileM: number; tileN: number } {
-  const variant = ctx.tuning.matmul as MatmulVariant;
+  const variant = ctx.tuning.matmul;
   const wg = variant === 'tiled' ? 16 : 8;
   let entry = 'direct';
   if (variant === 'tiled') entry = 'main';
