@@ -491,7 +491,7 @@ describe('sbora bad input', () => {
     await expectThrows(() => sboraFaForward(ctx, { ...fa, idx: i3, x: X }), /'b' has shape \[6, 2\], expected \[m, r\] = \[6, 3\]/);
     // Shapes, dtypes, scale, aliasing.
     await expectThrows(() => sboraFaForward(ctx, { ...fa, x: G }), /'x' has shape \[3, 6\], expected \[T, n\] = \[3, 8\]/);
-    await expectThrows(() => sboraFbForward(ctx, { ...fb, a: B }), /'a' has shape \[6, 2\], expected \[r, n\] = \[2, 8\]/);
+    await expectThrows(() => sboraFbForward(ctx, { ...fb, a: B, x: X }), /'a' has shape \[6, 2\], expected \[r, n\] = \[2, 8\]/);
     await expectThrows(() => sboraFaForward(ctx, { ...fa, w0: X, x: X }), /'idx' indexes \[0, 8\)|'b' has shape/);
     await expectThrows(() => sboraFaForward(ctx, { ...fa, scale: NaN, x: X }), /'scale' must be a finite number, got NaN/);
     await expectThrows(() => sboraFaForward(ctx, { ...fa, x: X, y: ctx.tensor([T, n]) }), /'y' has shape \[3, 8\], expected \[T, m\] = \[3, 6\]/);

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { RUNNERS, runVectors } from '../src/vectors/index.js';
+import { RUNNERS, runVectors, type CaseResult } from '../src/vectors/index.js';
 import type { VectorFile } from '../src/vectors/types.js';
 import { gpu } from './helpers.js';
 
@@ -78,8 +78,9 @@ describe('vectors', () => {
     const ok = await cli(['vectors', EXAMPLES, '--out', join(dir, 'r.json'), '--check']);
     expect(ok.code, ok.stderr).to.equal(0);
     expect(ok.stdout).to.match(/lora-example y: \S+ ok/);
-    const result = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8')) as VectorFile & { cases: { status: string }[] };
-    expect(result.cases.map((c) => c.status)).to.include('ok');
+    const result = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8')) as { cases: CaseResult[] };
+    expect(result.cases.map((c) => c.status)).to.deep.equal(examples().cases.map(() => 'ok'));
+    expect(result.cases.find((c) => c.name === 'lora-example')?.outputs?.y.shape).to.deep.equal([3, 6]);
 
     const file = examples();
     file.cases = file.cases.filter((c) => c.params.method === 'lora');

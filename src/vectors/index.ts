@@ -26,7 +26,7 @@ export interface CaseResult extends VectorCase {
 }
 
 export interface RunReport {
-  result: VectorFile & { cases: CaseResult[] };
+  result: Omit<VectorFile, 'cases'> & { cases: CaseResult[] };
   failed: boolean;
   lines: string[];
 }
