@@ -99,7 +99,8 @@ function download(name: string, data: Uint8Array | string, type: string): void {
 function addRunRow(run: RunView, trainNames: Set<string>, shapes: CharLM['moduleShapes']): void {
   const r = run.result!;
   const tr = document.createElement('tr');
-  const cells = [run.label, String(r.r), String(r.trainable), r.msPerStep.toFixed(1), r.trainLoss.toFixed(4), r.validationLoss.toFixed(4)];
+  const rank = Object.values(r.deltaRank).join(' / ');
+  const cells = [run.label, String(r.r), String(r.trainable), rank, r.msPerStep.toFixed(1), r.trainLoss.toFixed(4), r.validationLoss.toFixed(4)];
   for (const c of cells) {
     const td = document.createElement('td');
     td.textContent = c;
@@ -198,8 +199,6 @@ async function main(): Promise<void> {
         {
           method, rank, scale: 2, blocks, steps, batch, lr, warmup: Math.round(steps / 10), minRatio: 0.1, clip: 1, seed: 1, logEvery: 5, temperature,
           onStage: (stage) => setStatus('running', `${label}: ${stage}…`),
-          // BoRA's merge kernel has been seen to hang under SwiftShader; the page does not need it.
-          measureRank: false,
         },
         (p) => {
           run.losses = p.losses.slice();

@@ -155,6 +155,8 @@ export class Context {
   #lostInfo: GPUDeviceLostInfo | null = null;
   #destroyed = false;
   #modules = new Map<string, GPUShaderModule>();
+  /** One getCompilationInfo per module: Chromium never settles a second call on the same module. */
+  #compiled = new Map<GPUShaderModule, Promise<string | null>>();
   #pipelines = new Map<string, Promise<GPUComputePipeline> | GPUComputePipeline>();
   #uniforms = new Map<string, GPUBuffer>();
   #scratch = new Map<string, Tensor>();
@@ -435,7 +437,16 @@ export class Context {
     return mod;
   }
 
-  async #compilationError(shader: string, mod: GPUShaderModule): Promise<string | null> {
+  #compilationError(shader: string, mod: GPUShaderModule): Promise<string | null> {
+    let checked = this.#compiled.get(mod);
+    if (!checked) {
+      checked = this.#readCompilationInfo(shader, mod);
+      this.#compiled.set(mod, checked);
+    }
+    return checked;
+  }
+
+  async #readCompilationInfo(shader: string, mod: GPUShaderModule): Promise<string | null> {
     const info = await mod.getCompilationInfo();
     const errors = info.messages.filter((m) => m.type === 'error');
     if (errors.length === 0) return null;

@@ -145,6 +145,23 @@ describe('e2e: in-browser fine-tuning demo in headless Chromium', function () {
     expect(adapter.config.method).to.equal('lora');
     expect(adapter.modules.h2.lora_B!.shape).to.deep.equal([128, 4]);
     expect(adapter.modules.h2.lora_B!.data.some((v) => v !== 0), 'B has been trained away from 0').to.equal(true);
+    expect(await page.locator('#runs tbody tr').first().locator('td').nth(3).textContent()).to.equal('4 / 4');
+
+    // A second run in the same page, with BoRA: its merge kernel is a second pipeline of a shader
+    // module already compiled, which hung in Chromium while the runtime asked the module for its
+    // compilation messages twice. The rank of ΔW (b·r = 32 for r = 4, b = 8) comes from that merge.
+    await page.selectOption('#method', 'bora');
+    await page.fill('#steps', '8');
+    await page.click('#start');
+    await page.waitForFunction(
+      () => { const d = (window as unknown as { __demo: DemoState }).__demo; return d.runs.length === 2 && ['done', 'error'].includes(d.status); },
+      undefined,
+      { timeout: 480_000, polling: 500 },
+    );
+    const after = await page.evaluate(() => (window as unknown as { __demo: DemoState }).__demo);
+    expect(after.status, `BoRA run ended with: ${after.message} ${errors.join('; ')}`).to.equal('done');
+    expect(after.runs[1].losses.length).to.equal(8);
+    expect(await page.locator('#runs tbody tr').nth(1).locator('td').nth(3).textContent()).to.equal('32 / 32');
     await page.close();
   });
 
