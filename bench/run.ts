@@ -5,7 +5,7 @@
 //   npm run bench                      quick: T=128, n=m=768, r=8, b=4 (a few minutes on lavapipe)
 //   npm run bench -- --full            n=m ∈ {768, 1024, 4096}, r ∈ {8, 16, 32}, b ∈ {4, 8, 16}
 //   options: --json FILE  --out DIR  --reps N  --warmup N  --methods lora,bora  --no-peers
-//            --T N --n N --r N --b N (one custom shape)  --no-progress  --list (print the shapes)
+//            --T N --n N --r N --b N (one custom shape)  --no-progress (plain lines)  --list (print the shapes)
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -144,11 +144,19 @@ async function main() {
     const ms = methods.filter((m) => !c.blockOnly || BLOCK_METHODS.has(m.method)).length;
     return sum + (c.matmul ? MATMUL_VARIANTS.length : 0) + ms * PHASES.length + (c.peers && !c.blockOnly ? peers.length * 5 : 0);
   }, 0);
-  const bar = o.progress
+  // A bar on a terminal; plain lines in logs and CI (and with --no-progress), so a long --full
+  // run still says where it is.
+  const bar = o.progress && process.stderr.isTTY
     ? new SingleBar({ format: 'bench {bar} {percentage}% | {value}/{total} | {task}', hideCursor: true, clearOnComplete: false, stream: process.stderr }, Presets.shades_classic)
     : null;
   bar?.start(total, 0, { task: 'starting' });
-  const tick = (task: string) => bar?.increment(1, { task });
+  let done = 0;
+  const benchStart = Date.now();
+  const tick = (task: string) => {
+    done++;
+    if (bar) bar.increment(1, { task });
+    else console.error(`bench [${done}/${total}] ${task} (${((Date.now() - benchStart) / 1000).toFixed(0)} s)`);
+  };
   const timing = { warmup: o.warmup, reps: o.reps };
   const rows: BenchRow[] = [];
   const checks: Check[] = [];
@@ -175,7 +183,7 @@ async function main() {
           medianMs: t.medianMs, minMs: t.minMs, maxMs: t.maxMs, flops: 2 * T * m * n, params: 0,
           bytes: (T * n + m * n + T * m) * 4, device, clock: t.clock, cpuMs: t.cpuMs ?? null, variant,
         });
-        tick(`matmul ${variant}`);
+        tick(`matmul ${variant} ${tag}`);
       }
       ctx.tuning.matmul = defaultVariant;
       x.destroy();
@@ -187,7 +195,7 @@ async function main() {
       if (cfg.blockOnly && !BLOCK_METHODS.has(method.method)) continue;
       const b = BLOCK_METHODS.has(method.method) ? sh.b! : null;
       if (method.supports && !method.supports(sh)) {
-        for (const _ of PHASES) tick(`${method.method} skipped`);
+        for (const _ of PHASES) tick(`${method.method} skipped ${tag}`);
         failures.push({ method: method.method, shape: sh, error: 'shape not supported by the method' });
         continue;
       }
@@ -198,7 +206,7 @@ async function main() {
       } catch (e) {
         failures.push({ method: method.method, shape: sh, error: (e as Error).message });
         log(bar, `${method.method} ${tag}: setup failed: ${(e as Error).message}`);
-        for (const _ of PHASES) tick(`${method.method} failed`);
+        for (const _ of PHASES) tick(`${method.method} failed ${tag}`);
         continue;
       }
       try {
@@ -206,7 +214,7 @@ async function main() {
           const enc = inst.encode[phase];
           bar?.update({ task: `${method.method} ${phase} ${tag}` });
           if (!enc) {
-            tick(`${method.method} ${phase} n/a`);
+            tick(`${method.method} ${phase} n/a ${tag}`);
             continue;
           }
           try {
@@ -220,7 +228,7 @@ async function main() {
             failures.push({ method: method.method, shape: sh, error: `${phase}: ${(e as Error).message}` });
             log(bar, `${method.method} ${phase} ${tag}: ${(e as Error).message}`);
           }
-          tick(`${method.method} ${phase}`);
+          tick(`${method.method} ${phase} ${tag}`);
         }
       } finally {
         inst.destroy();
@@ -252,7 +260,7 @@ async function main() {
             failures.push({ method: `${peer.impl}:${pm}`, shape: sh, error: `${pp}: ${(e as Error).message.split('\n')[0]}` });
             log(bar, `${peer.impl} ${pm} ${pp} ${tag}: ${(e as Error).message.split('\n')[0]}`);
           }
-          tick(`${peer.impl} ${pm} ${pp}`);
+          tick(`${peer.impl} ${pm} ${pp} ${tag}`);
         }
       }
     }
