@@ -27,7 +27,6 @@ override F_RN: bool = false;     // gather_mm: F stored [R, N] rather than [N, R
 override F_RK: bool = true;      // index_add_mm: F stored [R, K] rather than [K, R]
 override D_RN: bool = false;     // gather_outer: D stored [R, N] rather than [N, R]
 override LANES: u32 = 8u;
-override RB: u32 = 1u;        // gather_mm: row blocks per workgroup
 // Adapter dropout: 0 none; otherwise which operand carries the mask of X, per entry:
 //   gather_mm     1: the gathered SRC = X (FA forward)   2: the adapter term of C = dX (FB backward)
 //   index_add_mm  1: SRC = X (FB forward)                 2: the written elements of C = dX (FA backward)
@@ -75,55 +74,123 @@ fn keep(i: u32, mixed: u32) -> f32 {
   return select(0.0, P.keep_scale, pcg(i ^ mixed) >= P.threshold);
 }
 
+// gather_mm / gather_mm4: M rows, N columns, K = row length of SRC, RANK = r. The adapter path
+// alone (beta = 0), or its term added to a base product matmul.wgsl wrote (beta = 1).
+//
+// Its own layout (not the strip layout): every one of the M·N outputs is an r-deep dot product,
+// so at small r the cost is the loads and stores around the multiply-adds. A workgroup owns ROWS
+// rows and 4·LANES columns; each lane owns 4 consecutive columns j0..j0+3 and walks the rows. Its
+// 4 × r values of s·F and the r indices are loaded once into registers (QB ranks at a time) and
+// reused for every row, where the strip layout reloaded F for every block of 8 rows; per row a
+// lane reads the r gathered X[t, IDX[q]] (the same address in every lane), does r 4-wide
+// multiply-adds and writes its 4 outputs with one 16-byte store (gather_mm4, N % 4 == 0) or up
+// to 4 scalar stores (gather_mm). RANK is an override so the rank loops have constant trip counts
+// and unroll (guarded by `if`, not `break`), keeping fq in registers: a register array indexed by
+// a loop that does not unroll lives in per-lane scratch memory on lavapipe. Ranks past QB take
+// further passes that add into C. QB = 16 measured best on lavapipe: 32 was slower at r = 32
+// (the 32 vec4 spill), 8 slower at r = 16 to 32 (twice the passes over C).
+override RANK: u32 = 1u;
+override ROWS: u32 = 32u;      // rows per workgroup
+const QB: u32 = 16u;           // ranks held in registers per pass
+
+var<private> fq: array<vec4<f32>, QB>;  // s·F(j0 + c, q0 + q) in component c
+var<private> iq: array<u32, QB>;        // IDX[q0 + q]
+
 fn f_jq(j: u32, q: u32) -> f32 {
   if (F_RN) { return F[q * P.N + j]; }
-  return F[j * P.R + q];
+  return F[j * RANK + q];
 }
 
-// gather_mm: M rows (uniform), N columns (per lane), K = row length of SRC, R = rank. The adapter
-// path alone (beta = 0), or its term added to a base product matmul.wgsl wrote (beta = 1).
+// Loads ranks q0 .. q0 + qn of F for columns j0 .. j0 + 3 (clamped to N − 1: such columns are
+// never stored) and their indices.
+fn load_ranks(q0: u32, qn: u32, j0: u32) {
+  var cols: array<u32, 4>;
+  for (var c = 0u; c < 4u; c++) { cols[c] = min(j0 + c, P.N - 1u); }
+  for (var q = 0u; q < QB; q++) {
+    if (q < qn) {
+      iq[q] = IDX[q0 + q];
+      var f: vec4<f32>;
+      for (var c = 0u; c < 4u; c++) { f[c] = f_jq(cols[c], q0 + q); }
+      fq[q] = P.scale * f;
+    }
+  }
+}
+
+// s · Σ_q X[t, IDX[q]] · F(j0 + c, q) over the loaded ranks (FA's dropout masks the gathered X).
+fn gather_row(t: u32, qn: u32, mixed: u32) -> vec4<f32> {
+  let row = t * P.K;
+  var acc = vec4<f32>(0.0);
+  for (var q = 0u; q < QB; q++) {
+    if (q < qn) {
+      var a = SRC[row + iq[q]];
+      if (DROP == 1u) { a *= keep(row + iq[q], mixed); }
+      acc = fma(vec4<f32>(a), fq[q], acc);
+    }
+  }
+  return acc;
+}
+
+// The mask of the adapter term of C = dX (FB backward), at elements e .. e + 3.
+fn keep4(e: u32, mixed: u32) -> vec4<f32> {
+  return vec4<f32>(keep(e, mixed), keep(e + 1u, mixed), keep(e + 2u, mixed), keep(e + 3u, mixed));
+}
+
+// The workgroup's first row and the lane's first column; z = 1 past the grid.
+fn gather_tile(wid: vec3<u32>, nwg: vec3<u32>, lane: u32) -> vec3<u32> {
+  let tile = linear_workgroup(wid, nwg);
+  let row_tiles = (P.M + ROWS - 1u) / ROWS;
+  return vec3<u32>((tile / P.tiles_n) * ROWS, (tile % P.tiles_n) * (4u * LANES) + 4u * lane,
+                   select(0u, 1u, tile >= row_tiles * P.tiles_n));
+}
+
 @compute @workgroup_size(LANES)
 fn gather_mm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lane: u32) {
-  let o = strip_tile(wid, nwg, (P.M + RB - 1u) / RB);
+  let o = gather_tile(wid, nwg, lane);
   if (o.z != 0u) { return; }
-  var cols: array<u32, SC>;
-  for (var j = 0u; j < SC; j++) { cols[j] = min(o.y + lane + j * LANES, P.N - 1u); }
+  let t1 = min(o.x + ROWS, P.M);
   let mixed = pcg(P.seed);
-  // RB blocks of SR rows per workgroup: lavapipe pays per workgroup, and a block is only
-  // SR · SC · R multiply-adds per lane.
-  for (var rb = 0u; rb < RB; rb++) {
-    let row0 = o.x * RB + rb * SR;
-    if (row0 >= P.M) { break; }
-    // Edges are clamped for the loads and skipped at the store, so every lane stays active.
-    var rows: array<u32, SR>;
-    for (var i = 0u; i < SR; i++) { rows[i] = min(row0 + i, P.M - 1u) * P.K; }
-    // Zeroed explicitly: a declaration inside a loop is not reliably re-initialised per trip.
-    var ad: array<f32, SR * SC>;
-    for (var e = 0u; e < SR * SC; e++) { ad[e] = 0.0; }
-    // The adapter term: a gather (uniform address: IDX[q] is the same in every lane) in place of
-    // LoRA's whole A·X product.
-    for (var q = 0u; q < P.R; q++) {
-      let c = IDX[q];
-      var f: array<f32, SC>;
-      for (var j = 0u; j < SC; j++) { f[j] = P.scale * f_jq(cols[j], q); }
-      for (var i = 0u; i < SR; i++) {
-        var a = SRC[rows[i] + c];
-        // FA's dropout touches only the r gathered columns: no masked copy of X.
-        if (DROP == 1u) { a *= keep(rows[i] + c, mixed); }
-        for (var j = 0u; j < SC; j++) { ad[i * SC + j] = fma(a, f[j], ad[i * SC + j]); }
+  for (var q0 = 0u; q0 < RANK; q0 += QB) {
+    let qn = min(QB, RANK - q0);
+    load_ranks(q0, qn, o.y);
+    for (var t = o.x; t < t1; t++) {
+      var v = gather_row(t, qn, mixed);
+      // Lanes past N keep going (with clamped loads) and only skip their stores.
+      for (var c = 0u; c < 4u; c++) {
+        let col = o.y + c;
+        if (col < P.N) {
+          let at = t * P.N + col;
+          var w = v[c];
+          if (DROP == 2u) { w *= keep(at, mixed); }
+          if (q0 > 0u) { w += C[at]; } else if (P.beta != 0.0) { w += P.beta * C[at]; }
+          C[at] = w;
+        }
       }
     }
-    for (var i = 0u; i < SR; i++) {
-      let row = row0 + i;
-      for (var j = 0u; j < SC; j++) {
-        let col = o.y + lane + j * LANES;
-        if (row < P.M && col < P.N) {
-          var v = ad[i * SC + j];
-          if (DROP == 2u) { v *= keep(row * P.N + col, mixed); }
-          if (P.beta != 0.0) { v += P.beta * C[row * P.N + col]; }
-          C[row * P.N + col] = v;
-        }
+  }
+}
+
+@group(0) @binding(2) var<storage, read_write> C4: array<vec4<f32>>;
+
+@compute @workgroup_size(LANES)
+fn gather_mm4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lane: u32) {
+  let o = gather_tile(wid, nwg, lane);
+  if (o.z != 0u) { return; }
+  let t1 = min(o.x + ROWS, P.M);
+  let live = o.y < P.N;  // N % 4 == 0: all four columns or none
+  let n4 = P.N / 4u;
+  let mixed = pcg(P.seed);
+  for (var q0 = 0u; q0 < RANK; q0 += QB) {
+    let qn = min(QB, RANK - q0);
+    load_ranks(q0, qn, o.y);
+    for (var t = o.x; t < t1; t++) {
+      var v = gather_row(t, qn, mixed);
+      if (DROP == 2u) { v *= keep4(t * P.N + o.y, mixed); }
+      if (live) {
+        let at = t * n4 + o.y / 4u;
+        if (q0 > 0u) { v += C4[at]; } else if (P.beta != 0.0) { v += P.beta * C4[at]; }
+        C4[at] = v;
       }
     }
   }

@@ -99,17 +99,23 @@ function rowsOf(where: string, x: Tensor | undefined, name: string): number {
   return x.shape[0];
 }
 
-// sbora.wgsl's strip layout: a workgroup of LANES invocations owns SR uniform rows and
-// LANES·SC per-lane columns. Eight lanes fill one AVX2 vector on lavapipe; GPUs want wider groups.
+// sbora.wgsl's strip layout (index_add_mm, gather_outer): a workgroup of LANES invocations owns
+// SR uniform rows and LANES·SC per-lane columns. Eight lanes fill one AVX2 vector on lavapipe;
+// GPUs want wider groups. gather_mm has its own layout: ROWS rows and 4·LANES columns per
+// workgroup, 4 consecutive columns per lane.
 const SR = 8;
 const SC = 4;
 /**
- * Benchmark knobs: invocations per workgroup of the SBoRA kernels (default 8 on CPUs, 64 on GPUs)
- * and row blocks per workgroup of the gather kernel (default 4).
+ * Benchmark knobs: invocations per workgroup of the SBoRA kernels (default 8 under the CPU
+ * tunings, 64 under 'tiled') and rows per workgroup of the gather kernel (default 32 and 8).
  */
-export const sboraTuning: { lanes?: number; rowBlocks?: number } = {};
+export const sboraTuning: { lanes?: number; gatherRows?: number } = {};
+// The GPU layout goes with matmul's GPU tuning, so the tests reach both layouts on any device.
+function gpuLayout(ctx: Context): boolean {
+  return ctx.tuning.matmul === 'tiled';
+}
 function lanes(ctx: Context): number {
-  return sboraTuning.lanes ?? (ctx.adapterInfo.isCpu ? 8 : 64);
+  return sboraTuning.lanes ?? (gpuLayout(ctx) ? 64 : 8);
 }
 
 function grid(ctx: Context, uniformRows: number, laneCols: number): { LANES: number; tilesN: number; workgroups: number } {
@@ -146,18 +152,22 @@ interface GatherMM {
 }
 
 async function gatherMM(ctx: Context, enc: GPUCommandEncoder, g: GatherMM, label: string): Promise<void> {
-  // The adapter term is little work per block of rows: give each workgroup several.
-  const RB = sboraTuning.rowBlocks ?? 4;
-  const gr = grid(ctx, Math.ceil(g.M / RB), g.N);
-  const constants = { F_RN: g.fRN, LANES: gr.LANES, RB, ...dropConstants(g.drop) };
-  await ctx.prepare([{ shader: SHADER, entry: 'gather_mm', constants }]);
+  const L = lanes(ctx);
+  // Rows per workgroup: a lane loads its 4·r factor values once and reuses them for every row, so
+  // CPUs (which pay per workgroup) want many; GPUs want more workgroups.
+  const ROWS = sboraTuning.gatherRows ?? (gpuLayout(ctx) ? 8 : 32);
+  const tilesN = Math.ceil(g.N / (4 * L));
+  // 16-byte stores where every row of C starts on a multiple of 4 floats.
+  const entry = g.N % 4 === 0 ? 'gather_mm4' : 'gather_mm';
+  const constants = { F_RN: g.fRN, LANES: L, RANK: g.R, ROWS, ...dropConstants(g.drop) };
+  await ctx.prepare([{ shader: SHADER, entry, constants }]);
   ctx.dispatch(enc, {
     shader: SHADER,
-    entry: 'gather_mm',
+    entry,
     constants,
-    params: [g.M, g.N, g.K, g.R, g.K, f32(g.scale), f32(g.beta), gr.tilesN, ...dropParams(g.drop)],
+    params: [g.M, g.N, g.K, g.R, g.K, f32(g.scale), f32(g.beta), tilesN, ...dropParams(g.drop)],
     bindings: [g.idx.tensor, g.out, g.src, g.f],
-    workgroups: gr.workgroups,
+    workgroups: Math.ceil(g.M / ROWS) * tilesN,
     label,
   });
 }

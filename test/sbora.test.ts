@@ -23,12 +23,20 @@ import type { Tensor } from '../src/tensor.js';
 import { expectClose, expectThrows, gpu, rand } from './helpers.js';
 
 // [T, n, m, r]: none a multiple of the kernels' blocks (8 rows, 32 columns, 32-row groups), plus T = 1, r = 1.
+// The gather kernel (FA forward, FB backward dX) has a 16-byte-store entry for row lengths that
+// are multiples of 4 (m for FA, n for FB) and a scalar one otherwise, holds 16 ranks per pass
+// (r = 17, 33 take 2 and 3), and covers 32 rows (8 under 'tiled') by 32 columns (256).
 const SHAPES: [number, number, number, number][] = [
   [1, 37, 29, 1],
   [7, 37, 29, 5],
   [3, 8, 6, 2],
   [19, 29, 37, 16],
   [33, 70, 45, 9],
+  [1, 12, 36, 3],
+  [5, 23, 30, 8],
+  [36, 44, 64, 16],
+  [40, 24, 52, 17],
+  [9, 41, 37, 33],
 ];
 
 function release(...ts: (Tensor | IndexSet | undefined)[]): void {
@@ -554,13 +562,19 @@ describe('sbora adapter dropout', () => {
     expect(relativeError(finiteDifference(() => dot(ref.faForward(fa), g), x), ref.faBackward(fa).dx)).to.be.below(1e-6);
   });
 
-  for (const tuning of ['direct', 'tiled'] as Tuning['matmul'][]) {
-    it(`the kernels apply the mask in place of a masked copy of X (tuning '${tuning}')`, async () => {
+  // The second shape reaches the gather kernel's 16-byte-store entry and its second rank pass.
+  for (const [tuning, [T, n, m, r]] of [
+    ['direct', [9, 37, 29, 6]],
+    ['tiled', [9, 37, 29, 6]],
+    ['direct', [34, 40, 36, 18]],
+    ['tiled', [10, 40, 36, 18]],
+  ] as [Tuning['matmul'], number[]][]) {
+    it(`the kernels apply the mask in place of a masked copy of X (tuning '${tuning}', T=${T} n=${n} m=${m} r=${r})`, async () => {
       const ctx = await gpu();
       const saved = ctx.tuning.matmul;
       ctx.tuning.matmul = tuning;
       try {
-        const [T, n, m, r, s] = [9, 37, 29, 6, 1.25];
+        const s = 1.25;
         const dropout = { p: 0.3, seed: 1234 };
         const x = rand(T * n), w0 = rand(m * n), b = rand(m * r), a = rand(r * n), g = rand(T * m);
         const [X, W0, B, A, G] = [ctx.upload(x, [T, n]), ctx.upload(w0, [m, n]), ctx.upload(b, [m, r]), ctx.upload(a, [r, n]), ctx.upload(g, [T, m])];
