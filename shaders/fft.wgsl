@@ -1,0 +1,115 @@
+// Batched complex FFT of a power-of-two length n (host: src/ops/fft.ts; used by LoRMA_π,
+// docs/lorma.md). The data is laid out [element][batch]: element k of transform b is
+// fx[k·nb + b]. Each invocation runs one whole transform in place, so there is no workgroup
+// memory and no barrier; at every step all invocations touch the same element of neighbouring
+// transforms (contiguous words: vector loads on llvmpipe, coalesced on GPUs) and read the same
+// twiddle (uniform).
+//
+//   forward (INVERSE = false)  decimation in frequency: natural order in, bit-reversed order out,
+//                              X[k] = Σ_j x[j]·exp(−2πi·jk/n)
+//   inverse (INVERSE = true)   decimation in time: bit-reversed order in, natural order out,
+//                              x[j] = Σ_k X[k]·exp(+2πi·jk/n)  (not divided by n)
+//
+// So a forward transform, a pointwise product of spectra (all in the same bit-reversed order)
+// and an inverse transform need no permutation pass. Stages are radix 4 (two radix-2 stages
+// fused: half the passes over the data), with one radix-2 stage when log2(n) is odd (last for the
+// forward, first for the inverse), so the order of the outputs is that of the radix-2 algorithm.
+
+override INVERSE: bool = false;
+const WG: u32 = 64u;
+
+struct FftParams {
+  n: u32,
+  nb: u32,   // transforms
+}
+
+@group(0) @binding(0) var<uniform> FP: FftParams;
+@group(0) @binding(1) var<storage, read> tw: array<vec2<f32>>;           // tw[m] = exp(−2πi·m/n), m < n
+@group(0) @binding(2) var<storage, read_write> fx: array<vec2<f32>>;   // [n][nb]
+
+fn cmul(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+  return vec2<f32>(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
+}
+
+// a·conj(b)
+fn cmulc(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+  return vec2<f32>(a.x * b.x + a.y * b.y, a.y * b.x - a.x * b.y);
+}
+
+fn radix2(n: u32, nb: u32, b: u32) {
+  for (var s = 0u; s < n; s += 2u) {
+    let i0 = s * nb + b;
+    let x0 = fx[i0];
+    let x1 = fx[i0 + nb];
+    fx[i0] = x0 + x1;
+    fx[i0 + nb] = x0 - x1;
+  }
+}
+
+@compute @workgroup_size(WG)
+fn fft(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lidx: u32) {
+  let b = linear_workgroup(wid, nwg) * WG + lidx;
+  let n = FP.n;
+  let nb = FP.nb;
+  if (b >= nb) { return; }
+  let odd = (countTrailingZeros(n) & 1u) == 1u;
+  if (!INVERSE) {
+    // Block length L from n down to 4; twiddle w_L^m = tw[m·n/L].
+    var L = n;
+    var step = 1u;
+    while (L >= 4u) {
+      let Q = L / 4u;
+      let qs = Q * nb;
+      for (var s = 0u; s < n; s += L) {
+        for (var j = 0u; j < Q; j++) {
+          let i0 = (s + j) * nb + b;
+          let a0 = fx[i0];
+          let a1 = fx[i0 + qs];
+          let a2 = fx[i0 + 2u * qs];
+          let a3 = fx[i0 + 3u * qs];
+          let b0 = a0 + a2;
+          let b1 = a0 - a2;
+          let b2 = a1 + a3;
+          let d3 = a1 - a3;
+          let md3 = vec2<f32>(d3.y, -d3.x);   // −i·(a1 − a3)
+          fx[i0] = b0 + b2;
+          fx[i0 + qs] = cmul(b0 - b2, tw[2u * j * step]);
+          fx[i0 + 2u * qs] = cmul(b1 + md3, tw[j * step]);
+          fx[i0 + 3u * qs] = cmul(b1 - md3, tw[3u * j * step]);
+        }
+      }
+      L = Q;
+      step *= 4u;
+    }
+    if (odd) { radix2(n, nb, b); }
+  } else {
+    if (odd) { radix2(n, nb, b); }
+    var L = select(4u, 8u, odd);
+    var step = n / L;
+    while (L <= n) {
+      let Q = L / 4u;
+      let qs = Q * nb;
+      for (var s = 0u; s < n; s += L) {
+        for (var j = 0u; j < Q; j++) {
+          let i0 = (s + j) * nb + b;
+          let x0 = fx[i0];
+          let t1 = cmulc(fx[i0 + qs], tw[2u * j * step]);
+          let t2 = cmulc(fx[i0 + 2u * qs], tw[j * step]);
+          let t3 = cmulc(fx[i0 + 3u * qs], tw[3u * j * step]);
+          let a0 = x0 + t1;
+          let a1 = x0 - t1;
+          let p = t2 + t3;
+          let m = t2 - t3;
+          let im = vec2<f32>(-m.y, m.x);      // i·(t2 − t3)
+          fx[i0] = a0 + p;
+          fx[i0 + qs] = a1 + im;
+          fx[i0 + 2u * qs] = a0 - p;
+          fx[i0 + 3u * qs] = a1 - im;
+        }
+      }
+      L *= 4u;
+      step /= 4u;
+    }
+  }
+}

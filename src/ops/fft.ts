@@ -1,0 +1,75 @@
+// Host side of shaders/fft.wgsl: batched in-place complex FFTs of a power-of-two length n on data
+// laid out [element][batch] (element k of transform b at complex index k·nb + b, two f32 each).
+// The forward transform leaves its output in bit-reversed order and the inverse takes its input in
+// that order (see the shader), so forward → pointwise product → inverse needs no permutation.
+
+import type { Context } from '../runtime.js';
+import type { Tensor } from '../tensor.js';
+import { PeftError } from '../validate.js';
+
+const WG = 64;
+
+export function isPowerOfTwo(n: number): boolean {
+  return Number.isInteger(n) && n >= 1 && (n & (n - 1)) === 0;
+}
+
+/** The bit reversal of k < n (n a power of two): where the forward transform puts bin k. */
+export function bitReverse(k: number, n: number): number {
+  let r = 0;
+  for (let bit = 1, top = n >> 1; bit < n; bit <<= 1, top >>= 1) if (k & bit) r |= top;
+  return r;
+}
+
+// Twiddle tables are written once per scratch tensor (a released scratch comes back as a new one).
+const written = new WeakSet<Tensor>();
+
+/** tw[m] = exp(−2πi·m/n), m < n, rounded from float64: a scratch tensor [n, 2] of the context. */
+export function fftTwiddles(ctx: Context, n: number): Tensor {
+  const t = ctx.scratch('fft.twiddles', [n, 2]);
+  if (!written.has(t)) {
+    const v = new Float32Array(2 * n);
+    for (let m = 0; m < n; m++) {
+      v[2 * m] = Math.cos((2 * Math.PI * m) / n);
+      v[2 * m + 1] = -Math.sin((2 * Math.PI * m) / n);
+    }
+    ctx.write(t, v);
+    written.add(t);
+  }
+  return t;
+}
+
+export async function prepareFft(ctx: Context): Promise<void> {
+  await ctx.prepare([
+    { shader: 'fft', entry: 'fft', constants: { INVERSE: false } },
+    { shader: 'fft', entry: 'fft', constants: { INVERSE: true } },
+  ]);
+}
+
+/**
+ * Encodes nb transforms of length n in place on `data` (at least n·nb complex values, [n][nb]).
+ * Forward: natural order in, bit-reversed out, exp(−2πi·jk/n). Inverse: bit-reversed in, natural
+ * out, exp(+2πi·jk/n), not divided by n.
+ */
+export async function fftBatched(
+  ctx: Context,
+  enc: GPUCommandEncoder,
+  a: { data: Tensor; n: number; nb: number; inverse: boolean },
+): Promise<void> {
+  const { n, nb } = a;
+  if (!isPowerOfTwo(n)) throw new PeftError(`fft: length n = ${n} is not a power of two`);
+  if (!Number.isInteger(nb) || nb < 1) throw new PeftError(`fft: batch count ${nb} is not a positive integer`);
+  if (a.data.size < 2 * n * nb) {
+    throw new PeftError(`fft: '${a.data.label}' has ${a.data.size} floats, ${n} × ${nb} complex values need ${2 * n * nb}`);
+  }
+  await prepareFft(ctx);
+  const constants = { INVERSE: a.inverse };
+  ctx.dispatch(enc, {
+    shader: 'fft',
+    entry: 'fft',
+    constants,
+    params: [n, nb],
+    bindings: [fftTwiddles(ctx, n), a.data],
+    workgroups: Math.ceil(nb / WG),
+    label: `fft${a.inverse ? ' inverse' : ''} ${n}x${nb}`,
+  });
+}
