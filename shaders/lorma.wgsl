@@ -192,3 +192,238 @@ fn contract(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     Cda[e2] = select(Cda[e2], 0.0, CP.first == 1u) + sum;
   }
 }
+
+// ---------------------------------------------------------------- the FFT path (power-of-two d)
+//
+// π(BA) is a sum of r diagonally scaled circulants, M' = Σ_q diag(B[:, q])·C(A[q, :]), so with
+// C_q[t, i] = Σ_j A[q, j]·In[t, (i + j) mod d] (a cyclic correlation of In's row t with A's row q)
+//   mixᵀ    Out[t, i] = s·Σ_q B[i, q]·C_q[t, i]
+//   mix     Out[t, :] = s·Σ_q conv(H_q[t, :], A[q, :]),  H_q[t, i] = dOut[t, i]·B[i, q]
+//   dB[i, q] = s·Σ_t dOut[t, i]·C_q[t, i]     dA[q, :] = s·Σ_t corr(H_q[t, :], In[t, :])
+// and in the frequency domain (F the DFT of shaders/fft.wgsl, real rows):
+//   F(C_q,t) = conj(F A_q)·F In_t      F(dOut_t) = Σ_q F(H_q,t)·F A_q      F(dA_q) = Σ_t conj(F H_q,t)·F In_t
+// These entries are the pointwise steps between batched FFTs (src/lorma.ts, piFft*). Spectra are
+// [bin][batch] complex, bins in the bit-reversed order the forward FFT leaves them in. Two real
+// rows share one complex transform (x + i·y); `split` separates their spectra:
+//   F x[k] = (Z[k] + conj Z[−k]) / 2,   F y[k] = (Z[k] − conj Z[−k]) / 2i.
+// Pairs of factor rows: p = 0 .. np − 1 holds q = 2p (real part) and 2p + 1 (imaginary, zero when
+// 2p + 1 = r). The big spectra W are [bin][p·T + t].
+
+struct FftLormaParams {
+  T: u32,       // tokens (rows of In / dOut)
+  d: u32,
+  r: u32,
+  log2d: u32,
+  np: u32,      // ⌈r/2⌉
+  rows: u32,    // pack / split / unpack: rows of the real matrix
+  nbp: u32,     // pack / split / unpack: ⌈rows/2⌉ transforms
+  scale: f32,
+}
+
+@group(0) @binding(0) var<uniform> FQ: FftLormaParams;
+
+fn fq_rev(x: u32) -> u32 { return reverseBits(x) >> (32u - FQ.log2d); }
+
+// Storage position of bin −k, where position pos holds bin k = rev(pos).
+fn fq_partner(pos: u32) -> u32 { return fq_rev((FQ.d - fq_rev(pos)) & (FQ.d - 1u)); }
+
+fn fq_mul(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> { return vec2<f32>(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x); }
+// a·conj(b)
+fn fq_mulc(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> { return vec2<f32>(a.x * b.x + a.y * b.y, a.y * b.x - a.x * b.y); }
+fn fq_i(a: vec2<f32>) -> vec2<f32> { return vec2<f32>(-a.y, a.x); }
+// The spectra of x and y from Z = F(x + i·y) at k and −k.
+fn fq_re(z: vec2<f32>, zm: vec2<f32>) -> vec2<f32> { return 0.5 * vec2<f32>(z.x + zm.x, z.y - zm.y); }
+fn fq_im(z: vec2<f32>, zm: vec2<f32>) -> vec2<f32> { return 0.5 * vec2<f32>(z.y + zm.y, zm.x - z.x); }
+
+fn fq_index(wid: vec3<u32>, nwg: vec3<u32>, lidx: u32) -> u32 { return linear_workgroup(wid, nwg) * 64u + lidx; }
+
+// Z[j][u] = (R[2u, j], R[2u + 1, j]): rows of a real [rows, d] matrix, two per complex transform.
+@group(0) @binding(1) var<storage, read> pk_src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> pk_dst: array<vec2<f32>>;
+
+@compute @workgroup_size(64)
+fn fft_pack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lidx: u32) {
+  let e = fq_index(wid, nwg, lidx);
+  if (e >= FQ.d * FQ.nbp) { return; }
+  let u = e % FQ.nbp;
+  let j = e / FQ.nbp;
+  let r1 = 2u * u + 1u;
+  pk_dst[e] = vec2<f32>(pk_src[2u * u * FQ.d + j], select(0.0, pk_src[r1 * FQ.d + j], r1 < FQ.rows));
+}
+
+// S[bin][row] from the packed spectra Z[bin][u].
+@group(0) @binding(1) var<storage, read> sp_src: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read_write> sp_dst: array<vec2<f32>>;
+
+@compute @workgroup_size(64)
+fn fft_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lidx: u32) {
+  let e = fq_index(wid, nwg, lidx);
+  if (e >= FQ.d * FQ.nbp) { return; }
+  let u = e % FQ.nbp;
+  let pos = e / FQ.nbp;
+  let z = sp_src[e];
+  let zm = sp_src[fq_partner(pos) * FQ.nbp + u];
+  sp_dst[pos * FQ.rows + 2u * u] = fq_re(z, zm);
+  if (2u * u + 1u < FQ.rows) { sp_dst[pos * FQ.rows + 2u * u + 1u] = fq_im(z, zm); }
+}
+
+// Out[row, j] = scale·(Re or Im) Z[j][row / 2]: the inverse of fft_pack after an inverse FFT.
+@group(0) @binding(1) var<storage, read> up_src: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read_write> up_dst: array<f32>;
+
+@compute @workgroup_size(64)
+fn fft_unpack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lidx: u32) {
+  let e = fq_index(wid, nwg, lidx);
+  if (e >= FQ.rows * FQ.d) { return; }
+  let j = e % FQ.d;
+  let row = e / FQ.d;
+  let z = up_src[j * FQ.nbp + row / 2u];
+  up_dst[e] = FQ.scale * select(z.x, z.y, (row & 1u) == 1u);
+}
+
+// W[bin][p·T + t] = conj(F A_2p)·F In_t + i·conj(F A_2p+1)·F In_t: after an inverse FFT,
+// d·(C_2p[t, :] + i·C_2p+1[t, :]).
+@group(0) @binding(1) var<storage, read> cs_fa: array<vec2<f32>>;    // [d][r]
+@group(0) @binding(2) var<storage, read> cs_su: array<vec2<f32>>;    // [d][T]
+@group(0) @binding(3) var<storage, read_write> cs_w: array<vec2<f32>>;
+
+@compute @workgroup_size(64)
+fn fft_corr_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lidx: u32) {
+  let e = fq_index(wid, nwg, lidx);
+  let T = FQ.T;
+  if (e >= FQ.d * FQ.np * T) { return; }
+  let t = e % T;
+  let p = (e / T) % FQ.np;
+  let pos = e / (T * FQ.np);
+  let su = cs_su[pos * T + t];
+  var w = fq_mulc(su, cs_fa[pos * FQ.r + 2u * p]);
+  if (2u * p + 1u < FQ.r) { w += fq_i(fq_mulc(su, cs_fa[pos * FQ.r + 2u * p + 1u])); }
+  cs_w[e] = w;
+}
+
+// Out[t, i] = scale·Σ_q B[i, q]·C_q[t, i] from W = d·(C_2p + i·C_2p+1) (scale = s / d).
+@group(0) @binding(1) var<storage, read> mo_w: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read> mo_b: array<f32>;          // B [d, r]
+@group(0) @binding(3) var<storage, read_write> mo_out: array<f32>;  // [T, d]
+
+@compute @workgroup_size(64)
+fn fft_mix_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lidx: u32) {
+  let e = fq_index(wid, nwg, lidx);
+  let T = FQ.T;
+  if (e >= T * FQ.d) { return; }
+  let t = e % T;
+  let i = e / T;
+  let nb = FQ.np * T;
+  var acc = 0.0;
+  for (var p = 0u; p < FQ.np; p++) {
+    let w = mo_w[i * nb + p * T + t];
+    acc += mo_b[i * FQ.r + 2u * p] * w.x;
+    if (2u * p + 1u < FQ.r) { acc += mo_b[i * FQ.r + 2u * p + 1u] * w.y; }
+  }
+  mo_out[t * FQ.d + i] = FQ.scale * acc;
+}
+
+// W[i][p·T + t] = dOut[t, i]·(B[i, 2p] + i·B[i, 2p + 1]): H_2p + i·H_2p+1, to be transformed.
+@group(0) @binding(1) var<storage, read> ph_g: array<f32>;           // dOut [T, d]
+@group(0) @binding(2) var<storage, read> ph_b: array<f32>;           // B [d, r]
+@group(0) @binding(3) var<storage, read_write> ph_w: array<vec2<f32>>;
+
+@compute @workgroup_size(64)
+fn fft_pack_h(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lidx: u32) {
+  let e = fq_index(wid, nwg, lidx);
+  let T = FQ.T;
+  if (e >= FQ.d * FQ.np * T) { return; }
+  let t = e % T;
+  let p = (e / T) % FQ.np;
+  let i = e / (T * FQ.np);
+  let g = ph_g[t * FQ.d + i];
+  let q1 = 2u * p + 1u;
+  ph_w[e] = g * vec2<f32>(ph_b[i * FQ.r + 2u * p], select(0.0, ph_b[i * FQ.r + q1], q1 < FQ.r));
+}
+
+// From W = F(H_2p + i·H_2p+1) [bin][p·T + t]:
+//   du_spec  Z[bin][u] = D_2u + i·D_2u+1, D_t = Σ_q F H_q,t·F A_q (F of row t of s⁻¹·dIn)
+//   da_spec  Z[bin][p] = E_2p + i·E_2p+1, E_q = Σ_t conj(F H_q,t)·F In_t (F of s⁻¹·dA[q, :])
+@group(0) @binding(1) var<storage, read> ds_w: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read> ds_f: array<vec2<f32>>;     // du: F A [d][r]; da: F In [d][T]
+@group(0) @binding(3) var<storage, read_write> ds_out: array<vec2<f32>>;
+
+fn du_at(pos: u32, pm: u32, t: u32) -> vec2<f32> {
+  let T = FQ.T;
+  let nb = FQ.np * T;
+  var acc = vec2<f32>(0.0, 0.0);
+  for (var p = 0u; p < FQ.np; p++) {
+    let z = ds_w[pos * nb + p * T + t];
+    let zm = ds_w[pm * nb + p * T + t];
+    acc += fq_mul(fq_re(z, zm), ds_f[pos * FQ.r + 2u * p]);
+    if (2u * p + 1u < FQ.r) { acc += fq_mul(fq_im(z, zm), ds_f[pos * FQ.r + 2u * p + 1u]); }
+  }
+  return acc;
+}
+
+@compute @workgroup_size(64)
+fn fft_du_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lidx: u32) {
+  let e = fq_index(wid, nwg, lidx);
+  if (e >= FQ.d * FQ.nbp) { return; }
+  let u = e % FQ.nbp;
+  let pos = e / FQ.nbp;
+  let pm = fq_partner(pos);
+  var z = du_at(pos, pm, 2u * u);
+  if (2u * u + 1u < FQ.T) { z += fq_i(du_at(pos, pm, 2u * u + 1u)); }
+  ds_out[e] = z;
+}
+
+@compute @workgroup_size(64)
+fn fft_da_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lidx: u32) {
+  let e = fq_index(wid, nwg, lidx);
+  if (e >= FQ.d * FQ.np) { return; }
+  let T = FQ.T;
+  let nb = FQ.np * T;
+  let p = e % FQ.np;
+  let pos = e / FQ.np;
+  let pm = fq_partner(pos);
+  var e0 = vec2<f32>(0.0, 0.0);
+  var e1 = vec2<f32>(0.0, 0.0);
+  for (var t = 0u; t < T; t++) {
+    let z = ds_w[pos * nb + p * T + t];
+    let zm = ds_w[pm * nb + p * T + t];
+    let su = ds_f[pos * T + t];
+    e0 += fq_mulc(su, fq_re(z, zm));
+    e1 += fq_mulc(su, fq_im(z, zm));
+  }
+  ds_out[e] = e0 + fq_i(e1);
+}
+
+// dB[i, q] = scale·Σ_t dOut[t, i]·C_q[t, i] from W = d·(C_2p + i·C_2p+1) (scale = s / d).
+@group(0) @binding(1) var<storage, read> db_w: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read> db_g: array<f32>;           // dOut [T, d]
+@group(0) @binding(3) var<storage, read_write> db_out: array<f32>;   // dB [d, r]
+
+@compute @workgroup_size(64)
+fn fft_db(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lidx: u32) {
+  let e = fq_index(wid, nwg, lidx);
+  if (e >= FQ.d * FQ.np) { return; }
+  let T = FQ.T;
+  let nb = FQ.np * T;
+  let p = e % FQ.np;
+  let i = e / FQ.np;
+  var a0 = 0.0;
+  var a1 = 0.0;
+  for (var t = 0u; t < T; t++) {
+    let w = db_w[i * nb + p * T + t];
+    let g = db_g[t * FQ.d + i];
+    a0 += g * w.x;
+    a1 += g * w.y;
+  }
+  db_out[i * FQ.r + 2u * p] = FQ.scale * a0;
+  if (2u * p + 1u < FQ.r) { db_out[i * FQ.r + 2u * p + 1u] = FQ.scale * a1; }
+}

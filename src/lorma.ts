@@ -7,17 +7,22 @@
 //
 // plus / none   M − [I] has rank r, so the layer is a LoRA with A' = A W0 (pre) or B' = W0 B
 //               (post): X W0ᵀ is computed once and fused with the adapter term (see below).
-// pi            shaders/lorma.wgsl generates tiles of π(B A) on the fly; no d×d buffer is ever
-//               allocated (forward, backward or merge), the extra memory is O(d·r).
-//               forward   pre: U = X W0ᵀ, Y = s·U π(BA)ᵀ     post: V = s·X π(BA)ᵀ, Y = V W0ᵀ
+// pi            forward   pre: U = X W0ᵀ, Y = s·U π(BA)ᵀ     post: V = s·X π(BA)ᵀ, Y = V W0ᵀ
 //               backward  pre: dU = s·G π(BA), dX = dU W0   post: dV = G W0, dX = s·dV π(BA)
-//                         dA, dB from dP, contracted tile by tile (never stored)
+//               two ways to apply π(BA), chosen by lormaPiPath (ctx.tuning.lormaPi):
+//               fft    d a power of two: π(BA) = Σ_q diag(B[:, q])·circulant(A[q, :]), so each row
+//                      is r cyclic correlations, O(T·r·d log d) by batched FFTs (shaders/fft.wgsl)
+//                      and pointwise spectra kernels; extra memory O(T·r·d) (the spectra)
+//               tiles  any d: shaders/lorma.wgsl generates tiles of π(B A) on the fly, O(T·d²);
+//                      dA, dB from dP, contracted strip by strip (never stored); extra O(d·r)
+//               No d×d buffer is ever allocated (forward, backward or merge); the merge uses tiles.
 // merge         W' = M W0 or W0 M on the device (the output is the only m×n buffer)
 
 import type { Context } from './runtime.js';
 import { f32 } from './runtime.js';
 import type { Tensor } from './tensor.js';
 import { matmul } from './ops/matmul.js';
+import { fftBatched, isPowerOfTwo } from './ops/fft.js';
 import { kaimingUniform } from './random.js';
 import { PeftError, checkDim, checkDistinct, checkScale, checkTensor } from './validate.js';
 
@@ -144,6 +149,125 @@ async function piGrads(
   }
 }
 
+// ------------------------------------------------------------------ π by FFT (power-of-two d)
+
+/**
+ * Smallest power-of-two d for which ctx.tuning.lormaPi = 'auto' takes the FFT path (measured on
+ * lavapipe, docs/lorma.md).
+ */
+export const LORMA_FFT_MIN_D = 64;
+
+/**
+ * Which LoRMA_π kernels a layer of this d runs under ctx.tuning.lormaPi: 'fft' (r cyclic
+ * correlations per token, O(T·r·d log d)) needs d a power of two ≥ 2; 'tiles' (π(BA) generated
+ * tile by tile, O(T·d²)) takes any d. The merge always uses the tiles.
+ */
+export function lormaPiPath(ctx: Context, d: number): 'fft' | 'tiles' {
+  const mode = ctx.tuning.lormaPi ?? 'auto';
+  if (mode === 'tiles' || d < 2 || !isPowerOfTwo(d)) return 'tiles';
+  if (mode === 'fft') return 'fft';
+  return d >= LORMA_FFT_MIN_D ? 'fft' : 'tiles';
+}
+
+const FFT_ENTRIES = ['fft_pack', 'fft_split', 'fft_unpack', 'fft_corr_spec', 'fft_mix_out', 'fft_pack_h', 'fft_du_spec', 'fft_da_spec', 'fft_db'] as const;
+type FftEntry = (typeof FFT_ENTRIES)[number];
+
+interface FftDims {
+  T: number;
+  d: number;
+  r: number;
+  s: number;
+}
+
+function fftDispatch(
+  ctx: Context,
+  enc: GPUCommandEncoder,
+  entry: FftEntry,
+  dm: FftDims,
+  extra: { rows?: number; scale?: number },
+  bindings: Tensor[],
+  invocations: number,
+): void {
+  const { T, d, r } = dm;
+  const rows = extra.rows ?? 0;
+  const params = [T, d, r, Math.log2(d), Math.ceil(r / 2), rows, Math.ceil(rows / 2), f32(extra.scale ?? 1)];
+  ctx.dispatch(enc, { shader: 'lorma', entry, params, bindings, workgroups: Math.ceil(invocations / 64), label: `lorma.pi.${entry}` });
+}
+
+/** Spectra of A's rows, FA [d][r], and In's rows, FIn [d][T] (complex, bins bit-reversed). */
+async function fftSpectra(ctx: Context, enc: GPUCommandEncoder, dm: FftDims, input: Tensor, a: Tensor): Promise<{ fa: Tensor; fin: Tensor }> {
+  const { T, d, r } = dm;
+  await ctx.prepare(FFT_ENTRIES.map((entry) => ({ shader: 'lorma', entry })));
+  const np = Math.ceil(r / 2);
+  const nbt = Math.ceil(T / 2);
+  const pa = ctx.scratch('lorma.fft.pa', [d, np, 2]);
+  const fa = ctx.scratch('lorma.fft.fa', [d, r, 2]);
+  const pin = ctx.scratch('lorma.fft.pin', [d, nbt, 2]);
+  const fin = ctx.scratch('lorma.fft.fin', [d, T, 2]);
+  for (const [src, rows, packed, spec] of [
+    [a, r, pa, fa],
+    [input, T, pin, fin],
+  ] as const) {
+    const nbp = Math.ceil(rows / 2);
+    fftDispatch(ctx, enc, 'fft_pack', dm, { rows }, [src, packed], d * nbp);
+    await fftBatched(ctx, enc, { data: packed, n: d, nb: nbp, inverse: false });
+    fftDispatch(ctx, enc, 'fft_split', dm, { rows }, [packed, spec], d * nbp);
+  }
+  return { fa, fin };
+}
+
+/** W = d·(C_2p + i·C_2p+1) [d][⌈r/2⌉·T], C_q[t, i] = Σ_j A[q, j]·In[t, (i + j) mod d]. */
+async function fftCorrelations(ctx: Context, enc: GPUCommandEncoder, dm: FftDims, fa: Tensor, fin: Tensor): Promise<Tensor> {
+  const { T, d, r } = dm;
+  const nb = Math.ceil(r / 2) * T;
+  const w = ctx.scratch('lorma.fft.w', [d, nb, 2]);
+  fftDispatch(ctx, enc, 'fft_corr_spec', dm, {}, [fa, fin, w], d * nb);
+  await fftBatched(ctx, enc, { data: w, n: d, nb, inverse: true });
+  return w;
+}
+
+/** out = s·In·π(BA)ᵀ by r cyclic correlations per row of In (the forward mixing). */
+async function piFftMixT(ctx: Context, enc: GPUCommandEncoder, a: { input: Tensor; b: Tensor; a: Tensor; out: Tensor; T: number; d: number; r: number; s: number }): Promise<void> {
+  const dm = { T: a.T, d: a.d, r: a.r, s: a.s };
+  const { fa, fin } = await fftSpectra(ctx, enc, dm, a.input, a.a);
+  const w = await fftCorrelations(ctx, enc, dm, fa, fin);
+  fftDispatch(ctx, enc, 'fft_mix_out', dm, { scale: a.s / a.d }, [w, a.b, a.out], a.T * a.d);
+}
+
+/**
+ * The backward of out = s·In·π(BA)ᵀ for dOut: dIn = s·dOut·π(BA) (r convolutions per row), and
+ * dA, dB from (In, dOut). Extra memory: the spectra W [d][⌈r/2⌉·T] complex and FIn [d][T].
+ */
+async function piFftBackward(
+  ctx: Context,
+  enc: GPUCommandEncoder,
+  a: { input: Tensor; dOut: Tensor; b: Tensor; a: Tensor; dIn: Tensor; da: Tensor; db: Tensor; T: number; d: number; r: number; s: number },
+): Promise<void> {
+  const { T, d, r, s } = a;
+  const dm = { T, d, r, s };
+  const np = Math.ceil(r / 2);
+  const nb = np * T;
+  const nbt = Math.ceil(T / 2);
+  const { fa, fin } = await fftSpectra(ctx, enc, dm, a.input, a.a);
+  // W = F(H_2p + i·H_2p+1), H_q[t, i] = dOut[t, i]·B[i, q].
+  const w = ctx.scratch('lorma.fft.w', [d, nb, 2]);
+  fftDispatch(ctx, enc, 'fft_pack_h', dm, {}, [a.dOut, a.b, w], d * nb);
+  await fftBatched(ctx, enc, { data: w, n: d, nb, inverse: false });
+  // dIn: Σ_q F H_q·F A_q per row, two rows per inverse transform (pin is free again).
+  const zin = ctx.scratch('lorma.fft.pin', [d, nbt, 2]);
+  fftDispatch(ctx, enc, 'fft_du_spec', dm, { rows: T }, [w, fa, zin], d * nbt);
+  await fftBatched(ctx, enc, { data: zin, n: d, nb: nbt, inverse: true });
+  fftDispatch(ctx, enc, 'fft_unpack', dm, { rows: T, scale: s / d }, [zin, a.dIn], T * d);
+  // dA: Σ_t conj(F H_q,t)·F In_t per q, two rows per inverse transform (pa is free again).
+  const za = ctx.scratch('lorma.fft.pa', [d, np, 2]);
+  fftDispatch(ctx, enc, 'fft_da_spec', dm, {}, [w, fin, za], d * np);
+  await fftBatched(ctx, enc, { data: za, n: d, nb: np, inverse: true });
+  fftDispatch(ctx, enc, 'fft_unpack', dm, { rows: r, scale: s / d }, [za, a.da], r * d);
+  // dB: the correlations C_q again (into W, no longer needed), contracted with dOut over tokens.
+  const wc = await fftCorrelations(ctx, enc, dm, fa, fin);
+  fftDispatch(ctx, enc, 'fft_db', dm, { scale: s / d }, [wc, a.dOut, a.db], d * np);
+}
+
 // ------------------------------------------------------------------ plus and none: an effective LoRA
 
 // With M = s·B A (+ I), the layer is LoRA with one factor folded through W0:
@@ -234,15 +358,18 @@ export async function lormaForward(
   const u = pi && pre ? (p.u ?? ctx.tensor([T, m], 'f32', 'lorma.u')) : undefined;
   const z = pi ? undefined : (p.z ?? ctx.tensor([T, r], 'f32', 'lorma.z'));
   checkDistinct(where, { y, u, z, x: p.x, w0: p.w0, a: p.a, b: p.b });
+  const fft = pi && lormaPiPath(ctx, d) === 'fft';
   await ctx.encode(opts.encoder, async (enc) => {
     if (!pi) {
       await lowRankForward(ctx, enc, p, dm, p.x, y, z!);
     } else if (pre) {
       await matmul(ctx, { a: p.x, b: p.w0, c: u!, M: T, N: m, K: n, transB: true }, enc);
-      await piMix(ctx, enc, { input: u!, b: p.b, a: p.a, out: y, M: T, d, r, s: p.scale, trans: true });
+      if (fft) await piFftMixT(ctx, enc, { input: u!, b: p.b, a: p.a, out: y, T, d, r, s: p.scale });
+      else await piMix(ctx, enc, { input: u!, b: p.b, a: p.a, out: y, M: T, d, r, s: p.scale, trans: true });
     } else {
       const v = ctx.scratch('lorma.v', [T, n]);
-      await piMix(ctx, enc, { input: p.x, b: p.b, a: p.a, out: v, M: T, d, r, s: p.scale, trans: true });
+      if (fft) await piFftMixT(ctx, enc, { input: p.x, b: p.b, a: p.a, out: v, T, d, r, s: p.scale });
+      else await piMix(ctx, enc, { input: p.x, b: p.b, a: p.a, out: v, M: T, d, r, s: p.scale, trans: true });
       await matmul(ctx, { a: v, b: p.w0, c: y, M: T, N: m, K: n, transB: true }, enc);
     }
   });
@@ -279,6 +406,7 @@ export async function lormaBackward(
   const da = p.da ? checkTensor(where, 'da', p.da, [r, d], '[r, d]') : ctx.tensor([r, d], 'f32', 'lorma.da');
   const db = p.db ? checkTensor(where, 'db', p.db, [d, r], '[d, r]') : ctx.tensor([d, r], 'f32', 'lorma.db');
   checkDistinct(where, { dx, da, db, x: p.x, g: p.g, w0: p.w0, a: p.a, b: p.b, u: p.u, z: p.z });
+  const fft = dm.inflation === 'pi' && lormaPiPath(ctx, d) === 'fft';
   await ctx.encode(opts.encoder, async (enc) => {
     if (dm.inflation !== 'pi') {
       await lowRankBackward(ctx, enc, p, dm, { x: p.x, g: p.g, z: p.z, dx, da, db });
@@ -290,15 +418,23 @@ export async function lormaBackward(
         await matmul(ctx, { a: p.x, b: p.w0, c: u, M: T, N: m, K: n, transB: true }, enc);
       }
       const du = ctx.scratch('lorma.du', [T, m]);
-      await piMix(ctx, enc, { input: p.g, b: p.b, a: p.a, out: du, M: T, d, r, s: p.scale, trans: false });
-      await piGrads(ctx, enc, { input: u, dOut: p.g, b: p.b, a: p.a, da, db, T, d, r, s: p.scale });
+      if (fft) {
+        await piFftBackward(ctx, enc, { input: u, dOut: p.g, b: p.b, a: p.a, dIn: du, da, db, T, d, r, s: p.scale });
+      } else {
+        await piMix(ctx, enc, { input: p.g, b: p.b, a: p.a, out: du, M: T, d, r, s: p.scale, trans: false });
+        await piGrads(ctx, enc, { input: u, dOut: p.g, b: p.b, a: p.a, da, db, T, d, r, s: p.scale });
+      }
       await matmul(ctx, { a: du, b: p.w0, c: dx, M: T, N: n, K: m }, enc);
     } else {
       // dV = G W0, dX = s·dV π(BA), dA, dB from (X, dV).
       const dv = ctx.scratch('lorma.dv', [T, n]);
       await matmul(ctx, { a: p.g, b: p.w0, c: dv, M: T, N: n, K: m }, enc);
-      await piMix(ctx, enc, { input: dv, b: p.b, a: p.a, out: dx, M: T, d, r, s: p.scale, trans: false });
-      await piGrads(ctx, enc, { input: p.x, dOut: dv, b: p.b, a: p.a, da, db, T, d, r, s: p.scale });
+      if (fft) {
+        await piFftBackward(ctx, enc, { input: p.x, dOut: dv, b: p.b, a: p.a, dIn: dx, da, db, T, d, r, s: p.scale });
+      } else {
+        await piMix(ctx, enc, { input: dv, b: p.b, a: p.a, out: dx, M: T, d, r, s: p.scale, trans: false });
+        await piGrads(ctx, enc, { input: p.x, dOut: dv, b: p.b, a: p.a, da, db, T, d, r, s: p.scale });
+      }
     }
   });
   return { dx, da, db };

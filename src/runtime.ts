@@ -46,6 +46,12 @@ export interface ContextOptions {
 export interface Tuning {
   /** 'direct-scalar' is 'direct' without 16-byte loads, kept to compare the two in bench/. */
   matmul: 'tiled' | 'direct' | 'direct-scalar';
+  /**
+   * LoRMA_π's forward and backward: 'fft' (cyclic correlations, O(T·r·d log d), d a power of two),
+   * 'tiles' (π(BA) generated tile by tile, any d) or 'auto' (fft when d is a power of two from
+   * LORMA_FFT_MIN_D up). See lormaPiPath in src/lorma.ts.
+   */
+  lormaPi: 'auto' | 'tiles' | 'fft';
 }
 
 /** What one allocation by the package looked like; see Context.allocations. */
@@ -171,7 +177,7 @@ export class Context {
   private constructor(device: GPUDevice, info: DeviceDescription, root: unknown, owns: boolean, tuning?: Partial<Tuning>) {
     this.device = device;
     this.adapterInfo = info;
-    this.tuning = { matmul: info.isCpu ? 'direct' : 'tiled', ...tuning };
+    this.tuning = { matmul: info.isCpu ? 'direct' : 'tiled', lormaPi: 'auto', ...tuning };
     this.features = new Set(device.features as unknown as Iterable<string>);
     this.limits = device.limits;
     this.#root = root;
@@ -195,6 +201,10 @@ export class Context {
     const variant = options.tuning?.matmul;
     if (variant !== undefined && !['tiled', 'direct', 'direct-scalar'].includes(variant)) {
       throw new PeftError(`Context.create: options.tuning.matmul is '${variant}', expected 'tiled', 'direct' or 'direct-scalar'`);
+    }
+    const pi = options.tuning?.lormaPi;
+    if (pi !== undefined && !['auto', 'tiles', 'fft'].includes(pi)) {
+      throw new PeftError(`Context.create: options.tuning.lormaPi is '${pi}', expected 'auto', 'tiles' or 'fft'`);
     }
     if (options.device) {
       const info = describe((options.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo);

@@ -3,7 +3,8 @@
 // differences, the inits (M = I), the no-d×d-buffer guarantee of π, the rank of ΔW, bad input.
 
 import { expect } from 'chai';
-import { lormaBackward, lormaForward, lormaInit, lormaMerge, type Inflation, type Order } from '../src/lorma.js';
+import { LORMA_FFT_MIN_D, lormaBackward, lormaForward, lormaInit, lormaMerge, lormaPiPath, type Inflation, type Order } from '../src/lorma.js';
+import { Context, type Tuning } from '../src/runtime.js';
 import * as ref from '../src/reference/lorma.js';
 import { dot, finiteDifference, matmul as refMatmul, relativeError, toF64 } from '../src/reference/linalg.js';
 import { numericalRank } from '../src/rank.js';
@@ -125,6 +126,106 @@ describe('lorma kernels against the float64 reference', () => {
   });
 });
 
+/** Runs `fn` with ctx.tuning.lormaPi set, restoring the shared context's setting afterwards. */
+async function withPiPath<T>(path: Tuning['lormaPi'], fn: () => Promise<T>): Promise<T> {
+  const ctx = await gpu();
+  const saved = ctx.tuning.lormaPi;
+  ctx.tuning.lormaPi = path;
+  try {
+    return await fn();
+  } finally {
+    ctx.tuning.lormaPi = saved;
+  }
+}
+
+// The FFT path (power-of-two d): f32 FFTs of length d round once per radix-2 stage, so the error of
+// a correlation grows like ε·log2(d) of the output's scale (ε = 6e-8); the pointwise products and
+// the sums over r and T add a few roundings more. Measured: at most 6e-7 of max |expected| for
+// d ≤ 256. The shared F32_TOL, 2e-5 of max |expected|, keeps 30× margin and fails on any misplaced
+// bin, twiddle or pair (errors of order 1).
+describe('lorma π by FFT (power-of-two d) against the float64 reference', () => {
+  for (const order of ORDERS) {
+    for (const d of [8, 64, 256]) {
+      for (const T of [1, 19]) {
+        for (const r of [1, 3, 8]) {
+          it(`${order} d=${d} T=${T} r=${r}: forward, backward (dX, dA, dB) and merge`, () =>
+            withPiPath('fft', async () => {
+              const other = order === 'pre' ? 13 : 11;
+              const [n, m] = order === 'pre' ? [other, d] : [d, other];
+              const { ctx, host, dev, free } = await setup(T, n, m, r, order);
+              expect(lormaPiPath(ctx, d)).to.equal('fft');
+              const scale = 1.5;
+              const refArgs = { T, n, m, r, scale, inflation: 'pi' as const, order, x: host.x, w0: host.w0, a: host.a, b: host.b };
+              const p = { w0: dev.w0, a: dev.a, b: dev.b, scale, inflation: 'pi' as const, order };
+              const fwd = await lormaForward(ctx, { ...p, x: dev.x });
+              expectClose(await ctx.read(fwd.y), ref.lormaForward(refArgs), 'y');
+              const expected = ref.lormaBackward({ ...refArgs, g: host.g });
+              for (const reuse of order === 'pre' ? [true, false] : [false]) {
+                const grads = await lormaBackward(ctx, { ...p, x: dev.x, g: dev.g, u: reuse ? fwd.u : undefined });
+                const how = reuse ? 'forward state given' : 'recomputed';
+                expectClose(await ctx.read(grads.dx), expected.dx, `dx (${how})`);
+                expectClose(await ctx.read(grads.da), expected.da, `da (${how})`);
+                expectClose(await ctx.read(grads.db), expected.db, `db (${how})`);
+                Object.values(grads).forEach((t) => t.destroy());
+              }
+              const merged = await lormaMerge(ctx, p);
+              expectClose(await ctx.read(merged), ref.lormaMerge(refArgs), 'merged');
+              for (const t of [fwd.y, fwd.u, merged]) t?.destroy();
+              free();
+            }));
+        }
+      }
+    }
+  }
+
+  it('the FFT and tile paths agree at d = 128 (pre, T = 70, r = 5), and a second call reuses the spectra scratch', async () => {
+    const [T, n, m, r] = [70, 24, 128, 5];
+    const { ctx, dev, free } = await setup(T, n, m, r, 'pre');
+    const p = { w0: dev.w0, a: dev.a, b: dev.b, scale: 2, inflation: 'pi' as const };
+    const run = async () => {
+      const { y, u } = await lormaForward(ctx, { ...p, x: dev.x });
+      const g = await lormaBackward(ctx, { ...p, x: dev.x, g: dev.g, u });
+      const out = { y: await ctx.read(y), dx: await ctx.read(g.dx), da: await ctx.read(g.da), db: await ctx.read(g.db) };
+      for (const t of [y, u, g.dx, g.da, g.db]) t?.destroy();
+      return out;
+    };
+    const tiles = await withPiPath('tiles', async () => {
+      expect(lormaPiPath(ctx, m)).to.equal('tiles');
+      return run();
+    });
+    for (let k = 0; k < 2; k++) {
+      const fft = await withPiPath('fft', run);
+      for (const key of ['y', 'dx', 'da', 'db'] as const) expectClose(fft[key], tiles[key], `${key} (fft vs tiles, call ${k + 1})`);
+    }
+    free();
+  });
+
+  it("ctx.tuning.lormaPi: 'auto' takes the FFT for a power-of-two d from LORMA_FFT_MIN_D, the tiles otherwise; 'fft' falls back to tiles for other d", async () => {
+    const ctx = await gpu();
+    await withPiPath('auto', async () => {
+      expect(lormaPiPath(ctx, LORMA_FFT_MIN_D)).to.equal('fft');
+      expect(lormaPiPath(ctx, 1024)).to.equal('fft');
+      expect(lormaPiPath(ctx, LORMA_FFT_MIN_D / 2)).to.equal('tiles');
+      expect(lormaPiPath(ctx, 96)).to.equal('tiles');
+    });
+    await withPiPath('fft', async () => {
+      expect(lormaPiPath(ctx, 8)).to.equal('fft');
+      expect(lormaPiPath(ctx, 37)).to.equal('tiles');
+      expect(lormaPiPath(ctx, 1)).to.equal('tiles');
+    });
+    await withPiPath('tiles', async () => expect(lormaPiPath(ctx, 1024)).to.equal('tiles'));
+    for (const [tuning, want] of [[{}, 'auto'], [{ lormaPi: 'tiles' }, 'tiles']] as const) {
+      const other = await Context.create({ device: ctx.device, tuning });
+      expect(other.tuning.lormaPi).to.equal(want);
+      other.destroy();
+    }
+    await expectThrows(
+      () => Context.create({ device: ctx.device, tuning: { lormaPi: 'dense' as 'fft' } }),
+      /options\.tuning\.lormaPi is 'dense', expected 'auto', 'tiles' or 'fft'/,
+    );
+  });
+});
+
 describe('lorma reference gradients against central finite differences', () => {
   for (const inflation of INFLATIONS) {
     for (const order of ORDERS) {
@@ -207,11 +308,14 @@ describe('lorma inits', () => {
 });
 
 describe('lorma π never allocates a d×d buffer', () => {
+  // tiles: d = 96 > T and n-or-m, so W0 [m, n], U, the dM' strip [d, 48] and W' all stay below d·d.
+  // fft: d = 128; the spectra W [d, ⌈r/2⌉·T] complex (12 288 floats) and F In [d, T] complex too.
+  for (const [path, d] of [['tiles', 96], ['fft', 128]] as const) {
   for (const order of ORDERS) {
-    it(`${order}: forward, backward and merge allocate nothing of d·d floats or more`, async () => {
+    it(`${order}, ${path}: forward, backward and merge allocate nothing of d·d floats or more`, () => withPiPath(path, async () => {
       const ctx = await gpu();
-      // d = 96 > T and n-or-m, so W0 [m, n], U, the dM' strip [d, 48] and W' all stay below d·d.
-      const [T, d, other, r] = [24, 96, 40, 4];
+      expect(lormaPiPath(ctx, d)).to.equal(path);
+      const [T, other, r] = [24, 40, 4];
       const [n, m] = order === 'pre' ? [other, d] : [d, other];
       const host = { x: rand(T * n), w0: rand(m * n, 0.5), a: rand(r * d, 0.5), b: rand(d * r, 0.5), g: rand(T * m) };
       const dev = {
@@ -243,8 +347,10 @@ describe('lorma π never allocates a d×d buffer', () => {
       expect(seen.length, 'the calls allocate their outputs and scratch').to.be.above(3);
       const big = seen.filter((rec) => rec.bytes >= d * d * 4);
       expect(big, `buffers of d·d = ${d * d} floats or more: ${big.map((b) => `${b.label} [${b.shape}]`).join(', ')}`).to.deep.equal([]);
+      if (path === 'fft') expect(seen.map((rec) => rec.label), 'the FFT path ran').to.include('scratch lorma.fft.w');
       Object.values(dev).forEach((t) => t.destroy());
-    });
+    }));
+  }
   }
 });
 

@@ -15,6 +15,7 @@ export const METHOD_TABLE: readonly [string, string, string][] = [
   ['sbora-fb', './sbora.js', 'sboraFb'],
   ['lorma-plus', './lorma.js', 'lormaPlus'],
   ['lorma-pi', './lorma.js', 'lormaPi'],
+  ['lorma-pi-tiles', './lorma.js', 'lormaPiTiles'],
 ];
 
 export interface Unavailable {

@@ -2,9 +2,9 @@
 // dX = G W0) that LoRMA_π's ratio is taken against. LoRMA₊'s is taken against LoRA.
 
 import { matmul } from '../../src/ops/matmul.js';
-import { lormaBackward, lormaForward, lormaInit, type Inflation } from '../../src/lorma.js';
+import { lormaBackward, lormaForward, lormaInit, lormaPiPath, type Inflation } from '../../src/lorma.js';
 import { kaimingUniform, uniform } from '../../src/random.js';
-import type { Context } from '../../src/runtime.js';
+import type { Context, Tuning } from '../../src/runtime.js';
 import type { BenchInstance, BenchMethod, BenchShape } from './types.js';
 
 /** Largest single buffer a setup allocated, for the "no d×d buffer" check beside the timings. */
@@ -12,7 +12,8 @@ export interface LormaBenchInstance extends BenchInstance {
   largestAllocation: { label: string; bytes: number; shape?: readonly number[] };
 }
 
-async function setup(ctx: Context, inflation: Inflation, { T, n, m, r }: BenchShape): Promise<LormaBenchInstance> {
+/** With `piPath`, the LoRMA_π kernels are forced ('tiles' or 'fft') while this method encodes. */
+async function setup(ctx: Context, inflation: Inflation, { T, n, m, r }: BenchShape, piPath?: Tuning['lormaPi']): Promise<LormaBenchInstance> {
   const before = ctx.allocations.liveBytes;
   const d = m;
   const scale = 2;
@@ -35,8 +36,18 @@ async function setup(ctx: Context, inflation: Inflation, { T, n, m, r }: BenchSh
   const stop = ctx.onAllocate((rec) => {
     if (rec.bytes > largest.bytes) largest = rec;
   });
-  const forward = async (enc: GPUCommandEncoder) => void (await lormaForward(ctx, { ...p, x, y, u, z }, { encoder: enc }));
-  const backward = async (enc: GPUCommandEncoder) => void (await lormaBackward(ctx, { ...p, x, g, u, z, dx, da, db }, { encoder: enc }));
+  const withPath = async (fn: () => Promise<unknown>) => {
+    const saved = ctx.tuning.lormaPi;
+    if (piPath) ctx.tuning.lormaPi = piPath;
+    try {
+      await fn();
+    } finally {
+      ctx.tuning.lormaPi = saved;
+    }
+  };
+  const forward = (enc: GPUCommandEncoder) => withPath(() => lormaForward(ctx, { ...p, x, y, u, z }, { encoder: enc }));
+  const backward = (enc: GPUCommandEncoder) => withPath(() => lormaBackward(ctx, { ...p, x, g, u, z, dx, da, db }, { encoder: enc }));
+  const fft = inflation === 'pi' && (piPath === 'fft' || (piPath !== 'tiles' && lormaPiPath(ctx, d) === 'fft'));
   try {
     // Run once so scratch buffers exist before counting bytes.
     await ctx.encode(undefined, async (enc) => {
@@ -50,11 +61,18 @@ async function setup(ctx: Context, inflation: Inflation, { T, n, m, r }: BenchSh
   const base = 2 * m * n * T;
   // KERNELS.md: plus adds 4mrT forward (X A'ᵀ, Z Bᵀ) and 2mnr for A' = A W0; backward G B, H A',
   // dB, dA' (8mrT) and 4mnr for A' again and dA = dA' W0ᵀ.
-  // pi: the d×d mixing is 2d²T plus generating π(BA) tiles, 2d²r per BM = 64 tokens; backward
-  // does it twice (dU through π(BA)ᵀ, and dP) plus the dP contractions 4d²r.
-  const tilesT = Math.ceil(T / 64);
-  const adapterFwd = inflation === 'pi' ? 2 * d * d * T + 2 * d * d * r * tilesT : 4 * d * r * T + 2 * m * n * r;
-  const adapterBwd = inflation === 'pi' ? 4 * d * d * T + 2 * d * d * r * tilesT + 4 * d * d * r : 8 * d * r * T + 4 * m * n * r;
+  // pi, tiles: the d×d mixing is 2d²T plus generating π(BA) tiles, 2d²r per BM = 128 tokens;
+  // backward does it twice (dU through π(BA)ᵀ, and dP) plus the dP contractions 4d²r.
+  // pi, fft: a complex FFT of length d is 5·d·log2 d flops; two real rows share one. Forward:
+  // ⌈r/2⌉T + T/2 transforms (C_q, In's rows), 8drT pointwise; backward twice ⌈r/2⌉T (H_q, C_q)
+  // + T (In's rows, dU) transforms, about 24drT pointwise (products, dA over tokens, dB).
+  const tilesT = Math.ceil(T / 128);
+  const fftFlops = 5 * d * Math.log2(d);
+  const np = Math.ceil(r / 2);
+  const piFwd = fft ? (np * T + T / 2) * fftFlops + 8 * d * r * T : 2 * d * d * T + 2 * d * d * r * tilesT;
+  const piBwd = fft ? (2 * np * T + T) * fftFlops + 24 * d * r * T : 4 * d * d * T + 2 * d * d * r * tilesT + 4 * d * d * r;
+  const adapterFwd = inflation === 'pi' ? piFwd : 4 * d * r * T + 2 * m * n * r;
+  const adapterBwd = inflation === 'pi' ? piBwd : 8 * d * r * T + 4 * m * n * r;
   return {
     encode: {
       forward,
@@ -79,9 +97,16 @@ export const lormaPlus: BenchMethod = {
   setup: (ctx, shape) => setup(ctx, 'plus', shape),
 };
 
+/** LoRMA_π as the context chooses (ctx.tuning.lormaPi, 'auto': FFTs at d = 1024). */
 export const lormaPi: BenchMethod = {
   method: 'lorma-pi',
   setup: (ctx, shape) => setup(ctx, 'pi', shape),
+};
+
+/** LoRMA_π with π(BA) generated tile by tile (the path for d not a power of two), to compare. */
+export const lormaPiTiles: BenchMethod = {
+  method: 'lorma-pi-tiles',
+  setup: (ctx, shape) => setup(ctx, 'pi', shape, 'tiles'),
 };
 
 /** The frozen layer alone: Y = X W0ᵀ forward, dX = G W0 backward (W0 gets no gradient). */
