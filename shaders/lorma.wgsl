@@ -207,7 +207,8 @@ fn contract(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 // rows share one complex transform (x + i·y); `split` separates their spectra:
 //   F x[k] = (Z[k] + conj Z[−k]) / 2,   F y[k] = (Z[k] − conj Z[−k]) / 2i.
 // Pairs of factor rows: p = 0 .. np − 1 holds q = 2p (real part) and 2p + 1 (imaginary, zero when
-// 2p + 1 = r). The big spectra W are [bin][p·T + t].
+// 2p + 1 = r). The big spectra W are [bin][p·T + t]. Every buffer the FFT transforms has rows of a
+// padded stride (ws for W, ps for the packed rows; src/ops/fft.ts fftStride).
 
 struct FftLormaParams {
   T: u32,       // tokens (rows of In / dOut)
@@ -218,6 +219,8 @@ struct FftLormaParams {
   rows: u32,    // pack / split / unpack: rows of the real matrix
   nbp: u32,     // pack / split / unpack: ⌈rows/2⌉ transforms
   scale: f32,
+  ws: u32,      // row stride of W (complex values)
+  ps: u32,      // row stride of the packed rows (pack, split, unpack, du_spec's and da_spec's outputs)
 }
 
 @group(0) @binding(0) var<uniform> FQ: FftLormaParams;
@@ -235,93 +238,90 @@ fn fq_i(a: vec2<f32>) -> vec2<f32> { return vec2<f32>(-a.y, a.x); }
 fn fq_re(z: vec2<f32>, zm: vec2<f32>) -> vec2<f32> { return 0.5 * vec2<f32>(z.x + zm.x, z.y - zm.y); }
 fn fq_im(z: vec2<f32>, zm: vec2<f32>) -> vec2<f32> { return 0.5 * vec2<f32>(z.y + zm.y, zm.x - z.x); }
 
-fn fq_index(wid: vec3<u32>, nwg: vec3<u32>, lidx: u32) -> u32 { return linear_workgroup(wid, nwg) * 64u + lidx; }
+// Indices come from the workgroup grid (x: 64 lanes of the fastest index, y and z the others)
+// or, for a product with d, from shifts and masks: llvmpipe has no vector integer division, and
+// a division by a uniform value is eight scalar ones per SIMD instruction.
+fn fq_lin(wid: vec3<u32>, nwg: vec3<u32>, lidx: u32) -> u32 { return linear_workgroup(wid, nwg) * 64u + lidx; }
 
 // Z[j][u] = (R[2u, j], R[2u + 1, j]): rows of a real [rows, d] matrix, two per complex transform.
+// Grid (⌈nbp/64⌉, d).
 @group(0) @binding(1) var<storage, read> pk_src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> pk_dst: array<vec2<f32>>;
 
 @compute @workgroup_size(64)
-fn fft_pack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) lidx: u32) {
-  let e = fq_index(wid, nwg, lidx);
-  if (e >= FQ.d * FQ.nbp) { return; }
-  let u = e % FQ.nbp;
-  let j = e / FQ.nbp;
+fn fft_pack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+  let u = wid.x * 64u + lidx;
+  if (u >= FQ.nbp) { return; }
+  let j = wid.y;
   let r1 = 2u * u + 1u;
-  pk_dst[e] = vec2<f32>(pk_src[2u * u * FQ.d + j], select(0.0, pk_src[r1 * FQ.d + j], r1 < FQ.rows));
+  pk_dst[j * FQ.ps + u] = vec2<f32>(pk_src[2u * u * FQ.d + j], select(0.0, pk_src[r1 * FQ.d + j], r1 < FQ.rows));
 }
 
-// S[bin][row] from the packed spectra Z[bin][u].
+// S[bin][row] from the packed spectra Z[bin][u]. Grid (⌈nbp/64⌉, d).
 @group(0) @binding(1) var<storage, read> sp_src: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read_write> sp_dst: array<vec2<f32>>;
 
 @compute @workgroup_size(64)
-fn fft_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) lidx: u32) {
-  let e = fq_index(wid, nwg, lidx);
-  if (e >= FQ.d * FQ.nbp) { return; }
-  let u = e % FQ.nbp;
-  let pos = e / FQ.nbp;
-  let z = sp_src[e];
-  let zm = sp_src[fq_partner(pos) * FQ.nbp + u];
+fn fft_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+  let u = wid.x * 64u + lidx;
+  if (u >= FQ.nbp) { return; }
+  let pos = wid.y;
+  let z = sp_src[pos * FQ.ps + u];
+  let zm = sp_src[fq_partner(pos) * FQ.ps + u];
   sp_dst[pos * FQ.rows + 2u * u] = fq_re(z, zm);
   if (2u * u + 1u < FQ.rows) { sp_dst[pos * FQ.rows + 2u * u + 1u] = fq_im(z, zm); }
 }
 
 // Out[row, j] = scale·(Re or Im) Z[j][row / 2]: the inverse of fft_pack after an inverse FFT.
+// One invocation per output, j fastest.
 @group(0) @binding(1) var<storage, read> up_src: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read_write> up_dst: array<f32>;
 
 @compute @workgroup_size(64)
 fn fft_unpack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lidx: u32) {
-  let e = fq_index(wid, nwg, lidx);
+  let e = fq_lin(wid, nwg, lidx);
   if (e >= FQ.rows * FQ.d) { return; }
-  let j = e % FQ.d;
-  let row = e / FQ.d;
-  let z = up_src[j * FQ.nbp + row / 2u];
+  let j = e & (FQ.d - 1u);
+  let row = e >> FQ.log2d;
+  let z = up_src[j * FQ.ps + (row >> 1u)];
   up_dst[e] = FQ.scale * select(z.x, z.y, (row & 1u) == 1u);
 }
 
 // W[bin][p·T + t] = conj(F A_2p)·F In_t + i·conj(F A_2p+1)·F In_t: after an inverse FFT,
-// d·(C_2p[t, :] + i·C_2p+1[t, :]).
+// d·(C_2p[t, :] + i·C_2p+1[t, :]). Grid (⌈T/64⌉, np, d).
 @group(0) @binding(1) var<storage, read> cs_fa: array<vec2<f32>>;    // [d][r]
 @group(0) @binding(2) var<storage, read> cs_su: array<vec2<f32>>;    // [d][T]
 @group(0) @binding(3) var<storage, read_write> cs_w: array<vec2<f32>>;
 
 @compute @workgroup_size(64)
-fn fft_corr_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) lidx: u32) {
-  let e = fq_index(wid, nwg, lidx);
+fn fft_corr_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let T = FQ.T;
-  if (e >= FQ.d * FQ.np * T) { return; }
-  let t = e % T;
-  let p = (e / T) % FQ.np;
-  let pos = e / (T * FQ.np);
+  let t = wid.x * 64u + lidx;
+  if (t >= T) { return; }
+  let p = wid.y;
+  let pos = wid.z;
   let su = cs_su[pos * T + t];
   var w = fq_mulc(su, cs_fa[pos * FQ.r + 2u * p]);
   if (2u * p + 1u < FQ.r) { w += fq_i(fq_mulc(su, cs_fa[pos * FQ.r + 2u * p + 1u])); }
-  cs_w[e] = w;
+  cs_w[pos * FQ.ws + p * T + t] = w;
 }
 
 // Out[t, i] = scale·Σ_q B[i, q]·C_q[t, i] from W = d·(C_2p + i·C_2p+1) (scale = s / d).
+// Grid (⌈T/64⌉, d).
 @group(0) @binding(1) var<storage, read> mo_w: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read> mo_b: array<f32>;          // B [d, r]
 @group(0) @binding(3) var<storage, read_write> mo_out: array<f32>;  // [T, d]
 
 @compute @workgroup_size(64)
-fn fft_mix_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) lidx: u32) {
-  let e = fq_index(wid, nwg, lidx);
+fn fft_mix_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let T = FQ.T;
-  if (e >= T * FQ.d) { return; }
-  let t = e % T;
-  let i = e / T;
-  let nb = FQ.np * T;
+  let t = wid.x * 64u + lidx;
+  if (t >= T) { return; }
+  let i = wid.y;
   var acc = 0.0;
   for (var p = 0u; p < FQ.np; p++) {
-    let w = mo_w[i * nb + p * T + t];
+    let w = mo_w[i * FQ.ws + p * T + t];
     acc += mo_b[i * FQ.r + 2u * p] * w.x;
     if (2u * p + 1u < FQ.r) { acc += mo_b[i * FQ.r + 2u * p + 1u] * w.y; }
   }
@@ -329,22 +329,21 @@ fn fft_mix_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 }
 
 // W[i][p·T + t] = dOut[t, i]·(B[i, 2p] + i·B[i, 2p + 1]): H_2p + i·H_2p+1, to be transformed.
+// Grid (⌈T/64⌉, np, d).
 @group(0) @binding(1) var<storage, read> ph_g: array<f32>;           // dOut [T, d]
 @group(0) @binding(2) var<storage, read> ph_b: array<f32>;           // B [d, r]
 @group(0) @binding(3) var<storage, read_write> ph_w: array<vec2<f32>>;
 
 @compute @workgroup_size(64)
-fn fft_pack_h(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_index) lidx: u32) {
-  let e = fq_index(wid, nwg, lidx);
+fn fft_pack_h(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let T = FQ.T;
-  if (e >= FQ.d * FQ.np * T) { return; }
-  let t = e % T;
-  let p = (e / T) % FQ.np;
-  let i = e / (T * FQ.np);
+  let t = wid.x * 64u + lidx;
+  if (t >= T) { return; }
+  let p = wid.y;
+  let i = wid.z;
   let g = ph_g[t * FQ.d + i];
   let q1 = 2u * p + 1u;
-  ph_w[e] = g * vec2<f32>(ph_b[i * FQ.r + 2u * p], select(0.0, ph_b[i * FQ.r + q1], q1 < FQ.r));
+  ph_w[i * FQ.ws + p * T + t] = g * vec2<f32>(ph_b[i * FQ.r + 2u * p], select(0.0, ph_b[i * FQ.r + q1], q1 < FQ.r));
 }
 
 // From W = F(H_2p + i·H_2p+1) [bin][p·T + t]:
@@ -356,7 +355,7 @@ fn fft_pack_h(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 
 fn du_at(pos: u32, pm: u32, t: u32) -> vec2<f32> {
   let T = FQ.T;
-  let nb = FQ.np * T;
+  let nb = FQ.ws;
   var acc = vec2<f32>(0.0, 0.0);
   for (var p = 0u; p < FQ.np; p++) {
     let z = ds_w[pos * nb + p * T + t];
@@ -367,28 +366,28 @@ fn du_at(pos: u32, pm: u32, t: u32) -> vec2<f32> {
   return acc;
 }
 
+// Grid (⌈nbp/64⌉, d), nbp = ⌈T/2⌉.
 @compute @workgroup_size(64)
-fn fft_du_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) lidx: u32) {
-  let e = fq_index(wid, nwg, lidx);
-  if (e >= FQ.d * FQ.nbp) { return; }
-  let u = e % FQ.nbp;
-  let pos = e / FQ.nbp;
+fn fft_du_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+  let u = wid.x * 64u + lidx;
+  if (u >= FQ.nbp) { return; }
+  let pos = wid.y;
   let pm = fq_partner(pos);
   var z = du_at(pos, pm, 2u * u);
   if (2u * u + 1u < FQ.T) { z += fq_i(du_at(pos, pm, 2u * u + 1u)); }
-  ds_out[e] = z;
+  ds_out[pos * FQ.ps + u] = z;
 }
 
+// One invocation per (p, bin), bin fastest.
 @compute @workgroup_size(64)
 fn fft_da_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lidx: u32) {
-  let e = fq_index(wid, nwg, lidx);
+  let e = fq_lin(wid, nwg, lidx);
   if (e >= FQ.d * FQ.np) { return; }
   let T = FQ.T;
-  let nb = FQ.np * T;
-  let p = e % FQ.np;
-  let pos = e / FQ.np;
+  let nb = FQ.ws;
+  let pos = e & (FQ.d - 1u);
+  let p = e >> FQ.log2d;
   let pm = fq_partner(pos);
   var e0 = vec2<f32>(0.0, 0.0);
   var e1 = vec2<f32>(0.0, 0.0);
@@ -399,10 +398,11 @@ fn fft_da_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     e0 += fq_mulc(su, fq_re(z, zm));
     e1 += fq_mulc(su, fq_im(z, zm));
   }
-  ds_out[e] = e0 + fq_i(e1);
+  ds_out[pos * FQ.ps + p] = e0 + fq_i(e1);
 }
 
 // dB[i, q] = scale·Σ_t dOut[t, i]·C_q[t, i] from W = d·(C_2p + i·C_2p+1) (scale = s / d).
+// One invocation per (p, i), i fastest.
 @group(0) @binding(1) var<storage, read> db_w: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read> db_g: array<f32>;           // dOut [T, d]
 @group(0) @binding(3) var<storage, read_write> db_out: array<f32>;   // dB [d, r]
@@ -410,12 +410,12 @@ fn fft_da_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 @compute @workgroup_size(64)
 fn fft_db(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lidx: u32) {
-  let e = fq_index(wid, nwg, lidx);
+  let e = fq_lin(wid, nwg, lidx);
   if (e >= FQ.d * FQ.np) { return; }
   let T = FQ.T;
-  let nb = FQ.np * T;
-  let p = e % FQ.np;
-  let i = e / FQ.np;
+  let nb = FQ.ws;
+  let i = e & (FQ.d - 1u);
+  let p = e >> FQ.log2d;
   var a0 = 0.0;
   var a1 = 0.0;
   for (var t = 0u; t < T; t++) {

@@ -22,7 +22,7 @@ import type { Context } from './runtime.js';
 import { f32 } from './runtime.js';
 import type { Tensor } from './tensor.js';
 import { matmul } from './ops/matmul.js';
-import { fftBatched, isPowerOfTwo } from './ops/fft.js';
+import { fftBatched, fftStride, isPowerOfTwo } from './ops/fft.js';
 import { kaimingUniform } from './random.js';
 import { PeftError, checkDim, checkDistinct, checkScale, checkTensor } from './validate.js';
 
@@ -164,7 +164,8 @@ export const LORMA_FFT_MIN_D = 64;
  */
 export function lormaPiPath(ctx: Context, d: number): 'fft' | 'tiles' {
   const mode = ctx.tuning.lormaPi ?? 'auto';
-  if (mode === 'tiles' || d < 2 || !isPowerOfTwo(d)) return 'tiles';
+  // d is a workgroup-grid dimension of the spectra kernels.
+  if (mode === 'tiles' || d < 2 || !isPowerOfTwo(d) || d > ctx.limits.maxComputeWorkgroupsPerDimension) return 'tiles';
   if (mode === 'fft') return 'fft';
   return d >= LORMA_FFT_MIN_D ? 'fft' : 'tiles';
 }
@@ -179,6 +180,11 @@ interface FftDims {
   s: number;
 }
 
+/**
+ * `grid`: [invocations of the fastest index, then the other indices] — the first is split into
+ * workgroups of 64 (x), the others are the y and z workgroup counts; a single number is a 1-D
+ * count of invocations.
+ */
 function fftDispatch(
   ctx: Context,
   enc: GPUCommandEncoder,
@@ -186,12 +192,15 @@ function fftDispatch(
   dm: FftDims,
   extra: { rows?: number; scale?: number },
   bindings: Tensor[],
-  invocations: number,
+  grid: number | [number, number, number?],
 ): void {
   const { T, d, r } = dm;
   const rows = extra.rows ?? 0;
-  const params = [T, d, r, Math.log2(d), Math.ceil(r / 2), rows, Math.ceil(rows / 2), f32(extra.scale ?? 1)];
-  ctx.dispatch(enc, { shader: 'lorma', entry, params, bindings, workgroups: Math.ceil(invocations / 64), label: `lorma.pi.${entry}` });
+  const np = Math.ceil(r / 2);
+  const nbp = Math.ceil(rows / 2);
+  const params = [T, d, r, Math.log2(d), np, rows, nbp, f32(extra.scale ?? 1), fftStride(np * T), fftStride(nbp)];
+  const workgroups: number | [number, number, number] = typeof grid === 'number' ? Math.ceil(grid / 64) : [Math.ceil(grid[0] / 64), grid[1], grid[2] ?? 1];
+  ctx.dispatch(enc, { shader: 'lorma', entry, params, bindings, workgroups, label: `lorma.pi.${entry}` });
 }
 
 /** Spectra of A's rows, FA [d][r], and In's rows, FIn [d][T] (complex, bins bit-reversed). */
@@ -200,38 +209,53 @@ async function fftSpectra(ctx: Context, enc: GPUCommandEncoder, dm: FftDims, inp
   await ctx.prepare(FFT_ENTRIES.map((entry) => ({ shader: 'lorma', entry })));
   const np = Math.ceil(r / 2);
   const nbt = Math.ceil(T / 2);
-  const pa = ctx.scratch('lorma.fft.pa', [d, np, 2]);
+  const pa = ctx.scratch('lorma.fft.pa', [d, fftStride(np), 2]);
   const fa = ctx.scratch('lorma.fft.fa', [d, r, 2]);
-  const pin = ctx.scratch('lorma.fft.pin', [d, nbt, 2]);
+  const pin = ctx.scratch('lorma.fft.pin', [d, fftStride(nbt), 2]);
   const fin = ctx.scratch('lorma.fft.fin', [d, T, 2]);
   for (const [src, rows, packed, spec] of [
     [a, r, pa, fa],
     [input, T, pin, fin],
   ] as const) {
     const nbp = Math.ceil(rows / 2);
-    fftDispatch(ctx, enc, 'fft_pack', dm, { rows }, [src, packed], d * nbp);
-    await fftBatched(ctx, enc, { data: packed, n: d, nb: nbp, inverse: false });
-    fftDispatch(ctx, enc, 'fft_split', dm, { rows }, [packed, spec], d * nbp);
+    fftDispatch(ctx, enc, 'fft_pack', dm, { rows }, [src, packed], [nbp, d]);
+    await fftBatched(ctx, enc, { data: packed, n: d, nb: nbp, stride: fftStride(nbp), inverse: false });
+    fftDispatch(ctx, enc, 'fft_split', dm, { rows }, [packed, spec], [nbp, d]);
   }
   return { fa, fin };
 }
 
-/** W = d·(C_2p + i·C_2p+1) [d][⌈r/2⌉·T], C_q[t, i] = Σ_j A[q, j]·In[t, (i + j) mod d]. */
-async function fftCorrelations(ctx: Context, enc: GPUCommandEncoder, dm: FftDims, fa: Tensor, fin: Tensor): Promise<Tensor> {
+/**
+ * The shape of the FFT path's correlations C (see lormaForward's `c`): [d, fftStride(⌈r/2⌉·T), 2],
+ * ⌈r/2⌉·T complex values per row padded a little (src/ops/fft.ts).
+ */
+export function lormaCorrelationsShape(T: number, d: number, r: number): [number, number, number] {
+  return [d, fftStride(Math.ceil(r / 2) * T), 2];
+}
+
+/**
+ * W = d·(C_2p + i·C_2p+1) [d][⌈r/2⌉·T] complex, C_q[t, i] = Σ_j A[q, j]·In[t, (i + j) mod d], into
+ * `into` (the caller's `c`) or a scratch tensor.
+ */
+async function fftCorrelations(ctx: Context, enc: GPUCommandEncoder, dm: FftDims, fa: Tensor, fin: Tensor, into?: Tensor): Promise<Tensor> {
   const { T, d, r } = dm;
   const nb = Math.ceil(r / 2) * T;
-  const w = ctx.scratch('lorma.fft.w', [d, nb, 2]);
-  fftDispatch(ctx, enc, 'fft_corr_spec', dm, {}, [fa, fin, w], d * nb);
-  await fftBatched(ctx, enc, { data: w, n: d, nb, inverse: true });
+  const w = into ?? ctx.scratch('lorma.fft.w', lormaCorrelationsShape(T, d, r));
+  fftDispatch(ctx, enc, 'fft_corr_spec', dm, {}, [fa, fin, w], [T, Math.ceil(r / 2), d]);
+  await fftBatched(ctx, enc, { data: w, n: d, nb, stride: fftStride(nb), inverse: true });
   return w;
 }
 
 /** out = s·In·π(BA)ᵀ by r cyclic correlations per row of In (the forward mixing). */
-async function piFftMixT(ctx: Context, enc: GPUCommandEncoder, a: { input: Tensor; b: Tensor; a: Tensor; out: Tensor; T: number; d: number; r: number; s: number }): Promise<void> {
+async function piFftMixT(
+  ctx: Context,
+  enc: GPUCommandEncoder,
+  a: { input: Tensor; b: Tensor; a: Tensor; out: Tensor; c?: Tensor; T: number; d: number; r: number; s: number },
+): Promise<void> {
   const dm = { T: a.T, d: a.d, r: a.r, s: a.s };
   const { fa, fin } = await fftSpectra(ctx, enc, dm, a.input, a.a);
-  const w = await fftCorrelations(ctx, enc, dm, fa, fin);
-  fftDispatch(ctx, enc, 'fft_mix_out', dm, { scale: a.s / a.d }, [w, a.b, a.out], a.T * a.d);
+  const w = await fftCorrelations(ctx, enc, dm, fa, fin, a.c);
+  fftDispatch(ctx, enc, 'fft_mix_out', dm, { scale: a.s / a.d }, [w, a.b, a.out], [a.T, a.d]);
 }
 
 /**
@@ -241,7 +265,7 @@ async function piFftMixT(ctx: Context, enc: GPUCommandEncoder, a: { input: Tenso
 async function piFftBackward(
   ctx: Context,
   enc: GPUCommandEncoder,
-  a: { input: Tensor; dOut: Tensor; b: Tensor; a: Tensor; dIn: Tensor; da: Tensor; db: Tensor; T: number; d: number; r: number; s: number },
+  a: { input: Tensor; dOut: Tensor; b: Tensor; a: Tensor; dIn: Tensor; da: Tensor; db: Tensor; c?: Tensor; T: number; d: number; r: number; s: number },
 ): Promise<void> {
   const { T, d, r, s } = a;
   const dm = { T, d, r, s };
@@ -250,21 +274,22 @@ async function piFftBackward(
   const nbt = Math.ceil(T / 2);
   const { fa, fin } = await fftSpectra(ctx, enc, dm, a.input, a.a);
   // W = F(H_2p + i·H_2p+1), H_q[t, i] = dOut[t, i]·B[i, q].
-  const w = ctx.scratch('lorma.fft.w', [d, nb, 2]);
-  fftDispatch(ctx, enc, 'fft_pack_h', dm, {}, [a.dOut, a.b, w], d * nb);
-  await fftBatched(ctx, enc, { data: w, n: d, nb, inverse: false });
+  const w = ctx.scratch('lorma.fft.w', lormaCorrelationsShape(T, d, r));
+  fftDispatch(ctx, enc, 'fft_pack_h', dm, {}, [a.dOut, a.b, w], [T, np, d]);
+  await fftBatched(ctx, enc, { data: w, n: d, nb, stride: fftStride(nb), inverse: false });
   // dIn: Σ_q F H_q·F A_q per row, two rows per inverse transform (pin is free again).
-  const zin = ctx.scratch('lorma.fft.pin', [d, nbt, 2]);
-  fftDispatch(ctx, enc, 'fft_du_spec', dm, { rows: T }, [w, fa, zin], d * nbt);
-  await fftBatched(ctx, enc, { data: zin, n: d, nb: nbt, inverse: true });
+  const zin = ctx.scratch('lorma.fft.pin', [d, fftStride(nbt), 2]);
+  fftDispatch(ctx, enc, 'fft_du_spec', dm, { rows: T }, [w, fa, zin], [nbt, d]);
+  await fftBatched(ctx, enc, { data: zin, n: d, nb: nbt, stride: fftStride(nbt), inverse: true });
   fftDispatch(ctx, enc, 'fft_unpack', dm, { rows: T, scale: s / d }, [zin, a.dIn], T * d);
   // dA: Σ_t conj(F H_q,t)·F In_t per q, two rows per inverse transform (pa is free again).
-  const za = ctx.scratch('lorma.fft.pa', [d, np, 2]);
-  fftDispatch(ctx, enc, 'fft_da_spec', dm, {}, [w, fin, za], d * np);
-  await fftBatched(ctx, enc, { data: za, n: d, nb: np, inverse: true });
+  const za = ctx.scratch('lorma.fft.pa', [d, fftStride(np), 2]);
+  fftDispatch(ctx, enc, 'fft_da_spec', dm, { rows: r }, [w, fin, za], d * np);
+  await fftBatched(ctx, enc, { data: za, n: d, nb: np, stride: fftStride(np), inverse: true });
   fftDispatch(ctx, enc, 'fft_unpack', dm, { rows: r, scale: s / d }, [za, a.da], r * d);
-  // dB: the correlations C_q again (into W, no longer needed), contracted with dOut over tokens.
-  const wc = await fftCorrelations(ctx, enc, dm, fa, fin);
+  // dB: the correlations C_q, from the forward (c) or again (into W, no longer needed),
+  // contracted with dOut over tokens.
+  const wc = a.c ?? (await fftCorrelations(ctx, enc, dm, fa, fin));
   fftDispatch(ctx, enc, 'fft_db', dm, { scale: s / d }, [wc, a.dOut, a.db], d * np);
 }
 
@@ -340,40 +365,56 @@ async function lowRankBackward(
 /**
  * Y = X W'ᵀ. Returns Y, plus what lormaBackward can reuse: for pi with pre-multiplication
  * U = X W0ᵀ [T, m] (the input of the π mixing), for plus / none Z = X A'ᵀ [T, r] (A' = A W0 pre,
- * A post).
+ * A post). On π's FFT path (lormaPiPath), a caller's `c` of shape lormaCorrelationsShape(T, d, r)
+ * receives the correlations C_q (d·(C_2p + i·C_2p+1), [i][pair·T + t]), which lormaBackward then
+ * takes instead of recomputing them for dB: T·r·d floats kept for a quarter less backward work.
  */
 export async function lormaForward(
   ctx: Context,
-  p: LormaParams & { x: Tensor; y?: Tensor; u?: Tensor; z?: Tensor },
+  p: LormaParams & { x: Tensor; y?: Tensor; u?: Tensor; z?: Tensor; c?: Tensor },
   opts: EncodeOptions = {},
-): Promise<{ y: Tensor; u?: Tensor; z?: Tensor }> {
+): Promise<{ y: Tensor; u?: Tensor; z?: Tensor; c?: Tensor }> {
   const where = 'lorma.forward';
   const dm = dims(where, p, p.x);
   const { T, n, m, r, d } = dm;
   checkTensor(where, 'x', p.x, [T, n], '[T, n]');
   checkReuse(where, dm, p.u, p.z);
+  const fft = checkCorrelations(ctx, where, dm, p.c);
   const y = p.y ? checkTensor(where, 'y', p.y, [T, m], '[T, m]') : ctx.tensor([T, m], 'f32', 'lorma.y');
   const pi = dm.inflation === 'pi';
   const pre = dm.order === 'pre';
   const u = pi && pre ? (p.u ?? ctx.tensor([T, m], 'f32', 'lorma.u')) : undefined;
   const z = pi ? undefined : (p.z ?? ctx.tensor([T, r], 'f32', 'lorma.z'));
-  checkDistinct(where, { y, u, z, x: p.x, w0: p.w0, a: p.a, b: p.b });
-  const fft = pi && lormaPiPath(ctx, d) === 'fft';
+  checkDistinct(where, { y, u, z, c: p.c, x: p.x, w0: p.w0, a: p.a, b: p.b });
   await ctx.encode(opts.encoder, async (enc) => {
     if (!pi) {
       await lowRankForward(ctx, enc, p, dm, p.x, y, z!);
     } else if (pre) {
       await matmul(ctx, { a: p.x, b: p.w0, c: u!, M: T, N: m, K: n, transB: true }, enc);
-      if (fft) await piFftMixT(ctx, enc, { input: u!, b: p.b, a: p.a, out: y, T, d, r, s: p.scale });
+      if (fft) await piFftMixT(ctx, enc, { input: u!, b: p.b, a: p.a, out: y, c: p.c, T, d, r, s: p.scale });
       else await piMix(ctx, enc, { input: u!, b: p.b, a: p.a, out: y, M: T, d, r, s: p.scale, trans: true });
     } else {
       const v = ctx.scratch('lorma.v', [T, n]);
-      if (fft) await piFftMixT(ctx, enc, { input: p.x, b: p.b, a: p.a, out: v, T, d, r, s: p.scale });
+      if (fft) await piFftMixT(ctx, enc, { input: p.x, b: p.b, a: p.a, out: v, c: p.c, T, d, r, s: p.scale });
       else await piMix(ctx, enc, { input: p.x, b: p.b, a: p.a, out: v, M: T, d, r, s: p.scale, trans: true });
       await matmul(ctx, { a: v, b: p.w0, c: y, M: T, N: m, K: n, transB: true }, enc);
     }
   });
-  return { y, u, z };
+  return { y, u, z, c: p.c };
+}
+
+// c belongs to π's FFT path; returns whether this call takes that path.
+function checkCorrelations(ctx: Context, where: string, dm: LormaDims, c: Tensor | undefined): boolean {
+  const fft = dm.inflation === 'pi' && lormaPiPath(ctx, dm.d) === 'fft';
+  if (c) {
+    if (!fft) {
+      throw new PeftError(
+        `${where}: 'c' (the correlations C) belongs to LoRMA_π's FFT path (d a power of two, ctx.tuning.lormaPi); this call (${dm.inflation}, d = ${dm.d}, '${ctx.tuning.lormaPi}') takes none`,
+      );
+    }
+    checkTensor(where, 'c', c, lormaCorrelationsShape(dm.T, dm.d, dm.r), '[d, fftStride(⌈r/2⌉·T), 2]');
+  }
+  return fft;
 }
 
 // u belongs to pi pre, z to plus / none; anything else is a caller's mix-up worth reporting.
@@ -390,10 +431,13 @@ function checkReuse(where: string, dm: LormaDims, u: Tensor | undefined, z: Tens
   }
 }
 
-/** dX, dA, dB of L = sum(Y ⊙ G). Pass the forward's u or z to skip recomputing them. */
+/**
+ * dX, dA, dB of L = sum(Y ⊙ G). Pass the forward's u or z (and c on π's FFT path) to skip
+ * recomputing them.
+ */
 export async function lormaBackward(
   ctx: Context,
-  p: LormaParams & { x: Tensor; g: Tensor; u?: Tensor; z?: Tensor; dx?: Tensor; da?: Tensor; db?: Tensor },
+  p: LormaParams & { x: Tensor; g: Tensor; u?: Tensor; z?: Tensor; c?: Tensor; dx?: Tensor; da?: Tensor; db?: Tensor },
   opts: EncodeOptions = {},
 ): Promise<{ dx: Tensor; da: Tensor; db: Tensor }> {
   const where = 'lorma.backward';
@@ -402,11 +446,11 @@ export async function lormaBackward(
   checkTensor(where, 'x', p.x, [T, n], '[T, n]');
   checkTensor(where, 'g', p.g, [T, m], '[T, m]');
   checkReuse(where, dm, p.u, p.z);
+  const fft = checkCorrelations(ctx, where, dm, p.c);
   const dx = p.dx ? checkTensor(where, 'dx', p.dx, [T, n], '[T, n]') : ctx.tensor([T, n], 'f32', 'lorma.dx');
   const da = p.da ? checkTensor(where, 'da', p.da, [r, d], '[r, d]') : ctx.tensor([r, d], 'f32', 'lorma.da');
   const db = p.db ? checkTensor(where, 'db', p.db, [d, r], '[d, r]') : ctx.tensor([d, r], 'f32', 'lorma.db');
-  checkDistinct(where, { dx, da, db, x: p.x, g: p.g, w0: p.w0, a: p.a, b: p.b, u: p.u, z: p.z });
-  const fft = dm.inflation === 'pi' && lormaPiPath(ctx, d) === 'fft';
+  checkDistinct(where, { dx, da, db, x: p.x, g: p.g, w0: p.w0, a: p.a, b: p.b, u: p.u, z: p.z, c: p.c });
   await ctx.encode(opts.encoder, async (enc) => {
     if (dm.inflation !== 'pi') {
       await lowRankBackward(ctx, enc, p, dm, { x: p.x, g: p.g, z: p.z, dx, da, db });
@@ -419,7 +463,7 @@ export async function lormaBackward(
       }
       const du = ctx.scratch('lorma.du', [T, m]);
       if (fft) {
-        await piFftBackward(ctx, enc, { input: u, dOut: p.g, b: p.b, a: p.a, dIn: du, da, db, T, d, r, s: p.scale });
+        await piFftBackward(ctx, enc, { input: u, dOut: p.g, b: p.b, a: p.a, dIn: du, da, db, c: p.c, T, d, r, s: p.scale });
       } else {
         await piMix(ctx, enc, { input: p.g, b: p.b, a: p.a, out: du, M: T, d, r, s: p.scale, trans: false });
         await piGrads(ctx, enc, { input: u, dOut: p.g, b: p.b, a: p.a, da, db, T, d, r, s: p.scale });
@@ -430,7 +474,7 @@ export async function lormaBackward(
       const dv = ctx.scratch('lorma.dv', [T, n]);
       await matmul(ctx, { a: p.g, b: p.w0, c: dv, M: T, N: n, K: m }, enc);
       if (fft) {
-        await piFftBackward(ctx, enc, { input: p.x, dOut: dv, b: p.b, a: p.a, dIn: dx, da, db, T, d, r, s: p.scale });
+        await piFftBackward(ctx, enc, { input: p.x, dOut: dv, b: p.b, a: p.a, dIn: dx, da, db, c: p.c, T, d, r, s: p.scale });
       } else {
         await piMix(ctx, enc, { input: dv, b: p.b, a: p.a, out: dx, M: T, d, r, s: p.scale, trans: false });
         await piGrads(ctx, enc, { input: p.x, dOut: dv, b: p.b, a: p.a, da, db, T, d, r, s: p.scale });

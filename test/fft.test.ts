@@ -3,10 +3,10 @@
 // even and an odd number of radix-2 stages, batches past one workgroup of 64 transforms.
 
 import { expect } from 'chai';
-import { bitReverse, fftBatched, isPowerOfTwo } from '../src/ops/fft.js';
+import { bitReverse, fftBatched, fftStride, isPowerOfTwo } from '../src/ops/fft.js';
 import { expectThrows, gpu, rand } from './helpers.js';
 
-/** X[k] = Σ_j x[j]·exp(sign·2πi·jk/n) in float64, for transform b of data laid out [n][nb]. */
+/** X[k] = Σ_j x[j]·exp(sign·2πi·jk/n) in float64, for transform b of data laid out [n][nb] (nb: the row stride). */
 function dft(x: ArrayLike<number>, n: number, nb: number, b: number, sign: number): Float64Array {
   const out = new Float64Array(2 * n);
   for (let k = 0; k < n; k++) {
@@ -34,16 +34,20 @@ const TOL = 2e-6;
 
 describe('fft (batched, one transform per invocation) against a float64 DFT', () => {
   for (const n of [1, 2, 4, 8, 32, 256, 1024]) {
-    for (const nb of n <= 256 ? [1, 3, 70] : [5]) {
-      it(`n = ${n}, ${nb} transform${nb > 1 ? 's' : ''}: forward to bit-reversed order, inverse back to natural order`, async () => {
+    for (const [count, padded] of n <= 256 ? ([[1, false], [3, true], [70, false], [70, true]] as const) : ([[5, true]] as const)) {
+      const stride = padded ? fftStride(count) : count;
+      it(`n = ${n}, ${count} transform${count > 1 ? 's' : ''}, row stride ${stride}: forward to bit-reversed order, inverse back to natural order`, async () => {
         const ctx = await gpu();
+        // Rows of `stride` complex values, the first `count` of them transformed; the padding too
+        // is random, and must come back untouched.
+        const nb = stride;
         const x = rand(2 * n * nb);
         const data = ctx.upload(x, [n, nb, 2], 'f32', 'fft data');
-        await ctx.encode(undefined, (enc) => fftBatched(ctx, enc, { data, n, nb, inverse: false }));
+        await ctx.encode(undefined, (enc) => fftBatched(ctx, enc, { data, n, nb: count, stride, inverse: false }));
         const spectrum = await ctx.read(data);
         let err = 0;
         let scale = 0;
-        for (let b = 0; b < nb; b++) {
+        for (let b = 0; b < count; b++) {
           const want = dft(x, n, nb, b, -1);
           for (let k = 0; k < n; k++) {
             const at = bitReverse(k, n) * nb + b;
@@ -52,6 +56,11 @@ describe('fft (batched, one transform per invocation) against a float64 DFT', ()
           }
         }
         expect(err / scale, 'forward').to.be.at.most(TOL);
+        for (let k = 0; k < n; k++) {
+          for (let b = count; b < nb; b++) {
+            for (const part of [0, 1]) expect(spectrum[2 * (k * nb + b) + part], 'padding').to.equal(x[2 * (k * nb + b) + part]);
+          }
+        }
 
         // The inverse of a bit-reversed spectrum: exp(+2πi·jk/n), natural order out, not divided by n.
         const inverse = dft(
@@ -65,7 +74,7 @@ describe('fft (batched, one transform per invocation) against a float64 DFT', ()
           1,
         );
         const data2 = ctx.upload(x, [n, nb, 2], 'f32', 'fft data');
-        await ctx.encode(undefined, (enc) => fftBatched(ctx, enc, { data: data2, n, nb, inverse: true }));
+        await ctx.encode(undefined, (enc) => fftBatched(ctx, enc, { data: data2, n, nb: count, stride, inverse: true }));
         const back = await ctx.read(data2);
         let err2 = 0;
         let scale2 = 0;
@@ -75,11 +84,11 @@ describe('fft (batched, one transform per invocation) against a float64 DFT', ()
         }
         expect(err2 / scale2, 'inverse (transform 0)').to.be.at.most(TOL);
 
-        // Forward then inverse gives n·x back, every transform.
-        await ctx.encode(undefined, (enc) => fftBatched(ctx, enc, { data, n, nb, inverse: true }));
+        // Forward then inverse gives n·x back, every transform (and the padding as it was).
+        await ctx.encode(undefined, (enc) => fftBatched(ctx, enc, { data, n, nb: count, stride, inverse: true }));
         const round = await ctx.read(data);
         let err3 = 0;
-        for (let i = 0; i < x.length; i++) err3 = Math.max(err3, Math.abs(round[i] / n - x[i]));
+        for (let i = 0; i < x.length; i++) err3 = Math.max(err3, Math.abs((Math.floor(i / 2) % nb < count ? round[i] / n : round[i]) - x[i]));
         expect(err3, 'round trip').to.be.at.most(TOL);
         data.destroy();
         data2.destroy();
@@ -87,7 +96,8 @@ describe('fft (batched, one transform per invocation) against a float64 DFT', ()
     }
   }
 
-  it('bitReverse and isPowerOfTwo', () => {
+  it('bitReverse, isPowerOfTwo and fftStride (the smallest odd multiple of 8 from nb up)', () => {
+    expect([1, 8, 9, 20, 256, 2048].map(fftStride)).to.deep.equal([8, 8, 24, 24, 264, 2056]);
     expect([0, 1, 2, 3, 4, 5, 6, 7].map((k) => bitReverse(k, 8))).to.deep.equal([0, 4, 2, 6, 1, 5, 3, 7]);
     expect(bitReverse(0, 1)).to.equal(0);
     expect([1, 2, 64, 1024].every(isPowerOfTwo)).to.equal(true);
@@ -99,6 +109,7 @@ describe('fft (batched, one transform per invocation) against a float64 DFT', ()
     const data = ctx.tensor([12, 2, 2]);
     await expectThrows(() => ctx.encode(undefined, (enc) => fftBatched(ctx, enc, { data, n: 12, nb: 2, inverse: false })), /fft: length n = 12 is not a power of two/);
     await expectThrows(() => ctx.encode(undefined, (enc) => fftBatched(ctx, enc, { data, n: 16, nb: 2, inverse: false })), /has 48 floats, 16 × 2 complex values need 64/);
+    await expectThrows(() => ctx.encode(undefined, (enc) => fftBatched(ctx, enc, { data, n: 4, nb: 2, stride: 1, inverse: false })), /fft: stride 1 is below the batch count 2/);
     data.destroy();
   });
 });

@@ -3,7 +3,17 @@
 // differences, the inits (M = I), the no-d×d-buffer guarantee of π, the rank of ΔW, bad input.
 
 import { expect } from 'chai';
-import { LORMA_FFT_MIN_D, lormaBackward, lormaForward, lormaInit, lormaMerge, lormaPiPath, type Inflation, type Order } from '../src/lorma.js';
+import {
+  LORMA_FFT_MIN_D,
+  lormaBackward,
+  lormaCorrelationsShape,
+  lormaForward,
+  lormaInit,
+  lormaMerge,
+  lormaPiPath,
+  type Inflation,
+  type Order,
+} from '../src/lorma.js';
 import { Context, type Tuning } from '../src/runtime.js';
 import * as ref from '../src/reference/lorma.js';
 import { dot, finiteDifference, matmul as refMatmul, relativeError, toF64 } from '../src/reference/linalg.js';
@@ -148,7 +158,7 @@ describe('lorma π by FFT (power-of-two d) against the float64 reference', () =>
     for (const d of [8, 64, 256]) {
       for (const T of [1, 19]) {
         for (const r of [1, 3, 8]) {
-          it(`${order} d=${d} T=${T} r=${r}: forward, backward (dX, dA, dB) and merge`, () =>
+          it(`${order} d=${d} T=${T} r=${r}: forward, backward (dX, dA, dB; with and without the forward's u, c) and merge`, () =>
             withPiPath('fft', async () => {
               const other = order === 'pre' ? 13 : 11;
               const [n, m] = order === 'pre' ? [other, d] : [d, other];
@@ -157,11 +167,13 @@ describe('lorma π by FFT (power-of-two d) against the float64 reference', () =>
               const scale = 1.5;
               const refArgs = { T, n, m, r, scale, inflation: 'pi' as const, order, x: host.x, w0: host.w0, a: host.a, b: host.b };
               const p = { w0: dev.w0, a: dev.a, b: dev.b, scale, inflation: 'pi' as const, order };
-              const fwd = await lormaForward(ctx, { ...p, x: dev.x });
+              const c = ctx.tensor(lormaCorrelationsShape(T, d, r), 'f32', 'c');
+              const fwd = await lormaForward(ctx, { ...p, x: dev.x, c });
+              expect(fwd.c).to.equal(c);
               expectClose(await ctx.read(fwd.y), ref.lormaForward(refArgs), 'y');
               const expected = ref.lormaBackward({ ...refArgs, g: host.g });
-              for (const reuse of order === 'pre' ? [true, false] : [false]) {
-                const grads = await lormaBackward(ctx, { ...p, x: dev.x, g: dev.g, u: reuse ? fwd.u : undefined });
+              for (const reuse of [true, false]) {
+                const grads = await lormaBackward(ctx, { ...p, x: dev.x, g: dev.g, u: reuse ? fwd.u : undefined, c: reuse ? c : undefined });
                 const how = reuse ? 'forward state given' : 'recomputed';
                 expectClose(await ctx.read(grads.dx), expected.dx, `dx (${how})`);
                 expectClose(await ctx.read(grads.da), expected.da, `da (${how})`);
@@ -170,7 +182,7 @@ describe('lorma π by FFT (power-of-two d) against the float64 reference', () =>
               }
               const merged = await lormaMerge(ctx, p);
               expectClose(await ctx.read(merged), ref.lormaMerge(refArgs), 'merged');
-              for (const t of [fwd.y, fwd.u, merged]) t?.destroy();
+              for (const t of [fwd.y, fwd.u, c, merged]) t?.destroy();
               free();
             }));
         }
@@ -214,6 +226,17 @@ describe('lorma π by FFT (power-of-two d) against the float64 reference', () =>
       expect(lormaPiPath(ctx, 1)).to.equal('tiles');
     });
     await withPiPath('tiles', async () => expect(lormaPiPath(ctx, 1024)).to.equal('tiles'));
+    // The forward's correlations c exist on the FFT path only, in its layout.
+    const { dev, free } = await setup(3, 5, 64, 3, 'pre');
+    const p = { w0: dev.w0, a: dev.a, b: dev.b, scale: 2, inflation: 'pi' as const, x: dev.x };
+    await withPiPath('tiles', () =>
+      expectThrows(() => lormaForward(ctx, { ...p, c: ctx.tensor([64, 6, 2]) }), /lorma\.forward: 'c' \(the correlations C\) belongs to LoRMA_π's FFT path .* \(pi, d = 64, 'tiles'\) takes none/),
+    );
+    await withPiPath('fft', async () => {
+      await expectThrows(() => lormaBackward(ctx, { ...p, g: dev.g, c: ctx.tensor([64, 3, 2]) }), /lorma\.backward: 'c' has shape \[64, 3, 2\], expected \[d, fftStride\(⌈r\/2⌉·T\), 2\] = \[64, 8, 2\]/);
+      await expectThrows(() => lormaForward(ctx, { ...p, inflation: 'plus', c: ctx.tensor([64, 6, 2]) }), /'c' \(the correlations C\) belongs to LoRMA_π's FFT path/);
+    });
+    free();
     for (const [tuning, want] of [[{}, 'auto'], [{ lormaPi: 'tiles' }, 'tiles']] as const) {
       const other = await Context.create({ device: ctx.device, tuning });
       expect(other.tuning.lormaPi).to.equal(want);
@@ -309,7 +332,7 @@ describe('lorma inits', () => {
 
 describe('lorma π never allocates a d×d buffer', () => {
   // tiles: d = 96 > T and n-or-m, so W0 [m, n], U, the dM' strip [d, 48] and W' all stay below d·d.
-  // fft: d = 128; the spectra W [d, ⌈r/2⌉·T] complex (12 288 floats) and F In [d, T] complex too.
+  // fft: d = 128; the spectra W [d, ⌈r/2⌉·T + 8] complex (14 336 floats) and F In [d, T] complex too.
   for (const [path, d] of [['tiles', 96], ['fft', 128]] as const) {
   for (const order of ORDERS) {
     it(`${order}, ${path}: forward, backward and merge allocate nothing of d·d floats or more`, () => withPiPath(path, async () => {

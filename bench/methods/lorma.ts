@@ -2,7 +2,7 @@
 // dX = G W0) that LoRMA_π's ratio is taken against. LoRMA₊'s is taken against LoRA.
 
 import { matmul } from '../../src/ops/matmul.js';
-import { lormaBackward, lormaForward, lormaInit, lormaPiPath, type Inflation } from '../../src/lorma.js';
+import { lormaBackward, lormaCorrelationsShape, lormaForward, lormaInit, lormaPiPath, type Inflation } from '../../src/lorma.js';
 import { kaimingUniform, uniform } from '../../src/random.js';
 import type { Context, Tuning } from '../../src/runtime.js';
 import type { BenchInstance, BenchMethod, BenchShape } from './types.js';
@@ -32,6 +32,9 @@ async function setup(ctx: Context, inflation: Inflation, { T, n, m, r }: BenchSh
   const da = ctx.tensor([r, d], 'f32', 'da');
   const db = ctx.tensor([d, r], 'f32', 'db');
   const p = { w0, a, b, scale, inflation, order: 'pre' as const };
+  // The FFT path keeps the forward's correlations C for dB (lormaForward's `c`), as u is kept.
+  const fft = inflation === 'pi' && (piPath === 'fft' || (piPath !== 'tiles' && lormaPiPath(ctx, d) === 'fft'));
+  const c = fft ? ctx.tensor(lormaCorrelationsShape(T, d, r), 'f32', 'c') : undefined;
   let largest = { label: '', bytes: 0 } as LormaBenchInstance['largestAllocation'];
   const stop = ctx.onAllocate((rec) => {
     if (rec.bytes > largest.bytes) largest = rec;
@@ -45,9 +48,8 @@ async function setup(ctx: Context, inflation: Inflation, { T, n, m, r }: BenchSh
       ctx.tuning.lormaPi = saved;
     }
   };
-  const forward = (enc: GPUCommandEncoder) => withPath(() => lormaForward(ctx, { ...p, x, y, u, z }, { encoder: enc }));
-  const backward = (enc: GPUCommandEncoder) => withPath(() => lormaBackward(ctx, { ...p, x, g, u, z, dx, da, db }, { encoder: enc }));
-  const fft = inflation === 'pi' && (piPath === 'fft' || (piPath !== 'tiles' && lormaPiPath(ctx, d) === 'fft'));
+  const forward = (enc: GPUCommandEncoder) => withPath(() => lormaForward(ctx, { ...p, x, y, u, z, c }, { encoder: enc }));
+  const backward = (enc: GPUCommandEncoder) => withPath(() => lormaBackward(ctx, { ...p, x, g, u, z, c, dx, da, db }, { encoder: enc }));
   try {
     // Run once so scratch buffers exist before counting bytes.
     await ctx.encode(undefined, async (enc) => {
@@ -65,12 +67,13 @@ async function setup(ctx: Context, inflation: Inflation, { T, n, m, r }: BenchSh
   // backward does it twice (dU through π(BA)ᵀ, and dP) plus the dP contractions 4d²r.
   // pi, fft: a complex FFT of length d is 5·d·log2 d flops; two real rows share one. Forward:
   // ⌈r/2⌉T + T/2 transforms (C_q, In's rows), 8drT pointwise; backward twice ⌈r/2⌉T (H_q, C_q)
-  // + T (In's rows, dU) transforms, about 24drT pointwise (products, dA over tokens, dB).
+  // + T (In's rows, dU) transforms, about 24drT pointwise (products, dA over tokens, dB); with
+  // the forward's C kept (as here), ⌈r/2⌉T transforms fewer.
   const tilesT = Math.ceil(T / 128);
   const fftFlops = 5 * d * Math.log2(d);
   const np = Math.ceil(r / 2);
   const piFwd = fft ? (np * T + T / 2) * fftFlops + 8 * d * r * T : 2 * d * d * T + 2 * d * d * r * tilesT;
-  const piBwd = fft ? (2 * np * T + T) * fftFlops + 24 * d * r * T : 4 * d * d * T + 2 * d * d * r * tilesT + 4 * d * d * r;
+  const piBwd = fft ? (np * T + T) * fftFlops + 24 * d * r * T : 4 * d * d * T + 2 * d * d * r * tilesT + 4 * d * d * r;
   const adapterFwd = inflation === 'pi' ? piFwd : 4 * d * r * T + 2 * m * n * r;
   const adapterBwd = inflation === 'pi' ? piBwd : 8 * d * r * T + 4 * m * n * r;
   return {
@@ -87,7 +90,7 @@ async function setup(ctx: Context, inflation: Inflation, { T, n, m, r }: BenchSh
     bytes: ctx.allocations.liveBytes - before,
     largestAllocation: largest,
     destroy() {
-      for (const t of [x, w0, g, a, b, y, u, z, dx, da, db]) t?.destroy();
+      for (const t of [x, w0, g, a, b, y, u, z, c, dx, da, db]) t?.destroy();
     },
   };
 }

@@ -1,5 +1,6 @@
 // Host side of shaders/fft.wgsl: batched in-place complex FFTs of a power-of-two length n on data
-// laid out [element][batch] (element k of transform b at complex index k·nb + b, two f32 each).
+// laid out [element][batch] (element k of transform b at complex index k·stride + b, two f32
+// each; stride ≥ nb, padded by fftStride so that it is no power of two).
 // The forward transform leaves its output in bit-reversed order and the inverse takes its input in
 // that order (see the shader), so forward → pointwise product → inverse needs no permutation.
 
@@ -18,6 +19,17 @@ export function bitReverse(k: number, n: number): number {
   let r = 0;
   for (let bit = 1, top = n >> 1; bit < n; bit <<= 1, top >>= 1) if (k & bit) r |= top;
   return r;
+}
+
+/**
+ * The row stride (in complex values) to lay nb transforms out with: the smallest odd multiple of 8
+ * from nb up — whole 64-byte lines, and rows 64·odd bytes apart, never a multiple of 128, so the
+ * points of a butterfly do not share cache sets (measured on llvmpipe: 2048 transforms of 1024
+ * points take 1.7× longer with stride 2048 than with 2056).
+ */
+export function fftStride(nb: number): number {
+  const lines = Math.max(1, Math.ceil(nb / 8));
+  return 8 * (lines % 2 === 1 ? lines : lines + 1);
 }
 
 // Twiddle tables are written once per scratch tensor (a released scratch comes back as a new one).
@@ -46,20 +58,23 @@ export async function prepareFft(ctx: Context): Promise<void> {
 }
 
 /**
- * Encodes nb transforms of length n in place on `data` (at least n·nb complex values, [n][nb]).
+ * Encodes nb transforms of length n in place on `data` (n rows of `stride` complex values, [n][stride];
+ * stride defaults to nb).
  * Forward: natural order in, bit-reversed out, exp(−2πi·jk/n). Inverse: bit-reversed in, natural
  * out, exp(+2πi·jk/n), not divided by n.
  */
 export async function fftBatched(
   ctx: Context,
   enc: GPUCommandEncoder,
-  a: { data: Tensor; n: number; nb: number; inverse: boolean },
+  a: { data: Tensor; n: number; nb: number; stride?: number; inverse: boolean },
 ): Promise<void> {
   const { n, nb } = a;
+  const stride = a.stride ?? nb;
   if (!isPowerOfTwo(n)) throw new PeftError(`fft: length n = ${n} is not a power of two`);
   if (!Number.isInteger(nb) || nb < 1) throw new PeftError(`fft: batch count ${nb} is not a positive integer`);
-  if (a.data.size < 2 * n * nb) {
-    throw new PeftError(`fft: '${a.data.label}' has ${a.data.size} floats, ${n} × ${nb} complex values need ${2 * n * nb}`);
+  if (!Number.isInteger(stride) || stride < nb) throw new PeftError(`fft: stride ${stride} is below the batch count ${nb}`);
+  if (a.data.size < 2 * n * stride) {
+    throw new PeftError(`fft: '${a.data.label}' has ${a.data.size} floats, ${n} × ${stride} complex values need ${2 * n * stride}`);
   }
   await prepareFft(ctx);
   const constants = { INVERSE: a.inverse };
@@ -67,7 +82,7 @@ export async function fftBatched(
     shader: 'fft',
     entry: 'fft',
     constants,
-    params: [n, nb],
+    params: [n, nb, stride],
     bindings: [fftTwiddles(ctx, n), a.data],
     workgroups: Math.ceil(nb / WG),
     label: `fft${a.inverse ? ' inverse' : ''} ${n}x${nb}`,
