@@ -234,81 +234,107 @@ fn fq_mul(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> { return vec2<f32>(a.x * b.x 
 // a·conj(b)
 fn fq_mulc(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> { return vec2<f32>(a.x * b.x + a.y * b.y, a.y * b.x - a.x * b.y); }
 fn fq_i(a: vec2<f32>) -> vec2<f32> { return vec2<f32>(-a.y, a.x); }
+fn fq_conj(a: vec2<f32>) -> vec2<f32> { return vec2<f32>(a.x, -a.y); }
+// The spectrum of a real row is Hermitian, X[−k] = conj X[k]: kernels that make one compute bins
+// 0 ≤ k ≤ d/2 only, h = 0 .. d/2, stored at position 2h (k = rev(2h) < d/2) or 1 (k = d/2), and
+// write bin −k (the partner position) as the conjugate.
+fn fq_half_pos(h: u32) -> u32 { return select(2u * h, 1u, 2u * h == FQ.d); }
 // The spectra of x and y from Z = F(x + i·y) at k and −k.
 fn fq_re(z: vec2<f32>, zm: vec2<f32>) -> vec2<f32> { return 0.5 * vec2<f32>(z.x + zm.x, z.y - zm.y); }
 fn fq_im(z: vec2<f32>, zm: vec2<f32>) -> vec2<f32> { return 0.5 * vec2<f32>(z.y + zm.y, zm.x - z.x); }
 
-// Indices come from the workgroup grid (x: 64 lanes of the fastest index, y and z the others)
-// or, for a product with d, from shifts and masks: llvmpipe has no vector integer division, and
-// a division by a uniform value is eight scalar ones per SIMD instruction.
+// Indices come from the workgroup grid or from shifts by log2 d (llvmpipe has no vector integer
+// division: one by a uniform value is eight scalar ones per SIMD instruction), and every
+// invocation makes several outputs: it walks bins (pos += number of y workgroups) or a block of
+// FQ_TB rows, so a dispatch has hundreds of workgroups, not tens of thousands (llvmpipe pays for
+// each). Lanes run along the dimension that is contiguous in the row-major matrices (d) or in the
+// spectra (tokens); never along a power-of-two stride.
+const FQ_TB: u32 = 16u;
+
 fn fq_lin(wid: vec3<u32>, nwg: vec3<u32>, lidx: u32) -> u32 { return linear_workgroup(wid, nwg) * 64u + lidx; }
 
 // Z[j][u] = (R[2u, j], R[2u + 1, j]): rows of a real [rows, d] matrix, two per complex transform.
-// Grid (⌈nbp/64⌉, d).
+// Grid (⌈d/64⌉, ⌈nbp/FQ_TB⌉): lanes along j.
 @group(0) @binding(1) var<storage, read> pk_src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> pk_dst: array<vec2<f32>>;
 
 @compute @workgroup_size(64)
 fn fft_pack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
-  let u = wid.x * 64u + lidx;
-  if (u >= FQ.nbp) { return; }
-  let j = wid.y;
-  let r1 = 2u * u + 1u;
-  pk_dst[j * FQ.ps + u] = vec2<f32>(pk_src[2u * u * FQ.d + j], select(0.0, pk_src[r1 * FQ.d + j], r1 < FQ.rows));
+  let j = wid.x * 64u + lidx;
+  if (j >= FQ.d) { return; }
+  let u1 = min(wid.y * FQ_TB + FQ_TB, FQ.nbp);
+  for (var u = wid.y * FQ_TB; u < u1; u++) {
+    let r1 = 2u * u + 1u;
+    pk_dst[j * FQ.ps + u] = vec2<f32>(pk_src[2u * u * FQ.d + j], select(0.0, pk_src[r1 * FQ.d + j], r1 < FQ.rows));
+  }
 }
 
-// S[bin][row] from the packed spectra Z[bin][u]. Grid (⌈nbp/64⌉, d).
+// S[bin][row] from the packed spectra Z[bin][u]. Grid (⌈nbp/64⌉, half-bins in steps).
 @group(0) @binding(1) var<storage, read> sp_src: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read_write> sp_dst: array<vec2<f32>>;
 
 @compute @workgroup_size(64)
-fn fft_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+fn fft_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lidx: u32) {
   let u = wid.x * 64u + lidx;
   if (u >= FQ.nbp) { return; }
-  let pos = wid.y;
-  let z = sp_src[pos * FQ.ps + u];
-  let zm = sp_src[fq_partner(pos) * FQ.ps + u];
-  sp_dst[pos * FQ.rows + 2u * u] = fq_re(z, zm);
-  if (2u * u + 1u < FQ.rows) { sp_dst[pos * FQ.rows + 2u * u + 1u] = fq_im(z, zm); }
+  let odd = 2u * u + 1u < FQ.rows;
+  for (var h = wid.y; 2u * h <= FQ.d; h += nwg.y) {
+    let pos = fq_half_pos(h);
+    let pm = fq_partner(pos);
+    let z = sp_src[pos * FQ.ps + u];
+    let zm = sp_src[pm * FQ.ps + u];
+    let x = fq_re(z, zm);
+    let y = fq_im(z, zm);
+    sp_dst[pos * FQ.rows + 2u * u] = x;
+    if (odd) { sp_dst[pos * FQ.rows + 2u * u + 1u] = y; }
+    if (pm != pos) {
+      sp_dst[pm * FQ.rows + 2u * u] = fq_conj(x);
+      if (odd) { sp_dst[pm * FQ.rows + 2u * u + 1u] = fq_conj(y); }
+    }
+  }
 }
 
 // Out[row, j] = scale·(Re or Im) Z[j][row / 2]: the inverse of fft_pack after an inverse FFT.
-// One invocation per output, j fastest.
+// Grid (⌈d/64⌉, ⌈rows/FQ_TB⌉): lanes along j.
 @group(0) @binding(1) var<storage, read> up_src: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read_write> up_dst: array<f32>;
 
 @compute @workgroup_size(64)
-fn fft_unpack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_index) lidx: u32) {
-  let e = fq_lin(wid, nwg, lidx);
-  if (e >= FQ.rows * FQ.d) { return; }
-  let j = e & (FQ.d - 1u);
-  let row = e >> FQ.log2d;
-  let z = up_src[j * FQ.ps + (row >> 1u)];
-  up_dst[e] = FQ.scale * select(z.x, z.y, (row & 1u) == 1u);
+fn fft_unpack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+  let j = wid.x * 64u + lidx;
+  if (j >= FQ.d) { return; }
+  let row1 = min(wid.y * FQ_TB + FQ_TB, FQ.rows);
+  for (var row = wid.y * FQ_TB; row < row1; row++) {
+    let z = up_src[j * FQ.ps + (row >> 1u)];
+    up_dst[row * FQ.d + j] = FQ.scale * select(z.x, z.y, (row & 1u) == 1u);
+  }
 }
 
 // W[bin][p·T + t] = conj(F A_2p)·F In_t + i·conj(F A_2p+1)·F In_t: after an inverse FFT,
-// d·(C_2p[t, :] + i·C_2p+1[t, :]). Grid (⌈T/64⌉, np, d).
+// d·(C_2p[t, :] + i·C_2p+1[t, :]). Grid (⌈T/64⌉, bins in steps): lanes along t.
 @group(0) @binding(1) var<storage, read> cs_fa: array<vec2<f32>>;    // [d][r]
 @group(0) @binding(2) var<storage, read> cs_su: array<vec2<f32>>;    // [d][T]
 @group(0) @binding(3) var<storage, read_write> cs_w: array<vec2<f32>>;
 
 @compute @workgroup_size(64)
-fn fft_corr_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+fn fft_corr_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lidx: u32) {
   let T = FQ.T;
   let t = wid.x * 64u + lidx;
   if (t >= T) { return; }
-  let p = wid.y;
-  let pos = wid.z;
-  let su = cs_su[pos * T + t];
-  var w = fq_mulc(su, cs_fa[pos * FQ.r + 2u * p]);
-  if (2u * p + 1u < FQ.r) { w += fq_i(fq_mulc(su, cs_fa[pos * FQ.r + 2u * p + 1u])); }
-  cs_w[pos * FQ.ws + p * T + t] = w;
+  for (var pos = wid.y; pos < FQ.d; pos += nwg.y) {
+    let su = cs_su[pos * T + t];
+    for (var p = 0u; p < FQ.np; p++) {
+      var w = fq_mulc(su, cs_fa[pos * FQ.r + 2u * p]);
+      if (2u * p + 1u < FQ.r) { w += fq_i(fq_mulc(su, cs_fa[pos * FQ.r + 2u * p + 1u])); }
+      cs_w[pos * FQ.ws + p * T + t] = w;
+    }
+  }
 }
 
 // Out[t, i] = scale·Σ_q B[i, q]·C_q[t, i] from W = d·(C_2p + i·C_2p+1) (scale = s / d).
-// Grid (⌈T/64⌉, d).
+// Grid (⌈d/64⌉, ⌈T/FQ_TB⌉): lanes along i.
 @group(0) @binding(1) var<storage, read> mo_w: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read> mo_b: array<f32>;          // B [d, r]
 @group(0) @binding(3) var<storage, read_write> mo_out: array<f32>;  // [T, d]
@@ -316,20 +342,22 @@ fn fft_corr_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
 @compute @workgroup_size(64)
 fn fft_mix_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let T = FQ.T;
-  let t = wid.x * 64u + lidx;
-  if (t >= T) { return; }
-  let i = wid.y;
-  var acc = 0.0;
-  for (var p = 0u; p < FQ.np; p++) {
-    let w = mo_w[i * FQ.ws + p * T + t];
-    acc += mo_b[i * FQ.r + 2u * p] * w.x;
-    if (2u * p + 1u < FQ.r) { acc += mo_b[i * FQ.r + 2u * p + 1u] * w.y; }
+  let i = wid.x * 64u + lidx;
+  if (i >= FQ.d) { return; }
+  let t1 = min(wid.y * FQ_TB + FQ_TB, T);
+  for (var t = wid.y * FQ_TB; t < t1; t++) {
+    var acc = 0.0;
+    for (var p = 0u; p < FQ.np; p++) {
+      let w = mo_w[i * FQ.ws + p * T + t];
+      acc += mo_b[i * FQ.r + 2u * p] * w.x;
+      if (2u * p + 1u < FQ.r) { acc += mo_b[i * FQ.r + 2u * p + 1u] * w.y; }
+    }
+    mo_out[t * FQ.d + i] = FQ.scale * acc;
   }
-  mo_out[t * FQ.d + i] = FQ.scale * acc;
 }
 
 // W[i][p·T + t] = dOut[t, i]·(B[i, 2p] + i·B[i, 2p + 1]): H_2p + i·H_2p+1, to be transformed.
-// Grid (⌈T/64⌉, np, d).
+// Grid (⌈d/64⌉, ⌈T/FQ_TB⌉): lanes along i.
 @group(0) @binding(1) var<storage, read> ph_g: array<f32>;           // dOut [T, d]
 @group(0) @binding(2) var<storage, read> ph_b: array<f32>;           // B [d, r]
 @group(0) @binding(3) var<storage, read_write> ph_w: array<vec2<f32>>;
@@ -337,13 +365,16 @@ fn fft_mix_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 @compute @workgroup_size(64)
 fn fft_pack_h(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let T = FQ.T;
-  let t = wid.x * 64u + lidx;
-  if (t >= T) { return; }
-  let p = wid.y;
-  let i = wid.z;
-  let g = ph_g[t * FQ.d + i];
-  let q1 = 2u * p + 1u;
-  ph_w[i * FQ.ws + p * T + t] = g * vec2<f32>(ph_b[i * FQ.r + 2u * p], select(0.0, ph_b[i * FQ.r + q1], q1 < FQ.r));
+  let i = wid.x * 64u + lidx;
+  if (i >= FQ.d) { return; }
+  let t1 = min(wid.y * FQ_TB + FQ_TB, T);
+  for (var t = wid.y * FQ_TB; t < t1; t++) {
+    let g = ph_g[t * FQ.d + i];
+    for (var p = 0u; p < FQ.np; p++) {
+      let q1 = 2u * p + 1u;
+      ph_w[i * FQ.ws + p * T + t] = g * vec2<f32>(ph_b[i * FQ.r + 2u * p], select(0.0, ph_b[i * FQ.r + q1], q1 < FQ.r));
+    }
+  }
 }
 
 // From W = F(H_2p + i·H_2p+1) [bin][p·T + t]:
@@ -366,28 +397,32 @@ fn du_at(pos: u32, pm: u32, t: u32) -> vec2<f32> {
   return acc;
 }
 
-// Grid (⌈nbp/64⌉, d), nbp = ⌈T/2⌉.
+// Grid (⌈nbp/64⌉, half-bins in steps), nbp = ⌈T/2⌉: lanes along token pairs.
 @compute @workgroup_size(64)
-fn fft_du_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+fn fft_du_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lidx: u32) {
   let u = wid.x * 64u + lidx;
   if (u >= FQ.nbp) { return; }
-  let pos = wid.y;
-  let pm = fq_partner(pos);
-  var z = du_at(pos, pm, 2u * u);
-  if (2u * u + 1u < FQ.T) { z += fq_i(du_at(pos, pm, 2u * u + 1u)); }
-  ds_out[pos * FQ.ps + u] = z;
+  for (var h = wid.y; 2u * h <= FQ.d; h += nwg.y) {
+    let pos = fq_half_pos(h);
+    let pm = fq_partner(pos);
+    let d0 = du_at(pos, pm, 2u * u);
+    var d1 = vec2<f32>(0.0, 0.0);
+    if (2u * u + 1u < FQ.T) { d1 = du_at(pos, pm, 2u * u + 1u); }
+    ds_out[pos * FQ.ps + u] = d0 + fq_i(d1);
+    if (pm != pos) { ds_out[pm * FQ.ps + u] = fq_conj(d0) + fq_i(fq_conj(d1)); }
+  }
 }
 
-// One invocation per (p, bin), bin fastest.
+// Grid (⌈(d/2 + 1)/64⌉, np): lanes along half-bins; each sums over all tokens.
 @compute @workgroup_size(64)
-fn fft_da_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) lidx: u32) {
-  let e = fq_lin(wid, nwg, lidx);
-  if (e >= FQ.d * FQ.np) { return; }
+fn fft_da_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+  let h = wid.x * 64u + lidx;
+  if (2u * h > FQ.d) { return; }
   let T = FQ.T;
   let nb = FQ.ws;
-  let pos = e & (FQ.d - 1u);
-  let p = e >> FQ.log2d;
+  let pos = fq_half_pos(h);
+  let p = wid.y;
   let pm = fq_partner(pos);
   var e0 = vec2<f32>(0.0, 0.0);
   var e1 = vec2<f32>(0.0, 0.0);
@@ -399,10 +434,11 @@ fn fft_da_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     e1 += fq_mulc(su, fq_im(z, zm));
   }
   ds_out[pos * FQ.ps + p] = e0 + fq_i(e1);
+  if (pm != pos) { ds_out[pm * FQ.ps + p] = fq_conj(e0) + fq_i(fq_conj(e1)); }
 }
 
 // dB[i, q] = scale·Σ_t dOut[t, i]·C_q[t, i] from W = d·(C_2p + i·C_2p+1) (scale = s / d).
-// One invocation per (p, i), i fastest.
+// One invocation per (p, i), i fastest; each sums over all tokens.
 @group(0) @binding(1) var<storage, read> db_w: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read> db_g: array<f32>;           // dOut [T, d]
 @group(0) @binding(3) var<storage, read_write> db_out: array<f32>;   // dB [d, r]

@@ -180,11 +180,13 @@ interface FftDims {
   s: number;
 }
 
-/**
- * `grid`: [invocations of the fastest index, then the other indices] — the first is split into
- * workgroups of 64 (x), the others are the y and z workgroup counts; a single number is a 1-D
- * count of invocations.
- */
+// Workgroups of the spectra kernels (shaders/lorma.wgsl): 64 lanes, rows in blocks of FQ_TB = 16,
+// bins walked by at most 64 y workgroups.
+const lanes = (n: number) => Math.ceil(n / 64);
+const rowBlocks = (n: number) => Math.ceil(n / 16);
+const binSteps = (d: number) => Math.min(d, 64);
+
+/** `grid`: workgroups [x, y], or a 1-D count of invocations (split into workgroups of 64). */
 function fftDispatch(
   ctx: Context,
   enc: GPUCommandEncoder,
@@ -192,14 +194,14 @@ function fftDispatch(
   dm: FftDims,
   extra: { rows?: number; scale?: number },
   bindings: Tensor[],
-  grid: number | [number, number, number?],
+  grid: number | [number, number],
 ): void {
   const { T, d, r } = dm;
   const rows = extra.rows ?? 0;
   const np = Math.ceil(r / 2);
   const nbp = Math.ceil(rows / 2);
   const params = [T, d, r, Math.log2(d), np, rows, nbp, f32(extra.scale ?? 1), fftStride(np * T), fftStride(nbp)];
-  const workgroups: number | [number, number, number] = typeof grid === 'number' ? Math.ceil(grid / 64) : [Math.ceil(grid[0] / 64), grid[1], grid[2] ?? 1];
+  const workgroups = typeof grid === 'number' ? lanes(grid) : grid;
   ctx.dispatch(enc, { shader: 'lorma', entry, params, bindings, workgroups, label: `lorma.pi.${entry}` });
 }
 
@@ -218,9 +220,9 @@ async function fftSpectra(ctx: Context, enc: GPUCommandEncoder, dm: FftDims, inp
     [input, T, pin, fin],
   ] as const) {
     const nbp = Math.ceil(rows / 2);
-    fftDispatch(ctx, enc, 'fft_pack', dm, { rows }, [src, packed], [nbp, d]);
+    fftDispatch(ctx, enc, 'fft_pack', dm, { rows }, [src, packed], [lanes(d), rowBlocks(nbp)]);
     await fftBatched(ctx, enc, { data: packed, n: d, nb: nbp, stride: fftStride(nbp), inverse: false });
-    fftDispatch(ctx, enc, 'fft_split', dm, { rows }, [packed, spec], [nbp, d]);
+    fftDispatch(ctx, enc, 'fft_split', dm, { rows }, [packed, spec], [lanes(nbp), binSteps(d)]);
   }
   return { fa, fin };
 }
@@ -241,7 +243,7 @@ async function fftCorrelations(ctx: Context, enc: GPUCommandEncoder, dm: FftDims
   const { T, d, r } = dm;
   const nb = Math.ceil(r / 2) * T;
   const w = into ?? ctx.scratch('lorma.fft.w', lormaCorrelationsShape(T, d, r));
-  fftDispatch(ctx, enc, 'fft_corr_spec', dm, {}, [fa, fin, w], [T, Math.ceil(r / 2), d]);
+  fftDispatch(ctx, enc, 'fft_corr_spec', dm, {}, [fa, fin, w], [lanes(T), binSteps(d)]);
   await fftBatched(ctx, enc, { data: w, n: d, nb, stride: fftStride(nb), inverse: true });
   return w;
 }
@@ -255,7 +257,7 @@ async function piFftMixT(
   const dm = { T: a.T, d: a.d, r: a.r, s: a.s };
   const { fa, fin } = await fftSpectra(ctx, enc, dm, a.input, a.a);
   const w = await fftCorrelations(ctx, enc, dm, fa, fin, a.c);
-  fftDispatch(ctx, enc, 'fft_mix_out', dm, { scale: a.s / a.d }, [w, a.b, a.out], [a.T, a.d]);
+  fftDispatch(ctx, enc, 'fft_mix_out', dm, { scale: a.s / a.d }, [w, a.b, a.out], [lanes(a.d), rowBlocks(a.T)]);
 }
 
 /**
@@ -275,18 +277,18 @@ async function piFftBackward(
   const { fa, fin } = await fftSpectra(ctx, enc, dm, a.input, a.a);
   // W = F(H_2p + i·H_2p+1), H_q[t, i] = dOut[t, i]·B[i, q].
   const w = ctx.scratch('lorma.fft.w', lormaCorrelationsShape(T, d, r));
-  fftDispatch(ctx, enc, 'fft_pack_h', dm, {}, [a.dOut, a.b, w], [T, np, d]);
+  fftDispatch(ctx, enc, 'fft_pack_h', dm, {}, [a.dOut, a.b, w], [lanes(d), rowBlocks(T)]);
   await fftBatched(ctx, enc, { data: w, n: d, nb, stride: fftStride(nb), inverse: false });
   // dIn: Σ_q F H_q·F A_q per row, two rows per inverse transform (pin is free again).
   const zin = ctx.scratch('lorma.fft.pin', [d, fftStride(nbt), 2]);
-  fftDispatch(ctx, enc, 'fft_du_spec', dm, { rows: T }, [w, fa, zin], [nbt, d]);
+  fftDispatch(ctx, enc, 'fft_du_spec', dm, { rows: T }, [w, fa, zin], [lanes(nbt), binSteps(d)]);
   await fftBatched(ctx, enc, { data: zin, n: d, nb: nbt, stride: fftStride(nbt), inverse: true });
-  fftDispatch(ctx, enc, 'fft_unpack', dm, { rows: T, scale: s / d }, [zin, a.dIn], T * d);
+  fftDispatch(ctx, enc, 'fft_unpack', dm, { rows: T, scale: s / d }, [zin, a.dIn], [lanes(d), rowBlocks(T)]);
   // dA: Σ_t conj(F H_q,t)·F In_t per q, two rows per inverse transform (pa is free again).
   const za = ctx.scratch('lorma.fft.pa', [d, fftStride(np), 2]);
-  fftDispatch(ctx, enc, 'fft_da_spec', dm, { rows: r }, [w, fin, za], d * np);
+  fftDispatch(ctx, enc, 'fft_da_spec', dm, { rows: r }, [w, fin, za], [lanes(d / 2 + 1), np]);
   await fftBatched(ctx, enc, { data: za, n: d, nb: np, stride: fftStride(np), inverse: true });
-  fftDispatch(ctx, enc, 'fft_unpack', dm, { rows: r, scale: s / d }, [za, a.da], r * d);
+  fftDispatch(ctx, enc, 'fft_unpack', dm, { rows: r, scale: s / d }, [za, a.da], [lanes(d), rowBlocks(r)]);
   // dB: the correlations C_q, from the forward (c) or again (into W, no longer needed),
   // contracted with dOut over tokens.
   const wc = a.c ?? (await fftCorrelations(ctx, enc, dm, fa, fin));
