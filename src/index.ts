@@ -67,7 +67,7 @@ export { IndexSet, IndexAllocator, createIndexSet, sampleIndices, checkIndices, 
 export type { IndexSpec } from './indices.js';
 
 // LoRMA (docs/lorma.md)
-export { lormaForward, lormaBackward, lormaMerge, lormaInit, lormaPiPath, LORMA_FFT_MIN_D } from './lorma.js';
+export { lormaForward, lormaBackward, lormaMerge, lormaInit, lormaPiPath, lormaCorrelationsShape, LORMA_FFT_MIN_D } from './lorma.js';
 export type { LormaParams, LormaDims, Inflation as LormaInflation, Order as LormaOrder } from './lorma.js';
 
 // BoRA and MELoRA (docs/bora.md)

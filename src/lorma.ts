@@ -152,10 +152,12 @@ async function piGrads(
 // ------------------------------------------------------------------ π by FFT (power-of-two d)
 
 /**
- * Smallest power-of-two d for which ctx.tuning.lormaPi = 'auto' takes the FFT path (measured on
- * lavapipe, docs/lorma.md).
+ * Smallest power-of-two d for which ctx.tuning.lormaPi = 'auto' takes the FFT path. Measured on
+ * lavapipe (docs/lorma.md), whole step, r = 8: at d = 64 the tiles take half the time of the FFT
+ * path's 26 dispatches, at d = 128 the two are even (T = 512) or the FFTs ahead (T = 64), from
+ * d = 256 on the FFTs win (1.5× at d = 256, 2× at 512, 4–5× at 1024).
  */
-export const LORMA_FFT_MIN_D = 64;
+export const LORMA_FFT_MIN_D = 128;
 
 /**
  * Which LoRMA_π kernels a layer of this d runs under ctx.tuning.lormaPi: 'fft' (r cyclic
