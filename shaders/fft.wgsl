@@ -1,9 +1,9 @@
 // Batched complex FFT of a power-of-two length n (host: src/ops/fft.ts; used by LoRMA_π,
 // docs/lorma.md). The data is laid out [element][batch]: element k of transform b is
-// fx[k·stride + b], stride ≥ nb. Each invocation runs one whole transform in place, so there is no workgroup
-// memory and no barrier; at every step all invocations touch the same element of neighbouring
-// transforms (contiguous words: vector loads on llvmpipe, coalesced on GPUs) and read the same
-// twiddle (uniform). On llvmpipe a stride of a power of two (2048 transforms: 16 KiB) costs 1.7×
+// fx[k·stride + b], stride ≥ nb. Each invocation runs one whole transform in place, so there is
+// no workgroup memory and no barrier; at every step all invocations touch the same element of
+// neighbouring transforms (contiguous words: vector loads on llvmpipe, coalesced on GPUs) and read
+// the same twiddle (uniform). On llvmpipe a stride of a power of two (2048 transforms: 16 KiB) costs 1.7×
 // the time of a padded one (2056): the four points of a butterfly then fall on the same cache sets
 // and alias in the store buffer; src/ops/fft.ts pads (fftStride).
 //
@@ -12,13 +12,12 @@
 //   inverse (INVERSE = true)   decimation in time: bit-reversed order in, natural order out,
 //                              x[j] = Σ_k X[k]·exp(+2πi·jk/n)  (not divided by n)
 //
-// Within a stage the butterflies run twiddle by twiddle (j outer, blocks inner), so each twiddle
-// is read once per stage, not once per block (measured: 15 % less time at n = 1024).
-//
 // So a forward transform, a pointwise product of spectra (all in the same bit-reversed order)
 // and an inverse transform need no permutation pass. Stages are radix 4 (two radix-2 stages
 // fused: half the passes over the data), with one radix-2 stage when log2(n) is odd (last for the
 // forward, first for the inverse), so the order of the outputs is that of the radix-2 algorithm.
+// Within a stage the butterflies run twiddle by twiddle (j outer, blocks inner), so each twiddle
+// is read once per stage, not once per block (measured: 15 % less time at n = 1024).
 
 override INVERSE: bool = false;
 const WG: u32 = 64u;
