@@ -3,8 +3,11 @@
 //
 //   M'[i, c] = π(P)[i, c] = P[i, (c − i) mod d]      (row i of P rotated right by i)
 //
-// so M = s·M'. Every element of M' is generated where it is used, from one row of B and one
-// column of A (r multiply-adds); the extra memory is a d×w strip (w ≤ 64, w < d), never d×d.
+// so M = s·M'. Two ways to apply it (src/lorma.ts, lormaPiPath):
+//
+// Tiles (any d; also every merge): every element of M' is generated where it is used, from one row
+// of B and one column of A (r multiply-adds); the extra memory is a d×w strip (w ≤ 64, w < d),
+// never d×d.
 //
 // `mix`    out = s·op(In)·M'ᵀ (TRANS, the forward) or s·op(In)·M' (the backward dIn), plus beta·out.
 //          A matmul whose right operand is a BK×BN tile of M' generated into workgroup memory once
@@ -13,6 +16,9 @@
 // `strip`, `contract`   dB = dP Aᵀ and dA = Bᵀ dP, with dP[i, j] = s·Σ_t dOut[t, i]·In[t, (i + j) mod d]
 //          = dM'[i, (i + j) mod d], dM' = s·dOutᵀ In: dM' is made w ≤ 64 columns at a time by the
 //          package's matmul and folded into dB and dA at once (2·d·r·w multiply-adds per strip).
+//
+// FFT (d a power of two): the `fft_*` entries at the end, the pointwise steps between the batched
+// transforms of shaders/fft.wgsl; O(T·r·d log d) work, O(T·r·d) extra memory (the spectra).
 
 override TRANS: bool = true;
 override IN_T: bool = false;
