@@ -1,0 +1,110 @@
+// Interleaved A/B comparison of methods on one shape: the figures behind the per-method cost
+// tables in docs/bora.md, docs/sbora.md and docs/lorma.md. Unlike bench/run.ts, which times one
+// method after another, each round here runs every method once, in a rotating order, so load from
+// other processes lands on all of them alike; ratios are taken per round against the first method.
+//
+//   npx tsx bench/compare.ts --methods lora,sbora-fa,sbora-fb --phases adapterForward,forward \
+//       --T 64 --n 768 --r 8 [--b 4] [--rounds 9] [--calls 16] [--json FILE]
+//
+// Two clocks per (method, phase, round): GPU timestamps around the `calls` encoded calls, and the
+// CPU time the process's worker threads used meanwhile (on lavapipe: the threads that run the
+// shaders). On a shared machine the second is the steadier measure of work done.
+
+import { writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { Context } from '../src/runtime.js';
+import { timeEncoded, medianOf } from './timing.js';
+import { loadMethods } from './methods/index.js';
+import type { BenchInstance, Phase } from './methods/types.js';
+import { ensureNavigatorGpu } from './peers/common.js';
+
+const ALL_PHASES: readonly Phase[] = ['adapterForward', 'adapterBackward', 'forward', 'backward', 'step'];
+
+function parse(argv: string[]) {
+  const o = { methods: ['lora', 'sbora-fa'], phases: ['adapterForward'] as Phase[], T: 64, n: 768, r: 8, b: 4, rounds: 9, calls: 16, json: undefined as string | undefined };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = argv[++i];
+    if (v === undefined) throw new Error(`compare: ${a} needs a value`);
+    const int = () => {
+      const x = Number(v);
+      if (!Number.isInteger(x) || x < 1) throw new Error(`compare: ${a} must be a positive integer, got ${v}`);
+      return x;
+    };
+    if (a === '--methods') o.methods = v.split(',');
+    else if (a === '--phases') {
+      o.phases = v.split(',') as Phase[];
+      for (const p of o.phases) if (!ALL_PHASES.includes(p)) throw new Error(`compare: --phases takes ${ALL_PHASES.join(', ')}; got ${p}`);
+    } else if (a === '--T' || a === '--n' || a === '--r' || a === '--b' || a === '--rounds' || a === '--calls') o[a.slice(2) as 'T'] = int();
+    else if (a === '--json') o.json = v;
+    else throw new Error(`compare: unknown option ${a}`);
+  }
+  if (o.methods.length < 2) throw new Error('compare: --methods needs at least two methods (the first is the baseline)');
+  return o;
+}
+
+async function main() {
+  const o = parse(process.argv.slice(2));
+  await ensureNavigatorGpu();
+  const ctx = await Context.create();
+  const shape = { T: o.T, n: o.n, m: o.n, r: o.r, b: o.b };
+  const { methods, unavailable } = await loadMethods(o.methods);
+  if (unavailable.length) throw new Error(`compare: ${unavailable.map((u) => `${u.method}: ${u.reason}`).join('; ')}`);
+  // Keep the command-line order: the first method is the baseline.
+  methods.sort((x, y) => o.methods.indexOf(x.method) - o.methods.indexOf(y.method));
+  const inst = new Map<string, BenchInstance>();
+  for (const m of methods) {
+    if (m.supports && !m.supports(shape)) throw new Error(`compare: ${m.method} does not support ${JSON.stringify(shape)}`);
+    inst.set(m.method, await m.setup(ctx, shape));
+  }
+  const names = methods.map((m) => m.method);
+  type Sample = { gpu: number; cpu: number | null };
+  const samples = new Map<string, Sample[]>();
+  const key = (method: string, phase: Phase) => `${method}/${phase}`;
+  const load0 = loadavg()[0];
+  for (let round = 0; round < o.rounds; round++) {
+    for (const phase of o.phases) {
+      for (let k = 0; k < names.length; k++) {
+        const method = names[(k + round) % names.length];
+        const encode = inst.get(method)!.encode[phase];
+        if (!encode) continue;
+        const t = await timeEncoded(ctx, async (enc) => {
+          for (let c = 0; c < o.calls; c++) await encode(enc);
+        }, { warmup: round === 0 ? 2 : 1, reps: 1 });
+        const list = samples.get(key(method, phase)) ?? [];
+        list.push({ gpu: t.medianMs / o.calls, cpu: t.cpuMs == null ? null : t.cpuMs / o.calls });
+        samples.set(key(method, phase), list);
+      }
+    }
+  }
+  const base = names[0];
+  const rows: Record<string, unknown>[] = [];
+  console.log(`# ${names.join(' vs ')}: T=${o.T} n=m=${o.n} r=${o.r} b=${o.b}; ${o.rounds} rounds x ${o.calls} calls; ${ctx.adapterInfo.description || ctx.adapterInfo.vendor}; load ${load0.toFixed(1)}→${loadavg()[0].toFixed(1)}; ${new Date().toISOString()}`);
+  console.log('| phase | method | GPU ms (median) | ratio (median per round) | worker CPU ms (median) | CPU ratio (of totals) |');
+  console.log('|---|---|---|---|---|---|');
+  for (const phase of o.phases) {
+    const ref = samples.get(key(base, phase));
+    if (!ref) continue;
+    for (const method of names) {
+      const s = samples.get(key(method, phase));
+      if (!s) continue;
+      const gpu = medianOf(s.map((x) => x.gpu));
+      const gpuRatio = medianOf(s.map((x, i) => x.gpu / ref[i].gpu));
+      const cpuOk = s.every((x) => x.cpu !== null) && ref.every((x) => x.cpu !== null);
+      const cpu = cpuOk ? medianOf(s.map((x) => x.cpu!)) : null;
+      // The kernel counts CPU time in 10 ms ticks, so the CPU ratio is one of totals over all rounds.
+      const total = (xs: Sample[]) => xs.reduce((a, x) => a + x.cpu!, 0);
+      const cpuRatio = cpuOk ? total(s) / Math.max(total(ref), 1e-9) : null;
+      rows.push({ phase, method, baseline: base, ...shape, gpuMs: gpu, gpuRatio, cpuMs: cpu, cpuRatio, samples: s });
+      console.log(`| ${phase} | ${method} | ${gpu.toFixed(2)} | ${gpuRatio.toFixed(2)} | ${cpu === null ? '–' : cpu.toFixed(2)} | ${cpuRatio === null ? '–' : cpuRatio.toFixed(2)} |`);
+    }
+  }
+  if (o.json) writeFileSync(o.json, JSON.stringify({ date: new Date().toISOString(), device: ctx.adapterInfo, rounds: o.rounds, calls: o.calls, rows }, null, 2));
+  for (const i of inst.values()) i.destroy();
+  ctx.destroy();
+}
+
+main().catch((e) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});
