@@ -48,6 +48,12 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> Dsave: array<f32>;
 @group(0) @binding(7) var<storage, read_write> Ssave: array<f32>;
 
+// vec4 views of In, Wd, Wu and Out for `fused4` (an entry point uses one view of a binding).
+@group(0) @binding(1) var<storage, read> In4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> Wd4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> Wu4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> Out4: array<vec4<f32>>;
+
 // Bindings of `wgrad` and `dsig` (an entry point's bindings must be numbered 1, 2, ... in the
 // order the host passes them, so each kernel family declares its own).
 @group(0) @binding(1) var<storage, read> M: array<f32>;
@@ -93,7 +99,49 @@ fn fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
   // Uniform across the workgroup, so the early return cannot split a barrier.
   if (g >= P.groups) { return; }
   let t0 = g * TT;
+  down_phase(t0, lidx);
+  workgroupBarrier();
+  mix_phase(t0, lidx);
+  project_phase(t0, lidx);
+}
 
+// `fused` with 16-byte loads and stores, when n, m, n / b, m / b and r are multiples of 4.
+// Phase 1 reads the input (X, or G) as vec4 along its columns and the down weight 4 columns at a
+// time: 10 loads (forward) or 12 (backward) per 64 multiply-adds, where `fused` needs 10 per 16.
+// Phase 3 reads the up weight as vec4 (B's rows along the ranks, A's along the columns) and
+// updates Y or dX 4 columns at a time. Loads are what cost on lavapipe, as matmul.wgsl's direct4
+// found; docs/bora.md has the measurements.
+@compute @workgroup_size(WG)
+fn fused4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lidx: u32) {
+  let g = linear_workgroup(wid, nwg);
+  if (g >= P.groups) { return; }
+  let t0 = g * TT;
+  down_phase4(t0, lidx);
+  workgroupBarrier();
+  mix_phase(t0, lidx);
+  if (PROJECT) { project_phase4(t0, lidx); }
+}
+
+// Phase 1's result for tokens t0 .. t0 + TT − 1, ranks q0 and q0 + 1 (has1) of block k: into
+// dbuf, and to Dsave when SAVE.
+fn store_down(t0: u32, k: u32, q0: u32, has1: bool, acc: ptr<function, array<f32, 16>>) {
+  for (var tt = 0u; tt < TT_MAX; tt++) {
+    if (tt >= TT) { break; }
+    let t = t0 + tt;
+    let d0 = P.a_down * (*acc)[2u * tt];
+    let d1 = P.a_down * (*acc)[2u * tt + 1u];
+    let o = tt * BR + k * R + q0;
+    dbuf[o] = d0;
+    if (has1) { dbuf[o + 1u] = d1; }
+    if (SAVE && t < P.T) {
+      Dsave[t * BR + k * R + q0] = d0;
+      if (has1) { Dsave[t * BR + k * R + q0 + 1u] = d1; }
+    }
+  }
+}
+
+fn down_phase(t0: u32, lidx: u32) {
   // Phase 1: one invocation per (block k, pair of ranks), all TT tokens. Rows past T read the
   // last token (never stored) so the inner loop has no branch.
   let qh = (R + 1u) / 2u;
@@ -115,22 +163,51 @@ fn fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         acc[2u * tt + 1u] += w1 * xv;
       }
     }
-    for (var tt = 0u; tt < TT_MAX; tt++) {
+    store_down(t0, k, q0, has1, &acc);
+  }
+}
+
+fn down_phase4(t0: u32, lidx: u32) {
+  let qh = (R + 1u) / 2u;
+  let n4 = P.n_in / 4u;
+  let w4 = P.w_in / 4u;
+  for (var e = lidx; e < BLOCKS * qh; e += WG) {
+    let k = e / qh;
+    let q0 = (e % qh) * 2u;
+    let has1 = q0 + 1u < R;
+    let q1 = min(q0 + 1u, R - 1u);
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) { acc[i] = 0.0; }
+    let c0 = k * w4;
+    for (var c = 0u; c < w4; c++) {
+      var w0: vec4<f32>;
+      var w1: vec4<f32>;
+      if (DOWN_QC) {
+        w0 = Wd4[q0 * n4 + c0 + c];
+        w1 = Wd4[q1 * n4 + c0 + c];
+      } else {
+        // Wd stored [cols, R] (B in the backward): ranks q0 and q0 + 1 of a column sit in one
+        // vec4 (R % 4 == 0, q0 even), so 4 loads give both ranks of the 4 columns.
+        let lo = q0 % 4u;
+        for (var i = 0u; i < 4u; i++) {
+          let v = Wd4[(4u * (c0 + c) + i) * (R / 4u) + q0 / 4u];
+          w0[i] = v[lo];
+          w1[i] = v[lo + 1u];
+        }
+      }
+      for (var tt = 0u; tt < TT_MAX; tt++) {
         if (tt >= TT) { break; }
-      let t = t0 + tt;
-      let d0 = P.a_down * acc[2u * tt];
-      let d1 = P.a_down * acc[2u * tt + 1u];
-      let o = tt * BR + k * R + q0;
-      dbuf[o] = d0;
-      if (has1) { dbuf[o + 1u] = d1; }
-      if (SAVE && t < P.T) {
-        Dsave[t * BR + k * R + q0] = d0;
-        if (has1) { Dsave[t * BR + k * R + q0 + 1u] = d1; }
+        let xv = In4[min(t0 + tt, P.T - 1u) * n4 + c0 + c];
+        acc[2u * tt] += dot(w0, xv);
+        acc[2u * tt + 1u] += dot(w1, xv);
       }
     }
+    store_down(t0, k, q0, has1, &acc);
   }
-  workgroupBarrier();
+}
 
+// Phase 2, shared by `fused` and `fused4` (its barrier included).
+fn mix_phase(t0: u32, lidx: u32) {
   // Phase 2: one invocation per (j, q), all TT tokens; b multiply-adds each. MELoRA skips it.
   if (MIX) {
     for (var e = lidx; e < BR; e += WG) {
@@ -158,7 +235,9 @@ fn fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
       if (t < P.T) { Ssave[t * BR + e % BR] = dbuf[e]; }
     }
   }
+}
 
+fn project_phase(t0: u32, lidx: u32) {
   // Phase 3: one invocation per 4 adjacent output columns, all TT tokens (a 4 x TT register
   // tile). When the block width is a multiple of 4 the 4 columns share one block, so each
   // S value feeds 4 multiply-adds.
@@ -200,6 +279,44 @@ fn fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
           if (ACCUM) { Out[o] += P.a_out * acc[tt * 4u + i]; } else { Out[o] = P.a_out * acc[tt * 4u + i]; }
         }
       }
+    }
+  }
+}
+
+// Phase 3 of `fused4`: 4 adjacent output columns of one block per invocation (the block width a
+// multiple of 4), all TT tokens, the output updated with 16-byte accesses.
+fn project_phase4(t0: u32, lidx: u32) {
+  let n4 = P.n_out / 4u;
+  for (var c4 = lidx; c4 < n4; c4 += WG) {
+    let col0 = c4 * 4u;
+    let sb = (col0 / P.w_out) * R;
+    var acc: array<vec4<f32>, TT_MAX>;  // acc[tt]: the 4 columns of token t0 + tt
+    for (var tt = 0u; tt < TT_MAX; tt++) { acc[tt] = vec4<f32>(0.0); }
+    for (var q4 = 0u; q4 < R / 4u; q4++) {
+      var u: array<vec4<f32>, 4>;  // u[qq]: the 4 columns' weights for rank 4·q4 + qq
+      if (UP_QC) {
+        // Wu stored [R, cols] (A in the backward): one load per rank.
+        for (var qq = 0u; qq < 4u; qq++) { u[qq] = Wu4[(q4 * 4u + qq) * n4 + c4]; }
+      } else {
+        // Wu stored [cols, R] (B in the forward): b[i] = Wu[col0 + i, 4·q4 .. 4·q4 + 3].
+        var b: array<vec4<f32>, 4>;
+        for (var i = 0u; i < 4u; i++) { b[i] = Wu4[(col0 + i) * (R / 4u) + q4]; }
+        for (var qq = 0u; qq < 4u; qq++) { u[qq] = vec4<f32>(b[0][qq], b[1][qq], b[2][qq], b[3][qq]); }
+      }
+      for (var qq = 0u; qq < 4u; qq++) {
+        let sq = sb + q4 * 4u + qq;
+        for (var tt = 0u; tt < TT_MAX; tt++) {
+          if (tt >= TT) { break; }
+          acc[tt] += u[qq] * s_at(tt * BR + sq);
+        }
+      }
+    }
+    for (var tt = 0u; tt < TT_MAX; tt++) {
+      if (tt >= TT) { break; }
+      let t = t0 + tt;
+      if (t >= P.T) { break; }
+      let o = t * n4 + c4;
+      if (ACCUM) { Out4[o] += P.a_out * acc[tt]; } else { Out4[o] = P.a_out * acc[tt]; }
     }
   }
 }

@@ -222,22 +222,26 @@ async function encodeFused(ctx: Context, where: string, d: BoraDims, c: FusedCal
     MIX: d.mode === 'bora', MIX_T: c.backward, DOWN_QC: !c.backward, UP_QC: c.backward,
     SAVE: save, PROJECT: !!c.out, ACCUM: c.accum,
   };
-  await ctx.prepare([{ shader: 'bora', entry: 'fused', constants }]);
-  const groups = Math.ceil(d.T / TT);
   const wIn = c.nIn / d.blocks;
   const wOut = c.nOut / d.blocks;
+  // fused4: 16-byte loads and stores, when every row, block and rank group it views as vec4
+  // starts on a multiple of 4.
+  const vec4 = [c.nIn, wIn, c.nOut, wOut, d.r].every((v) => v % 4 === 0);
+  const entry = vec4 ? 'fused4' : 'fused';
+  await ctx.prepare([{ shader: 'bora', entry, constants }]);
+  const groups = Math.ceil(d.T / TT);
   // Unused read_write bindings get distinct one-word scratch buffers (writable bindings must not alias).
   ctx.dispatch(enc, {
-    shader: 'bora', entry: 'fused', constants,
+    shader: 'bora', entry, constants,
     params: [d.T, c.nIn, c.nOut, wIn, wOut, f32(c.aDown), f32(c.aOut), groups],
     bindings: [
       c.input, c.down, c.sig ?? c.down, c.up,
-      c.out ?? ctx.scratch('bora.unused.out', [1]),
+      c.out ?? ctx.scratch('bora.unused.out', [4]), // 16 bytes: fused4 views it as vec4
       c.dsave ?? ctx.scratch('bora.unused.d', [1]),
       c.ssave ?? ctx.scratch('bora.unused.s', [1]),
     ],
     workgroups: groups,
-    label: `${where} fused`,
+    label: `${where} ${entry}`,
   });
 }
 

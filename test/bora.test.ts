@@ -24,6 +24,8 @@ const SHAPES: [number, number, number, number, number][] = [
   [17, 64, 48, 8, 16],
   [33, 40, 30, 5, 5],
   [10, 40, 20, 12, 4],
+  [1, 48, 32, 4, 4], // the vec4 forward (fused4: n, m, n / b, m / b, r multiples of 4) at T = 1
+  [19, 64, 96, 8, 8], // fused4 past one 8-token tile, T no multiple of it
 ];
 
 async function setup(T: number, n: number, m: number, r: number, blocks: number, transform: SigmaTransform = 'exp-mav', mode: BoraMode = 'bora') {
@@ -170,6 +172,26 @@ describe('bora special cases', () => {
     expectClose(await ctx.read(grads.db), lg.db, 'db vs LoRA');
     expectClose(await ctx.read(await boraMerge(ctx, q, { deltaOnly: true })), loraRef.loraDelta(lora), 'ΔW vs LoRA');
     ones.destroy();
+    free();
+  });
+
+  it('MELoRA on the 16-byte kernel (fused4, no mixing phase): Y, Z, S, dX, dA, dB against the reference', async () => {
+    const [T, n, m, r, b] = [19, 64, 96, 8, 8];
+    const { ctx, dev, host, p, refArgs, free } = await setup(T, n, m, r, b, 'exp-mav', 'melora');
+    const inter = ref.boraIntermediates(refArgs);
+    const yRef = ref.boraForward(refArgs);
+    const { y, z, s } = await boraForward(ctx, { ...p, x: dev.x }, { save: true });
+    expectClose(await ctx.read(y), yRef, 'y (training)');
+    expectClose(await ctx.read(z!), inter.z, 'z');
+    expectClose(await ctx.read(s!), inter.s, 's');
+    const inference = await boraForward(ctx, { ...p, x: dev.x });
+    expectClose(await ctx.read(inference.y), yRef, 'y (inference)');
+    const expected = ref.boraBackward({ ...refArgs, g: host.g });
+    const grads = await boraBackward(ctx, { ...p, x: dev.x, g: dev.g, z, s });
+    expectClose(await ctx.read(grads.dx), expected.dx, 'dx');
+    expectClose(await ctx.read(grads.da), expected.da, 'da');
+    expectClose(await ctx.read(grads.db), expected.db, 'db');
+    for (const t of [y, z!, s!, inference.y, grads.dx, grads.da, grads.db]) t.destroy();
     free();
   });
 
