@@ -8,6 +8,8 @@
 //          Forward: In = X, Wd = A, Wu = B (Z = D, S = S). Backward: In = G, Wd = B, Σ transposed,
 //          Wu = A (dS = D, dZ = S, Out = dX). SAVE also writes D and S for the backward;
 //          inference leaves it off, so Z and S never reach device memory.
+// `fused4` the same with 16-byte loads and stores and vec4 tiles, when n, m, n/b, m/b, r are
+//          multiples of 4.
 // `wgrad`  Out(col, q) = alpha · Σ_t M[t, col] · V[t, blk(col)·R + q]: dB (M = G, V = S) and
 //          dA (M = X, V = dZ); the block of each column selects its slice of V.
 // `dsig`   dΣ[j, k, q] = Σ_t dS[t, j, q] · Z[t, k, q].
@@ -48,11 +50,13 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> Dsave: array<f32>;
 @group(0) @binding(7) var<storage, read_write> Ssave: array<f32>;
 
-// vec4 views of In, Wd, Wu and Out for `fused4` (an entry point uses one view of a binding).
+// vec4 views for `fused4` (an entry point uses one view of a binding).
 @group(0) @binding(1) var<storage, read> In4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> Wd4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> Sig4: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> Wu4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> Out4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> Ssave4: array<vec4<f32>>;
 
 // Bindings of `wgrad` and `dsig` (an entry point's bindings must be numbered 1, 2, ... in the
 // order the host passes them, so each kernel family declares its own).
@@ -71,6 +75,9 @@ struct Params {
 
 var<workgroup> dbuf: array<f32, BUF>;
 var<workgroup> sbuf: array<f32, BUF>;
+// `fused4`'s tiles: the same [TT, b, r] layout, 4 ranks per element (r % 4 == 0).
+var<workgroup> dbuf4: array<vec4<f32>, BUF / 4u>;
+var<workgroup> sbuf4: array<vec4<f32>, BUF / 4u>;
 
 fn wd_at(col: u32, q: u32) -> f32 {
   if (DOWN_QC) { return Wd[q * P.n_in + col]; }
@@ -84,6 +91,10 @@ fn wu_at(col: u32, q: u32) -> f32 {
 fn s_at(i: u32) -> f32 {
   if (MIX) { return sbuf[i]; }
   return dbuf[i];
+}
+fn s4_at(i: u32) -> vec4<f32> {
+  if (MIX) { return sbuf4[i]; }
+  return dbuf4[i];
 }
 
 // Register tiles, sized for the host's TT ≤ TT_MAX: every phase keeps all TT tokens of its
@@ -108,9 +119,10 @@ fn fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 // `fused` with 16-byte loads and stores, when n, m, n / b, m / b and r are multiples of 4.
 // Phase 1 reads the input (X, or G) as vec4 along its columns and the down weight 4 columns at a
 // time: 10 loads (forward) or 12 (backward) per 64 multiply-adds, where `fused` needs 10 per 16.
-// Phase 3 reads the up weight as vec4 (B's rows along the ranks, A's along the columns) and
-// updates Y or dX 4 columns at a time. Loads are what cost on lavapipe, as matmul.wgsl's direct4
-// found; docs/bora.md has the measurements.
+// Phase 2 mixes 4 ranks at a time from vec4 tiles in workgroup memory (dbuf4, sbuf4) and a vec4
+// view of Σ. Phase 3 reads the up weight as vec4 (B's rows along the ranks, A's along the
+// columns) and updates Y or dX 4 columns at a time. Loads are what cost on lavapipe, as
+// matmul.wgsl's direct4 found; docs/bora.md has the measurements.
 @compute @workgroup_size(WG)
 fn fused4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lidx: u32) {
@@ -119,7 +131,7 @@ fn fused4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
   let t0 = g * TT;
   down_phase4(t0, lidx);
   workgroupBarrier();
-  mix_phase(t0, lidx);
+  mix_phase4(t0, lidx);
   if (PROJECT) { project_phase4(t0, lidx); }
 }
 
@@ -137,6 +149,23 @@ fn store_down(t0: u32, k: u32, q0: u32, has1: bool, acc: ptr<function, array<f32
     if (SAVE && t < P.T) {
       Dsave[t * BR + k * R + q0] = d0;
       if (has1) { Dsave[t * BR + k * R + q0 + 1u] = d1; }
+    }
+  }
+}
+
+// store_down for `fused4`: the pair lies in one vec4 of dbuf4 (q0 even, r % 4 == 0).
+fn store_down4(t0: u32, k: u32, q0: u32, acc: ptr<function, array<f32, 16>>) {
+  for (var tt = 0u; tt < TT_MAX; tt++) {
+    if (tt >= TT) { break; }
+    let t = t0 + tt;
+    let d0 = P.a_down * (*acc)[2u * tt];
+    let d1 = P.a_down * (*acc)[2u * tt + 1u];
+    let o = tt * BR + k * R + q0;
+    dbuf4[o / 4u][o % 4u] = d0;
+    dbuf4[o / 4u][o % 4u + 1u] = d1;
+    if (SAVE && t < P.T) {
+      Dsave[t * BR + k * R + q0] = d0;
+      Dsave[t * BR + k * R + q0 + 1u] = d1;
     }
   }
 }
@@ -202,7 +231,7 @@ fn down_phase4(t0: u32, lidx: u32) {
         acc[2u * tt + 1u] += dot(w1, xv);
       }
     }
-    store_down(t0, k, q0, has1, &acc);
+    store_down4(t0, k, q0, &acc);
   }
 }
 
@@ -233,6 +262,41 @@ fn mix_phase(t0: u32, lidx: u32) {
     for (var e = lidx; e < BUF; e += WG) {
       let t = t0 + e / BR;
       if (t < P.T) { Ssave[t * BR + e % BR] = dbuf[e]; }
+    }
+  }
+}
+
+// Phase 2 of `fused4`: one invocation per (j, 4 ranks), Σ and the tiles read 4 ranks per load
+// (9 loads per 32 multiply-adds, not 9 per 8).
+fn mix_phase4(t0: u32, lidx: u32) {
+  let br4 = BR / 4u;
+  let r4 = R / 4u;
+  if (MIX) {
+    for (var e = lidx; e < br4; e += WG) {
+      let j = e / r4;
+      let q4 = e % r4;
+      var acc: array<vec4<f32>, TT_MAX>;
+      for (var tt = 0u; tt < TT_MAX; tt++) { acc[tt] = vec4<f32>(0.0); }
+      for (var k = 0u; k < BLOCKS; k++) {
+        var sig: vec4<f32>;
+        if (MIX_T) { sig = Sig4[(k * BLOCKS + j) * r4 + q4]; } else { sig = Sig4[(j * BLOCKS + k) * r4 + q4]; }
+        for (var tt = 0u; tt < TT_MAX; tt++) {
+          if (tt >= TT) { break; }
+          acc[tt] += sig * dbuf4[tt * br4 + k * r4 + q4];
+        }
+      }
+      for (var tt = 0u; tt < TT_MAX; tt++) {
+        if (tt >= TT) { break; }
+        sbuf4[tt * br4 + e] = acc[tt];
+        let t = t0 + tt;
+        if (SAVE && t < P.T) { Ssave4[t * br4 + e] = acc[tt]; }
+      }
+    }
+    workgroupBarrier();
+  } else if (SAVE) {
+    for (var e = lidx; e < BUF / 4u; e += WG) {
+      let t = t0 + e / br4;
+      if (t < P.T) { Ssave4[t * br4 + e % br4] = dbuf4[e]; }
     }
   }
 }
@@ -303,12 +367,10 @@ fn project_phase4(t0: u32, lidx: u32) {
         for (var i = 0u; i < 4u; i++) { b[i] = Wu4[(col0 + i) * (R / 4u) + q4]; }
         for (var qq = 0u; qq < 4u; qq++) { u[qq] = vec4<f32>(b[0][qq], b[1][qq], b[2][qq], b[3][qq]); }
       }
-      for (var qq = 0u; qq < 4u; qq++) {
-        let sq = sb + q4 * 4u + qq;
-        for (var tt = 0u; tt < TT_MAX; tt++) {
-          if (tt >= TT) { break; }
-          acc[tt] += u[qq] * s_at(tt * BR + sq);
-        }
+      for (var tt = 0u; tt < TT_MAX; tt++) {
+        if (tt >= TT) { break; }
+        let sv = s4_at((tt * BR + sb) / 4u + q4);
+        acc[tt] += u[0] * sv.x + u[1] * sv.y + u[2] * sv.z + u[3] * sv.w;
       }
     }
     for (var tt = 0u; tt < TT_MAX; tt++) {

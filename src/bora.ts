@@ -238,7 +238,7 @@ async function encodeFused(ctx: Context, where: string, d: BoraDims, c: FusedCal
       c.input, c.down, c.sig ?? c.down, c.up,
       c.out ?? ctx.scratch('bora.unused.out', [4]), // 16 bytes: fused4 views it as vec4
       c.dsave ?? ctx.scratch('bora.unused.d', [1]),
-      c.ssave ?? ctx.scratch('bora.unused.s', [1]),
+      c.ssave ?? ctx.scratch('bora.unused.s', [4]),
     ],
     workgroups: groups,
     label: `${where} ${entry}`,
