@@ -17,7 +17,7 @@ import { relativeError } from '../src/reference/linalg.js';
 import { timeEncoded } from './timing.js';
 import { loadMethods, type Unavailable } from './methods/index.js';
 import type { BenchMethod, BenchShape, Phase } from './methods/types.js';
-import { ensureNavigatorGpu, peerInputs, type Peer, type PeerInputs, type PeerMethod, type PeerPhase } from './peers/common.js';
+import { ensureNavigatorGpu, peerInputs, summarize, type Peer, type PeerInputs, type PeerMethod, type PeerPhase } from './peers/common.js';
 import { writeReport, type BenchRow, type BenchResult, type Check } from './report.js';
 
 interface Options {
@@ -190,7 +190,12 @@ async function main() {
       w0.destroy();
       y.destroy();
     }
-    // Every method, every phase.
+    // Every method, every phase, interleaved: all instances are set up first, then each rep times
+    // every (method, phase) once, the method order rotating from rep to rep. On a shared or
+    // virtualised machine the speed of the cores drifts by up to 2x over seconds; timing one
+    // method's reps back to back put that drift into the ratios to LoRA, interleaving spreads it
+    // over every method alike (the same scheme as bench/compare.ts).
+    const live: { method: BenchMethod; b: number | null; inst: Awaited<ReturnType<BenchMethod['setup']>> }[] = [];
     for (const method of methods) {
       if (cfg.blockOnly && !BLOCK_METHODS.has(method.method)) continue;
       const b = BLOCK_METHODS.has(method.method) ? sh.b! : null;
@@ -200,50 +205,98 @@ async function main() {
         continue;
       }
       bar?.update({ task: `${method.method} setup ${tag}` });
-      let inst;
       try {
-        inst = await method.setup(ctx, sh);
+        live.push({ method, b, inst: await method.setup(ctx, sh) });
       } catch (e) {
         failures.push({ method: method.method, shape: sh, error: (e as Error).message });
         log(bar, `${method.method} ${tag}: setup failed: ${(e as Error).message}`);
         for (const _ of PHASES) tick(`${method.method} failed ${tag}`);
-        continue;
       }
-      try {
-        for (const phase of PHASES) {
-          const enc = inst.encode[phase];
-          bar?.update({ task: `${method.method} ${phase} ${tag}` });
-          if (!enc) {
-            tick(`${method.method} ${phase} n/a ${tag}`);
-            continue;
+    }
+    const key = (m: string, phase: Phase) => `${m}/${phase}`;
+    const got = new Map<string, { samples: number[]; cpu: number[]; clock: string }>();
+    const failed = new Set<string>();
+    try {
+      for (let rep = 0; rep < timing.reps; rep++) {
+        for (let i = 0; i < live.length; i++) {
+          const { method, inst } = live[(i + rep) % live.length];
+          for (const phase of PHASES) {
+            const enc = inst.encode[phase];
+            const k = key(method.method, phase);
+            if (!enc || failed.has(k)) continue;
+            bar?.update({ task: `${method.method} ${phase} ${tag} (rep ${rep + 1}/${timing.reps})` });
+            try {
+              const t = await timeEncoded(ctx, enc, { warmup: rep === 0 ? timing.warmup : 0, reps: 1 });
+              const g = got.get(k) ?? { samples: [], cpu: [], clock: t.clock };
+              g.samples.push(t.samplesMs[0]);
+              if (t.cpuMs !== null && t.cpuMs !== undefined) g.cpu.push(t.cpuMs);
+              got.set(k, g);
+            } catch (e) {
+              failed.add(k);
+              failures.push({ method: method.method, shape: sh, error: `${phase}: ${(e as Error).message}` });
+              log(bar, `${method.method} ${phase} ${tag}: ${(e as Error).message}`);
+            }
           }
-          try {
-            const t = await timeEncoded(ctx, enc, timing);
+        }
+      }
+      for (const { method, b, inst } of live) {
+        for (const phase of PHASES) {
+          const g = got.get(key(method.method, phase));
+          if (g && !failed.has(key(method.method, phase))) {
+            const t = summarize(g.samples, g.clock, g.cpu);
             rows.push({
               method: method.method, impl: 'peft-wgsl', phase, T, n, m, r, b,
               medianMs: t.medianMs, minMs: t.minMs, maxMs: t.maxMs,
               flops: inst.flops[phase] ?? null, params: inst.params, bytes: inst.bytes, device, clock: t.clock, cpuMs: t.cpuMs ?? null,
             });
-          } catch (e) {
-            failures.push({ method: method.method, shape: sh, error: `${phase}: ${(e as Error).message}` });
-            log(bar, `${method.method} ${phase} ${tag}: ${(e as Error).message}`);
           }
-          tick(`${method.method} ${phase} ${tag}`);
+          tick(`${method.method} ${phase}${inst.encode[phase] ? '' : ' n/a'} ${tag}`);
         }
-      } finally {
-        inst.destroy();
       }
+    } catch (e) {
+      for (const { inst } of live) inst.destroy();
+      throw e;
     }
     // Peers on the same shape, checked against our kernels on the same inputs.
     if (cfg.peers && !cfg.blockOnly && peers.length) {
       const b = sh.b!;
       const inp = peerInputs(T, n, m, r, b);
       const ours = await ourOutputs(ctx, inp);
+      // Our side of each comparison is timed again, alternating run by run with the peer's, so
+      // the speed-ups compare runs seconds apart rather than minutes (see the methods above).
+      const mx = ctx.upload(inp.x, [T, n], 'f32', 'bench.pair.x');
+      const mw0 = ctx.upload(inp.w0, [m, n], 'f32', 'bench.pair.w0');
+      const my = ctx.tensor([T, m], 'f32', 'bench.pair.y');
+      const ourEncoder = (pm: PeerMethod, pp: PeerPhase) =>
+        pm === 'matmul'
+          ? (enc: GPUCommandEncoder) => matmul(ctx, { a: mx, b: mw0, c: my, M: T, N: m, K: n, transB: true }, enc)
+          : live.find((l) => l.method.method === pm)?.inst.encode[pp as Phase];
       for (const peer of peers) {
         for (const [pm, pp] of [['matmul', 'matmul'], ['lora', 'forward'], ['lora', 'backward'], ['bora', 'forward'], ['bora', 'backward']] as [PeerMethod, PeerPhase][]) {
           bar?.update({ task: `${peer.impl} ${pm} ${pp} ${tag}` });
           try {
-            const res = await peer.run(pm, pp, inp, timing);
+            const ourEnc = ourEncoder(pm, pp);
+            const peerSamples: number[] = [];
+            const peerCpu: number[] = [];
+            const oursSamples: number[] = [];
+            const oursCpu: number[] = [];
+            let res: Awaited<ReturnType<Peer['run']>> | undefined;
+            let ourClock = '';
+            for (let rep = 0; rep < timing.reps; rep++) {
+              if (ourEnc) {
+                const t = await timeEncoded(ctx, ourEnc, { warmup: rep === 0 ? timing.warmup : 0, reps: 1 });
+                oursSamples.push(t.samplesMs[0]);
+                if (t.cpuMs !== null && t.cpuMs !== undefined) oursCpu.push(t.cpuMs);
+                ourClock = t.clock;
+              }
+              // A warm-up in every call: a peer may build its kernels inside run().
+              res = await peer.run(pm, pp, inp, { warmup: Math.max(1, timing.warmup), reps: 1 });
+              peerSamples.push(res.timing.samplesMs[0]);
+              if (res.timing.cpuMs !== null && res.timing.cpuMs !== undefined) peerCpu.push(res.timing.cpuMs);
+            }
+            const paired = oursSamples.length ? summarize(oursSamples, ourClock, oursCpu) : null;
+            const peerTiming = summarize(peerSamples, res!.timing.clock, peerCpu);
+            res = { ...res!, timing: peerTiming };
             const ref = ours[`${pm}.${pp}`];
             const errs: Record<string, number> = {};
             if (ref) for (const [k, v] of Object.entries(res.outputs)) if (ref[k]) errs[k] = relativeError(v, ref[k]);
@@ -255,6 +308,7 @@ async function main() {
               medianMs: res.timing.medianMs, minMs: res.timing.minMs, maxMs: res.timing.maxMs,
               flops: ourRow?.flops ?? peerFlops(pm, pp, inp), params: pm === 'matmul' ? 0 : ourRow?.params ?? null, bytes: null,
               device: peer.device, clock: res.timing.clock, cpuMs: res.timing.cpuMs ?? null, relErr: worst,
+              pairedOursMs: paired?.medianMs ?? null, pairedOursCpuMs: paired?.cpuMs ?? null,
             });
           } catch (e) {
             failures.push({ method: `${peer.impl}:${pm}`, shape: sh, error: `${pp}: ${(e as Error).message.split('\n')[0]}` });
@@ -263,7 +317,9 @@ async function main() {
           tick(`${peer.impl} ${pm} ${pp} ${tag}`);
         }
       }
+      for (const t of [mx, mw0, my]) t.destroy();
     }
+    for (const { inst } of live) inst.destroy();
   }
   bar?.update({ task: 'done' });
   bar?.stop();
@@ -310,8 +366,11 @@ function finishRows(rows: BenchRow[]): BenchRow[] {
     row.vsLoraCpu = loraRow?.cpuMs && row.cpuMs && row.r !== null ? row.cpuMs / loraRow.cpuMs : null;
     if (row.impl !== 'peft-wgsl') {
       const ours = rows.find((x) => x.impl === 'peft-wgsl' && x.method === row.method && x.phase === row.phase && x.T === row.T && x.n === row.n && x.r === row.r && x.b === row.b);
-      row.oursSpeedup = ours ? row.medianMs / ours.medianMs : null;
-      row.oursSpeedupCpu = ours?.cpuMs && row.cpuMs ? row.cpuMs / ours.cpuMs : null;
+      // Against our runs alternated with the peer's where there are some, else the methods' rows.
+      const oursMs = row.pairedOursMs ?? ours?.medianMs;
+      const oursCpu = row.pairedOursMs ? row.pairedOursCpuMs : ours?.cpuMs;
+      row.oursSpeedup = oursMs ? row.medianMs / oursMs : null;
+      row.oursSpeedupCpu = oursCpu && row.cpuMs ? row.cpuMs / oursCpu : null;
     }
   }
   return rows;
