@@ -4,6 +4,7 @@
 //
 //   npm run bench                      quick: T=128, n=m=768, r=8, b=4 (a few minutes on lavapipe)
 //   npm run bench -- --full            n=m ∈ {768, 1024, 4096}, r ∈ {8, 16, 32}, b ∈ {4, 8, 16}
+//   npm run bench -- --full --sizes 768,1024   the same without n = 4096 (about an hour of it on lavapipe)
 //   options: --json FILE  --out DIR  --reps N  --warmup N  --methods lora,bora  --no-peers
 //            --T N --n N --r N --b N (one custom shape)  --no-progress (plain lines)  --list (print the shapes)
 
@@ -32,6 +33,8 @@ interface Options {
   /** Print the planned shapes and exit. */
   list: boolean;
   custom?: Partial<BenchShape>;
+  /** --full restricted to these n (each with its T). */
+  sizes?: number[];
 }
 
 function parseArgs(argv: string[]): Options {
@@ -59,11 +62,15 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--no-peers') o.peers = false;
     else if (a === '--no-progress') o.progress = false;
     else if (a === '--list') o.list = true;
+    else if (a === '--sizes') {
+      o.sizes = next().split(',').map(Number);
+      for (const v of o.sizes) if (![768, 1024, 4096].includes(v)) throw new Error(`bench: --sizes takes 768, 1024 and/or 4096 (the --full sizes), got ${v}`);
+    }
     else if (a === '--T' || a === '--n' || a === '--r' || a === '--b') {
       const key = a.slice(2) as 'T' | 'n' | 'r' | 'b';
       custom[key] = int(a);
     } else if (a === '--help' || a === '-h') {
-      console.log('usage: npm run bench -- [--full] [--json FILE] [--out DIR] [--reps N] [--warmup N] [--methods a,b] [--no-peers] [--T N --n N --r N --b N]');
+      console.log('usage: npm run bench -- [--full [--sizes 768,1024,4096]] [--json FILE] [--out DIR] [--reps N] [--warmup N] [--methods a,b] [--no-peers] [--T N --n N --r N --b N]');
       process.exit(0);
     } else throw new Error(`bench: unknown option ${a}`);
   }
@@ -93,6 +100,7 @@ function configs(o: Options): Config[] {
   const out: Config[] = [];
   // T chosen to fit lavapipe: at n = 4096 one base product is already 2·64·4096² ≈ 2.1 GFLOP.
   for (const [n, T] of [[768, 256], [1024, 256], [4096, 64]] as const) {
+    if (o.sizes && !o.sizes.includes(n)) continue;
     for (const r of [8, 16, 32]) {
       for (const b of [4, 8, 16]) {
         out.push({ shape: { T, n, m: n, r, b }, peers: r === 16 && b === 4, blockOnly: b !== 4, matmul: r === 8 && b === 4 });
@@ -218,6 +226,8 @@ async function main() {
     const failed = new Set<string>();
     try {
       for (let rep = 0; rep < timing.reps; rep++) {
+        // The bar's task line shows each (method, phase, rep); plain output says where the reps are.
+        if (!bar) console.error(`bench rep ${rep + 1}/${timing.reps} of ${live.length} methods ${tag} (${((Date.now() - benchStart) / 1000).toFixed(0)} s)`);
         for (let i = 0; i < live.length; i++) {
           const { method, inst } = live[(i + rep) % live.length];
           for (const phase of PHASES) {
