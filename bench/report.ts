@@ -178,12 +178,20 @@ export function markdown(res: BenchResult, svgs: string[] = []): string {
 }
 
 const PH = ['forward', 'backward', 'step', 'matmul'];
-/** Peer time over ours, preferring our runs alternated with the peer's (pairedOursMs). */
+/**
+ * Our time and worker CPU time to set against a peer row: the runs of ours alternated with the
+ * peer's (pairedOursMs) where the run has them, else our methods-table row.
+ */
+export function oursAgainst(peer: BenchRow, ours: BenchRow | undefined): { ms: number | undefined; cpu: number | null | undefined } {
+  return peer.pairedOursMs ? { ms: peer.pairedOursMs, cpu: peer.pairedOursCpuMs } : { ms: ours?.medianMs, cpu: ours?.cpuMs };
+}
+
+/** Peer time over ours (oursAgainst), with the CPU-time ratio in brackets. */
 function speedup(peer: BenchRow | undefined, ours: BenchRow | undefined): string {
-  const oursMs = peer?.pairedOursMs ?? ours?.medianMs;
-  if (!peer || !oursMs) return '—';
-  const oursCpu = peer.pairedOursMs ? peer.pairedOursCpuMs : ours?.cpuMs;
-  return `${f(peer.medianMs / oursMs)}×${peer.cpuMs && oursCpu ? ` (${f(peer.cpuMs / oursCpu)}×)` : ''}`;
+  if (!peer) return '—';
+  const o = oursAgainst(peer, ours);
+  if (!o.ms) return '—';
+  return `${f(peer.medianMs / o.ms)}×${peer.cpuMs && o.cpu ? ` (${f(peer.cpuMs / o.cpu)}×)` : ''}`;
 }
 
 /** The issue's goals: fwd+bwd ≥ 1.5× TF.js and ≥ 4× gpu.js; base product ≥ TF.js matMul in GFLOP/s. */
@@ -206,11 +214,10 @@ export function goalLines(res: BenchResult): string[] {
         if (!p[0] || !p[1]) continue;
         const o = [at('peft-wgsl', method, 'forward', p[0].r, p[0].b), at('peft-wgsl', method, 'backward', p[0].r, p[0].b)];
         if (!o[0] || !o[1]) continue;
-        // Our runs alternated with this peer's where the run has them.
-        const paired = p[0].pairedOursMs && p[1].pairedOursMs;
-        const ours = paired ? p[0].pairedOursMs! + p[1].pairedOursMs! : o[0].medianMs + o[1].medianMs;
-        const ratio = (p[0].medianMs + p[1].medianMs) / ours;
-        const oc = paired ? (p[0].pairedOursCpuMs ?? 0) + (p[1].pairedOursCpuMs ?? 0) : (o[0].cpuMs ?? 0) + (o[1].cpuMs ?? 0);
+        const of = oursAgainst(p[0], o[0]);
+        const ob = oursAgainst(p[1], o[1]);
+        const ratio = (p[0].medianMs + p[1].medianMs) / (of.ms! + ob.ms!);
+        const oc = (of.cpu ?? 0) + (ob.cpu ?? 0);
         const pc = (p[0].cpuMs ?? 0) + (p[1].cpuMs ?? 0);
         const cpu = oc > 0 && pc > 0 ? ` (CPU time ${f(pc / oc)}×)` : '';
         out.push(`| ${method} fwd+bwd ≥ ${target}× faster than ${IMPL_NAME[impl]} (T=${T}, n=m=${n}, r=${p[0].r}${p[0].b ? `, b=${p[0].b}` : ''}) | ${f(ratio)}×${cpu} | ${ratio >= target ? 'yes' : `no (${f((target / ratio - 1) * 100, 0)}% short)`} |`);
@@ -219,11 +226,9 @@ export function goalLines(res: BenchResult): string[] {
     const om = at('peft-wgsl', 'matmul', 'matmul');
     const tm = at('tfjs-webgpu', 'matmul', 'matmul');
     if (om?.gflops && tm?.gflops) {
-      // Ours from the runs alternated with TF.js's where there are some.
-      const oursMs = tm.pairedOursMs ?? om.medianMs;
-      const oursCpu = tm.pairedOursMs ? tm.pairedOursCpuMs : om.cpuMs;
-      const og = om.flops! / oursMs / 1e6;
-      const cpu = oursCpu && tm.cpuMs ? ` (per CPU-s: ${f(om.flops! / oursCpu / 1e6)} vs ${f(tm.flops! / tm.cpuMs / 1e6)})` : '';
+      const ours = oursAgainst(tm, om);
+      const og = om.flops! / ours.ms! / 1e6;
+      const cpu = ours.cpu && tm.cpuMs ? ` (per CPU-s: ${f(om.flops! / ours.cpu / 1e6)} vs ${f(tm.flops! / tm.cpuMs / 1e6)})` : '';
       out.push(`| base product GFLOP/s ≥ TF.js matMul (T=${T}, n=m=${n}) | ${f(og)} vs ${f(tm.gflops)} GFLOP/s${cpu} | ${og >= tm.gflops ? 'yes' : `no (${f((1 - og / tm.gflops) * 100, 0)}% slower)`} |`);
     }
   }

@@ -19,7 +19,7 @@ import { timeEncoded } from './timing.js';
 import { loadMethods, type Unavailable } from './methods/index.js';
 import type { BenchMethod, BenchShape, Phase } from './methods/types.js';
 import { ensureNavigatorGpu, peerInputs, summarize, type Peer, type PeerInputs, type PeerMethod, type PeerPhase } from './peers/common.js';
-import { writeReport, type BenchRow, type BenchResult, type Check } from './report.js';
+import { oursAgainst, writeReport, type BenchRow, type BenchResult, type Check } from './report.js';
 
 interface Options {
   full: boolean;
@@ -376,11 +376,9 @@ function finishRows(rows: BenchRow[]): BenchRow[] {
     row.vsLoraCpu = loraRow?.cpuMs && row.cpuMs && row.r !== null ? row.cpuMs / loraRow.cpuMs : null;
     if (row.impl !== 'peft-wgsl') {
       const ours = rows.find((x) => x.impl === 'peft-wgsl' && x.method === row.method && x.phase === row.phase && x.T === row.T && x.n === row.n && x.r === row.r && x.b === row.b);
-      // Against our runs alternated with the peer's where there are some, else the methods' rows.
-      const oursMs = row.pairedOursMs ?? ours?.medianMs;
-      const oursCpu = row.pairedOursMs ? row.pairedOursCpuMs : ours?.cpuMs;
-      row.oursSpeedup = oursMs ? row.medianMs / oursMs : null;
-      row.oursSpeedupCpu = oursCpu && row.cpuMs ? row.cpuMs / oursCpu : null;
+      const o = oursAgainst(row, ours);
+      row.oursSpeedup = o.ms ? row.medianMs / o.ms : null;
+      row.oursSpeedupCpu = o.cpu && row.cpuMs ? row.cpuMs / o.cpu : null;
     }
   }
   return rows;
