@@ -6,6 +6,7 @@
 import { SHADERS } from './generated/shaders.js';
 import { Tensor, type DType, type HostArray, bytesPerElement } from './tensor.js';
 import { PeftError } from './validate.js';
+import { expandVariants, paramStructs, entryParams, packParams, type ParamLayout, type ParamValues } from './runtime/wgsl.js';
 
 // Numeric flags, so a caller's device works in Node even when Dawn's globals
 // (GPUBufferUsage, GPUMapMode) were never installed on globalThis.
@@ -132,8 +133,12 @@ export interface DispatchSpec {
   shader: string;
   entry?: string;
   constants?: Record<string, number | boolean>;
-  /** Packed into the uniform buffer at binding 0: plain numbers as u32, {f32} / {i32} as such. */
-  params?: ParamValue[];
+  /**
+   * The entry point's uniform struct at binding 0, by field name (see src/runtime/wgsl.ts): packed
+   * by the struct's layout; a missing or unknown field is an error. Legacy positional arrays
+   * (plain numbers as u32, {f32} / {i32} as such) are still accepted while kernels move over.
+   */
+  params?: ParamValues | ParamValue[];
   /** Storage bindings, at binding 1, 2, ... in this order (binding 0 is params when given). */
   bindings: (Tensor | GPUBuffer)[];
   /** Workgroup count; a single number is split across x and y when it passes the device limit. */
@@ -161,6 +166,7 @@ export class Context {
   #lostInfo: GPUDeviceLostInfo | null = null;
   #destroyed = false;
   #modules = new Map<string, GPUShaderModule>();
+  #sources = new Map<string, { code: string; lineMap: number[]; structs: Map<string, ParamLayout>; entries: Map<string, ParamLayout | null> }>();
   /** One getCompilationInfo per module: Chromium never settles a second call on the same module. */
   #compiled = new Map<GPUShaderModule, Promise<string | null>>();
   #pipelines = new Map<string, Promise<GPUComputePipeline> | GPUComputePipeline>();
@@ -431,13 +437,47 @@ export class Context {
     this.#extraShaders.set(name, code);
   }
 
+  /** The shader's source with its `//#each` variants expanded, and its uniform layouts. */
+  #source(shader: string) {
+    let src = this.#sources.get(shader);
+    if (src) return src;
+    const raw = SHADERS[shader] ?? this.#extraShaders.get(shader);
+    if (raw === undefined) {
+      throw new PeftError(`unknown shader '${shader}': expected one of ${Object.keys(SHADERS).filter((s) => s !== PRELUDE_NAME).join(', ')}`);
+    }
+    let expanded;
+    try {
+      expanded = expandVariants(raw, shader);
+    } catch (e) {
+      throw new PeftError((e as Error).message);
+    }
+    src = { ...expanded, structs: paramStructs(expanded.code), entries: new Map() };
+    this.#sources.set(shader, src);
+    return src;
+  }
+
+  /** The uniform layout `entry` of `shader` reads at binding 0 (null: it has no uniform). */
+  paramLayout(shader: string, entry: string): ParamLayout | null {
+    const src = this.#source(shader);
+    let layout = src.entries.get(entry);
+    if (layout === undefined) {
+      let struct: string | null;
+      try {
+        struct = entryParams(src.code, entry);
+      } catch (e) {
+        throw new PeftError(`${shader}.wgsl: ${(e as Error).message}`);
+      }
+      layout = struct === null ? null : src.structs.get(struct) ?? null;
+      if (struct !== null && layout === null) throw new PeftError(`${shader}.wgsl: uniform struct ${struct} of '${entry}' is not made of 32-bit scalars and vectors`);
+      src.entries.set(entry, layout);
+    }
+    return layout;
+  }
+
   #module(shader: string): GPUShaderModule {
     let mod = this.#modules.get(shader);
     if (mod) return mod;
-    const source = SHADERS[shader] ?? this.#extraShaders.get(shader);
-    if (source === undefined) {
-      throw new PeftError(`unknown shader '${shader}': expected one of ${Object.keys(SHADERS).filter((s) => s !== PRELUDE_NAME).join(', ')}`);
-    }
+    const source = this.#source(shader).code;
     // getCompilationInfo reports the errors with lines; the scope keeps them from also surfacing
     // as uncaptured errors at some later, unrelated sync.
     this.device.pushErrorScope('validation');
@@ -463,7 +503,8 @@ export class Context {
     return errors
       .map((m) => {
         const inPrelude = m.lineNum <= PRELUDE_LINES;
-        const where = inPrelude ? `${PRELUDE_NAME}.wgsl:${m.lineNum}` : `${shader}.wgsl:${m.lineNum - PRELUDE_LINES}`;
+        const line = this.#source(shader).lineMap[m.lineNum - PRELUDE_LINES - 1] ?? m.lineNum - PRELUDE_LINES;
+        const where = inPrelude ? `${PRELUDE_NAME}.wgsl:${m.lineNum}` : `${shader}.wgsl:${line}`;
         return `${where}:${m.linePos}: ${m.message}`;
       })
       .join('\n');
@@ -540,7 +581,18 @@ export class Context {
     return [Math.ceil(count / y), y, 1];
   }
 
-  #uniform(params: ParamValue[]): GPUBuffer {
+  #uniform(shader: string, entry: string, params: ParamValues | ParamValue[]): GPUBuffer {
+    if (!Array.isArray(params)) {
+      const layout = this.paramLayout(shader, entry);
+      if (!layout) throw new PeftError(`${shader}.wgsl:${entry} has no uniform parameters, but params were given`);
+      let words: Uint32Array;
+      try {
+        words = packParams(layout, params as ParamValues, `${shader}.wgsl:${entry}`);
+      } catch (e) {
+        throw new PeftError((e as Error).message);
+      }
+      return this.#uniformBuffer(words);
+    }
     const words = new Uint32Array(Math.max(4, Math.ceil(params.length / 4) * 4));
     const asF32 = new Float32Array(words.buffer);
     const asI32 = new Int32Array(words.buffer);
@@ -552,6 +604,10 @@ export class Context {
       else if ('i32' in p) asI32[i] = p.i32;
       else words[i] = p.u32;
     });
+    return this.#uniformBuffer(words);
+  }
+
+  #uniformBuffer(words: Uint32Array): GPUBuffer {
     const key = Array.from(words).join(',');
     let buf = this.#uniforms.get(key);
     if (buf) {
@@ -587,7 +643,8 @@ export class Context {
     if (grid[0] * grid[1] * grid[2] === 0) return;
     const entries: GPUBindGroupEntry[] = [];
     let binding = 0;
-    if (spec.params) entries.push({ binding: binding++, resource: { buffer: this.#uniform(spec.params) } });
+    if (spec.params) entries.push({ binding: binding++, resource: { buffer: this.#uniform(spec.shader, entry, spec.params) } });
+    else if (this.paramLayout(spec.shader, entry)) throw new PeftError(`${spec.shader}.wgsl:${entry} reads uniform parameters, but none were given`);
     for (const b of spec.bindings) {
       const buffer = b instanceof Tensor ? b.buffer : b;
       entries.push({ binding: binding++, resource: { buffer } });

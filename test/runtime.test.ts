@@ -3,7 +3,7 @@
 // tracked.
 
 import { expect } from 'chai';
-import { Context, f32 } from '../src/runtime.js';
+import { Context } from '../src/runtime.js';
 import { expectThrows, gpu } from './helpers.js';
 
 describe('runtime', () => {
@@ -39,7 +39,7 @@ describe('runtime', () => {
     );
     await ctx.prepare([{ shader: 'axpy' }]);
     const y = ctx.tensor([100]);
-    await ctx.encode(undefined, (enc) => ctx.dispatch(enc, { shader: 'axpy', params: [100, f32(0.5)], bindings: [y], workgroups: 2 }));
+    await ctx.encode(undefined, (enc) => ctx.dispatch(enc, { shader: 'axpy', params: { n: 100, a: 0.5 }, bindings: [y], workgroups: 2 }));
     const out = await ctx.read(y);
     expect(Array.from(out.slice(0, 4))).to.deep.equal([0, 0.5, 1, 1.5]);
     expect(out[99]).to.equal(49.5);

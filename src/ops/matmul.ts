@@ -1,7 +1,6 @@
 // Host side of shaders/matmul.wgsl: C = alpha·op(A)·op(B) [+ alpha2·op(A2)·op(B2)] [+ beta·C].
 
 import type { Context, Tuning } from '../runtime.js';
-import { f32 } from '../runtime.js';
 import type { Tensor } from '../tensor.js';
 import { PeftError, checkDim } from '../validate.js';
 
@@ -89,12 +88,12 @@ export async function matmul(ctx: Context, args: MatmulArgs, encoder?: GPUComman
   const tilesN = Math.ceil(N / cfg.tileN);
   const tilesM = Math.ceil(M / cfg.tileM);
   const second = args.second;
-  ctx.encode(encoder, (enc) =>
+  await ctx.encode(encoder, (enc) =>
     ctx.dispatch(enc, {
       shader: 'matmul',
       entry: cfg.entry,
       constants: cfg.constants,
-      params: [M, N, K, second ? second.K : 0, f32(args.alpha ?? 1), f32(second?.alpha ?? 1), f32(args.beta ?? 0), tilesN],
+      params: { M, N, K, K2: second ? second.K : 0, alpha: args.alpha ?? 1, alpha2: second?.alpha ?? 1, beta: args.beta ?? 0, tiles_n: tilesN },
       // Unused second operands are bound to the first ones: WebGPU needs every declared binding.
       bindings: [args.a, args.b, args.c, second ? second.a : args.a, second ? second.b : args.b],
       workgroups: tilesM * tilesN,
