@@ -3,7 +3,8 @@
 
 import { expect } from 'chai';
 import { Context } from '../src/runtime.js';
-import { relativeError } from '../src/reference/linalg.js';
+import { finiteDifference, relativeError } from '../src/reference/linalg.js';
+import type { Tensor } from '../src/tensor.js';
 import { uniform } from '../src/random.js';
 
 let shared: Promise<Context> | undefined;
@@ -39,4 +40,31 @@ export async function expectThrows(fn: () => unknown, ...patterns: RegExp[]): Pr
   expect(caught, 'expected an Error to be thrown').to.be.instanceOf(Error);
   for (const p of patterns) expect((caught as Error).message).to.match(p);
   return caught as Error;
+}
+
+/**
+ * Seeded host tensors, uploaded: each entry is [shape, bound] (values uniform in [-bound, bound)).
+ * Returns the host arrays, the device tensors and a `free` that destroys the device ones.
+ */
+export async function uploads<K extends string>(spec: Record<K, readonly [readonly number[], number?]>) {
+  const ctx = await gpu();
+  const host = {} as Record<K, Float32Array>;
+  const dev = {} as Record<K, Tensor>;
+  for (const [name, [shape, bound]] of Object.entries(spec) as [K, readonly [readonly number[], number?]][]) {
+    host[name] = rand(shape.reduce((a, b) => a * b, 1), bound ?? 1);
+    dev[name] = ctx.upload(host[name], shape, 'f32', name);
+  }
+  const free = () => Object.values<Tensor>(dev).forEach((t) => t.destroy());
+  return { ctx, host, dev, free };
+}
+
+/**
+ * Checks analytic gradients of a float64 `loss` against central finite differences: for each
+ * [name, parameter (perturbed in place), gradient], the relative error is below `tol`.
+ */
+export function expectGradients(loss: () => number, pairs: readonly (readonly [string, Float64Array, ArrayLike<number>])[], tol: number): void {
+  for (const [name, param, grad] of pairs) {
+    const err = relativeError(grad, finiteDifference(loss, param));
+    expect(err, `d${name}: relative error ${err.toExponential(2)} against central differences`).to.be.below(tol);
+  }
 }

@@ -2,7 +2,7 @@
 // and, with check, compares it with the file's own outputs.
 
 import type { Context } from '../runtime.js';
-import { relativeError } from '../reference/linalg.js';
+import { relativeError } from '../numeric.js';
 import { runBora } from './bora.js';
 import { runLora } from './lora.js';
 import { runLorma } from './lorma.js';

@@ -1,0 +1,87 @@
+// Scaffolding every method shares: option types, output tensors given or made, and the one merge
+// path (W' = W0 ± ΔW into a new tensor, a caller's tensor, or W0 itself).
+
+import type { Context } from '../runtime.js';
+import type { Tensor } from '../tensor.js';
+import { PeftError, checkDistinct, checkTensor } from '../validate.js';
+
+export interface EncodeOptions {
+  /** Record into this encoder instead of submitting now. */
+  encoder?: GPUCommandEncoder;
+}
+
+/** Forward options every method takes. */
+export interface ForwardOptions extends EncodeOptions {
+  /** Y gets the adapter term alone (no base product). */
+  adapterOnly?: boolean;
+}
+
+/** Backward options every method takes. */
+export interface BackwardOptions extends EncodeOptions {
+  /** dX gets the adapter's share alone (no G W0). */
+  adapterOnly?: boolean;
+}
+
+export interface MergeOptions extends EncodeOptions {
+  /** Update W0 itself instead of writing a new tensor. */
+  inPlace?: boolean;
+  /** Subtract ΔW (undo an earlier merge). */
+  unmerge?: boolean;
+  /** Write ΔW alone. */
+  deltaOnly?: boolean;
+}
+
+/**
+ * Rejects option names the call does not know, so a misspelt or unsupported option is an error
+ * rather than silently ignored.
+ */
+export function checkOptions(where: string, opts: object | undefined, known: readonly string[]): void {
+  if (opts === undefined) return;
+  if (opts === null || typeof opts !== 'object') throw new PeftError(`${where}: options must be an object, got ${opts === null ? 'null' : typeof opts}`);
+  for (const k of Object.keys(opts)) {
+    if (!known.includes(k)) throw new PeftError(`${where}: unknown option '${k}' (this call takes ${known.join(', ')})`);
+  }
+}
+
+/** The caller's output tensor, checked against `shape`, or a new one labelled `label`. */
+export function outputOrNew(ctx: Context, where: string, name: string, given: Tensor | undefined, shape: number[], dims: string, label: string): Tensor {
+  return given ? checkTensor(where, name, given, shape, dims) : ctx.tensor(shape, 'f32', label);
+}
+
+/**
+ * The one merge path. Picks the target (W0 itself with inPlace, the caller's `out`, or a new
+ * [m, n] tensor), starts it from W0 (or zero with deltaOnly), then lets `accumulate` add
+ * sign·ΔW into it with sign = −1 for unmerge.
+ */
+export async function mergeInto(
+  ctx: Context,
+  where: string,
+  w0: Tensor,
+  out: Tensor | undefined,
+  opts: MergeOptions,
+  inputs: Record<string, Tensor | undefined>,
+  accumulate: (enc: GPUCommandEncoder, target: Tensor, sign: number) => void | Promise<void>,
+): Promise<Tensor> {
+  const [m, n] = w0.shape;
+  let target: Tensor;
+  if (opts.inPlace) {
+    if (opts.deltaOnly) throw new PeftError(`${where}: 'inPlace' and 'deltaOnly' exclude each other`);
+    if (out) throw new PeftError(`${where}: 'out' is not used with 'inPlace' (W0 itself is updated)`);
+    target = w0;
+    checkDistinct(where, { w0, ...inputs });
+  } else {
+    target = outputOrNew(ctx, where, 'out', out, [m, n], '[m, n]', `${where}.out`);
+    checkDistinct(where, { out: target, w0, ...inputs });
+  }
+  await ctx.encode(opts.encoder, async (enc) => {
+    if (opts.deltaOnly) enc.clearBuffer(target.buffer, 0, target.byteLength);
+    else if (!opts.inPlace) ctx.copy(w0, target, enc);
+    await accumulate(enc, target, opts.unmerge ? -1 : 1);
+  });
+  return target;
+}
+
+/** Splits `where` for merge calls: 'bora.merge' or 'bora.unmerge'. */
+export function mergeName(family: string, opts: MergeOptions): string {
+  return `${family}.${opts.unmerge ? 'unmerge' : 'merge'}`;
+}
