@@ -22,7 +22,7 @@ import { IndexSet, checkDisjoint } from './indices.js';
 import type { EncodeOptions } from './lora.js';
 import { checkDropout, type Dropout } from './ops/dropout.js';
 import { matmul } from './ops/matmul.js';
-import { dropThreshold } from './reference/dropout.js';
+import { dropThreshold } from './ops/dropout.js';
 import type { Context } from './runtime.js';
 import { f32, type ParamValue } from './runtime.js';
 import type { Tensor } from './tensor.js';

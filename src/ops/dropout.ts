@@ -3,8 +3,12 @@
 import type { Context } from '../runtime.js';
 import { f32 } from '../runtime.js';
 import type { Tensor } from '../tensor.js';
-import { dropThreshold } from '../reference/dropout.js';
 import { PeftError } from '../validate.js';
+
+/** The u32 threshold below which a hashed element is dropped: P(drop) = p. */
+export function dropThreshold(p: number): number {
+  return Math.min(0xffffffff, Math.floor(p * 4294967296));
+}
 
 export interface Dropout {
   /** Probability of dropping an element, in [0, 1). */

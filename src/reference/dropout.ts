@@ -7,9 +7,8 @@ function pcg(v: number): number {
 }
 
 /** floor(p · 2³²), the hash value below which an element is dropped. */
-export function dropThreshold(p: number): number {
-  return Math.min(0xffffffff, Math.floor(p * 4294967296));
-}
+export { dropThreshold } from '../ops/dropout.js';
+import { dropThreshold } from '../ops/dropout.js';
 
 /** The keep factor of each element: 0 where dropped, 1 / (1 − p) where kept. */
 export function dropoutMask(count: number, p: number, seed: number): Float64Array {
