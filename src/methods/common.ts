@@ -4,6 +4,7 @@
 import type { Context } from '../runtime.js';
 import type { Tensor } from '../tensor.js';
 import { PeftError, checkDistinct, checkTensor } from '../validate.js';
+import type { HostValues, LayerSpec, Trainable } from './types.js';
 
 export interface EncodeOptions {
   /** Record into this encoder instead of submitting now. */
@@ -84,4 +85,61 @@ export async function mergeInto(
 /** Splits `where` for merge calls: 'bora.merge' or 'bora.unmerge'. */
 export function mergeName(family: string, opts: MergeOptions): string {
   return `${family}.${opts.unmerge ? 'unmerge' : 'merge'}`;
+}
+
+// ------------------------------------------------------------------ adapter layers
+
+/** Tensors a layer's forward keeps for its backward, one set per token count. */
+export class SavedTensors {
+  #map = new Map<string, Tensor>();
+  constructor(
+    private ctx: Context,
+    private prefix: string,
+  ) {}
+  get(name: string, shape: number[]): Tensor {
+    const key = `${name}:${shape.join('x')}`;
+    let t = this.#map.get(key);
+    if (!t) {
+      t = this.ctx.tensor(shape, 'f32', `${this.prefix}.${name}`);
+      this.#map.set(key, t);
+    }
+    return t;
+  }
+  destroy(): void {
+    for (const t of this.#map.values()) t.destroy();
+    this.#map.clear();
+  }
+}
+
+/** A trainable tensor with its gradient buffer. */
+export function trainable(ctx: Context, name: string, data: Float32Array, shape: number[]): Trainable {
+  return { name, param: ctx.upload(data, shape, 'f32', name), grad: ctx.tensor(shape, 'f32', `d${name}`) };
+}
+
+/** The starting values of `name`: the file's (spec.from) when given, else `init()`. */
+export function initial(spec: LayerSpec, name: string, shape: number[], init: () => Float32Array): Float32Array {
+  const given = spec.from?.[name];
+  if (!given) return init();
+  const want = shape.reduce((a, b) => a * b, 1);
+  if (!(given.data instanceof Float32Array) || given.data.length !== want) {
+    throw new PeftError(`createLayer: '${name}' must be ${want} f32 values (shape [${shape.join(', ')}]), got ${given.data.length} ${given.data.constructor.name}`);
+  }
+  return given.data;
+}
+
+/** Host copies of the trainables, keyed by the part of their name after the layer prefix. */
+export async function trainableValues(ctx: Context, prefix: string, trainables: Trainable[]): Promise<Record<string, HostValues>> {
+  const out: Record<string, HostValues> = Object.create(null) as Record<string, HostValues>;
+  for (const t of trainables) {
+    const key = prefix && t.name.startsWith(`${prefix}.`) ? t.name.slice(prefix.length + 1) : t.name;
+    out[key] = { shape: [...t.param.shape], data: (await ctx.read(t.param)) as Float32Array };
+  }
+  return out;
+}
+
+/** For checkModule: `t` has exactly `shape` (named dims in the message). */
+export function expectShape(where: string, label: string, t: HostValues | undefined, shape: readonly number[], dims: string): void {
+  if (!t) throw new PeftError(`${where}: '${label}' is missing`);
+  const same = t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
+  if (!same) throw new PeftError(`${where}: '${label}' has shape [${t.shape.join(', ')}], expected ${dims} = [${shape.join(', ')}]`);
 }
