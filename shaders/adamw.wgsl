@@ -13,9 +13,12 @@ const WG: u32 = 64u;
 // Elements per sum_squares workgroup: each invocation strides over CHUNK / WG of them.
 const CHUNK: u32 = 4096u;
 
-struct SqParams { n: u32, slot: u32, }
+struct SumSquaresParams {
+  n: u32,     // gradient elements in this binding
+  slot: u32,  // the first partial-sum slot this binding writes (one per CHUNK elements)
+}
 
-@group(0) @binding(0) var<uniform> SQ: SqParams;
+@group(0) @binding(0) var<uniform> SQ: SumSquaresParams;
 @group(0) @binding(1) var<storage, read> sq_g: array<f32>;
 @group(0) @binding(2) var<storage, read_write> sq_partial: array<f32>;
 
@@ -44,7 +47,10 @@ fn sum_squares(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
   if (lidx == 0u) { sq_partial[SQ.slot + c] = sq_acc[0]; }
 }
 
-struct ClipParams { slots: u32, max_norm: f32, }
+struct ClipParams {
+  slots: u32,      // partial sums to add
+  max_norm: f32,   // L2 norm to clip to (3.4e38 when only tracking the norm)
+}
 
 @group(0) @binding(0) var<uniform> CP: ClipParams;
 @group(0) @binding(1) var<storage, read> cl_partial: array<f32>;
@@ -60,23 +66,23 @@ fn clip_scale(@builtin(workgroup_id) wid: vec3<u32>) {
   cl_state[1] = min(1.0, CP.max_norm / (norm + 1e-6));
 }
 
-struct AdamParams {
-  n: u32,
+struct AdamWParams {
+  n: u32,          // elements in this binding
   clip: u32,       // 1: multiply gradients by state[1]
-  lr: f32,
+  lr: f32,         // this step's learning rate (parameter units per normalised gradient)
   beta1: f32,
   beta2: f32,
   // 1 − β from the host's float64: 1.0 − f32(0.999) is off by 1.3e-5 relative, which v would keep.
   omb1: f32,
   omb2: f32,
-  eps: f32,
-  decay: f32,      // lr · weight_decay
+  eps: f32,        // added to √v̂ (gradient units)
+  decay: f32,      // lr · weight_decay, the fraction of each weight removed this step
   decay_end: u32,  // elements [0, decay_end) decay; the host puts buffers without decay last
   bc1: f32,        // 1 − β1^t
   bc2: f32,        // 1 − β2^t
 }
 
-@group(0) @binding(0) var<uniform> AP: AdamParams;
+@group(0) @binding(0) var<uniform> AP: AdamWParams;
 @group(0) @binding(1) var<storage, read_write> ad_param: array<f32>;
 @group(0) @binding(2) var<storage, read> ad_grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> ad_m: array<f32>;

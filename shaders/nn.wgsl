@@ -57,7 +57,11 @@ fn act_grad(x: f32) -> f32 {
 
 // ------------------------------------------------------------------------- embedding
 
-struct EmbedParams { N: u32, D: u32, V: u32, }
+struct EmbedParams {
+  N: u32,  // tokens: the ids' element count
+  D: u32,  // embedding width, floats per table row
+  V: u32,  // vocabulary size, table rows
+}
 
 @group(0) @binding(0) var<uniform> EP: EmbedParams;
 @group(0) @binding(1) var<storage, read> emb_table: array<f32>;
@@ -76,7 +80,13 @@ fn embedding_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
   emb_out[i] = select(0.0, emb_table[id * EP.D + i % EP.D], id < EP.V);
 }
 
-struct EmbedBackParams { N: u32, D: u32, V: u32, blocks: u32, rows: u32, }
+struct EmbedBackParams {
+  N: u32,       // tokens
+  D: u32,       // embedding width, floats per table row
+  V: u32,       // vocabulary size, table rows
+  blocks: u32,  // row blocks per column: invocations are D·blocks
+  rows: u32,    // table rows per block, ⌈V / blocks⌉
+}
 
 @group(0) @binding(0) var<uniform> EB: EmbedBackParams;
 @group(0) @binding(1) var<storage, read> embb_dout: array<f32>;
@@ -104,9 +114,12 @@ fn embedding_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
 
 // ------------------------------------------------------------------------- bias and activation
 
-struct RowParams { T: u32, n: u32, }
+struct BiasActParams {
+  T: u32,  // rows (tokens)
+  n: u32,  // columns (features), the bias length
+}
 
-@group(0) @binding(0) var<uniform> RP: RowParams;
+@group(0) @binding(0) var<uniform> RP: BiasActParams;
 @group(0) @binding(1) var<storage, read_write> bias_y: array<f32>;
 @group(0) @binding(2) var<storage, read> bias_b: array<f32>;
 
@@ -195,9 +208,13 @@ fn activation_backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
 
 // ------------------------------------------------------------------------- layer norm
 
-struct NormParams { T: u32, n: u32, eps: f32, }
+struct LayerNormParams {
+  T: u32,    // rows (tokens), each normalised on its own
+  n: u32,    // features per row
+  eps: f32,  // added to the variance (units of x²)
+}
 
-@group(0) @binding(0) var<uniform> NP: NormParams;
+@group(0) @binding(0) var<uniform> NP: LayerNormParams;
 @group(0) @binding(1) var<storage, read> ln_x: array<f32>;
 @group(0) @binding(2) var<storage, read> ln_gamma: array<f32>;
 @group(0) @binding(3) var<storage, read> ln_beta: array<f32>;
@@ -229,6 +246,13 @@ fn layer_norm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
   ln_rstd[t] = r;
 }
 
+// The backward kernels need no eps: the forward's rstd carries it.
+struct LayerNormBackParams {
+  T: u32,  // rows (tokens)
+  n: u32,  // features per row
+}
+
+@group(0) @binding(0) var<uniform> NB: LayerNormBackParams;
 @group(0) @binding(1) var<storage, read> lnb_x: array<f32>;
 @group(0) @binding(2) var<storage, read> lnb_gamma: array<f32>;
 @group(0) @binding(3) var<storage, read> lnb_g: array<f32>;
@@ -241,20 +265,20 @@ fn layer_norm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
 fn layer_norm_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_id) lid: vec3<u32>) {
   let t = row_index(wid, nwg, lid);
-  if (t >= NP.T) { return; }
-  let base = t * NP.n;
+  if (t >= NB.T) { return; }
+  let base = t * NB.n;
   let mu = lnb_mean[t];
   let r = lnb_rstd[t];
   var s1 = 0.0;
   var s2 = 0.0;
-  for (var j = 0u; j < NP.n; j++) {
+  for (var j = 0u; j < NB.n; j++) {
     let gh = lnb_g[base + j] * lnb_gamma[j];
     s1 += gh;
     s2 += gh * (lnb_x[base + j] - mu) * r;
   }
-  let m1 = s1 / f32(NP.n);
-  let m2 = s2 / f32(NP.n);
-  for (var j = 0u; j < NP.n; j++) {
+  let m1 = s1 / f32(NB.n);
+  let m2 = s2 / f32(NB.n);
+  for (var j = 0u; j < NB.n; j++) {
     let xh = (lnb_x[base + j] - mu) * r;
     lnb_dx[base + j] = r * (lnb_g[base + j] * lnb_gamma[j] - m1 - xh * m2);
   }
@@ -272,12 +296,12 @@ fn layer_norm_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
 fn layer_norm_backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                               @builtin(local_invocation_id) lid: vec3<u32>) {
   let j = row_index(wid, nwg, lid);
-  if (j >= NP.n) { return; }
+  if (j >= NB.n) { return; }
   var dg = 0.0;
   var db = 0.0;
-  for (var t = 0u; t < NP.T; t++) {
-    let g = lnp_g[t * NP.n + j];
-    dg += g * (lnp_x[t * NP.n + j] - lnp_mean[t]) * lnp_rstd[t];
+  for (var t = 0u; t < NB.T; t++) {
+    let g = lnp_g[t * NB.n + j];
+    dg += g * (lnp_x[t * NB.n + j] - lnp_mean[t]) * lnp_rstd[t];
     db += g;
   }
   lnp_dgamma[j] = dg;
@@ -286,9 +310,13 @@ fn layer_norm_backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(nu
 
 // ------------------------------------------------------------------------- softmax cross-entropy
 
-struct LossParams { T: u32, V: u32, inv_T: f32, }
+struct CrossEntropyParams {
+  T: u32,      // rows (tokens)
+  V: u32,      // classes (vocabulary) per row
+  inv_T: f32,  // 1 / T, the mean's weight, from the host's float64
+}
 
-@group(0) @binding(0) var<uniform> LP: LossParams;
+@group(0) @binding(0) var<uniform> LP: CrossEntropyParams;
 @group(0) @binding(1) var<storage, read> ce_logits: array<f32>;
 @group(0) @binding(2) var<storage, read> ce_targets: array<u32>;
 @group(0) @binding(3) var<storage, read_write> ce_dlogits: array<f32>;

@@ -7,7 +7,6 @@
 // outputs (no accumulation), so gradients need no zeroing between steps.
 
 import type { Context } from './runtime.js';
-import { f32 } from './runtime.js';
 import type { Tensor } from './tensor.js';
 import { matmul } from './ops/matmul.js';
 import { PeftError, checkDim, checkDistinct, checkTensor } from './validate.js';
@@ -77,11 +76,7 @@ export function uploadIds(ctx: Context, data: ArrayLike<number>, shape: readonly
 // ------------------------------------------------------------------------- embedding
 
 /** out[t] = table[ids[t]]: ids [N] → out [N, D]; ids [B, C] → out [B, C·D] (rows concatenated). */
-export async function embeddingForward(
-  ctx: Context,
-  p: { table: Tensor; ids: Tensor; out?: Tensor },
-  opts: NnEncodeOptions = {},
-): Promise<Tensor> {
+export async function embeddingForward(ctx: Context, p: { table: Tensor; ids: Tensor; out?: Tensor }, opts: NnEncodeOptions = {}): Promise<Tensor> {
   const where = 'nn.embedding';
   const [V, D] = matrix(where, 'table', p.table, '[V, D]');
   checkTensor(where, 'table', p.table, [V, D], '[V, D]');
@@ -93,8 +88,12 @@ export async function embeddingForward(
   await ctx.prepare([{ shader: SHADER, entry: 'embedding_forward' }]);
   await ctx.encode(opts.encoder, (enc) =>
     ctx.dispatch(enc, {
-      shader: SHADER, entry: 'embedding_forward', params: [N, D, V], bindings: [p.table, p.ids, out],
-      workgroups: groups(N * D), label: `embedding ${N}x${D}`,
+      shader: SHADER,
+      entry: 'embedding_forward',
+      params: { N, D, V },
+      bindings: [p.table, p.ids, out],
+      workgroups: groups(N * D),
+      label: `embedding ${N}x${D}`,
     }),
   );
   return out;
@@ -128,8 +127,12 @@ export async function embeddingBackward(
   await ctx.prepare([{ shader: SHADER, entry: 'embedding_backward' }]);
   await ctx.encode(opts.encoder, (enc) =>
     ctx.dispatch(enc, {
-      shader: SHADER, entry: 'embedding_backward', params: [N, D, V, Math.ceil(V / rows), rows], bindings: [p.g, p.ids, dtable],
-      workgroups: rowGroups(D * Math.ceil(V / rows)), label: `embedding backward ${V}x${D}`,
+      shader: SHADER,
+      entry: 'embedding_backward',
+      params: { N, D, V, blocks: Math.ceil(V / rows), rows },
+      bindings: [p.g, p.ids, dtable],
+      workgroups: rowGroups(D * Math.ceil(V / rows)),
+      label: `embedding backward ${V}x${D}`,
     }),
   );
   return dtable;
@@ -146,7 +149,14 @@ export async function addBias(ctx: Context, p: { y: Tensor; b: Tensor }, opts: N
   checkDistinct(where, { y: p.y, b: p.b });
   await ctx.prepare([{ shader: SHADER, entry: 'add_bias' }]);
   await ctx.encode(opts.encoder, (enc) =>
-    ctx.dispatch(enc, { shader: SHADER, entry: 'add_bias', params: [T, n], bindings: [p.y, p.b], workgroups: groups(T * n), label: `add bias ${T}x${n}` }),
+    ctx.dispatch(enc, {
+      shader: SHADER,
+      entry: 'add_bias',
+      params: { T, n },
+      bindings: [p.y, p.b],
+      workgroups: groups(T * n),
+      label: `add bias ${T}x${n}`,
+    }),
   );
   return p.y;
 }
@@ -160,7 +170,14 @@ export async function biasGrad(ctx: Context, p: { g: Tensor; db?: Tensor }, opts
   checkDistinct(where, { db, g: p.g });
   await ctx.prepare([{ shader: SHADER, entry: 'bias_grad' }]);
   await ctx.encode(opts.encoder, (enc) =>
-    ctx.dispatch(enc, { shader: SHADER, entry: 'bias_grad', params: [T, n], bindings: [p.g, db], workgroups: rowGroups(n), label: `bias grad ${T}x${n}` }),
+    ctx.dispatch(enc, {
+      shader: SHADER,
+      entry: 'bias_grad',
+      params: { T, n },
+      bindings: [p.g, db],
+      workgroups: rowGroups(n),
+      label: `bias grad ${T}x${n}`,
+    }),
   );
   return db;
 }
@@ -168,11 +185,7 @@ export async function biasGrad(ctx: Context, p: { g: Tensor; db?: Tensor }, opts
 // ------------------------------------------------------------------------- linear
 
 /** y = x wᵀ (+ b): x [T, n], w [m, n] (PyTorch's nn.Linear layout), b [m], y [T, m]. 1–2 dispatches. */
-export async function linearForward(
-  ctx: Context,
-  p: { x: Tensor; w: Tensor; b?: Tensor; y?: Tensor },
-  opts: NnEncodeOptions = {},
-): Promise<Tensor> {
+export async function linearForward(ctx: Context, p: { x: Tensor; w: Tensor; b?: Tensor; y?: Tensor }, opts: NnEncodeOptions = {}): Promise<Tensor> {
   const where = 'nn.linear';
   const [m, n] = matrix(where, 'w', p.w, '[m, n]');
   const [T] = matrix(where, 'x', p.x, '[T, n]');
@@ -244,8 +257,13 @@ export async function activationForward(
   await ctx.prepare([{ shader: SHADER, entry, constants }]);
   await ctx.encode(opts.encoder, (enc) =>
     ctx.dispatch(enc, {
-      shader: SHADER, entry, constants, params: [T, n], bindings: p.b ? [p.x, p.b, y] : [p.x, y],
-      workgroups: groups(T * n), label: `${p.fn ?? 'gelu'} ${T}x${n}`,
+      shader: SHADER,
+      entry,
+      constants,
+      params: { T, n },
+      bindings: p.b ? [p.x, p.b, y] : [p.x, y],
+      workgroups: groups(T * n),
+      label: `${p.fn ?? 'gelu'} ${T}x${n}`,
     }),
   );
   return y;
@@ -273,8 +291,13 @@ export async function activationBackward(
   await ctx.prepare([{ shader: SHADER, entry, constants }]);
   await ctx.encode(opts.encoder, (enc) =>
     ctx.dispatch(enc, {
-      shader: SHADER, entry, constants, params: [T, n], bindings: db ? [p.x, p.g, dx, db] : [p.x, p.g, dx],
-      workgroups: withBias ? rowGroups(n) : groups(T * n), label: `${p.fn ?? 'gelu'} backward ${T}x${n}`,
+      shader: SHADER,
+      entry,
+      constants,
+      params: { T, n },
+      bindings: db ? [p.x, p.g, dx, db] : [p.x, p.g, dx],
+      workgroups: withBias ? rowGroups(n) : groups(T * n),
+      label: `${p.fn ?? 'gelu'} backward ${T}x${n}`,
     }),
   );
   return { dx, db };
@@ -297,7 +320,8 @@ export async function layerNormForward(
   checkTensor(where, 'gamma', p.gamma, [n], '[n]');
   checkTensor(where, 'beta', p.beta, [n], '[n]');
   const eps = p.eps ?? 1e-5;
-  if (typeof eps !== 'number' || !(eps > 0) || !Number.isFinite(eps)) throw new PeftError(`${where}: 'eps' must be a positive finite number, got ${String(eps)}`);
+  if (typeof eps !== 'number' || !(eps > 0) || !Number.isFinite(eps))
+    throw new PeftError(`${where}: 'eps' must be a positive finite number, got ${String(eps)}`);
   const y = p.y ? checkTensor(where, 'y', p.y, [T, n], '[T, n]') : ctx.tensor([T, n], 'f32', 'nn.layerNorm.y');
   const mean = p.mean ? checkTensor(where, 'mean', p.mean, [T], '[T]') : ctx.tensor([T], 'f32', 'nn.layerNorm.mean');
   const rstd = p.rstd ? checkTensor(where, 'rstd', p.rstd, [T], '[T]') : ctx.tensor([T], 'f32', 'nn.layerNorm.rstd');
@@ -305,8 +329,12 @@ export async function layerNormForward(
   await ctx.prepare([{ shader: SHADER, entry: 'layer_norm_forward' }]);
   await ctx.encode(opts.encoder, (enc) =>
     ctx.dispatch(enc, {
-      shader: SHADER, entry: 'layer_norm_forward', params: [T, n, f32(eps)], bindings: [p.x, p.gamma, p.beta, y, mean, rstd],
-      workgroups: rowGroups(T), label: `layer norm ${T}x${n}`,
+      shader: SHADER,
+      entry: 'layer_norm_forward',
+      params: { T, n, eps },
+      bindings: [p.x, p.gamma, p.beta, y, mean, rstd],
+      workgroups: rowGroups(T),
+      label: `layer norm ${T}x${n}`,
     }),
   );
   return { y, mean, rstd };
@@ -330,7 +358,11 @@ export async function layerNormBackward(
   checkTensor(where, 'rstd', p.rstd, [T], '[T]');
   const dx = p.dx ? checkTensor(where, 'dx', p.dx, [T, n], '[T, n]') : ctx.tensor([T, n], 'f32', 'nn.layerNorm.dx');
   const withParams = opts.params !== false;
-  const dgamma = withParams ? (p.dgamma ? checkTensor(where, 'dgamma', p.dgamma, [n], '[n]') : ctx.tensor([n], 'f32', 'nn.layerNorm.dgamma')) : undefined;
+  const dgamma = withParams
+    ? p.dgamma
+      ? checkTensor(where, 'dgamma', p.dgamma, [n], '[n]')
+      : ctx.tensor([n], 'f32', 'nn.layerNorm.dgamma')
+    : undefined;
   const dbeta = withParams ? (p.dbeta ? checkTensor(where, 'dbeta', p.dbeta, [n], '[n]') : ctx.tensor([n], 'f32', 'nn.layerNorm.dbeta')) : undefined;
   checkDistinct(where, { dx, dgamma, dbeta, x: p.x, gamma: p.gamma, g: p.g, mean: p.mean, rstd: p.rstd });
   await ctx.prepare([
@@ -339,13 +371,21 @@ export async function layerNormBackward(
   ]);
   await ctx.encode(opts.encoder, (enc) => {
     ctx.dispatch(enc, {
-      shader: SHADER, entry: 'layer_norm_backward_dx', params: [T, n, f32(0)], bindings: [p.x, p.gamma, p.g, p.mean, p.rstd, dx],
-      workgroups: rowGroups(T), label: `layer norm backward ${T}x${n}`,
+      shader: SHADER,
+      entry: 'layer_norm_backward_dx',
+      params: { T, n },
+      bindings: [p.x, p.gamma, p.g, p.mean, p.rstd, dx],
+      workgroups: rowGroups(T),
+      label: `layer norm backward ${T}x${n}`,
     });
     if (dgamma && dbeta) {
       ctx.dispatch(enc, {
-        shader: SHADER, entry: 'layer_norm_backward_params', params: [T, n, f32(0)], bindings: [p.x, p.g, p.mean, p.rstd, dgamma, dbeta],
-        workgroups: rowGroups(n), label: `layer norm dγ dβ ${T}x${n}`,
+        shader: SHADER,
+        entry: 'layer_norm_backward_params',
+        params: { T, n },
+        bindings: [p.x, p.g, p.mean, p.rstd, dgamma, dbeta],
+        workgroups: rowGroups(n),
+        label: `layer norm dγ dβ ${T}x${n}`,
       });
     }
   });
@@ -375,8 +415,12 @@ export async function softmaxCrossEntropy(
   await ctx.prepare([{ shader: SHADER, entry: 'softmax_cross_entropy' }]);
   await ctx.encode(opts.encoder, (enc) =>
     ctx.dispatch(enc, {
-      shader: SHADER, entry: 'softmax_cross_entropy', params: [T, V, f32(1 / T)], bindings: [p.logits, p.targets, dlogits, loss],
-      workgroups: 1, label: `softmax ce ${T}x${V}`,
+      shader: SHADER,
+      entry: 'softmax_cross_entropy',
+      params: { T, V, inv_T: 1 / T },
+      bindings: [p.logits, p.targets, dlogits, loss],
+      workgroups: 1,
+      label: `softmax ce ${T}x${V}`,
     }),
   );
   return { loss, dlogits };

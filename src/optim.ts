@@ -3,7 +3,6 @@
 // float64 reference: src/reference/optim.ts.
 
 import type { Context } from './runtime.js';
-import { f32 } from './runtime.js';
 import type { Tensor } from './tensor.js';
 import { PeftError, checkDistinct, checkTensor } from './validate.js';
 
@@ -89,8 +88,8 @@ export class AdamW {
   #t = 0;
   // Fused: one arena each for params, grads, m, v; `#offset[k]` is buffer k's first element.
   // Per buffer: m and v per param, the arenas unused.
-  #m: Tensor[];
-  #v: Tensor[];
+  #m: Tensor<'f32'>[];
+  #v: Tensor<'f32'>[];
   #flat: { p: Tensor; g: Tensor } | undefined;
   #offset: number[];
   #decayEnd = 0;
@@ -128,8 +127,10 @@ export class AdamW {
     this.maxGradNorm = options.maxGradNorm === undefined ? undefined : positive(where, 'maxGradNorm', options.maxGradNorm);
     const s = options.schedule;
     if (s) {
-      if (!Number.isInteger(s.warmup) || s.warmup < 0) throw new PeftError(`${where}: 'schedule.warmup' must be a non-negative integer, got ${String(s.warmup)}`);
-      if (!Number.isInteger(s.total) || s.total < s.warmup) throw new PeftError(`${where}: 'schedule.total' must be an integer ≥ warmup (${s.warmup}), got ${String(s.total)}`);
+      if (!Number.isInteger(s.warmup) || s.warmup < 0)
+        throw new PeftError(`${where}: 'schedule.warmup' must be a non-negative integer, got ${String(s.warmup)}`);
+      if (!Number.isInteger(s.total) || s.total < s.warmup)
+        throw new PeftError(`${where}: 'schedule.total' must be an integer ≥ warmup (${s.warmup}), got ${String(s.total)}`);
       if (s.decay !== undefined && !['cosine', 'linear', 'constant'].includes(s.decay)) {
         throw new PeftError(`${where}: 'schedule.decay' must be 'cosine', 'linear' or 'constant', got ${String(s.decay)}`);
       }
@@ -200,15 +201,30 @@ export class AdamW {
     const ctx = this.ctx;
     await ctx.prepare([
       { shader: SHADER, entry: 'adamw_update' },
-      ...(this.trackNorm ? [{ shader: SHADER, entry: 'sum_squares' }, { shader: SHADER, entry: 'clip_scale' }] : []),
+      ...(this.trackNorm
+        ? [
+            { shader: SHADER, entry: 'sum_squares' },
+            { shader: SHADER, entry: 'clip_scale' },
+          ]
+        : []),
     ]);
     const lr = this.currentLr;
     this.#t += 1;
     const t = this.#t;
     const [b1, b2] = this.betas;
-    const hyper = [f32(lr), f32(b1), f32(b2), f32(1 - b1), f32(1 - b2), f32(this.eps), f32(lr * this.weightDecay)];
-    const bc = [f32(1 - b1 ** t), f32(1 - b2 ** t)];
-    const clip = this.maxGradNorm !== undefined ? 1 : 0;
+    // The step's hyperparameters, the same for every binding (shaders/adamw.wgsl, AdamWParams).
+    const hyper = {
+      clip: this.maxGradNorm !== undefined ? 1 : 0,
+      lr,
+      beta1: b1,
+      beta2: b2,
+      omb1: 1 - b1,
+      omb2: 1 - b2,
+      eps: this.eps,
+      decay: lr * this.weightDecay,
+      bc1: 1 - b1 ** t,
+      bc2: 1 - b2 ** t,
+    };
     // [buffer, grad, m, v, elements, slot, decayEnd]
     const groups: [Tensor, Tensor, Tensor, Tensor, number, number, number][] = this.#flat
       ? [[this.#flat.p, this.#flat.g, this.#m[0], this.#v[0], this.#total, 0, this.#decayEnd]]
@@ -224,19 +240,31 @@ export class AdamW {
       if (this.trackNorm) {
         for (const [, g, , , n, slot] of groups) {
           ctx.dispatch(enc, {
-            shader: SHADER, entry: 'sum_squares', params: [n, slot], bindings: [g, this.#partial],
-            workgroups: Math.ceil(n / CHUNK), label: 'adamw grad norm',
+            shader: SHADER,
+            entry: 'sum_squares',
+            params: { n, slot },
+            bindings: [g, this.#partial],
+            workgroups: Math.ceil(n / CHUNK),
+            label: 'adamw grad norm',
           });
         }
         ctx.dispatch(enc, {
-          shader: SHADER, entry: 'clip_scale', params: [this.#totalSlots, f32(this.maxGradNorm ?? 3.4e38)],
-          bindings: [this.#partial, this.#state], workgroups: 1, label: 'adamw clip scale',
+          shader: SHADER,
+          entry: 'clip_scale',
+          params: { slots: this.#totalSlots, max_norm: this.maxGradNorm ?? 3.4e38 },
+          bindings: [this.#partial, this.#state],
+          workgroups: 1,
+          label: 'adamw clip scale',
         });
       }
       for (const [p, g, m, v, n, , decayEnd] of groups) {
         ctx.dispatch(enc, {
-          shader: SHADER, entry: 'adamw_update', params: [n, clip, ...hyper, decayEnd, ...bc],
-          bindings: [p, g, m, v, this.#state], workgroups: Math.ceil(n / WG), label: 'adamw update',
+          shader: SHADER,
+          entry: 'adamw_update',
+          params: { ...hyper, n, decay_end: decayEnd },
+          bindings: [p, g, m, v, this.#state],
+          workgroups: Math.ceil(n / WG),
+          label: 'adamw update',
         });
       }
       if (flat) {
@@ -255,10 +283,10 @@ export class AdamW {
   async moments(k: number): Promise<{ m: Float32Array; v: Float32Array }> {
     const p = this.params[k];
     if (!p) throw new PeftError(`AdamW.moments: 'k' must be an index in [0, ${this.params.length}), got ${k}`);
-    if (!this.#flat) return { m: await this.ctx.readF32(this.#m[k]), v: await this.ctx.readF32(this.#v[k]) };
+    if (!this.#flat) return { m: await this.ctx.read(this.#m[k]), v: await this.ctx.read(this.#v[k]) };
     const at = this.#offset[k];
     const slice = (a: Float32Array) => a.slice(at, at + p.param.size);
-    return { m: slice(await this.ctx.readF32(this.#m[0])), v: slice(await this.ctx.readF32(this.#v[0])) };
+    return { m: slice(await this.ctx.read(this.#m[0])), v: slice(await this.ctx.read(this.#v[0])) };
   }
 
   /** Zeroes the moments and the step count (the schedule starts over). */

@@ -31,7 +31,9 @@ export function checkRank(where: string, r: number, n: number, m: number): void 
 /** A device tensor of exactly this shape (named dims in the message) and dtype. */
 export function checkTensor(where: string, name: string, t: Tensor | undefined, shape: readonly number[], dims: string, dtype = 'f32'): Tensor {
   if (!t || typeof t !== 'object' || !('buffer' in t)) {
-    throw new PeftError(`${where}: '${name}' must be a Tensor of shape ${dims} = [${shape.join(', ')}], got ${t === undefined ? 'nothing' : typeof t}`);
+    throw new PeftError(
+      `${where}: '${name}' must be a Tensor of shape ${dims} = [${shape.join(', ')}], got ${t === undefined ? 'nothing' : typeof t}`,
+    );
   }
   const same = t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
   if (!same) {
@@ -47,7 +49,9 @@ export function checkTensor(where: string, name: string, t: Tensor | undefined, 
 export function checkHost(where: string, name: string, data: ArrayLike<number> | undefined, shape: readonly number[], dims: string): void {
   const length = shape.reduce((a, b) => a * b, 1);
   if (!data || typeof data !== 'object' || typeof (data as ArrayLike<number>).length !== 'number') {
-    throw new PeftError(`${where}: '${name}' must be an array of ${length} numbers (${dims} = [${shape.join(', ')}]), got ${data === undefined ? 'nothing' : typeof data}`);
+    throw new PeftError(
+      `${where}: '${name}' must be an array of ${length} numbers (${dims} = [${shape.join(', ')}]), got ${data === undefined ? 'nothing' : typeof data}`,
+    );
   }
   if (data.length !== length) {
     throw new PeftError(`${where}: '${name}' has ${data.length} values, expected ${dims} = [${shape.join(', ')}] = ${length}`);

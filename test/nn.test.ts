@@ -61,7 +61,10 @@ describe('nn kernels against the float64 reference', () => {
   ] as const) {
     it(`linear forward and backward with bias, T=${T} n=${n} m=${m}`, async () => {
       const ctx = await gpu();
-      const x = rand(T * n), w = rand(m * n, 0.5), b = rand(m), g = rand(T * m);
+      const x = rand(T * n),
+        w = rand(m * n, 0.5),
+        b = rand(m),
+        g = rand(T * m);
       const dev = { x: ctx.upload(x, [T, n]), w: ctx.upload(w, [m, n]), b: ctx.upload(b, [m]), g: ctx.upload(g, [T, m]) };
       const y = await nn.linearForward(ctx, dev);
       expectClose(await ctx.read(y), ref.linearForward({ T, n, m, x, w, b }), 'y');
@@ -91,7 +94,9 @@ describe('nn kernels against the float64 reference', () => {
       it(`${fn} forward (with and without bias) and backward, T=${T} n=${n}`, async () => {
         const ctx = await gpu();
         // Wide inputs, past the tanh clamp, to cover both tails.
-        const x = rand(T * n, 6), b = rand(n), g = rand(T * n);
+        const x = rand(T * n, 6),
+          b = rand(n),
+          g = rand(T * n);
         const tx = ctx.upload(x, [T, n]);
         const y = await nn.activationForward(ctx, { x: tx, fn });
         expectClose(await ctx.read(y), ref.activationForward({ n, x, fn }), `${fn}(x)`);
@@ -122,7 +127,10 @@ describe('nn kernels against the float64 reference', () => {
     it(`layer norm forward and backward, T=${T} n=${n}`, async () => {
       const ctx = await gpu();
       // An offset mean checks the two-pass variance.
-      const x = Float32Array.from(rand(T * n, 2), (v) => v + 3), gamma = rand(n), beta = rand(n), g = rand(T * n);
+      const x = Float32Array.from(rand(T * n, 2), (v) => v + 3),
+        gamma = rand(n),
+        beta = rand(n),
+        g = rand(T * n);
       const dev = { x: ctx.upload(x, [T, n]), gamma: ctx.upload(gamma, [n]), beta: ctx.upload(beta, [n]), g: ctx.upload(g, [T, n]) };
       const out = await nn.layerNormForward(ctx, { ...dev, eps: 1e-5 });
       const want = ref.layerNormForward({ T, n, x, gamma, beta, eps: 1e-5 });
@@ -176,12 +184,19 @@ describe('nn kernels against the float64 reference', () => {
     const ctx = await gpu();
     const [B, C, V, D, H] = [9, 4, 11, 5, 13];
     const host = { table: rand(V * D), w1: rand(H * C * D, 0.3), b1: rand(H), gamma: rand(H), beta: rand(H), w2: rand(V * H, 0.3), b2: rand(V) };
-    const tok = ids(B * C, V, 3), tgt = ids(B, V, 4);
+    const tok = ids(B * C, V, 3),
+      tgt = ids(B, V, 4);
     const d = {
-      table: ctx.upload(host.table, [V, D]), w1: ctx.upload(host.w1, [H, C * D]), b1: ctx.upload(host.b1, [H]),
-      gamma: ctx.upload(host.gamma, [H]), beta: ctx.upload(host.beta, [H]), w2: ctx.upload(host.w2, [V, H]), b2: ctx.upload(host.b2, [V]),
+      table: ctx.upload(host.table, [V, D]),
+      w1: ctx.upload(host.w1, [H, C * D]),
+      b1: ctx.upload(host.b1, [H]),
+      gamma: ctx.upload(host.gamma, [H]),
+      beta: ctx.upload(host.beta, [H]),
+      w2: ctx.upload(host.w2, [V, H]),
+      b2: ctx.upload(host.b2, [V]),
     };
-    const idsT = nn.uploadIds(ctx, tok, [B, C], V), tgtT = nn.uploadIds(ctx, tgt, [B], V);
+    const idsT = nn.uploadIds(ctx, tok, [B, C], V),
+      tgtT = nn.uploadIds(ctx, tgt, [B], V);
     const enc = ctx.device.createCommandEncoder();
     const e = { encoder: enc };
     const x0 = await nn.embeddingForward(ctx, { table: d.table, ids: idsT }, e);
@@ -202,9 +217,11 @@ describe('nn kernels against the float64 reference', () => {
       const r0 = ref.embeddingForward({ V, D, table, ids: tok });
       const rh = ref.activationForward({ n: H, x: ref.linearForward({ T: B, n: C * D, m: H, x: r0, w: host.w1 }), b: b1 });
       const rl = ref.layerNormForward({ T: B, n: H, x: rh, gamma: host.gamma, beta: host.beta });
-      return ref.softmaxCrossEntropy({ T: B, V, logits: ref.linearForward({ T: B, n: H, m: V, x: rl.y, w: host.w2, b: host.b2 }), targets: tgt }).loss;
+      return ref.softmaxCrossEntropy({ T: B, V, logits: ref.linearForward({ T: B, n: H, m: V, x: rl.y, w: host.w2, b: host.b2 }), targets: tgt })
+        .loss;
     };
-    const table64 = toF64(host.table), b164 = toF64(host.b1);
+    const table64 = toF64(host.table),
+      b164 = toF64(host.b1);
     const lossFn = () => forward(table64, b164);
     expect(Math.abs((await ctx.read(ce.loss))[0] - lossFn())).to.be.below(1e-5);
     expectClose(await ctx.read(gt), finiteDifference(lossFn, table64), 'dtable through the model', 1e-4);
@@ -217,17 +234,25 @@ describe('nn reference gradients against central finite differences', () => {
   it('embedding', () => {
     const [V, D] = [4, 3];
     const tok = [1, 3, 1, 0, 1];
-    const table = toF64(rand(V * D)), g = toF64(rand(tok.length * D));
+    const table = toF64(rand(V * D)),
+      g = toF64(rand(tok.length * D));
     const fd = finiteDifference(() => dot(ref.embeddingForward({ V, D, table, ids: tok }), g), table);
     expect(relativeError(ref.embeddingBackward({ V, D, ids: tok, g }), fd)).to.be.below(1e-7);
   });
 
   it('linear with bias', () => {
     const [T, n, m] = [3, 5, 4];
-    const x = toF64(rand(T * n)), w = toF64(rand(m * n)), b = toF64(rand(m)), g = toF64(rand(T * m));
+    const x = toF64(rand(T * n)),
+      w = toF64(rand(m * n)),
+      b = toF64(rand(m)),
+      g = toF64(rand(T * m));
     const loss = () => dot(ref.linearForward({ T, n, m, x, w, b }), g);
     const got = ref.linearBackward({ T, n, m, x, w, g });
-    for (const [name, param, grad] of [['x', x, got.dx], ['w', w, got.dw], ['b', b, got.db]] as const) {
+    for (const [name, param, grad] of [
+      ['x', x, got.dx],
+      ['w', w, got.dw],
+      ['b', b, got.db],
+    ] as const) {
       expect(relativeError(grad, finiteDifference(loss, param)), `d${name}`).to.be.below(1e-7);
     }
   });
@@ -235,7 +260,9 @@ describe('nn reference gradients against central finite differences', () => {
   for (const fn of ['gelu', 'tanh'] as const) {
     it(`${fn} with bias`, () => {
       const n = 4;
-      const x = toF64(rand(12, 3)), b = toF64(rand(n)), g = toF64(rand(12));
+      const x = toF64(rand(12, 3)),
+        b = toF64(rand(n)),
+        g = toF64(rand(12));
       const loss = () => dot(ref.activationForward({ n, x, b, fn }), g);
       const pre = Float64Array.from(x, (v, i) => v + b[i % n]);
       const got = ref.activationBackward({ n, x: pre, g, fn });
@@ -246,10 +273,17 @@ describe('nn reference gradients against central finite differences', () => {
 
   it('layer norm', () => {
     const [T, n] = [3, 6];
-    const x = toF64(rand(T * n)), gamma = toF64(rand(n)), beta = toF64(rand(n)), g = toF64(rand(T * n));
+    const x = toF64(rand(T * n)),
+      gamma = toF64(rand(n)),
+      beta = toF64(rand(n)),
+      g = toF64(rand(T * n));
     const loss = () => dot(ref.layerNormForward({ T, n, x, gamma, beta, eps: 1e-5 }).y, g);
     const got = ref.layerNormBackward({ T, n, x, gamma, g, eps: 1e-5 });
-    for (const [name, param, grad] of [['x', x, got.dx], ['gamma', gamma, got.dgamma], ['beta', beta, got.dbeta]] as const) {
+    for (const [name, param, grad] of [
+      ['x', x, got.dx],
+      ['gamma', gamma, got.dgamma],
+      ['beta', beta, got.dbeta],
+    ] as const) {
       expect(relativeError(grad, finiteDifference(loss, param)), `d${name}`).to.be.below(1e-6);
     }
   });
@@ -266,7 +300,9 @@ describe('nn reference gradients against central finite differences', () => {
 describe('nn bad input', () => {
   it('rejects token ids outside the vocabulary on the host, naming the position', async () => {
     const ctx = await gpu();
-    expect(() => nn.uploadIds(ctx, [0, 2, 30, 1], [2, 2], 30)).to.throw(/nn\.uploadIds: 'ids'\[2\] = 30 is not a token id: expected an integer in \[0, 30\)/);
+    expect(() => nn.uploadIds(ctx, [0, 2, 30, 1], [2, 2], 30)).to.throw(
+      /nn\.uploadIds: 'ids'\[2\] = 30 is not a token id: expected an integer in \[0, 30\)/,
+    );
     expect(() => nn.uploadIds(ctx, [0, -1], [2], 30)).to.throw(/'ids'\[1\] = -1/);
     expect(() => nn.uploadIds(ctx, [0, 1.5], [2], 30)).to.throw(/'ids'\[1\] = 1.5/);
     expect(() => nn.uploadIds(ctx, [0, 1, 2], [2], 30)).to.throw(/'ids' has 3 values, expected \[2\] = 2/);
@@ -278,34 +314,106 @@ describe('nn bad input', () => {
     const table = ctx.tensor([10, 4]);
     const idsT = nn.uploadIds(ctx, [1, 2, 3, 4, 5, 6], [2, 3], 10);
     await expectThrows(() => nn.embeddingForward(ctx, { table, ids: ctx.tensor([2, 3]) }), /nn\.embedding: 'ids' is f32, expected u32/);
-    await expectThrows(() => nn.embeddingForward(ctx, { table, ids: idsT, out: ctx.tensor([2, 11]) }), /nn\.embedding: 'out' has shape \[2, 11\], expected \[B, C·D\] = \[2, 12\]/);
-    await expectThrows(() => nn.embeddingBackward(ctx, { ids: idsT, g: ctx.tensor([2, 13]), vocab: 10 }), /'g' has 26 elements, not a multiple of the 6 ids/);
-    await expectThrows(() => nn.embeddingBackward(ctx, { ids: idsT, g: ctx.tensor([2, 12]), vocab: 0 }), /'vocab' must be a positive integer, got 0/);
-    await expectThrows(() => nn.linearForward(ctx, { x: ctx.tensor([3, 5]), w: ctx.tensor([4, 6]) }), /nn\.linear: 'x' has shape \[3, 5\], expected \[T, n\] = \[3, 6\]/);
-    await expectThrows(() => nn.linearForward(ctx, { x: ctx.tensor([3, 6]), w: ctx.tensor([4, 6]), b: ctx.tensor([5]) }), /nn\.linear: 'b' has shape \[5\], expected \[m\] = \[4\]/);
-    await expectThrows(() => nn.linearBackward(ctx, { x: ctx.tensor([3, 6]), w: ctx.tensor([4, 6]), g: ctx.tensor([3, 5]) }), /nn\.linearBackward: 'g' has shape \[3, 5\], expected \[T, m\] = \[3, 4\]/);
-    await expectThrows(() => nn.addBias(ctx, { y: ctx.tensor([3, 6]), b: ctx.tensor([3]) }), /nn\.addBias: 'b' has shape \[3\], expected \[n\] = \[6\]/);
-    await expectThrows(() => nn.activationForward(ctx, { x: ctx.tensor([3, 6]), fn: 'relu' as never }), /nn\.activation: 'fn' must be 'gelu' or 'tanh', got relu/);
-    await expectThrows(() => nn.activationForward(ctx, { x: ctx.tensor([18]) }), /nn\.activation: 'x' must be a 2-D Tensor \[T, n\], got shape \[18\]/);
-    await expectThrows(() => nn.layerNormForward(ctx, { x: ctx.tensor([3, 6]), gamma: ctx.tensor([6]), beta: ctx.tensor([5]) }), /nn\.layerNorm: 'beta' has shape \[5\], expected \[n\] = \[6\]/);
-    await expectThrows(() => nn.layerNormForward(ctx, { x: ctx.tensor([3, 6]), gamma: ctx.tensor([6]), beta: ctx.tensor([6]), eps: 0 }), /'eps' must be a positive finite number, got 0/);
     await expectThrows(
-      () => nn.layerNormBackward(ctx, { x: ctx.tensor([3, 6]), gamma: ctx.tensor([6]), g: ctx.tensor([3, 6]), mean: ctx.tensor([3]), rstd: ctx.tensor([4]) }),
+      () => nn.embeddingForward(ctx, { table, ids: idsT, out: ctx.tensor([2, 11]) }),
+      /nn\.embedding: 'out' has shape \[2, 11\], expected \[B, C·D\] = \[2, 12\]/,
+    );
+    await expectThrows(
+      () => nn.embeddingBackward(ctx, { ids: idsT, g: ctx.tensor([2, 13]), vocab: 10 }),
+      /'g' has 26 elements, not a multiple of the 6 ids/,
+    );
+    await expectThrows(() => nn.embeddingBackward(ctx, { ids: idsT, g: ctx.tensor([2, 12]), vocab: 0 }), /'vocab' must be a positive integer, got 0/);
+    await expectThrows(
+      () => nn.linearForward(ctx, { x: ctx.tensor([3, 5]), w: ctx.tensor([4, 6]) }),
+      /nn\.linear: 'x' has shape \[3, 5\], expected \[T, n\] = \[3, 6\]/,
+    );
+    await expectThrows(
+      () => nn.linearForward(ctx, { x: ctx.tensor([3, 6]), w: ctx.tensor([4, 6]), b: ctx.tensor([5]) }),
+      /nn\.linear: 'b' has shape \[5\], expected \[m\] = \[4\]/,
+    );
+    await expectThrows(
+      () => nn.linearBackward(ctx, { x: ctx.tensor([3, 6]), w: ctx.tensor([4, 6]), g: ctx.tensor([3, 5]) }),
+      /nn\.linearBackward: 'g' has shape \[3, 5\], expected \[T, m\] = \[3, 4\]/,
+    );
+    await expectThrows(
+      () => nn.addBias(ctx, { y: ctx.tensor([3, 6]), b: ctx.tensor([3]) }),
+      /nn\.addBias: 'b' has shape \[3\], expected \[n\] = \[6\]/,
+    );
+    await expectThrows(
+      () => nn.activationForward(ctx, { x: ctx.tensor([3, 6]), fn: 'relu' as never }),
+      /nn\.activation: 'fn' must be 'gelu' or 'tanh', got relu/,
+    );
+    await expectThrows(
+      () => nn.activationForward(ctx, { x: ctx.tensor([18]) }),
+      /nn\.activation: 'x' must be a 2-D Tensor \[T, n\], got shape \[18\]/,
+    );
+    await expectThrows(
+      () => nn.layerNormForward(ctx, { x: ctx.tensor([3, 6]), gamma: ctx.tensor([6]), beta: ctx.tensor([5]) }),
+      /nn\.layerNorm: 'beta' has shape \[5\], expected \[n\] = \[6\]/,
+    );
+    await expectThrows(
+      () => nn.layerNormForward(ctx, { x: ctx.tensor([3, 6]), gamma: ctx.tensor([6]), beta: ctx.tensor([6]), eps: 0 }),
+      /'eps' must be a positive finite number, got 0/,
+    );
+    await expectThrows(
+      () =>
+        nn.layerNormBackward(ctx, {
+          x: ctx.tensor([3, 6]),
+          gamma: ctx.tensor([6]),
+          g: ctx.tensor([3, 6]),
+          mean: ctx.tensor([3]),
+          rstd: ctx.tensor([4]),
+        }),
       /nn\.layerNormBackward: 'rstd' has shape \[4\], expected \[T\] = \[3\]/,
     );
-    await expectThrows(() => nn.softmaxCrossEntropy(ctx, { logits: ctx.tensor([3, 5]), targets: ctx.tensor([3]) }), /nn\.softmaxCrossEntropy: 'targets' is f32, expected u32/);
-    await expectThrows(() => nn.softmaxCrossEntropy(ctx, { logits: ctx.tensor([3, 5]), targets: ctx.tensor([4], 'u32') }), /'targets' has shape \[4\], expected \[T\] = \[3\]/);
-    await expectThrows(() => nn.softmaxCrossEntropy(ctx, { logits: ctx.tensor([3, 5]), targets: ctx.tensor([3], 'u32'), loss: ctx.tensor([2]) }), /'loss' has shape \[2\], expected \[1\] = \[1\]/);
-    await expectThrows(() => nn.embeddingBackward(ctx, { ids: idsT, g: ctx.tensor([2, 12]), vocab: 10, dtable: ctx.tensor([9, 4]) }), /nn\.embeddingBackward: 'dtable' has shape \[9, 4\], expected \[V, D\] = \[10, 4\]/);
-    await expectThrows(() => nn.embeddingForward(ctx, { table: ctx.tensor([40]), ids: idsT }), /nn\.embedding: 'table' must be a 2-D Tensor \[V, D\], got shape \[40\]/);
-    await expectThrows(() => nn.biasGrad(ctx, { g: ctx.tensor([3, 6]), db: ctx.tensor([3]) }), /nn\.biasGrad: 'db' has shape \[3\], expected \[n\] = \[6\]/);
-    await expectThrows(() => nn.activationBackward(ctx, { x: ctx.tensor([3, 6]), g: ctx.tensor([3, 6]), db: ctx.tensor([3]) }), /nn\.activationBackward: 'db' has shape \[3\], expected \[n\] = \[6\]/);
-    await expectThrows(() => nn.activationBackward(ctx, { x: ctx.tensor([3, 6]), g: ctx.tensor([6, 3]) }), /nn\.activationBackward: 'g' has shape \[6, 3\], expected \[T, n\] = \[3, 6\]/);
     await expectThrows(
-      () => nn.layerNormBackward(ctx, { x: ctx.tensor([3, 6]), gamma: ctx.tensor([6]), g: ctx.tensor([3, 6]), mean: ctx.tensor([3]), rstd: ctx.tensor([3]), dgamma: ctx.tensor([5]) }),
+      () => nn.softmaxCrossEntropy(ctx, { logits: ctx.tensor([3, 5]), targets: ctx.tensor([3]) }),
+      /nn\.softmaxCrossEntropy: 'targets' is f32, expected u32/,
+    );
+    await expectThrows(
+      () => nn.softmaxCrossEntropy(ctx, { logits: ctx.tensor([3, 5]), targets: ctx.tensor([4], 'u32') }),
+      /'targets' has shape \[4\], expected \[T\] = \[3\]/,
+    );
+    await expectThrows(
+      () => nn.softmaxCrossEntropy(ctx, { logits: ctx.tensor([3, 5]), targets: ctx.tensor([3], 'u32'), loss: ctx.tensor([2]) }),
+      /'loss' has shape \[2\], expected \[1\] = \[1\]/,
+    );
+    await expectThrows(
+      () => nn.embeddingBackward(ctx, { ids: idsT, g: ctx.tensor([2, 12]), vocab: 10, dtable: ctx.tensor([9, 4]) }),
+      /nn\.embeddingBackward: 'dtable' has shape \[9, 4\], expected \[V, D\] = \[10, 4\]/,
+    );
+    await expectThrows(
+      () => nn.embeddingForward(ctx, { table: ctx.tensor([40]), ids: idsT }),
+      /nn\.embedding: 'table' must be a 2-D Tensor \[V, D\], got shape \[40\]/,
+    );
+    await expectThrows(
+      () => nn.biasGrad(ctx, { g: ctx.tensor([3, 6]), db: ctx.tensor([3]) }),
+      /nn\.biasGrad: 'db' has shape \[3\], expected \[n\] = \[6\]/,
+    );
+    await expectThrows(
+      () => nn.activationBackward(ctx, { x: ctx.tensor([3, 6]), g: ctx.tensor([3, 6]), db: ctx.tensor([3]) }),
+      /nn\.activationBackward: 'db' has shape \[3\], expected \[n\] = \[6\]/,
+    );
+    await expectThrows(
+      () => nn.activationBackward(ctx, { x: ctx.tensor([3, 6]), g: ctx.tensor([6, 3]) }),
+      /nn\.activationBackward: 'g' has shape \[6, 3\], expected \[T, n\] = \[3, 6\]/,
+    );
+    await expectThrows(
+      () =>
+        nn.layerNormBackward(ctx, {
+          x: ctx.tensor([3, 6]),
+          gamma: ctx.tensor([6]),
+          g: ctx.tensor([3, 6]),
+          mean: ctx.tensor([3]),
+          rstd: ctx.tensor([3]),
+          dgamma: ctx.tensor([5]),
+        }),
       /'dgamma' has shape \[5\], expected \[n\] = \[6\]/,
     );
-    await expectThrows(() => nn.linearBackward(ctx, { x: ctx.tensor([3, 6]), w: ctx.tensor([4, 6]), g: ctx.tensor([3, 4]), dw: ctx.tensor([6, 4]) }), /'dw' has shape \[6, 4\], expected \[m, n\] = \[4, 6\]/);
+    await expectThrows(
+      () => nn.linearBackward(ctx, { x: ctx.tensor([3, 6]), w: ctx.tensor([4, 6]), g: ctx.tensor([3, 4]), dw: ctx.tensor([6, 4]) }),
+      /'dw' has shape \[6, 4\], expected \[m, n\] = \[4, 6\]/,
+    );
     expect(() => nn.uploadIds(ctx, [0], [1], 0)).to.throw(/nn\.uploadIds: 'vocab' must be a positive integer, got 0/);
   });
 

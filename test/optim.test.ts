@@ -42,7 +42,11 @@ describe('AdamW on the GPU against the float64 reference', () => {
     const grads = SHAPES.map((s) => ctx.tensor(s, 'f32', 'g'));
     const decay = SHAPES.map((_, k) => k !== 1);
     const schedule = { warmup: 2, total: steps, decay: 'cosine' as const, minRatio: 0.1 };
-    const opt = new AdamW(ctx, params.map((p, k) => ({ param: p, grad: grads[k], decay: decay[k], name: `p${k}` })), { lr: 0.05, schedule, ...opts });
+    const opt = new AdamW(
+      ctx,
+      params.map((p, k) => ({ param: p, grad: grads[k], decay: decay[k], name: `p${k}` })),
+      { lr: 0.05, schedule, ...opts },
+    );
     const want = host.map((h) => Float64Array.from(h));
     const state = ref.adamwInit(want.map((w) => w.length));
     const enc = oneEncoder ? ctx.device.createCommandEncoder() : undefined;
@@ -131,18 +135,39 @@ describe('AdamW trains a small model built from the nn layers', () => {
     const next = rng(11);
     const tok = Uint32Array.from({ length: B * C }, () => Math.floor(next() * V));
     const tgt = Uint32Array.from({ length: B }, (_, b) => (tok[b * C] + tok[b * C + 1] + tok[b * C + 2]) % V);
-    const idsT = nn.uploadIds(ctx, tok, [B, C], V), tgtT = nn.uploadIds(ctx, tgt, [B], V);
+    const idsT = nn.uploadIds(ctx, tok, [B, C], V),
+      tgtT = nn.uploadIds(ctx, tgt, [B], V);
     const P = {
-      table: ctx.upload(rand(V * D), [V, D]), w1: ctx.upload(rand(H * C * D, 0.3), [H, C * D]), b1: ctx.zeros([H]),
-      gamma: ctx.upload(new Float32Array(H).fill(1), [H]), beta: ctx.zeros([H]), w2: ctx.upload(rand(V * H, 0.3), [V, H]), b2: ctx.zeros([V]),
+      table: ctx.upload(rand(V * D), [V, D]),
+      w1: ctx.upload(rand(H * C * D, 0.3), [H, C * D]),
+      b1: ctx.zeros([H]),
+      gamma: ctx.upload(new Float32Array(H).fill(1), [H]),
+      beta: ctx.zeros([H]),
+      w2: ctx.upload(rand(V * H, 0.3), [V, H]),
+      b2: ctx.zeros([V]),
     };
     const G = Object.fromEntries(Object.entries(P).map(([k, t]) => [k, ctx.tensor(t.shape, 'f32', `d${k}`)])) as typeof P;
-    const opt = new AdamW(ctx, Object.keys(P).map((k) => ({
-      param: P[k as keyof typeof P], grad: G[k as keyof typeof P], name: k, decay: !['b1', 'b2', 'gamma', 'beta'].includes(k),
-    })), { lr: 0.02, maxGradNorm: 1, schedule: { warmup: 5, total: 150 } });
-    const x0 = ctx.tensor([B, C * D]), h = ctx.tensor([B, H]), a = ctx.tensor([B, H]), logits = ctx.tensor([B, V]);
+    const opt = new AdamW(
+      ctx,
+      Object.keys(P).map((k) => ({
+        param: P[k as keyof typeof P],
+        grad: G[k as keyof typeof P],
+        name: k,
+        decay: !['b1', 'b2', 'gamma', 'beta'].includes(k),
+      })),
+      { lr: 0.02, maxGradNorm: 1, schedule: { warmup: 5, total: 150 } },
+    );
+    const x0 = ctx.tensor([B, C * D]),
+      h = ctx.tensor([B, H]),
+      a = ctx.tensor([B, H]),
+      logits = ctx.tensor([B, V]);
     const ln = { y: ctx.tensor([B, H]), mean: ctx.tensor([B]), rstd: ctx.tensor([B]) };
-    const loss = ctx.tensor([1]), dlogits = ctx.tensor([B, V]), dy = ctx.tensor([B, H]), dln = ctx.tensor([B, H]), da = ctx.tensor([B, H]), dx0 = ctx.tensor([B, C * D]);
+    const loss = ctx.tensor([1]),
+      dlogits = ctx.tensor([B, V]),
+      dy = ctx.tensor([B, H]),
+      dln = ctx.tensor([B, H]),
+      da = ctx.tensor([B, H]),
+      dx0 = ctx.tensor([B, C * D]);
     const losses: number[] = [];
     for (let step = 0; step < 150; step++) {
       const enc = ctx.device.createCommandEncoder();
@@ -175,10 +200,22 @@ describe('AdamW bad input', () => {
     const p = ctx.tensor([4, 3]);
     const g = ctx.tensor([4, 3]);
     expect(() => new AdamW(ctx, [], { lr: 1 })).to.throw(/AdamW: 'params' must be a non-empty array/);
-    expect(() => new AdamW(ctx, [{ param: p, grad: ctx.tensor([3, 4]), name: 'w1' }], { lr: 1 })).to.throw(/AdamW: 'w1\.grad' has shape \[3, 4\], expected the shape of w1\.param = \[4, 3\]/);
+    expect(() => new AdamW(ctx, [{ param: p, grad: ctx.tensor([3, 4]), name: 'w1' }], { lr: 1 })).to.throw(
+      /AdamW: 'w1\.grad' has shape \[3, 4\], expected the shape of w1\.param = \[4, 3\]/,
+    );
     expect(() => new AdamW(ctx, [{ param: p, grad: ctx.tensor([4, 3], 'u32') }], { lr: 1 })).to.throw(/'params\[0\]\.grad' is u32, expected f32/);
     expect(() => new AdamW(ctx, [{ param: p, grad: p }], { lr: 1 })).to.throw(/'params\[0\]\.grad' and 'params\[0\]\.param' are the same buffer/);
-    expect(() => new AdamW(ctx, [{ param: p, grad: g }, { param: p, grad: ctx.tensor([4, 3]) }], { lr: 1 })).to.throw(/are the same buffer/);
+    expect(
+      () =>
+        new AdamW(
+          ctx,
+          [
+            { param: p, grad: g },
+            { param: p, grad: ctx.tensor([4, 3]) },
+          ],
+          { lr: 1 },
+        ),
+    ).to.throw(/are the same buffer/);
     expect(() => new AdamW(ctx, [{ param: undefined as never, grad: g }], { lr: 1 })).to.throw(/'params\[0\]\.param' must be a Tensor/);
     const ok = [{ param: p, grad: g }];
     expect(() => new AdamW(ctx, ok, { lr: 0 })).to.throw(/'lr' must be a positive finite number, got 0/);
@@ -187,10 +224,18 @@ describe('AdamW bad input', () => {
     expect(() => new AdamW(ctx, ok, { lr: 1, eps: -1 })).to.throw(/'eps' must be a positive finite number, got -1/);
     expect(() => new AdamW(ctx, ok, { lr: 1, weightDecay: -0.1 })).to.throw(/'weightDecay' must be a non-negative finite number/);
     expect(() => new AdamW(ctx, ok, { lr: 1, maxGradNorm: 0 })).to.throw(/'maxGradNorm' must be a positive finite number, got 0/);
-    expect(() => new AdamW(ctx, ok, { lr: 1, schedule: { warmup: -1, total: 5 } })).to.throw(/'schedule\.warmup' must be a non-negative integer, got -1/);
-    expect(() => new AdamW(ctx, ok, { lr: 1, schedule: { warmup: 10, total: 5 } })).to.throw(/'schedule\.total' must be an integer ≥ warmup \(10\), got 5/);
-    expect(() => new AdamW(ctx, ok, { lr: 1, schedule: { warmup: 1, total: 5, decay: 'exp' as never } })).to.throw(/'schedule\.decay' must be 'cosine', 'linear' or 'constant', got exp/);
-    expect(() => new AdamW(ctx, ok, { lr: 1, schedule: { warmup: 1, total: 5, minRatio: 2 } })).to.throw(/'schedule\.minRatio' must be a number in \[0, 1\], got 2/);
+    expect(() => new AdamW(ctx, ok, { lr: 1, schedule: { warmup: -1, total: 5 } })).to.throw(
+      /'schedule\.warmup' must be a non-negative integer, got -1/,
+    );
+    expect(() => new AdamW(ctx, ok, { lr: 1, schedule: { warmup: 10, total: 5 } })).to.throw(
+      /'schedule\.total' must be an integer ≥ warmup \(10\), got 5/,
+    );
+    expect(() => new AdamW(ctx, ok, { lr: 1, schedule: { warmup: 1, total: 5, decay: 'exp' as never } })).to.throw(
+      /'schedule\.decay' must be 'cosine', 'linear' or 'constant', got exp/,
+    );
+    expect(() => new AdamW(ctx, ok, { lr: 1, schedule: { warmup: 1, total: 5, minRatio: 2 } })).to.throw(
+      /'schedule\.minRatio' must be a number in \[0, 1\], got 2/,
+    );
     const opt = new AdamW(ctx, ok, { lr: 1 });
     await expectThrows(() => opt.moments(1), /AdamW\.moments: 'k' must be an index in \[0, 1\), got 1/);
     opt.destroy();

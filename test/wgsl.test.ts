@@ -41,14 +41,23 @@ fn helper() -> u32 { return PB.x; }
 
   it('lays out scalars and vectors by the uniform alignment rules', () => {
     const s = paramStructs(code);
-    expect(s.get('A')!.fields.map((f) => [f.name, f.offset])).to.deep.equal([['n', 0], ['s', 1], ['k', 2]]);
+    expect(s.get('A')!.fields.map((f) => [f.name, f.offset])).to.deep.equal([
+      ['n', 0],
+      ['s', 1],
+      ['k', 2],
+    ]);
     expect(s.get('A')!.words).to.equal(4);
     // v: vec2 aligns to 8 bytes, w: vec4 to 16.
-    expect(s.get('B')!.fields.map((f) => [f.name, f.offset])).to.deep.equal([['x', 0], ['v', 2], ['w', 4], ['y', 8]]);
+    expect(s.get('B')!.fields.map((f) => [f.name, f.offset])).to.deep.equal([
+      ['x', 0],
+      ['v', 2],
+      ['w', 4],
+      ['y', 8],
+    ]);
     expect(s.get('B')!.words).to.equal(12);
   });
 
-  it("finds the struct an entry point reads, through the functions it calls", () => {
+  it('finds the struct an entry point reads, through the functions it calls', () => {
     expect(entryParams(code, 'ea')).to.equal('A');
     expect(entryParams(code, 'eb')).to.equal('B');
     expect(entryParams(code, 'none')).to.equal(null);

@@ -1,0 +1,42 @@
+// Dawn's Node bindings (the `webgpu` package) as the GPU provider in Node. Node-only: browser
+// bundles never reach this module (src/node.ts registers it; src/runtime/device.ts loads it in a
+// Node host through an import specifier that bundlers do not follow).
+
+import { mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import type { ContextOptions } from './device.js';
+import { noWebGpuMessage } from './device.js';
+import { PeftError } from '../validate.js';
+
+// Dawn's create() result must outlive every device it made: if it is collected the process
+// segfaults. Each context holds its own; this set keeps them alive even if a context is dropped
+// without destroy().
+const dawnRoots = new Set<unknown>();
+
+type DawnModule = { create: (opts: string[]) => GPU; globals: Record<string, unknown> };
+
+/** Mesa's Vulkan drivers want a writable runtime folder; any will do. */
+function ensureRuntimeDir(): void {
+  if (process.env.XDG_RUNTIME_DIR) return;
+  const dir = `${tmpdir()}/peft-wgsl-xdg-${process.pid}`;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  process.env.XDG_RUNTIME_DIR = dir;
+}
+
+/** A GPU object from Dawn, with `options.dawnOptions` passed to its create(). */
+export async function dawnGpu(options: ContextOptions): Promise<{ gpu: GPU; root: unknown }> {
+  ensureRuntimeDir();
+  let mod: DawnModule;
+  try {
+    mod = (await import('webgpu')) as unknown as DawnModule;
+  } catch (e) {
+    throw new PeftError(noWebGpuMessage({ node: true }, (e as Error).message));
+  }
+  const gpu = mod.create(options.dawnOptions ?? []);
+  // Dawn's classes (GPUBufferUsage, GPUShaderStage, ...) for code that expects browser globals.
+  for (const [k, v] of Object.entries(mod.globals)) {
+    if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+  }
+  dawnRoots.add(gpu);
+  return { gpu, root: gpu };
+}
