@@ -6,9 +6,10 @@ import { Context } from './runtime.js';
 import { runVectors } from './vectors/index.js';
 
 const USAGE = `usage: peft-wgsl vectors FILE --out RESULT [--check] [--tol X]
-  Runs every case of a test-vector file (see VECTORS.md) on this machine's WebGPU device and
-  writes what it computed to RESULT. --check compares with the file's outputs and exits 1 when
-  any relative error passes --tol (default 1e-5).`;
+  Runs every case of a test-vector file on this machine's WebGPU device and writes what it
+  computed to RESULT. --check compares with the file's outputs and exits 1 when any relative
+  error passes --tol (default 1e-5). The format, and test/vectors/cases.json (the repository's
+  own cases), are described in docs/vectors.md.`;
 
 function fail(message: string): never {
   process.stderr.write(`peft-wgsl: ${message}\n${USAGE}\n`);

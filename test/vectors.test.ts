@@ -1,5 +1,6 @@
-// `peft-wgsl vectors` against the public PyTorch-computed examples, and the command's contract:
-// the result file's format, --check's exit status, and its errors.
+// `peft-wgsl vectors` against the repository's own PyTorch-computed cases (test/vectors/cases.json,
+// written by scripts/gen-vectors.py), and the command's contract: the result file's format,
+// --check's exit status, and its errors.
 
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
@@ -11,7 +12,7 @@ import { RUNNERS, runVectors, type CaseResult } from '../src/vectors/index.js';
 import type { VectorFile } from '../src/vectors/types.js';
 import { gpu } from './helpers.js';
 
-const EXAMPLES = join(import.meta.dirname, '..', '..', 'shared', 'vectors', 'examples.json');
+const CASES = join(import.meta.dirname, 'vectors', 'cases.json');
 const run = promisify(execFile);
 const cli = (args: string[]) =>
   run(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', 'src', 'cli.ts'), ...args]).then(
@@ -19,14 +20,33 @@ const cli = (args: string[]) =>
     (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
   );
 
-function examples(): VectorFile {
-  return JSON.parse(readFileSync(EXAMPLES, 'utf8')) as VectorFile;
+function cases(): VectorFile {
+  return JSON.parse(readFileSync(CASES, 'utf8')) as VectorFile;
 }
 
 describe('vectors', () => {
-  it('computes every public example within 1e-5, every method supported', async () => {
+  it('the case file covers every method and variant the runners support', () => {
+    const file = cases();
+    expect(file.generator).to.match(/^scripts\/gen-vectors\.py, torch /);
+    const variants = new Set(
+      file.cases.map((c) => {
+        const p = c.params;
+        if (p.method === 'bora') return `bora ${String(p.sigmaTransform)}`;
+        if (p.method === 'lorma') return `lorma ${String(p.inflation)} ${String(p.order)}`;
+        return p.method;
+      }),
+    );
+    const wanted = [
+      ...Object.keys(RUNNERS).filter((m) => m !== 'bora' && m !== 'lorma'),
+      ...['exp-mav', 'exp', 'mav', 'raw'].map((t) => `bora ${t}`),
+      ...['plus', 'pi', 'none'].flatMap((i) => ['pre', 'post'].map((o) => `lorma ${i} ${o}`)),
+    ];
+    for (const v of wanted) expect(variants.has(v), `no case for ${v}`).to.equal(true);
+  });
+
+  it('computes every case within 1e-5, every method supported', async () => {
     const ctx = await gpu();
-    const file = examples();
+    const file = cases();
     const report = await runVectors(ctx, file, { check: true, tol: 1e-5 });
     expect(report.failed, report.lines.join('\n')).to.equal(false);
     expect(report.result.cases).to.have.length(file.cases.length);
@@ -51,14 +71,14 @@ describe('vectors', () => {
 
   it('fails --check when an output is off, and reports a malformed case as an error', async () => {
     const ctx = await gpu();
-    const file = examples();
-    const lora = file.cases.find((c) => c.params.method === 'lora')!;
+    const file = cases();
+    const lora = file.cases.find((c) => c.name === 'lora')!;
     const off = structuredClone(lora);
     off.name = 'lora-off';
     off.outputs!.y.data[0] += 0.5;
     const bad = structuredClone(lora);
     bad.name = 'lora-bad';
-    bad.inputs.x.shape = [2, 8];
+    bad.inputs.x.shape = [2, 10];
     // ΔW is judged on the scale of W' (see errorAgainst): an error of 1e-4 of max |W'| still fails.
     const maxMerged = Math.max(...off.outputs!.merged.data.map(Math.abs));
     off.outputs!.delta_w.data[3] += 1e-4 * maxMerged;
@@ -69,29 +89,33 @@ describe('vectors', () => {
     expect(report.lines.join('\n')).to.match(/lora-off dx: \S+ ok/);
     const badResult = report.result.cases.find((c) => c.name === 'lora-bad')!;
     expect(badResult.status).to.equal('error');
-    expect(badResult.message).to.match(/input 'x' has shape \[2, 8\], expected \[3, 8\]/);
+    expect(badResult.message).to.match(/input 'x' has shape \[2, 10\], expected \[3, 10\]/);
   });
 
   it('the command writes the result file and exits 0, 1 on a failed check, 2 on bad usage', async function () {
     this.timeout(180000);
     const dir = mkdtempSync(join(tmpdir(), 'peft-vectors-'));
-    const ok = await cli(['vectors', EXAMPLES, '--out', join(dir, 'r.json'), '--check']);
+    const ok = await cli(['vectors', CASES, '--out', join(dir, 'r.json'), '--check']);
     expect(ok.code, ok.stderr).to.equal(0);
-    expect(ok.stdout).to.match(/lora-example y: \S+ ok/);
+    expect(ok.stdout).to.match(/^lora y: \S+ ok$/m);
     const result = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8')) as { cases: CaseResult[] };
-    expect(result.cases.map((c) => c.status)).to.deep.equal(examples().cases.map(() => 'ok'));
-    expect(result.cases.find((c) => c.name === 'lora-example')?.outputs?.y.shape).to.deep.equal([3, 6]);
+    expect(result.cases.map((c) => c.status)).to.deep.equal(cases().cases.map(() => 'ok'));
+    expect(result.cases.find((c) => c.name === 'lora')?.outputs?.y.shape).to.deep.equal([3, 7]);
 
-    const file = examples();
+    const file = cases();
     file.cases = file.cases.filter((c) => c.params.method === 'lora');
-    file.cases[0].outputs!.db.data[1] *= 1.01;
+    file.cases.find((c) => c.name === 'lora')!.outputs!.db.data[1] *= 1.01;
     writeFileSync(join(dir, 'off.json'), JSON.stringify(file));
     const failed = await cli(['vectors', join(dir, 'off.json'), '--out', join(dir, 'r2.json'), '--check']);
     expect(failed.code).to.equal(1);
-    expect(failed.stdout).to.match(/lora-example db: \S+ FAIL/);
+    expect(failed.stdout).to.match(/^lora db: \S+ FAIL/m);
 
-    const usage = await cli(['vectors', EXAMPLES]);
+    const usage = await cli(['vectors', CASES]);
     expect(usage.code).to.equal(2);
     expect(usage.stderr).to.match(/missing --out RESULT/);
+
+    const help = await cli(['--help']);
+    expect(help.code).to.equal(0);
+    expect(help.stdout).to.match(/docs\/vectors\.md/);
   });
 });

@@ -1,5 +1,5 @@
-// Test-vector format (../shared/spec/VECTORS.md): cases computed by an independent implementation,
-// run here through the GPU kernels.
+// Test-vector format (docs/vectors.md): cases computed by an independent implementation (the
+// repository's own come from scripts/gen-vectors.py), run here through the GPU kernels.
 
 import type { Context } from '../runtime.js';
 
