@@ -1,11 +1,11 @@
 // `npm run bench`: times every method (forward, backward, a whole step) against plain LoRA, and the
 // same math in TensorFlow.js and gpu.js on the same WebGPU device, then writes JSON, a markdown
-// table and SVG charts under docs/benchmarks/.
+// table and SVG charts under bench/results/ (ignored by git; `--docs` refreshes docs/benchmarks/).
 //
 //   npm run bench                      quick: T=128, n=m=768, r=8, b=4 (a few minutes on lavapipe)
 //   npm run bench -- --full            n=m ∈ {768, 1024, 4096}, r ∈ {8, 16, 32}, b ∈ {4, 8, 16}
 //   npm run bench -- --full --sizes 768,1024   the same without n = 4096 (about an hour of it on lavapipe)
-//   options: --json FILE  --out DIR  --reps N  --warmup N  --methods lora,bora  --no-peers
+//   options: --json FILE  --out DIR  --docs  --reps N  --warmup N  --methods lora,bora  --no-peers
 //            --T N --n N --r N --b N (one custom shape)  --no-progress (plain lines)  --list (print the shapes)
 
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -38,7 +38,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { full: false, out: 'docs/benchmarks', reps: 5, warmup: 1, peers: true, progress: true, list: false };
+  const o: Options = { full: false, out: 'bench/results', reps: 5, warmup: 1, peers: true, progress: true, list: false };
   const custom: Partial<BenchShape> = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -56,6 +56,8 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--quick') o.full = false;
     else if (a === '--json') o.json = next();
     else if (a === '--out') o.out = next();
+    // The committed report under docs/ changes only when asked for.
+    else if (a === '--docs') o.out = 'docs/benchmarks';
     else if (a === '--reps') o.reps = Math.max(5, int('--reps'));
     else if (a === '--warmup') o.warmup = int('--warmup');
     else if (a === '--methods') o.methods = next().split(',');
@@ -70,7 +72,7 @@ function parseArgs(argv: string[]): Options {
       const key = a.slice(2) as 'T' | 'n' | 'r' | 'b';
       custom[key] = int(a);
     } else if (a === '--help' || a === '-h') {
-      console.log('usage: npm run bench -- [--full [--sizes 768,1024,4096]] [--json FILE] [--out DIR] [--reps N] [--warmup N] [--methods a,b] [--no-peers] [--T N --n N --r N --b N]');
+      console.log('usage: npm run bench -- [--full [--sizes 768,1024,4096]] [--json FILE] [--out DIR (default bench/results)] [--docs (write docs/benchmarks instead)] [--reps N] [--warmup N] [--methods a,b] [--no-peers] [--T N --n N --r N --b N]');
       process.exit(0);
     } else throw new Error(`bench: unknown option ${a}`);
   }
