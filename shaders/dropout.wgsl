@@ -1,17 +1,17 @@
-// Adapter dropout (KERNELS.md, "Dropout"). The keep mask is a counter-based hash of
-// (seed, element index), so the backward regenerates it and no mask is ever stored. The index is
-// the element's row-major position in the [T, n] input, the same in every kernel that uses it.
+// Adapter dropout (docs/math.md, "Dropout on the adapter"). The keep mask is a counter-based
+// hash of (seed, element index), so the backward regenerates it and no mask is ever stored. The
+// index is the element's row-major position in the [T, n] input, the same in every kernel that
+// uses it.
 
-struct Params {
-  count: u32,
-  seed: u32,
-  // Elements whose hash is below threshold = floor(p · 2³²) are dropped.
-  threshold: u32,
-  keep_scale: f32,   // 1 / (1 − p)
-  alpha: f32,
+struct DropoutParams {
+  count: u32,        // elements of src and dst
+  seed: u32,         // mask seed: one per step, the same for its forward and backward
+  threshold: u32,    // floor(p · 2³²), on the hash's 32-bit scale: an element hashing below it is dropped
+  keep_scale: f32,   // 1 / (1 − p): kept elements are scaled so the expectation is unchanged
+  alpha: f32,        // multiplier of masked_add's addend (dimensionless; unused by apply)
 }
 
-@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(0) var<uniform> P: DropoutParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 

@@ -9,8 +9,7 @@
 //
 // Each invocation owns a TM x TN block of C in registers. `main` stages BK-deep slices of A and B
 // in workgroup memory (one barrier pair per slice: good where barriers are cheap, as on GPUs);
-// `direct` reads A and B from memory with no workgroup memory and no barriers (good on lavapipe,
-// where a barrier splits the workgroup loop and the CPU caches do the staging).
+// `direct` and `direct4` (below) read them straight from memory.
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -23,12 +22,18 @@ const BK: u32 = 16u;
 override BM: u32 = WG_M * TM;
 override BN: u32 = WG_N * TN;
 
-struct Params {
-  M: u32, N: u32, K: u32, K2: u32,
-  alpha: f32, alpha2: f32, beta: f32, tiles_n: u32,
+struct MatmulParams {
+  M: u32,         // rows of C and of op(A), in elements
+  N: u32,         // columns of C and of op(B), in elements
+  K: u32,         // depth of the first product, in elements
+  K2: u32,        // depth of the second product, in elements (unused without SECOND)
+  alpha: f32,     // multiplier of the first product (dimensionless)
+  alpha2: f32,    // multiplier of the second product (dimensionless)
+  beta: f32,      // multiplier of C's old values; 0 skips reading C, so NaNs there vanish
+  tiles_n: u32,   // workgroup tiles along N = ceil(N / BN), in tiles
 }
 
-@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(0) var<uniform> P: MatmulParams;
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> B: array<f32>;
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
@@ -128,15 +133,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   store(row0, col0, &acc);
 }
 
-@compute @workgroup_size(WG_N, WG_M)
-fn direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-          @builtin(local_invocation_id) lid: vec3<u32>) {
-  let tile = linear_workgroup(wid, nwg);
-  let tiles_m = (P.M + BM - 1u) / BM;
-  if (tile >= tiles_m * P.tiles_n) { return; }
-  let row0 = (tile / P.tiles_n) * BM + lid.y * TM;
-  let col0 = (tile % P.tiles_n) * BN + lid.x * TN;
-  if (row0 >= P.M || col0 >= P.N) { return; }
+// `direct` and `direct4` read A and B from memory with no workgroup memory and no barriers (good
+// on lavapipe, where a barrier splits the workgroup loop and the CPU caches do the staging). They
+// differ only in how the 4×4 block's products are read, so the entry point is written once and
+// emitted twice: `direct` with scalar loads (products_scalar), `direct4` with 16-byte loads
+// (products_vec4).
+
+// alpha · op(A) op(B) for the TM × TN block at (row0, col0), one f32 load per operand element.
+fn products_scalar(row0: u32, col0: u32) -> array<f32, 16> {
   var acc: array<f32, 16>;
   for (var k = 0u; k < P.K; k++) {
     var a: array<f32, 4>;
@@ -148,65 +152,56 @@ fn direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
   }
   for (var e = 0u; e < 16u; e++) { acc[e] *= P.alpha; }
-  if (SECOND) { add_second(row0, col0, &acc); }
-  store(row0, col0, &acc);
+  return acc;
 }
 
-
-// `direct4`: `direct` with 16-byte loads. On lavapipe every storage load is costly whatever its
-// width (a per-lane loop with bounds checks), so reading four floats per load cuts the loads per
-// fused multiply-add by four. A and B are viewed as vec4 arrays along their contiguous dimension:
+// The same block with 16-byte loads. On lavapipe every storage load is costly whatever its width
+// (a per-lane loop with bounds checks), so reading four floats per load cuts the loads per fused
+// multiply-add by four. A and B are viewed as vec4 arrays along their contiguous dimension:
 // X W0ᵀ (NT) reads both along k, G W0 (NN) reads A along k and B along n, Gᵀ Z (TN) reads both
 // along the output dimensions. The host uses it only when those dimensions are multiples of 4.
 @group(0) @binding(1) var<storage, read> A4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> B4: array<vec4<f32>>;
 
-@compute @workgroup_size(WG_N, WG_M)
-fn direct4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-           @builtin(local_invocation_id) lid: vec3<u32>) {
-  let tile = linear_workgroup(wid, nwg);
-  let tiles_m = (P.M + BM - 1u) / BM;
-  if (tile >= tiles_m * P.tiles_n) { return; }
-  let row0 = (tile / P.tiles_n) * BM + lid.y * TM;
-  let col0 = (tile % P.tiles_n) * BN + lid.x * TN;
-  if (row0 >= P.M || col0 >= P.N) { return; }
+fn products_vec4(row0: u32, col0: u32) -> array<f32, 16> {
   var acc: array<vec4<f32>, 4>;  // acc[i][j]: row row0 + i, column col0 + j
   if (!TRANS_A && TRANS_B) {
     let K4 = P.K / 4u;
-    var ar: array<u32, 4>;
-    var bc: array<u32, 4>;
-    for (var i = 0u; i < 4u; i++) { ar[i] = min(row0 + i, P.M - 1u) * K4; }
-    for (var j = 0u; j < 4u; j++) { bc[j] = min(col0 + j, P.N - 1u) * K4; }
+    // Rows past the edge are clamped to the last one: their products are computed and never stored.
+    var a_row_start: array<u32, 4>;   // in vec4s
+    var b_row_start: array<u32, 4>;   // in vec4s
+    for (var i = 0u; i < 4u; i++) { a_row_start[i] = min(row0 + i, P.M - 1u) * K4; }
+    for (var j = 0u; j < 4u; j++) { b_row_start[j] = min(col0 + j, P.N - 1u) * K4; }
     for (var k4 = 0u; k4 < K4; k4++) {
       var b: array<vec4<f32>, 4>;
-      for (var j = 0u; j < 4u; j++) { b[j] = B4[bc[j] + k4]; }
+      for (var j = 0u; j < 4u; j++) { b[j] = B4[b_row_start[j] + k4]; }
       for (var i = 0u; i < 4u; i++) {
-        let a = A4[ar[i] + k4];
+        let a = A4[a_row_start[i] + k4];
         acc[i] += vec4<f32>(dot(a, b[0]), dot(a, b[1]), dot(a, b[2]), dot(a, b[3]));
       }
     }
   } else if (!TRANS_A && !TRANS_B) {
     let K4 = P.K / 4u;
     let N4 = P.N / 4u;
-    var ar: array<u32, 4>;
-    for (var i = 0u; i < 4u; i++) { ar[i] = min(row0 + i, P.M - 1u) * K4; }
-    let bc = col0 / 4u;
+    var a_row_start: array<u32, 4>;   // in vec4s
+    for (var i = 0u; i < 4u; i++) { a_row_start[i] = min(row0 + i, P.M - 1u) * K4; }
+    let b_col4 = col0 / 4u;
     for (var k4 = 0u; k4 < K4; k4++) {
       var b: array<vec4<f32>, 4>;
-      for (var kk = 0u; kk < 4u; kk++) { b[kk] = B4[(k4 * 4u + kk) * N4 + bc]; }
+      for (var kk = 0u; kk < 4u; kk++) { b[kk] = B4[(k4 * 4u + kk) * N4 + b_col4]; }
       for (var i = 0u; i < 4u; i++) {
-        let a = A4[ar[i] + k4];
+        let a = A4[a_row_start[i] + k4];
         acc[i] += a.x * b[0] + a.y * b[1] + a.z * b[2] + a.w * b[3];
       }
     }
   } else if (TRANS_A && !TRANS_B) {
     let M4 = P.M / 4u;
     let N4 = P.N / 4u;
-    let ar = row0 / 4u;
-    let bc = col0 / 4u;
+    let a_col4 = row0 / 4u;
+    let b_col4 = col0 / 4u;
     for (var k = 0u; k < P.K; k++) {
-      let a = A4[k * M4 + ar];
-      let b = B4[k * N4 + bc];
+      let a = A4[k * M4 + a_col4];
+      let b = B4[k * N4 + b_col4];
       acc[0] += a.x * b;
       acc[1] += a.y * b;
       acc[2] += a.z * b;
@@ -217,6 +212,21 @@ fn direct4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
   for (var i = 0u; i < 4u; i++) {
     for (var j = 0u; j < 4u; j++) { out[i * 4u + j] = P.alpha * acc[i][j]; }
   }
-  if (SECOND) { add_second(row0, col0, &out); }
-  store(row0, col0, &out);
+  return out;
 }
+
+//#each ENTRY=direct; PRODUCTS=products_scalar | ENTRY=direct4; PRODUCTS=products_vec4
+@compute @workgroup_size(WG_N, WG_M)
+fn $ENTRY(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_id) lid: vec3<u32>) {
+  let tile = linear_workgroup(wid, nwg);
+  let tiles_m = (P.M + BM - 1u) / BM;
+  if (tile >= tiles_m * P.tiles_n) { return; }
+  let row0 = (tile / P.tiles_n) * BM + lid.y * TM;
+  let col0 = (tile % P.tiles_n) * BN + lid.x * TN;
+  if (row0 >= P.M || col0 >= P.N) { return; }
+  var acc = $PRODUCTS(row0, col0);
+  if (SECOND) { add_second(row0, col0, &acc); }
+  store(row0, col0, &acc);
+}
+//#end

@@ -1,6 +1,7 @@
 // The matrix multiply against the float64 reference, for every kernel variant, every transpose,
 // the fused second product and beta accumulation, on shapes that are no tile multiple and on
-// multiples of 4, where 'direct' switches to its 16-byte-load entry (direct4).
+// multiples of 4, where 'direct' switches to its 16-byte-load entry (direct4; both entries are
+// one `//#each` block of shaders/matmul.wgsl).
 
 import { expect } from 'chai';
 import { matmul, matmulEntry } from '../src/ops/matmul.js';
@@ -55,16 +56,20 @@ for (const variant of ['direct', 'direct-scalar', 'tiled'] as Tuning['matmul'][]
       }
     }
 
-    it('fuses a second product and accumulates with beta', async () => {
-      const ctx = await gpu();
-      const [M, N, K, K2] = [45, 23, 19, 5];
-      const a = rand(M * K), b = rand(N * K), a2 = rand(M * K2), b2 = rand(N * K2), c0 = rand(M * N);
-      const [A, B, A2, B2] = [ctx.upload(a, [M, K]), ctx.upload(b, [N, K]), ctx.upload(a2, [M, K2]), ctx.upload(b2, [N, K2])];
-      const C = ctx.upload(c0, [M, N]);
-      await matmul(ctx, { a: A, b: B, c: C, M, N, K, transB: true, alpha: 1.5, beta: -0.5, second: { a: A2, b: B2, K: K2, alpha: 2 } });
-      const expected = add(add(scale(refMatmul(a, b, M, K, N, false, true), 1.5), refMatmul(a2, b2, M, K2, N, false, true), 2), c0, -0.5);
-      expectClose(await ctx.read(C), expected, 'C');
-    });
+    // K = 20 takes direct4 under 'direct', so the fused product is checked on both entries.
+    for (const K of [19, 20]) {
+      it(`fuses a second product and accumulates with beta (K=${K})`, async () => {
+        const ctx = await gpu();
+        const [M, N, K2] = [45, 23, 5];
+        const a = rand(M * K), b = rand(N * K), a2 = rand(M * K2), b2 = rand(N * K2), c0 = rand(M * N);
+        const [A, B, A2, B2] = [ctx.upload(a, [M, K]), ctx.upload(b, [N, K]), ctx.upload(a2, [M, K2]), ctx.upload(b2, [N, K2])];
+        const C = ctx.upload(c0, [M, N]);
+        await matmul(ctx, { a: A, b: B, c: C, M, N, K, transB: true, alpha: 1.5, beta: -0.5, second: { a: A2, b: B2, K: K2, alpha: 2 } });
+        const expected = add(add(scale(refMatmul(a, b, M, K, N, false, true), 1.5), refMatmul(a2, b2, M, K2, N, false, true), 2), c0, -0.5);
+        expectClose(await ctx.read(C), expected, 'C');
+        for (const t of [A, B, A2, B2, C]) t.destroy();
+      });
+    }
 
     it('with beta = 0 ignores whatever C held, NaN included', async () => {
       const ctx = await gpu();

@@ -1,6 +1,6 @@
 // LoRA, the baseline every ratio in the benchmark is taken against.
 
-import { loraBackward, loraForward } from '../../src/lora.js';
+import { lora as loraMethod, loraBackward, loraForward } from '../../src/methods/lora/index.js';
 import { kaimingUniform, uniform } from '../../src/random.js';
 import type { BenchMethod } from './types.js';
 
@@ -31,10 +31,7 @@ export const lora: BenchMethod = {
       await backward(enc);
     });
     await ctx.sync();
-    const base = 2 * m * n * T;
-    const adapterFwd = 2 * (n + m) * r * T;
-    // Backward: dX base (2mnT) + H = G B (2mrT) + H A (2nrT) + dB (2mrT) + dA (2nrT).
-    const adapterBwd = 4 * (n + m) * r * T;
+    const flops = loraMethod.flops(T, { n, m, r }, {});
     return {
       encode: {
         forward,
@@ -46,14 +43,8 @@ export const lora: BenchMethod = {
         adapterForward,
         adapterBackward,
       },
-      flops: {
-        forward: base + adapterFwd,
-        backward: base + adapterBwd,
-        step: 2 * base + adapterFwd + adapterBwd,
-        adapterForward: adapterFwd,
-        adapterBackward: adapterBwd,
-      },
-      params: r * (n + m),
+      flops: { ...flops, step: flops.forward + flops.backward },
+      params: loraMethod.paramCount({ n, m, r }, {}),
       bytes: ctx.allocations.liveBytes - before,
       destroy() {
         for (const t of [x, w0, a, b, g, y, z, dx, da, db]) t.destroy();

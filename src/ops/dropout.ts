@@ -1,7 +1,7 @@
-// Host side of shaders/dropout.wgsl.
+// Host side of shaders/dropout.wgsl: a keep mask hashed from (seed, element index), so the
+// backward regenerates it and no mask is stored (docs/math.md, "Dropout on the adapter").
 
 import type { Context } from '../runtime.js';
-import { f32 } from '../runtime.js';
 import type { Tensor } from '../tensor.js';
 import { PeftError } from '../validate.js';
 
@@ -35,7 +35,7 @@ async function run(ctx: Context, entry: 'apply' | 'masked_add', src: Tensor, dst
   ctx.dispatch(enc, {
     shader: 'dropout',
     entry,
-    params: [src.size, d.seed, dropThreshold(d.p), f32(1 / (1 - d.p)), f32(alpha)],
+    params: { count: src.size, seed: d.seed, threshold: dropThreshold(d.p), keep_scale: 1 / (1 - d.p), alpha },
     bindings: [src, dst],
     workgroups: Math.ceil(src.size / (WG * PER)),
     label: `dropout.${entry}`,

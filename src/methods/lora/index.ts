@@ -1,0 +1,137 @@
+// LoRA as a method of the package: the descriptor every registry reads (adapter files, the
+// `vectors` command, the benchmark, the examples), and the family's public functions.
+
+import type { Context } from '../../runtime.js';
+import { PeftError, checkDim, checkRank, checkScale } from '../../validate.js';
+import type { AdapterLayer, HostValues, LayerDims, LayerSpec, MethodDescriptor } from '../types.js';
+import { SavedTensors, checkOptions, initial, trainable, trainableValues, type EncodeOptions } from '../common.js';
+import { loraBackward, loraForward, loraInit, loraMerge } from './kernels.js';
+import { runLora } from './vectors.js';
+
+export * from './kernels.js';
+export { runLora } from './vectors.js';
+export type { EncodeOptions, ForwardOptions, BackwardOptions, MergeOptions } from '../common.js';
+
+/** What LoRA stores per module: HF PEFT's own keys, so PEFT reads the file. */
+const TENSORS = [
+  { name: 'lora_A', key: 'lora_A.weight', dtype: 'f32', trainable: true },
+  { name: 'lora_B', key: 'lora_B.weight', dtype: 'f32', trainable: true },
+] as const;
+
+function tooHighRank(d: LayerDims): string | null {
+  return d.r > Math.min(d.n, d.m) ? `rank r = ${d.r} is above min(n, m) = min(${d.n}, ${d.m}) = ${Math.min(d.n, d.m)}` : null;
+}
+
+/**
+ * The module part of a tensor's label. validateAdapter's messages have always named the module
+ * ("but module 'h1' has 10 in-features"); checkModule gets it only as the prefix of label().
+ */
+function moduleOf(label: (name: string) => string, name: string, key: string): string {
+  const full = label(name);
+  return full.endsWith(`.${key}`) ? full.slice(0, -key.length - 1) : full;
+}
+
+export const lora: MethodDescriptor = {
+  id: 'lora',
+  label: 'LoRA',
+  aliases: [],
+  family: 'lora',
+  peftType: 'LORA',
+  docs: 'docs/math.md',
+  tensors: TENSORS,
+  config: [],
+
+  rankFor: (r) => r,
+
+  unsupported(d, options) {
+    const unknown = Object.keys(options ?? {});
+    if (unknown.length > 0) return `LoRA takes no options (got ${unknown.join(', ')})`;
+    return tooHighRank(d);
+  },
+
+  paramCount: (d) => d.r * (d.n + d.m),
+
+  flops(T, d) {
+    const base = 2 * d.m * d.n * T;
+    const adapterForward = 2 * (d.n + d.m) * d.r * T;
+    // Backward: dX base (2mnT) + H = G B (2mrT) + H A (2nrT) + dB (2mrT) + dA (2nrT).
+    const adapterBackward = 4 * (d.n + d.m) * d.r * T;
+    return { forward: base + adapterForward, backward: base + adapterBackward, adapterForward, adapterBackward };
+  },
+
+  checkModule(t, r, options, base, label, where) {
+    checkOptions(where, options, []);
+    const a = t.lora_A;
+    const b = t.lora_B;
+    if (!a || a.shape.length !== 2 || a.shape[0] !== r) {
+      throw new PeftError(`${where}: '${label('lora_A')}' has shape [${a?.shape.join(', ') ?? ''}], expected [r, n] with r = ${r}`);
+    }
+    if (!b || b.shape.length !== 2 || b.shape[1] !== r) {
+      throw new PeftError(`${where}: '${label('lora_B')}' has shape [${b?.shape.join(', ') ?? ''}], expected [m, r] with r = ${r}`);
+    }
+    if (base) {
+      const mod = moduleOf(label, 'lora_A', TENSORS[0].key);
+      if (a.shape[1] !== base.n) throw new PeftError(`${where}: '${label('lora_A')}' has n = ${a.shape[1]}, but module '${mod}' has ${base.n} in-features`);
+      if (b.shape[0] !== base.m) throw new PeftError(`${where}: '${label('lora_B')}' has m = ${b.shape[0]}, but module '${mod}' has ${base.m} out-features`);
+    }
+  },
+
+  createLayer(ctx: Context, spec: LayerSpec): AdapterLayer {
+    const where = 'lora.createLayer';
+    checkOptions(where, spec.options, []);
+    if (!spec.w0 || spec.w0.shape.length !== 2) throw new PeftError(`${where}: 'w0' must be a 2-D Tensor [m, n]`);
+    const [m, n] = spec.w0.shape;
+    const r = checkDim(where, 'r', spec.r);
+    checkRank(where, r, n, m);
+    const scale = checkScale(where, 'alpha', spec.alpha) / r;
+    const prefix = spec.name ?? '';
+    const named = (t: string) => (prefix ? `${prefix}.${t}` : t);
+    let fresh: { a: Float32Array; b: Float32Array } | undefined;
+    const init = () => (fresh ??= loraInit({ n, m, r, seed: spec.seed ?? 0 }));
+    const a = trainable(ctx, named('lora_A'), initial(spec, 'lora_A', [r, n], () => init().a), [r, n]);
+    const b = trainable(ctx, named('lora_B'), initial(spec, 'lora_B', [m, r], () => init().b), [m, r]);
+    const trainables = [a, b];
+    const p = { w0: spec.w0, a: a.param, b: b.param, scale };
+    // Z = X Aᵀ from the forward, reused by the backward of the same batch.
+    const saved = new SavedTensors(ctx, named('lora'));
+    return {
+      method: lora,
+      dims: { n, m, r },
+      trainables,
+      async forward(enc, x, y, opts = {}) {
+        checkOptions('lora.layer.forward', opts, ['adapterOnly']);
+        await loraForward(ctx, { ...p, x, y, z: saved.get('z', [x.shape[0], r]) }, { encoder: enc, adapterOnly: opts.adapterOnly });
+      },
+      async backward(enc, x, g, dx, opts = {}) {
+        checkOptions('lora.layer.backward', opts, ['adapterOnly']);
+        await loraBackward(
+          ctx,
+          { ...p, x, g, z: saved.get('z', [x.shape[0], r]), dx, da: a.grad, db: b.grad },
+          { encoder: enc, adapterOnly: opts.adapterOnly },
+        );
+      },
+      async merge(opts: EncodeOptions & { deltaOnly?: boolean } = {}) {
+        checkOptions('lora.layer.merge', opts, ['encoder', 'deltaOnly']);
+        return loraMerge(ctx, p, { encoder: opts.encoder, deltaOnly: opts.deltaOnly });
+      },
+      tensors(): Promise<Record<string, HostValues>> {
+        return trainableValues(ctx, prefix, trainables);
+      },
+      destroy() {
+        for (const t of trainables) {
+          t.param.destroy();
+          t.grad.destroy();
+        }
+        saved.destroy();
+      },
+    };
+  },
+
+  vectors: {
+    method: 'lora',
+    // W0 arrives as plain values (f16-rounded ones load exactly into f32); a quantised base such
+    // as NF4 comes as codes this package does not dequantise, so such cases are unsupported.
+    accepts: (params) => params.baseFormat === undefined || params.baseFormat === 'f32' || params.baseFormat === 'f16',
+    run: runLora,
+  },
+};

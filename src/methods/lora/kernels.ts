@@ -1,0 +1,208 @@
+// Plain LoRA on the GPU (docs/math.md, "LoRA"; Hu et al., "LoRA: Low-Rank Adaptation of Large Language
+// Models"): the baseline every other method is measured against.
+//
+// forward   Z = X Aᵀ;  Y = X W0ᵀ + s·Z Bᵀ           (2 dispatches: the adapter term is fused
+//                                                   into the base product's epilogue)
+// backward  H = G B;  dX = G W0 + s·H A;  dB = s·Gᵀ Z;  dA = s·Hᵀ X      (4 dispatches)
+// merge     W' = W0 + s·B A  (or unmerge with −s)
+// dropout   the adapter sees X ⊙ mask / (1 − p); the mask is a hash of (seed, index), so the
+//           backward regenerates it: Xd = drop(X) feeds Z and dA, and the adapter's share of dX
+//           goes through the same mask.
+
+import type { Context } from '../../runtime.js';
+import type { Tensor } from '../../tensor.js';
+import { kaimingUniform } from '../../random.js';
+import { matmul } from '../../ops/matmul.js';
+import { checkDropout, dropoutApply, dropoutMaskedAdd, type Dropout } from '../../ops/dropout.js';
+import { PeftError, checkDim, checkDistinct, checkRank, checkScale, checkTensor } from '../../validate.js';
+import {
+  checkOptions,
+  mergeInto,
+  mergeName,
+  outputOrNew,
+  type BackwardOptions,
+  type ForwardOptions,
+  type MergeOptions,
+} from '../common.js';
+
+export interface LoraParams {
+  w0: Tensor; // [m, n]
+  a: Tensor; // [r, n]
+  b: Tensor; // [m, r]
+  /** s = alpha / r. */
+  scale: number;
+}
+
+export interface LoraForwardArgs extends LoraParams {
+  x: Tensor; // [T, n]
+  /** Output [T, m]; new when absent. */
+  y?: Tensor;
+  /** Z = drop(X) Aᵀ [T, r], kept for the backward; new when absent. */
+  z?: Tensor;
+  dropout?: Dropout;
+}
+
+export interface LoraBackwardArgs extends LoraParams {
+  x: Tensor; // [T, n]
+  /** dL/dY [T, m]. */
+  g: Tensor;
+  /** The forward's Z [T, r]; recomputed when absent. */
+  z?: Tensor;
+  dx?: Tensor;
+  da?: Tensor;
+  db?: Tensor;
+  /** The forward's dropout (same seed), so the same mask is applied. */
+  dropout?: Dropout;
+}
+
+export interface LoraMergeArgs extends LoraParams {
+  /** Target [m, n]; new when absent (not with inPlace). */
+  out?: Tensor;
+}
+
+export interface LoraDims {
+  T: number;
+  n: number;
+  m: number;
+  r: number;
+}
+
+const FORWARD_OPTIONS = ['encoder', 'adapterOnly'] as const;
+const BACKWARD_OPTIONS = ['encoder', 'adapterOnly'] as const;
+const MERGE_OPTIONS = ['encoder', 'inPlace', 'unmerge', 'deltaOnly'] as const;
+
+function layerDims(where: string, p: LoraParams, x?: Tensor): LoraDims {
+  if (!p.w0 || p.w0.shape.length !== 2) throw new PeftError(`${where}: 'w0' must be a 2-D Tensor [m, n]`);
+  const [m, n] = p.w0.shape;
+  if (!p.a || p.a.shape.length !== 2) throw new PeftError(`${where}: 'a' must be a 2-D Tensor [r, n]`);
+  const r = p.a.shape[0];
+  checkTensor(where, 'w0', p.w0, [m, n], '[m, n]');
+  checkTensor(where, 'a', p.a, [r, n], '[r, n]');
+  checkTensor(where, 'b', p.b, [m, r], '[m, r]');
+  checkRank(where, r, n, m);
+  checkScale(where, 'scale', p.scale);
+  let T = 1;
+  if (x) {
+    if (x.shape.length !== 2) throw new PeftError(`${where}: 'x' must be a 2-D Tensor [T, n]`);
+    T = x.shape[0];
+  }
+  return { T, n, m, r };
+}
+
+/** Y = X W0ᵀ + s·(X Aᵀ)Bᵀ (adapterOnly: the second term alone). Returns Y and Z = X Aᵀ (kept for the backward). */
+export async function loraForward(ctx: Context, p: LoraForwardArgs, opts: ForwardOptions = {}): Promise<{ y: Tensor; z: Tensor }> {
+  const where = 'lora.forward';
+  checkOptions(where, opts, FORWARD_OPTIONS);
+  const d = layerDims(where, p, p.x);
+  checkTensor(where, 'x', p.x, [d.T, d.n], '[T, n]');
+  const y = outputOrNew(ctx, where, 'y', p.y, [d.T, d.m], '[T, m]', 'lora.y');
+  const z = outputOrNew(ctx, where, 'z', p.z, [d.T, d.r], '[T, r]', 'lora.z');
+  checkDistinct(where, { y, z, x: p.x, w0: p.w0, a: p.a, b: p.b });
+  const drop = checkDropout(where, p.dropout);
+  await ctx.encode(opts.encoder, async (enc) => {
+    await downProject(ctx, p.x, p.a, z, d, drop, enc);
+    if (opts.adapterOnly) {
+      await matmul(ctx, { a: z, b: p.b, c: y, M: d.T, N: d.m, K: d.r, transB: true, alpha: p.scale }, enc);
+    } else {
+      await matmul(
+        ctx,
+        { a: p.x, b: p.w0, c: y, M: d.T, N: d.m, K: d.n, transB: true, second: { a: z, b: p.b, K: d.r, alpha: p.scale } },
+        enc,
+      );
+    }
+  });
+  return { y, z };
+}
+
+/** dX, dA, dB of L = sum(Y ⊙ G) (adapterOnly: dX without G W0). Pass the forward's Z to skip recomputing it. */
+export async function loraBackward(
+  ctx: Context,
+  p: LoraBackwardArgs,
+  opts: BackwardOptions = {},
+): Promise<{ dx: Tensor; da: Tensor; db: Tensor }> {
+  const where = 'lora.backward';
+  checkOptions(where, opts, BACKWARD_OPTIONS);
+  const d = layerDims(where, p, p.x);
+  checkTensor(where, 'x', p.x, [d.T, d.n], '[T, n]');
+  checkTensor(where, 'g', p.g, [d.T, d.m], '[T, m]');
+  if (p.z) checkTensor(where, 'z', p.z, [d.T, d.r], '[T, r]');
+  const dx = outputOrNew(ctx, where, 'dx', p.dx, [d.T, d.n], '[T, n]', 'lora.dx');
+  const da = outputOrNew(ctx, where, 'da', p.da, [d.r, d.n], '[r, n]', 'lora.da');
+  const db = outputOrNew(ctx, where, 'db', p.db, [d.m, d.r], '[m, r]', 'lora.db');
+  checkDistinct(where, { dx, da, db, x: p.x, g: p.g, w0: p.w0, a: p.a, b: p.b, z: p.z });
+  const h = ctx.scratch('lora.h', [d.T, d.r]); // H = G B
+  const z = p.z ?? ctx.scratch('lora.z', [d.T, d.r]);
+  const drop = checkDropout(where, p.dropout);
+  await ctx.encode(opts.encoder, async (enc) => {
+    if (!p.z) await downProject(ctx, p.x, p.a, z, d, drop, enc);
+    await matmul(ctx, { a: p.g, b: p.b, c: h, M: d.T, N: d.r, K: d.m }, enc);
+    if (drop) {
+      // The mask cannot ride in the matmul epilogue, so H A goes through a scratch tensor.
+      const hA = ctx.scratch('lora.ha', [d.T, d.n]);
+      await matmul(ctx, { a: h, b: p.a, c: hA, M: d.T, N: d.n, K: d.r }, enc);
+      if (opts.adapterOnly) enc.clearBuffer(dx.buffer, 0, dx.byteLength);
+      else await matmul(ctx, { a: p.g, b: p.w0, c: dx, M: d.T, N: d.n, K: d.m }, enc);
+      await dropoutMaskedAdd(ctx, hA, dx, drop, p.scale, enc);
+    } else if (opts.adapterOnly) {
+      await matmul(ctx, { a: h, b: p.a, c: dx, M: d.T, N: d.n, K: d.r, alpha: p.scale }, enc);
+    } else {
+      await matmul(ctx, { a: p.g, b: p.w0, c: dx, M: d.T, N: d.n, K: d.m, second: { a: h, b: p.a, K: d.r, alpha: p.scale } }, enc);
+    }
+    await matmul(ctx, { a: p.g, b: z, c: db, M: d.m, N: d.r, K: d.T, transA: true, alpha: p.scale }, enc);
+    const xDropped = drop ? ctx.scratch('lora.xdrop', [d.T, d.n]) : p.x;
+    if (drop) await dropoutApply(ctx, p.x, xDropped, drop, enc);
+    await matmul(ctx, { a: h, b: xDropped, c: da, M: d.r, N: d.n, K: d.T, transA: true, alpha: p.scale }, enc);
+  });
+  return { dx, da, db };
+}
+
+/** Z = drop(X) Aᵀ. */
+async function downProject(ctx: Context, x: Tensor, a: Tensor, z: Tensor, d: LoraDims, drop: Dropout | undefined, enc: GPUCommandEncoder) {
+  let input = x;
+  if (drop) {
+    input = ctx.scratch('lora.xdrop', [d.T, d.n]);
+    await dropoutApply(ctx, x, input, drop, enc);
+  }
+  await matmul(ctx, { a: input, b: a, c: z, M: d.T, N: d.r, K: d.n, transB: true }, enc);
+}
+
+/**
+ * W' = W0 + s·B A into `out` (new by default), or into W0 itself with `inPlace`; `unmerge`
+ * subtracts, `deltaOnly` writes ΔW = s·B A alone.
+ */
+export async function loraMerge(ctx: Context, p: LoraMergeArgs, opts: MergeOptions = {}): Promise<Tensor> {
+  const where = mergeName('lora', opts);
+  checkOptions(where, opts, MERGE_OPTIONS);
+  const d = layerDims(where, p);
+  return mergeInto(ctx, where, p.w0, p.out, opts, { a: p.a, b: p.b }, (enc, target, sign) =>
+    // beta = 1 accumulates onto what mergeInto put in the target (W0, or zero for deltaOnly).
+    matmul(ctx, { a: p.b, b: p.a, c: target, M: d.m, N: d.n, K: d.r, alpha: sign * p.scale, beta: 1 }, enc),
+  );
+}
+
+export interface LoraInitArgs {
+  /** In-features. */
+  n: number;
+  /** Out-features. */
+  m: number;
+  /** Rank. */
+  r: number;
+  /** Seed of A's values. */
+  seed: number;
+}
+
+/**
+ * The usual LoRA start: A Kaiming-uniform [r, n] (as PyTorch's nn.Linear), B zero [m, r], so ΔW
+ * is zero and the first step moves B.
+ */
+export function loraInit(args: LoraInitArgs): { a: Float32Array; b: Float32Array } {
+  const where = 'lora.init';
+  if (!args || typeof args !== 'object') throw new PeftError(`${where}: expected an object { n, m, r, seed }`);
+  checkOptions(where, args, ['n', 'm', 'r', 'seed']);
+  const n = checkDim(where, 'n', args.n);
+  const m = checkDim(where, 'm', args.m);
+  const r = checkDim(where, 'r', args.r);
+  checkRank(where, r, n, m);
+  if (!Number.isInteger(args.seed)) throw new PeftError(`${where}: 'seed' must be an integer, got ${String(args.seed)}`);
+  return { a: kaimingUniform(r * n, n, args.seed), b: new Float32Array(m * r) };
+}
