@@ -18,14 +18,16 @@
 // forward, first for the inverse), so the order of the outputs is that of the radix-2 algorithm.
 // Within a stage the butterflies run twiddle by twiddle (j outer, blocks inner), so each twiddle
 // is read once per stage, not once per block (measured: 15 % less time at n = 1024).
+// Both directions share the stage loop (`radix4_stage`); only the butterfly differs, picked by the
+// INVERSE override, which is fixed per pipeline, so each pipeline compiles one butterfly.
 
 override INVERSE: bool = false;
 const WG: u32 = 64u;
 
 struct FftParams {
-  n: u32,
+  n: u32,        // transform length, a power of two
   nb: u32,       // transforms
-  stride: u32,   // complex values from one element of a transform to the next
+  stride: u32,   // complex values from one element of a transform to the next (≥ nb)
 }
 
 @group(0) @binding(0) var<uniform> FP: FftParams;
@@ -41,13 +43,59 @@ fn cmulc(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
   return vec2<f32>(a.x * b.x + a.y * b.y, a.y * b.x - a.x * b.y);
 }
 
-fn radix2(n: u32, nb: u32, b: u32) {
+fn radix2(n: u32, stride: u32, b: u32) {
   for (var s = 0u; s < n; s += 2u) {
-    let i0 = s * nb + b;
+    let i0 = s * stride + b;
     let x0 = fx[i0];
-    let x1 = fx[i0 + nb];
+    let x1 = fx[i0 + stride];
     fx[i0] = x0 + x1;
-    fx[i0 + nb] = x0 - x1;
+    fx[i0 + stride] = x0 - x1;
+  }
+}
+
+// One radix-4 stage over blocks of length L (quarter Q = L/4, its elements qs = Q·stride words
+// apart); twiddle w_L^m = tw[m·step], step = n/L.
+fn radix4_stage(L: u32, step: u32, n: u32, stride: u32, b: u32) {
+  let Q = L / 4u;
+  let qs = Q * stride;
+  for (var j = 0u; j < Q; j++) {
+    let w1 = tw[j * step];
+    let w2 = tw[2u * j * step];
+    let w3 = tw[3u * j * step];
+    for (var s = 0u; s < n; s += L) {
+      let i0 = (s + j) * stride + b;
+      if (!INVERSE) {
+        // Decimation in frequency: sums and differences first, twiddles on the way out.
+        let a0 = fx[i0];
+        let a1 = fx[i0 + qs];
+        let a2 = fx[i0 + 2u * qs];
+        let a3 = fx[i0 + 3u * qs];
+        let b0 = a0 + a2;
+        let b1 = a0 - a2;
+        let b2 = a1 + a3;
+        let d3 = a1 - a3;
+        let md3 = vec2<f32>(d3.y, -d3.x);   // −i·(a1 − a3)
+        fx[i0] = b0 + b2;
+        fx[i0 + qs] = cmul(b0 - b2, w2);
+        fx[i0 + 2u * qs] = cmul(b1 + md3, w1);
+        fx[i0 + 3u * qs] = cmul(b1 - md3, w3);
+      } else {
+        // Decimation in time: conjugate twiddles on the way in, then sums and differences.
+        let x0 = fx[i0];
+        let t1 = cmulc(fx[i0 + qs], w2);
+        let t2 = cmulc(fx[i0 + 2u * qs], w1);
+        let t3 = cmulc(fx[i0 + 3u * qs], w3);
+        let a0 = x0 + t1;
+        let a1 = x0 - t1;
+        let p = t2 + t3;
+        let m = t2 - t3;
+        let im = vec2<f32>(-m.y, m.x);      // i·(t2 − t3)
+        fx[i0] = a0 + p;
+        fx[i0 + qs] = a1 + im;
+        fx[i0 + 2u * qs] = a0 - p;
+        fx[i0 + 3u * qs] = a1 - im;
+      }
+    }
   }
 }
 
@@ -56,69 +104,26 @@ fn fft(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
        @builtin(local_invocation_index) lidx: u32) {
   let b = linear_workgroup(wid, nwg) * WG + lidx;
   let n = FP.n;
-  let nb = FP.stride;
+  let stride = FP.stride;
   if (b >= FP.nb) { return; }
   let odd = (countTrailingZeros(n) & 1u) == 1u;
   if (!INVERSE) {
-    // Block length L from n down to 4; twiddle w_L^m = tw[m·n/L].
+    // Block length L from n down to 4, then the odd radix-2 stage last.
     var L = n;
     var step = 1u;
     while (L >= 4u) {
-      let Q = L / 4u;
-      let qs = Q * nb;
-      for (var j = 0u; j < Q; j++) {
-        let w1 = tw[j * step];
-        let w2 = tw[2u * j * step];
-        let w3 = tw[3u * j * step];
-        for (var s = 0u; s < n; s += L) {
-          let i0 = (s + j) * nb + b;
-          let a0 = fx[i0];
-          let a1 = fx[i0 + qs];
-          let a2 = fx[i0 + 2u * qs];
-          let a3 = fx[i0 + 3u * qs];
-          let b0 = a0 + a2;
-          let b1 = a0 - a2;
-          let b2 = a1 + a3;
-          let d3 = a1 - a3;
-          let md3 = vec2<f32>(d3.y, -d3.x);   // −i·(a1 − a3)
-          fx[i0] = b0 + b2;
-          fx[i0 + qs] = cmul(b0 - b2, w2);
-          fx[i0 + 2u * qs] = cmul(b1 + md3, w1);
-          fx[i0 + 3u * qs] = cmul(b1 - md3, w3);
-        }
-      }
-      L = Q;
+      radix4_stage(L, step, n, stride, b);
+      L /= 4u;
       step *= 4u;
     }
-    if (odd) { radix2(n, nb, b); }
+    if (odd) { radix2(n, stride, b); }
   } else {
-    if (odd) { radix2(n, nb, b); }
+    // The mirror image: the odd radix-2 stage first, then L from 4 (or 8) up to n.
+    if (odd) { radix2(n, stride, b); }
     var L = select(4u, 8u, odd);
     var step = n / L;
     while (L <= n) {
-      let Q = L / 4u;
-      let qs = Q * nb;
-      for (var j = 0u; j < Q; j++) {
-        let w1 = tw[j * step];
-        let w2 = tw[2u * j * step];
-        let w3 = tw[3u * j * step];
-        for (var s = 0u; s < n; s += L) {
-          let i0 = (s + j) * nb + b;
-          let x0 = fx[i0];
-          let t1 = cmulc(fx[i0 + qs], w2);
-          let t2 = cmulc(fx[i0 + 2u * qs], w1);
-          let t3 = cmulc(fx[i0 + 3u * qs], w3);
-          let a0 = x0 + t1;
-          let a1 = x0 - t1;
-          let p = t2 + t3;
-          let m = t2 - t3;
-          let im = vec2<f32>(-m.y, m.x);      // i·(t2 − t3)
-          fx[i0] = a0 + p;
-          fx[i0 + qs] = a1 + im;
-          fx[i0 + 2u * qs] = a0 - p;
-          fx[i0 + 3u * qs] = a1 - im;
-        }
-      }
+      radix4_stage(L, step, n, stride, b);
       L *= 4u;
       step /= 4u;
     }

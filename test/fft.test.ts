@@ -34,7 +34,14 @@ const TOL = 2e-6;
 
 describe('fft (batched, one transform per invocation) against a float64 DFT', () => {
   for (const n of [1, 2, 4, 8, 32, 256, 1024]) {
-    for (const [count, padded] of n <= 256 ? ([[1, false], [3, true], [70, false], [70, true]] as const) : ([[5, true]] as const)) {
+    for (const [count, padded] of n <= 256
+      ? ([
+          [1, false],
+          [3, true],
+          [70, false],
+          [70, true],
+        ] as const)
+      : ([[5, true]] as const)) {
       const stride = padded ? fftStride(count) : count;
       it(`n = ${n}, ${count} transform${count > 1 ? 's' : ''}, row stride ${stride}: forward to bit-reversed order, inverse back to natural order`, async () => {
         const ctx = await gpu();
@@ -107,9 +114,18 @@ describe('fft (batched, one transform per invocation) against a float64 DFT', ()
   it('rejects a length that is not a power of two, and a buffer too small', async () => {
     const ctx = await gpu();
     const data = ctx.tensor([12, 2, 2]);
-    await expectThrows(() => ctx.encode(undefined, (enc) => fftBatched(ctx, enc, { data, n: 12, nb: 2, inverse: false })), /fft: length n = 12 is not a power of two/);
-    await expectThrows(() => ctx.encode(undefined, (enc) => fftBatched(ctx, enc, { data, n: 16, nb: 2, inverse: false })), /has 48 floats, 16 × 2 complex values need 64/);
-    await expectThrows(() => ctx.encode(undefined, (enc) => fftBatched(ctx, enc, { data, n: 4, nb: 2, stride: 1, inverse: false })), /fft: stride 1 is below the batch count 2/);
+    await expectThrows(
+      () => ctx.encode(undefined, (enc) => fftBatched(ctx, enc, { data, n: 12, nb: 2, inverse: false })),
+      /fft: length n = 12 is not a power of two/,
+    );
+    await expectThrows(
+      () => ctx.encode(undefined, (enc) => fftBatched(ctx, enc, { data, n: 16, nb: 2, inverse: false })),
+      /has 48 floats, 16 × 2 complex values need 64/,
+    );
+    await expectThrows(
+      () => ctx.encode(undefined, (enc) => fftBatched(ctx, enc, { data, n: 4, nb: 2, stride: 1, inverse: false })),
+      /fft: stride 1 is below the batch count 2/,
+    );
     data.destroy();
   });
 });

@@ -82,7 +82,7 @@ export async function fftBatched(
     shader: 'fft',
     entry: 'fft',
     constants,
-    params: [n, nb, stride],
+    params: { n, nb, stride },
     bindings: [fftTwiddles(ctx, n), a.data],
     workgroups: Math.ceil(nb / WG),
     label: `fft${a.inverse ? ' inverse' : ''} ${n}x${nb}`,

@@ -1,0 +1,762 @@
+// LoRMA on the GPU (docs/lorma.md; the math in docs/math.md): a multiplicative adapter W' = M·W0
+// (pre, d = m) or W0·M (post, d = n), with M built from B [d, r] and A [r, d]:
+//
+//   plus  M = s·B A + I          none  M = s·B A          pi  M = s·π(B A), π rotating row i right by i
+//
+// The layer output is Y = X W'ᵀ. Pre: U = X W0ᵀ once, then Y = U Mᵀ. Post: V = X Mᵀ, Y = V W0ᵀ.
+//
+// plus / none   M − [I] has rank r, so the layer is a LoRA with A' = A W0 (pre) or B' = W0 B
+//               (post): X W0ᵀ is computed once and fused with the adapter term (see below).
+// pi            forward   pre: U = X W0ᵀ, Y = s·U π(BA)ᵀ     post: V = s·X π(BA)ᵀ, Y = V W0ᵀ
+//               backward  pre: dU = s·G π(BA), dX = dU W0   post: dV = G W0, dX = s·dV π(BA)
+//               two ways to apply π(BA), chosen by lormaPiPath (a call's piPath, else the
+//               context's setLormaTuning):
+//               fft    d a power of two: π(BA) = Σ_q diag(B[:, q])·circulant(A[q, :]), so each row
+//                      is r cyclic correlations, O(T·r·d log d) by batched FFTs (shaders/fft.wgsl)
+//                      and pointwise spectra kernels; extra memory O(T·r·d) (the spectra)
+//               tiles  any d: shaders/lorma.wgsl generates tiles of π(B A) on the fly, O(T·d²);
+//                      dA, dB from dP, contracted strip by strip (never stored); extra O(d·r)
+//               No d×d buffer is ever allocated (forward, backward or merge); the merge uses tiles.
+// merge         W' = M W0 or W0 M on the device (the output is the only m×n buffer)
+//
+// There is no adapter term apart from the base product (W' = M·W0 mixes them), so the forward and
+// backward refuse `adapterOnly` rather than return the whole layer under that name.
+
+import type { Context } from '../../runtime.js';
+import type { Tensor } from '../../tensor.js';
+import { matmul } from '../../ops/matmul.js';
+import { fftBatched, fftStride, isPowerOfTwo } from '../../ops/fft.js';
+import { kaimingUniform } from '../../random.js';
+import { PeftError, checkDim, checkDistinct, checkScale, checkTensor } from '../../validate.js';
+import { checkOptions, mergeInto, outputOrNew, type BackwardOptions, type ForwardOptions, type MergeOptions } from '../common.js';
+
+/** pi: M = s·π(BA) (LoRMA_π); plus: M = I + s·BA (LoRMA₊); none: M = s·BA (the paper's naive form). */
+export type LormaVariant = 'pi' | 'plus' | 'none';
+/** 'pre': W' = M W0, d = m (the paper's default); 'post': W' = W0 M, d = n. */
+export type LormaOrder = 'pre' | 'post';
+/** How LoRMA_π applies π(BA): 'auto' picks by d (LORMA_FFT_MIN_D), or force 'tiles' or 'fft'. */
+export type LormaPiChoice = 'auto' | 'tiles' | 'fft';
+/** The kernels a LoRMA_π call actually runs. */
+export type LormaPiPath = 'tiles' | 'fft';
+
+export const LORMA_VARIANTS: readonly LormaVariant[] = ['pi', 'plus', 'none'];
+export const LORMA_ORDERS: readonly LormaOrder[] = ['pre', 'post'];
+export const LORMA_PI_CHOICES: readonly LormaPiChoice[] = ['auto', 'tiles', 'fft'];
+
+interface LormaCommon {
+  w0: Tensor; // [m, n]
+  a: Tensor; // [r, d]
+  b: Tensor; // [d, r]
+  /** s = alpha / r. */
+  scale: number;
+  /** Default 'pre'. */
+  order?: LormaOrder;
+}
+
+export interface LormaPiParams extends LormaCommon {
+  variant: 'pi';
+  /** This call's path, instead of the context's (setLormaTuning). */
+  piPath?: LormaPiChoice;
+}
+
+export interface LormaLowRankParams extends LormaCommon {
+  variant: 'plus' | 'none';
+}
+
+export type LormaParams = LormaPiParams | LormaLowRankParams;
+
+/**
+ * What the forward keeps for the backward differs by variant: U = X W0ᵀ [T, m] (pi, pre) and the
+ * FFT path's correlations c, or Z = X A'ᵀ [T, r] (plus, none).
+ */
+export type LormaForwardArgs =
+  (LormaPiParams & { x: Tensor; y?: Tensor; u?: Tensor; c?: Tensor }) | (LormaLowRankParams & { x: Tensor; y?: Tensor; z?: Tensor });
+
+export type LormaBackwardArgs =
+  | (LormaPiParams & { x: Tensor; g: Tensor; u?: Tensor; c?: Tensor; dx?: Tensor; da?: Tensor; db?: Tensor })
+  | (LormaLowRankParams & { x: Tensor; g: Tensor; z?: Tensor; dx?: Tensor; da?: Tensor; db?: Tensor });
+
+export type LormaMergeArgs = LormaParams & { out?: Tensor };
+
+// Every field any variant takes, for the checks that catch a JavaScript caller's mix-up.
+interface AnyArgs extends LormaCommon {
+  variant: LormaVariant;
+  piPath?: LormaPiChoice;
+  x?: Tensor;
+  u?: Tensor;
+  z?: Tensor;
+  c?: Tensor;
+}
+
+export interface LormaDims {
+  T: number;
+  n: number;
+  m: number;
+  r: number;
+  d: number;
+  order: LormaOrder;
+  variant: LormaVariant;
+  /** pi: the caller's piPath, else the context's choice. */
+  piChoice: LormaPiChoice;
+}
+
+// ------------------------------------------------------------------ tuning (per context)
+
+export interface LormaTuning {
+  /** LoRMA_π's path for calls and layers that do not name one. Default 'auto'. */
+  pi: LormaPiChoice;
+}
+
+// Owned here rather than in the runtime: only this family reads it.
+const tunings = new WeakMap<Context, LormaTuning>();
+
+/** The context's LoRMA settings (a copy). */
+export function lormaTuning(ctx: Context): LormaTuning {
+  return { pi: 'auto', ...tunings.get(ctx) };
+}
+
+/** Changes the context's LoRMA settings, e.g. setLormaTuning(ctx, { pi: 'tiles' }). */
+export function setLormaTuning(ctx: Context, tuning: Partial<LormaTuning>): void {
+  const where = 'setLormaTuning';
+  checkOptions(where, tuning, ['pi']);
+  if (tuning.pi !== undefined) checkPiChoice(where, 'pi', tuning.pi);
+  tunings.set(ctx, { ...lormaTuning(ctx), ...tuning });
+}
+
+function checkPiChoice(where: string, name: string, v: unknown): LormaPiChoice {
+  if (!LORMA_PI_CHOICES.includes(v as LormaPiChoice)) {
+    throw new PeftError(`${where}: '${name}' is ${JSON.stringify(v)}, expected 'auto', 'tiles' or 'fft'`);
+  }
+  return v as LormaPiChoice;
+}
+
+// ------------------------------------------------------------------ argument checks
+
+function dims(ctx: Context, where: string, p: LormaParams, x?: Tensor, xName = 'x'): LormaDims {
+  if (!p || typeof p !== 'object') throw new PeftError(`${where}: expected parameters {w0, a, b, scale, variant}`);
+  const any = p as AnyArgs & { inflation?: unknown };
+  if (any.variant === undefined && any.inflation !== undefined) {
+    throw new PeftError(`${where}: 'inflation' is now 'variant' (one of ${LORMA_VARIANTS.map((s) => `'${s}'`).join(', ')})`);
+  }
+  if (!LORMA_VARIANTS.includes(any.variant)) {
+    throw new PeftError(`${where}: 'variant' must be one of ${LORMA_VARIANTS.map((s) => `'${s}'`).join(', ')}, got ${JSON.stringify(any.variant)}`);
+  }
+  const order = p.order ?? 'pre';
+  if (!LORMA_ORDERS.includes(order)) throw new PeftError(`${where}: 'order' must be 'pre' or 'post', got ${JSON.stringify(p.order)}`);
+  if (any.piPath !== undefined && any.variant !== 'pi')
+    throw new PeftError(`${where}: 'piPath' belongs to the pi variant; ${any.variant} takes none`);
+  const piChoice = any.piPath === undefined ? lormaTuning(ctx).pi : checkPiChoice(where, 'piPath', any.piPath);
+  if (!p.w0 || !Array.isArray(p.w0.shape) || p.w0.shape.length !== 2) throw new PeftError(`${where}: 'w0' must be a 2-D Tensor [m, n]`);
+  const [m, n] = p.w0.shape;
+  const d = order === 'pre' ? m : n;
+  const dName = order === 'pre' ? `d = m = ${m} for pre-multiplication` : `d = n = ${n} for post-multiplication`;
+  if (!p.a || !Array.isArray(p.a.shape) || p.a.shape.length !== 2) throw new PeftError(`${where}: 'a' must be a 2-D Tensor [r, d] (${dName})`);
+  const r = p.a.shape[0];
+  checkTensor(where, 'w0', p.w0, [m, n], '[m, n]');
+  if (p.a.shape[1] !== d) {
+    throw new PeftError(`${where}: 'a' has shape [${p.a.shape.join(', ')}], expected [r, d] = [${r}, ${d}] (${dName})`);
+  }
+  checkTensor(where, 'a', p.a, [r, d], '[r, d]');
+  if (p.b && Array.isArray(p.b.shape) && p.b.shape.length === 2 && p.b.shape[0] !== d) {
+    throw new PeftError(`${where}: 'b' has shape [${p.b.shape.join(', ')}], expected [d, r] = [${d}, ${r}] (${dName})`);
+  }
+  checkTensor(where, 'b', p.b, [d, r], '[d, r]');
+  if (r > d) throw new PeftError(`${where}: rank r = ${r} is above d = ${d} (${dName})`);
+  checkScale(where, 'scale', p.scale);
+  let T = 1;
+  if (x) {
+    if (!Array.isArray(x.shape) || x.shape.length !== 2)
+      throw new PeftError(`${where}: '${xName}' must be a 2-D Tensor [T, ${xName === 'x' ? 'n' : 'm'}]`);
+    T = x.shape[0];
+  }
+  return { T, n, m, r, d, order, variant: any.variant, piChoice };
+}
+
+function refuseAdapterOnly(where: string, opts: { adapterOnly?: boolean }): void {
+  if (opts.adapterOnly) {
+    throw new PeftError(`${where}: 'adapterOnly' is not supported: LoRMA's W' = M·W0 has no adapter term apart from the base product`);
+  }
+}
+
+// ------------------------------------------------------------------ π kernels
+
+// 128 invocations: each generated tile of π(BA) serves BM = 128 tokens (measured on lavapipe:
+// about 1.5× less CPU time than 64 tokens at r = 8).
+const MIX_WG = 8;
+const MIX_WG_M = 16;
+const MIX_BM = MIX_WG_M * 8;
+const MIX_BN = MIX_WG * 8;
+
+function mixConstants(trans: boolean, inT: boolean, outT: boolean) {
+  return { TRANS: trans, IN_T: inT, OUT_T: outT, WG_M: MIX_WG_M, WG_N: MIX_WG };
+}
+
+/** out[rows, d] = s·op(In) M'ᵀ (trans) or s·op(In) M' (+ beta·out), M' = π(B A) generated on the fly. */
+async function piMix(
+  ctx: Context,
+  enc: GPUCommandEncoder,
+  a: {
+    input: Tensor;
+    b: Tensor;
+    a: Tensor;
+    out: Tensor;
+    rows: number;
+    d: number;
+    r: number;
+    s: number;
+    trans: boolean;
+    inT?: boolean;
+    outT?: boolean;
+    beta?: number;
+  },
+): Promise<void> {
+  const constants = mixConstants(a.trans, !!a.inT, !!a.outT);
+  await ctx.prepare([{ shader: 'lorma', entry: 'mix', constants }]);
+  const colTiles = Math.ceil(a.d / MIX_BN);
+  ctx.dispatch(enc, {
+    shader: 'lorma',
+    entry: 'mix',
+    constants,
+    params: { rows: a.rows, d: a.d, r: a.r, col_tiles: colTiles, scale: a.s, beta: a.beta ?? 0 },
+    bindings: [a.input, a.b, a.a, a.out],
+    workgroups: Math.ceil(a.rows / MIX_BM) * colTiles,
+    label: `lorma.pi.mix ${a.rows}x${a.d}${a.trans ? '' : ' T'}`,
+  });
+}
+
+/**
+ * dB = dP Aᵀ, dA = Bᵀ dP with dP[i, j] = s·Σ_t dOut[t, i] In[t, (i + j) mod d] = dM'[i, (i + j) mod d],
+ * dM' = s·dOutᵀ In, made a strip of w columns at a time by matmul (so GPUs get its tiled kernel)
+ * and folded into dB and dA at once; neither dP nor dM' is ever stored whole.
+ */
+async function piGrads(
+  ctx: Context,
+  enc: GPUCommandEncoder,
+  a: { input: Tensor; dOut: Tensor; b: Tensor; a: Tensor; da: Tensor; db: Tensor; T: number; d: number; r: number; s: number },
+): Promise<void> {
+  const { T, d, r } = a;
+  // Strip width: at most 64 columns and always fewer than d, so no strip is ever d×d.
+  const w = Math.max(1, Math.min(64, Math.ceil(d / 2)));
+  await ctx.prepare([
+    { shader: 'lorma', entry: 'strip' },
+    { shader: 'lorma', entry: 'contract' },
+  ]);
+  const stripIn = ctx.scratch('lorma.strip', [T, w]);
+  const dm = ctx.scratch('lorma.dmstrip', [d, w]);
+  for (let col0 = 0; col0 < d; col0 += w) {
+    const width = Math.min(w, d - col0);
+    ctx.dispatch(enc, {
+      shader: 'lorma',
+      entry: 'strip',
+      params: { tokens: T, d, col0, width },
+      bindings: [a.input, stripIn],
+      workgroups: Math.ceil((T * width) / 64),
+      label: 'lorma.pi.strip',
+    });
+    await matmul(ctx, { a: a.dOut, b: stripIn, c: dm, M: d, N: width, K: T, transA: true, alpha: a.s }, enc);
+    ctx.dispatch(enc, {
+      shader: 'lorma',
+      entry: 'contract',
+      params: { d, r, col0, width, overwrite: col0 === 0 ? 1 : 0 },
+      bindings: [dm, a.b, a.a, a.db, a.da],
+      workgroups: Math.ceil((2 * d * r) / 64),
+      label: 'lorma.pi.contract',
+    });
+  }
+}
+
+// ------------------------------------------------------------------ π by FFT (power-of-two d)
+
+/**
+ * Smallest power-of-two d for which the 'auto' LoRMA_π path takes the FFTs. Measured on
+ * lavapipe (docs/lorma.md), whole step, r = 8: at d = 64 the tiles take half the time of the FFT
+ * path's 26 dispatches, at d = 128 the two are even (T = 512) or the FFTs ahead (T = 64), from
+ * d = 256 on the FFTs win (1.5× at d = 256, 2× at 512, 4–5× at 1024).
+ */
+export const LORMA_FFT_MIN_D = 128;
+
+/**
+ * The path `choice` leads to for a layer of this d, without a device: 'fft' (r cyclic correlations
+ * per token, O(T·r·d log d)) needs d a power of two ≥ 2 (and at most `maxGrid`, since d is a
+ * workgroup-grid dimension of the spectra kernels); 'tiles' (π(BA) generated tile by tile,
+ * O(T·d²)) takes any d.
+ */
+export function piPathFor(choice: LormaPiChoice, d: number, maxGrid = Infinity): LormaPiPath {
+  if (choice === 'tiles' || d < 2 || !isPowerOfTwo(d) || d > maxGrid) return 'tiles';
+  if (choice === 'fft') return 'fft';
+  return d >= LORMA_FFT_MIN_D ? 'fft' : 'tiles';
+}
+
+/**
+ * Which LoRMA_π kernels a layer of this d runs on this context: `choice` (a call's or layer's
+ * piPath) or else the context's setting (setLormaTuning). The merge always uses the tiles.
+ */
+export function lormaPiPath(ctx: Context, d: number, choice?: LormaPiChoice): LormaPiPath {
+  return piPathFor(choice ?? lormaTuning(ctx).pi, d, ctx.limits.maxComputeWorkgroupsPerDimension);
+}
+
+const FFT_ENTRIES = [
+  'fft_pack',
+  'fft_split',
+  'fft_unpack',
+  'fft_corr_spec',
+  'fft_mix_out',
+  'fft_pack_h',
+  'fft_du_spec',
+  'fft_da_spec',
+  'fft_db',
+] as const;
+type FftEntry = (typeof FFT_ENTRIES)[number];
+
+interface FftDims {
+  T: number;
+  d: number;
+  r: number;
+  s: number;
+}
+
+// Workgroups of the spectra kernels (shaders/lorma.wgsl): 64 lanes, rows in blocks of FQ_TB = 16,
+// bins walked by at most 64 y workgroups.
+const lanes = (n: number) => Math.ceil(n / 64);
+const rowBlocks = (n: number) => Math.ceil(n / 16);
+const binSteps = (d: number) => Math.min(d, 64);
+
+/** `grid`: workgroups [x, y], or a 1-D count of invocations (split into workgroups of 64). */
+function fftDispatch(
+  ctx: Context,
+  enc: GPUCommandEncoder,
+  entry: FftEntry,
+  dm: FftDims,
+  extra: { rows?: number; scale?: number },
+  bindings: Tensor[],
+  grid: number | [number, number],
+): void {
+  const { T, d, r } = dm;
+  const rows = extra.rows ?? 0;
+  const pairs = Math.ceil(r / 2);
+  const rowPairs = Math.ceil(rows / 2);
+  const params = {
+    tokens: T,
+    d,
+    r,
+    log2d: Math.log2(d),
+    pairs,
+    rows,
+    row_pairs: rowPairs,
+    scale: extra.scale ?? 1,
+    w_stride: fftStride(pairs * T),
+    packed_stride: fftStride(rowPairs),
+  };
+  const workgroups = typeof grid === 'number' ? lanes(grid) : grid;
+  ctx.dispatch(enc, { shader: 'lorma', entry, params, bindings, workgroups, label: `lorma.pi.${entry}` });
+}
+
+/** Spectra of A's rows, FA [d][r], and In's rows, FIn [d][T] (complex, bins bit-reversed). */
+async function fftSpectra(ctx: Context, enc: GPUCommandEncoder, dm: FftDims, input: Tensor, a: Tensor): Promise<{ fa: Tensor; fin: Tensor }> {
+  const { T, d, r } = dm;
+  await ctx.prepare(FFT_ENTRIES.map((entry) => ({ shader: 'lorma', entry })));
+  const np = Math.ceil(r / 2);
+  const nbt = Math.ceil(T / 2);
+  const pa = ctx.scratch('lorma.fft.pa', [d, fftStride(np), 2]);
+  const fa = ctx.scratch('lorma.fft.fa', [d, r, 2]);
+  const pin = ctx.scratch('lorma.fft.pin', [d, fftStride(nbt), 2]);
+  const fin = ctx.scratch('lorma.fft.fin', [d, T, 2]);
+  for (const [src, rows, packed, spec] of [
+    [a, r, pa, fa],
+    [input, T, pin, fin],
+  ] as const) {
+    const nbp = Math.ceil(rows / 2);
+    fftDispatch(ctx, enc, 'fft_pack', dm, { rows }, [src, packed], [lanes(d), rowBlocks(nbp)]);
+    await fftBatched(ctx, enc, { data: packed, n: d, nb: nbp, stride: fftStride(nbp), inverse: false });
+    fftDispatch(ctx, enc, 'fft_split', dm, { rows }, [packed, spec], [lanes(nbp), binSteps(d)]);
+  }
+  return { fa, fin };
+}
+
+/**
+ * The shape of the FFT path's correlations C (see lormaForward's `c`): [d, fftStride(⌈r/2⌉·T), 2],
+ * ⌈r/2⌉·T complex values per row padded a little (src/ops/fft.ts).
+ */
+export function lormaCorrelationsShape(T: number, d: number, r: number): [number, number, number] {
+  return [d, fftStride(Math.ceil(r / 2) * T), 2];
+}
+
+/**
+ * W = d·(C_2p + i·C_2p+1) [d][⌈r/2⌉·T] complex, C_q[t, i] = Σ_j A[q, j]·In[t, (i + j) mod d], into
+ * `into` (the caller's `c`) or a scratch tensor.
+ */
+async function fftCorrelations(ctx: Context, enc: GPUCommandEncoder, dm: FftDims, fa: Tensor, fin: Tensor, into?: Tensor): Promise<Tensor> {
+  const { T, d, r } = dm;
+  const nb = Math.ceil(r / 2) * T;
+  const w = into ?? ctx.scratch('lorma.fft.w', lormaCorrelationsShape(T, d, r));
+  fftDispatch(ctx, enc, 'fft_corr_spec', dm, {}, [fa, fin, w], [lanes(T), binSteps(d)]);
+  await fftBatched(ctx, enc, { data: w, n: d, nb, stride: fftStride(nb), inverse: true });
+  return w;
+}
+
+/** out = s·In·π(BA)ᵀ by r cyclic correlations per row of In (the forward mixing). */
+async function piFftMixT(
+  ctx: Context,
+  enc: GPUCommandEncoder,
+  a: { input: Tensor; b: Tensor; a: Tensor; out: Tensor; c?: Tensor; T: number; d: number; r: number; s: number },
+): Promise<void> {
+  const dm = { T: a.T, d: a.d, r: a.r, s: a.s };
+  const { fa, fin } = await fftSpectra(ctx, enc, dm, a.input, a.a);
+  const w = await fftCorrelations(ctx, enc, dm, fa, fin, a.c);
+  fftDispatch(ctx, enc, 'fft_mix_out', dm, { scale: a.s / a.d }, [w, a.b, a.out], [lanes(a.d), rowBlocks(a.T)]);
+}
+
+/**
+ * The backward of out = s·In·π(BA)ᵀ for dOut: dIn = s·dOut·π(BA) (r convolutions per row), and
+ * dA, dB from (In, dOut). Extra memory: the spectra W [d][⌈r/2⌉·T] complex and FIn [d][T].
+ */
+async function piFftBackward(
+  ctx: Context,
+  enc: GPUCommandEncoder,
+  a: {
+    input: Tensor;
+    dOut: Tensor;
+    b: Tensor;
+    a: Tensor;
+    dIn: Tensor;
+    da: Tensor;
+    db: Tensor;
+    c?: Tensor;
+    T: number;
+    d: number;
+    r: number;
+    s: number;
+  },
+): Promise<void> {
+  const { T, d, r, s } = a;
+  const dm = { T, d, r, s };
+  const np = Math.ceil(r / 2);
+  const nb = np * T;
+  const nbt = Math.ceil(T / 2);
+  const { fa, fin } = await fftSpectra(ctx, enc, dm, a.input, a.a);
+  // W = F(H_2p + i·H_2p+1), H_q[t, i] = dOut[t, i]·B[i, q].
+  const w = ctx.scratch('lorma.fft.w', lormaCorrelationsShape(T, d, r));
+  fftDispatch(ctx, enc, 'fft_pack_h', dm, {}, [a.dOut, a.b, w], [lanes(d), rowBlocks(T)]);
+  await fftBatched(ctx, enc, { data: w, n: d, nb, stride: fftStride(nb), inverse: false });
+  // dIn: Σ_q F H_q·F A_q per row, two rows per inverse transform (pin is free again).
+  const zin = ctx.scratch('lorma.fft.pin', [d, fftStride(nbt), 2]);
+  fftDispatch(ctx, enc, 'fft_du_spec', dm, { rows: T }, [w, fa, zin], [lanes(nbt), binSteps(d)]);
+  await fftBatched(ctx, enc, { data: zin, n: d, nb: nbt, stride: fftStride(nbt), inverse: true });
+  fftDispatch(ctx, enc, 'fft_unpack', dm, { rows: T, scale: s / d }, [zin, a.dIn], [lanes(d), rowBlocks(T)]);
+  // dA: Σ_t conj(F H_q,t)·F In_t per q, two rows per inverse transform (pa is free again).
+  const za = ctx.scratch('lorma.fft.pa', [d, fftStride(np), 2]);
+  fftDispatch(ctx, enc, 'fft_da_spec', dm, { rows: r }, [w, fin, za], [lanes(d / 2 + 1), np]);
+  await fftBatched(ctx, enc, { data: za, n: d, nb: np, stride: fftStride(np), inverse: true });
+  fftDispatch(ctx, enc, 'fft_unpack', dm, { rows: r, scale: s / d }, [za, a.da], [lanes(d), rowBlocks(r)]);
+  // dB: the correlations C_q, from the forward (c) or again (into W, no longer needed),
+  // contracted with dOut over tokens.
+  const wc = a.c ?? (await fftCorrelations(ctx, enc, dm, fa, fin));
+  fftDispatch(ctx, enc, 'fft_db', dm, { scale: s / d }, [wc, a.dOut, a.db], d * np);
+}
+
+// ------------------------------------------------------------------ plus and none: an effective LoRA
+
+// With M = s·B A (+ I), the layer is LoRA with one factor folded through W0:
+//   pre   Y = X W0ᵀ Mᵀ = [X W0ᵀ] + s·(X A'ᵀ) Bᵀ,   A' = A W0 [r, n]
+//   post  Y = X Mᵀ W0ᵀ = [X W0ᵀ] + s·(X Aᵀ) B'ᵀ,   B' = W0 B [m, r]
+// so X W0ᵀ is computed once, fused with the adapter term, and U is never stored; the fold costs
+// r·m·n, 1/T of the base product. Backward: H = G B', dX = [G W0] + s·H A', and the factor
+// gradients of the effective LoRA, dB' = s·Gᵀ Z and dA' = s·Hᵀ X, mapped back through W0:
+//   pre   dB = dB',  dA = dA' W0ᵀ          post  dA = dA',  dB = W0ᵀ dB'
+// plus with pre-multiplication, the case LoRMA₊ is measured in, skips the fold where it can: the
+// forward computes U = X W0ᵀ first (Z = U Aᵀ = X A'ᵀ, Y = U + s·Z Bᵀ), and a backward given that
+// Z takes dX = (G + s·H A) W0. Only dA = dA' W0ᵀ keeps an r·m·n product: ΔW's gradient through
+// the frozen W0 (3 folds per step were 1.08–1.11× LoRA's step at d = 1024, T = 512, r = 8).
+
+async function foldedFactor(ctx: Context, enc: GPUCommandEncoder, p: LormaCommon, dm: LormaDims): Promise<{ a: Tensor; b: Tensor }> {
+  const { n, m, r } = dm;
+  if (dm.order === 'pre') {
+    const aw = ctx.scratch('lorma.aw0', [r, n]);
+    await matmul(ctx, { a: p.a, b: p.w0, c: aw, M: r, N: n, K: m }, enc);
+    return { a: aw, b: p.b };
+  }
+  const wb = ctx.scratch('lorma.w0b', [m, r]);
+  await matmul(ctx, { a: p.w0, b: p.b, c: wb, M: m, N: r, K: n }, enc);
+  return { a: p.a, b: wb };
+}
+
+async function lowRankForward(ctx: Context, enc: GPUCommandEncoder, p: LormaCommon, dm: LormaDims, x: Tensor, y: Tensor, z: Tensor): Promise<void> {
+  const { T, n, m, r } = dm;
+  if (dm.variant === 'plus' && dm.order === 'pre') {
+    // U = X W0ᵀ straight into Y, Z = U Aᵀ, Y += s·Z Bᵀ: LoRA's products plus one more read of Y
+    // (8·T·m bytes) instead of the fold's r·m·n multiply-adds, a third of LoRMA₊'s extra work.
+    await matmul(ctx, { a: x, b: p.w0, c: y, M: T, N: m, K: n, transB: true }, enc);
+    await matmul(ctx, { a: y, b: p.a, c: z, M: T, N: r, K: m, transB: true }, enc);
+    await matmul(ctx, { a: z, b: p.b, c: y, M: T, N: m, K: r, transB: true, alpha: p.scale, beta: 1 }, enc);
+    return;
+  }
+  const f = await foldedFactor(ctx, enc, p, dm);
+  await matmul(ctx, { a: x, b: f.a, c: z, M: T, N: r, K: n, transB: true }, enc);
+  if (dm.variant === 'plus') {
+    await matmul(ctx, { a: x, b: p.w0, c: y, M: T, N: m, K: n, transB: true, second: { a: z, b: f.b, K: r, alpha: p.scale } }, enc);
+  } else {
+    await matmul(ctx, { a: z, b: f.b, c: y, M: T, N: m, K: r, transB: true, alpha: p.scale }, enc);
+  }
+}
+
+async function lowRankBackward(
+  ctx: Context,
+  enc: GPUCommandEncoder,
+  p: LormaCommon,
+  dm: LormaDims,
+  a: { x: Tensor; g: Tensor; z?: Tensor; dx: Tensor; da: Tensor; db: Tensor },
+): Promise<void> {
+  const { T, n, m, r } = dm;
+  // plus, pre, given the forward's Z: the fold A' = A W0 is not needed for dX (below).
+  const unfolded = dm.variant === 'plus' && dm.order === 'pre' && a.z !== undefined;
+  const f = unfolded ? { a: p.a, b: p.b } : await foldedFactor(ctx, enc, p, dm);
+  let z = a.z;
+  if (!z) {
+    z = ctx.scratch('lorma.z', [T, r]);
+    await matmul(ctx, { a: a.x, b: f.a, c: z, M: T, N: r, K: n, transB: true }, enc);
+  }
+  const h = ctx.scratch('lorma.h', [T, r]);
+  await matmul(ctx, { a: a.g, b: f.b, c: h, M: T, N: r, K: m }, enc);
+  if (unfolded) {
+    // dX = (G + s·H A) W0: dU in scratch, then one base product; the same work as LoRA's fused
+    // dX = G W0 + s·H A plus a copy and a read of dU, against the fold's r·m·n.
+    const du = ctx.scratch('lorma.du', [T, m]);
+    ctx.copy(a.g, du, enc);
+    await matmul(ctx, { a: h, b: p.a, c: du, M: T, N: m, K: r, alpha: p.scale, beta: 1 }, enc);
+    await matmul(ctx, { a: du, b: p.w0, c: a.dx, M: T, N: n, K: m }, enc);
+  } else if (dm.variant === 'plus') {
+    await matmul(ctx, { a: a.g, b: p.w0, c: a.dx, M: T, N: n, K: m, second: { a: h, b: f.a, K: r, alpha: p.scale } }, enc);
+  } else {
+    await matmul(ctx, { a: h, b: f.a, c: a.dx, M: T, N: n, K: r, alpha: p.scale }, enc);
+  }
+  if (dm.order === 'pre') {
+    await matmul(ctx, { a: a.g, b: z, c: a.db, M: m, N: r, K: T, transA: true, alpha: p.scale }, enc);
+    const daf = ctx.scratch('lorma.da_folded', [r, n]);
+    await matmul(ctx, { a: h, b: a.x, c: daf, M: r, N: n, K: T, transA: true, alpha: p.scale }, enc);
+    await matmul(ctx, { a: daf, b: p.w0, c: a.da, M: r, N: m, K: n, transB: true }, enc);
+  } else {
+    await matmul(ctx, { a: h, b: a.x, c: a.da, M: r, N: n, K: T, transA: true, alpha: p.scale }, enc);
+    const dbf = ctx.scratch('lorma.db_folded', [m, r]);
+    await matmul(ctx, { a: a.g, b: z, c: dbf, M: m, N: r, K: T, transA: true, alpha: p.scale }, enc);
+    await matmul(ctx, { a: p.w0, b: dbf, c: a.db, M: n, N: r, K: m, transA: true }, enc);
+  }
+}
+
+// ------------------------------------------------------------------ public API
+
+/**
+ * Y = X W'ᵀ. Returns Y, plus what lormaBackward can reuse: for pi with pre-multiplication
+ * U = X W0ᵀ [T, m] (the input of the π mixing), for plus / none Z = X A'ᵀ [T, r] (A' = A W0 pre,
+ * A post). On π's FFT path (lormaPiPath), a caller's `c` of shape lormaCorrelationsShape(T, d, r)
+ * receives the correlations C_q (d·(C_2p + i·C_2p+1), [i][pair·T + t]), which lormaBackward then
+ * takes instead of recomputing them for dB: T·r·d floats kept for a quarter less backward work.
+ */
+export async function lormaForward(
+  ctx: Context,
+  args: LormaForwardArgs,
+  opts: ForwardOptions = {},
+): Promise<{ y: Tensor; u?: Tensor; z?: Tensor; c?: Tensor }> {
+  const where = 'lorma.forward';
+  checkOptions(where, opts, ['encoder', 'adapterOnly']);
+  refuseAdapterOnly(where, opts);
+  const dm = dims(ctx, where, args, args?.x);
+  const p = args as AnyArgs & { x: Tensor; y?: Tensor };
+  const { T, n, m, r, d } = dm;
+  checkTensor(where, 'x', p.x, [T, n], '[T, n]');
+  checkReuse(where, dm, p.u, p.z);
+  const fft = checkCorrelations(ctx, where, dm, p.c);
+  const y = outputOrNew(ctx, where, 'y', p.y, [T, m], '[T, m]', 'lorma.y');
+  const pi = dm.variant === 'pi';
+  const pre = dm.order === 'pre';
+  const u = pi && pre ? (p.u ?? ctx.tensor([T, m], 'f32', 'lorma.u')) : undefined;
+  const z = pi ? undefined : (p.z ?? ctx.tensor([T, r], 'f32', 'lorma.z'));
+  checkDistinct(where, { y, u, z, c: p.c, x: p.x, w0: p.w0, a: p.a, b: p.b });
+  await ctx.encode(opts.encoder, async (enc) => {
+    if (!pi) {
+      await lowRankForward(ctx, enc, p, dm, p.x, y, z!);
+    } else if (pre) {
+      await matmul(ctx, { a: p.x, b: p.w0, c: u!, M: T, N: m, K: n, transB: true }, enc);
+      if (fft) await piFftMixT(ctx, enc, { input: u!, b: p.b, a: p.a, out: y, c: p.c, T, d, r, s: p.scale });
+      else await piMix(ctx, enc, { input: u!, b: p.b, a: p.a, out: y, rows: T, d, r, s: p.scale, trans: true });
+    } else {
+      const v = ctx.scratch('lorma.v', [T, n]);
+      if (fft) await piFftMixT(ctx, enc, { input: p.x, b: p.b, a: p.a, out: v, c: p.c, T, d, r, s: p.scale });
+      else await piMix(ctx, enc, { input: p.x, b: p.b, a: p.a, out: v, rows: T, d, r, s: p.scale, trans: true });
+      await matmul(ctx, { a: v, b: p.w0, c: y, M: T, N: m, K: n, transB: true }, enc);
+    }
+  });
+  return { y, u, z, c: p.c };
+}
+
+// c belongs to π's FFT path; returns whether this call takes that path.
+function checkCorrelations(ctx: Context, where: string, dm: LormaDims, c: Tensor | undefined): boolean {
+  const fft = dm.variant === 'pi' && lormaPiPath(ctx, dm.d, dm.piChoice) === 'fft';
+  if (c) {
+    if (!fft) {
+      throw new PeftError(
+        `${where}: 'c' (the correlations C) belongs to LoRMA_π's FFT path (d a power of two; piPath or setLormaTuning); this call (${dm.variant}, d = ${dm.d}, '${dm.piChoice}') takes none`,
+      );
+    }
+    checkTensor(where, 'c', c, lormaCorrelationsShape(dm.T, dm.d, dm.r), '[d, fftStride(⌈r/2⌉·T), 2]');
+  }
+  return fft;
+}
+
+// u belongs to pi pre, z to plus / none; anything else is a caller's mix-up worth reporting.
+function checkReuse(where: string, dm: LormaDims, u: Tensor | undefined, z: Tensor | undefined): void {
+  if (u) {
+    if (dm.variant !== 'pi' || dm.order !== 'pre') {
+      throw new PeftError(`${where}: 'u' (U = X W0ᵀ) belongs to pi with pre-multiplication; ${dm.variant} ${dm.order} takes none`);
+    }
+    checkTensor(where, 'u', u, [dm.T, dm.m], '[T, m]');
+  }
+  if (z) {
+    if (dm.variant === 'pi') throw new PeftError(`${where}: 'z' belongs to the plus and none variants; pi takes none`);
+    checkTensor(where, 'z', z, [dm.T, dm.r], '[T, r]');
+  }
+}
+
+/**
+ * dX, dA, dB of L = sum(Y ⊙ G). Pass the forward's u or z (and c on π's FFT path) to skip
+ * recomputing them.
+ */
+export async function lormaBackward(
+  ctx: Context,
+  args: LormaBackwardArgs,
+  opts: BackwardOptions = {},
+): Promise<{ dx: Tensor; da: Tensor; db: Tensor }> {
+  const where = 'lorma.backward';
+  checkOptions(where, opts, ['encoder', 'adapterOnly']);
+  refuseAdapterOnly(where, opts);
+  const dm = dims(ctx, where, args, args?.x);
+  const p = args as AnyArgs & { x: Tensor; g: Tensor; dx?: Tensor; da?: Tensor; db?: Tensor };
+  const { T, n, m, r, d } = dm;
+  checkTensor(where, 'x', p.x, [T, n], '[T, n]');
+  checkTensor(where, 'g', p.g, [T, m], '[T, m]');
+  checkReuse(where, dm, p.u, p.z);
+  const fft = checkCorrelations(ctx, where, dm, p.c);
+  const dx = outputOrNew(ctx, where, 'dx', p.dx, [T, n], '[T, n]', 'lorma.dx');
+  const da = outputOrNew(ctx, where, 'da', p.da, [r, d], '[r, d]', 'lorma.da');
+  const db = outputOrNew(ctx, where, 'db', p.db, [d, r], '[d, r]', 'lorma.db');
+  checkDistinct(where, { dx, da, db, x: p.x, g: p.g, w0: p.w0, a: p.a, b: p.b, u: p.u, z: p.z, c: p.c });
+  await ctx.encode(opts.encoder, async (enc) => {
+    if (dm.variant !== 'pi') {
+      await lowRankBackward(ctx, enc, p, dm, { x: p.x, g: p.g, z: p.z, dx, da, db });
+    } else if (dm.order === 'pre') {
+      // dU = s·G π(BA) (the transposed mixing), dA, dB from (U, G), dX = dU W0.
+      let u = p.u;
+      if (!u) {
+        u = ctx.scratch('lorma.u', [T, m]);
+        await matmul(ctx, { a: p.x, b: p.w0, c: u, M: T, N: m, K: n, transB: true }, enc);
+      }
+      const du = ctx.scratch('lorma.du', [T, m]);
+      if (fft) {
+        await piFftBackward(ctx, enc, { input: u, dOut: p.g, b: p.b, a: p.a, dIn: du, da, db, c: p.c, T, d, r, s: p.scale });
+      } else {
+        await piMix(ctx, enc, { input: p.g, b: p.b, a: p.a, out: du, rows: T, d, r, s: p.scale, trans: false });
+        await piGrads(ctx, enc, { input: u, dOut: p.g, b: p.b, a: p.a, da, db, T, d, r, s: p.scale });
+      }
+      await matmul(ctx, { a: du, b: p.w0, c: dx, M: T, N: n, K: m }, enc);
+    } else {
+      // dV = G W0, dX = s·dV π(BA), dA, dB from (X, dV).
+      const dv = ctx.scratch('lorma.dv', [T, n]);
+      await matmul(ctx, { a: p.g, b: p.w0, c: dv, M: T, N: n, K: m }, enc);
+      if (fft) {
+        await piFftBackward(ctx, enc, { input: p.x, dOut: dv, b: p.b, a: p.a, dIn: dx, da, db, c: p.c, T, d, r, s: p.scale });
+      } else {
+        await piMix(ctx, enc, { input: dv, b: p.b, a: p.a, out: dx, rows: T, d, r, s: p.scale, trans: false });
+        await piGrads(ctx, enc, { input: p.x, dOut: dv, b: p.b, a: p.a, da, db, T, d, r, s: p.scale });
+      }
+    }
+  });
+  return { dx, da, db };
+}
+
+/**
+ * W' = M W0 (pre) or W0 M (post), computed on the device into `out` (new by default); with
+ * `deltaOnly`, ΔW = W' − W0. M is never stored: π(B A) is generated tile by tile, and the low-rank
+ * variants go through A W0 [r, n] or W0 B [m, r]. Unlike LoRA's, the merge cannot be undone
+ * without W0 (W0 = M⁻¹ W'), so 'inPlace' and 'unmerge' are refused.
+ */
+export async function lormaMerge(ctx: Context, args: LormaMergeArgs, opts: MergeOptions = {}): Promise<Tensor> {
+  const where = 'lorma.merge';
+  checkOptions(where, opts, ['encoder', 'deltaOnly', 'inPlace', 'unmerge']);
+  for (const k of ['inPlace', 'unmerge'] as const) {
+    if (opts[k]) throw new PeftError(`${where}: '${k}' is not supported: LoRMA's W' = M·W0 cannot be undone without W0`);
+  }
+  const dm = dims(ctx, where, args);
+  const p = args as AnyArgs;
+  const { n, m, r, d } = dm;
+  const delta = !!opts.deltaOnly;
+  return mergeInto(ctx, where, p.w0, args.out, opts, { a: p.a, b: p.b }, async (enc, out) => {
+    // mergeInto starts `out` from W0, or from zero for deltaOnly; plus adds s·ΔW' onto either,
+    // while pi and none replace it (beta = 0), or subtract the W0 put back for ΔW (beta = −1).
+    if (dm.variant === 'pi') {
+      if (delta) ctx.copy(p.w0, out, enc);
+      const beta = delta ? -1 : 0;
+      if (dm.order === 'pre') {
+        // W'ᵀ = W0ᵀ M'ᵀ·s: rows are W0's n columns, read and written transposed.
+        await piMix(ctx, enc, { input: p.w0, b: p.b, a: p.a, out, rows: n, d, r, s: p.scale, trans: true, inT: true, outT: true, beta });
+      } else {
+        await piMix(ctx, enc, { input: p.w0, b: p.b, a: p.a, out, rows: m, d, r, s: p.scale, trans: false, beta });
+      }
+      return;
+    }
+    // plus: W' = W0 + s·B (A W0) or W0 + s·(W0 B) A; none drops the W0 term.
+    const plus = dm.variant === 'plus';
+    if (delta && !plus) ctx.copy(p.w0, out, enc);
+    const beta = plus ? 1 : delta ? -1 : 0;
+    if (dm.order === 'pre') {
+      const aw = ctx.scratch('lorma.aw0', [r, n]);
+      await matmul(ctx, { a: p.a, b: p.w0, c: aw, M: r, N: n, K: m }, enc);
+      await matmul(ctx, { a: p.b, b: aw, c: out, M: m, N: n, K: r, alpha: p.scale, beta }, enc);
+    } else {
+      const wb = ctx.scratch('lorma.w0b', [m, r]);
+      await matmul(ctx, { a: p.w0, b: p.b, c: wb, M: m, N: r, K: n }, enc);
+      await matmul(ctx, { a: wb, b: p.a, c: out, M: m, N: n, K: r, alpha: p.scale, beta }, enc);
+    }
+  });
+}
+
+export interface LormaInitOptions {
+  /** Size of M: m for pre-multiplication, n for post. */
+  d: number;
+  r: number;
+  scale: number;
+  variant: LormaVariant;
+  seed?: number;
+}
+
+/**
+ * Host initial values of A [r, d] and B [d, r] (seeded):
+ * - pi: B ~ U(−1/√r, 1/√r) with B[:, 0] = 1, A = 0 with A[0, 0] = 1, both divided by √s, so that
+ *   s·π(B A) = I and the layer starts as the base layer;
+ * - plus: B = 0, A kaiming-uniform U(−1/√d, 1/√d), so s·B A + I = I;
+ * - none: no init gives M = I (rank ≤ r); A and B kaiming-uniform, A ~ U(−1/√d, 1/√d), B ~ U(−1/√r, 1/√r).
+ */
+export function lormaInit(opts: LormaInitOptions): { a: Float32Array; b: Float32Array } {
+  const where = 'lorma.init';
+  if (!opts || typeof opts !== 'object') throw new PeftError(`${where}: expected options {d, r, scale, variant, seed?}`);
+  checkOptions(where, opts, ['d', 'r', 'scale', 'variant', 'seed']);
+  const d = checkDim(where, 'd', opts.d);
+  const r = checkDim(where, 'r', opts.r);
+  if (r > d) throw new PeftError(`${where}: rank r = ${r} is above d = ${d}`);
+  const s = checkScale(where, 'scale', opts.scale);
+  if (!LORMA_VARIANTS.includes(opts.variant)) {
+    throw new PeftError(`${where}: 'variant' must be one of ${LORMA_VARIANTS.map((v) => `'${v}'`).join(', ')}, got ${JSON.stringify(opts.variant)}`);
+  }
+  const seed = opts.seed ?? 0;
+  if (opts.variant === 'pi') {
+    if (!(s > 0)) throw new PeftError(`${where}: the pi init divides by √s and needs scale > 0, got ${s}`);
+    const root = Math.sqrt(s);
+    const b = kaimingUniform(d * r, r, seed);
+    for (let i = 0; i < d; i++) b[i * r] = 1;
+    for (let i = 0; i < b.length; i++) b[i] /= root;
+    const a = new Float32Array(r * d);
+    a[0] = 1 / root;
+    return { a, b };
+  }
+  const a = kaimingUniform(r * d, d, seed);
+  const b = opts.variant === 'plus' ? new Float32Array(d * r) : kaimingUniform(d * r, r, seed + 1);
+  return { a, b };
+}
