@@ -1,26 +1,32 @@
 // SBoRA-FA and SBoRA-FB against the float64 reference (both matmul tunings, odd shapes, ranks 1
 // to 16), the reference against finite differences and against LoRA with a one-hot factor,
-// regional merges that leave every other byte of W0 alone, Multi-SBoRA, accounting, index sets
-// and bad input.
+// regional merges that leave every other byte of W0 alone, Multi-SBoRA, accounting, index sets,
+// options, per-context tuning, the two method descriptors and bad input.
 
 import { expect } from 'chai';
-import { IndexAllocator, IndexSet, checkIndices, createIndexSet, sampleIndices } from '../src/indices.js';
+import {
+  IndexAllocator,
+  IndexSet,
+  checkIndices,
+  createIndexSet,
+  sampleIndices,
+  sboraAccounting,
+  sboraBackward,
+  sboraFa,
+  sboraFb,
+  sboraForward,
+  sboraMerge,
+  sboraMultiMerge,
+  sboraTuning,
+  setSboraTuning,
+  type SboraAdapter,
+} from '../src/methods/sbora/index.js';
+import * as ref from '../src/methods/sbora/reference.js';
 import { loraForward, loraBackward } from '../src/reference/lora.js';
 import { dot, finiteDifference, matmul as refMatmul, relativeError, toF64 } from '../src/reference/linalg.js';
-import * as ref from '../src/reference/sbora.js';
 import type { Tuning } from '../src/runtime.js';
-import {
-  sboraAccounting,
-  sboraFaBackward,
-  sboraFaForward,
-  sboraFaMerge,
-  sboraFbBackward,
-  sboraFbForward,
-  sboraFbMerge,
-  sboraMultiMerge,
-} from '../src/sbora.js';
 import type { Tensor } from '../src/tensor.js';
-import { expectClose, expectThrows, gpu, rand } from './helpers.js';
+import { expectClose, expectThrows, gpu, rand, uploads } from './helpers.js';
 
 // [T, n, m, r]: none a multiple of the kernels' blocks (8 rows, 32 columns, 32-row groups), plus T = 1, r = 1.
 // The gather kernel (FA forward, FB backward dX) has a 16-byte-store entry for row lengths that
@@ -54,7 +60,7 @@ describe('sbora index sets', () => {
     const sorted = [...a].sort((x, y) => x - y);
     expect(Array.from(a)).to.not.deep.equal(sorted);
     // r = size is a permutation.
-    expect([...sampleIndices(9, 9, 1)].sort()).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    expect([...sampleIndices(9, 9, 1)].sort((x, y) => x - y)).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
   it('draws every index about equally often', () => {
@@ -131,7 +137,7 @@ describe('Multi-SBoRA allocator', () => {
     expect([...got].sort((x, y) => x - y)).to.deep.equal([3, 4, 5, 6, 7, 8, 9]);
     c.release([1, 2]);
     expect(c.remaining).to.equal(2);
-    expect([...c.allocate(2)].sort()).to.deep.equal([1, 2]);
+    expect([...c.allocate(2)].sort((x, y) => x - y)).to.deep.equal([1, 2]);
     await expectThrows(() => c.release([1, 1]), /repeats index 1/);
     c.release([1]);
     await expectThrows(() => c.release([1]), /index 1 is not allocated/);
@@ -206,11 +212,11 @@ for (const tuning of ['direct', 'direct-scalar', 'tiled'] as Tuning['matmul'][])
         const [X, W0, B, G] = [ctx.upload(x, [T, n]), ctx.upload(w0, [m, n]), ctx.upload(b, [m, r]), ctx.upload(g, [T, m])];
         const idx = createIndexSet(ctx, { size: n, r, seed: T * 31 + r });
         const args = { T, n, m, r, scale: s, x, w0, b, g, idx: idx.values };
-        const p = { w0: W0, b: B, idx, scale: s };
+        const p = { variant: 'fa' as const, w0: W0, b: B, idx, scale: s };
         for (const adapterOnly of [false, true]) {
-          const { y } = await sboraFaForward(ctx, { ...p, x: X }, { adapterOnly });
+          const { y } = await sboraForward(ctx, { ...p, x: X }, { adapterOnly });
           expectClose(await ctx.read(y), ref.faForward(args, adapterOnly), `y (adapterOnly ${adapterOnly})`);
-          const { dx, db } = await sboraFaBackward(ctx, { ...p, x: X, g: G }, { adapterOnly });
+          const { dx, db } = await sboraBackward(ctx, { ...p, x: X, g: G }, { adapterOnly });
           const want = ref.faBackward(args, adapterOnly);
           expectClose(await ctx.read(dx), want.dx, `dx (adapterOnly ${adapterOnly})`);
           expectClose(await ctx.read(db), want.db, 'db');
@@ -226,11 +232,11 @@ for (const tuning of ['direct', 'direct-scalar', 'tiled'] as Tuning['matmul'][])
         const [X, W0, A, G] = [ctx.upload(x, [T, n]), ctx.upload(w0, [m, n]), ctx.upload(a, [r, n]), ctx.upload(g, [T, m])];
         const idx = createIndexSet(ctx, { size: m, r, seed: T * 17 + r });
         const args = { T, n, m, r, scale: s, x, w0, a, g, idx: idx.values };
-        const p = { w0: W0, a: A, idx, scale: s };
+        const p = { variant: 'fb' as const, w0: W0, a: A, idx, scale: s };
         for (const adapterOnly of [false, true]) {
-          const { y } = await sboraFbForward(ctx, { ...p, x: X }, { adapterOnly });
+          const { y } = await sboraForward(ctx, { ...p, x: X }, { adapterOnly });
           expectClose(await ctx.read(y), ref.fbForward(args, adapterOnly), `y (adapterOnly ${adapterOnly})`);
-          const { dx, da } = await sboraFbBackward(ctx, { ...p, x: X, g: G }, { adapterOnly });
+          const { dx, da } = await sboraBackward(ctx, { ...p, x: X, g: G }, { adapterOnly });
           const want = ref.fbBackward(args, adapterOnly);
           expectClose(await ctx.read(dx), want.dx, `dx (adapterOnly ${adapterOnly})`);
           expectClose(await ctx.read(da), want.da, 'da');
@@ -252,19 +258,19 @@ describe('sbora kernels: outputs, encoders and memory', () => {
     const ib = createIndexSet(ctx, { size: m, r, seed: 2 });
     const [Ya, Yb, DXa, DXb, DB, DA] = [ctx.tensor([T, m]), ctx.tensor([T, m]), ctx.tensor([T, n]), ctx.tensor([T, n]), ctx.tensor([m, r]), ctx.tensor([r, n])];
     // Warm the pipeline cache, then count allocations while encoding and running.
-    await sboraFaForward(ctx, { w0: W0, b: B, idx: ia, scale: s, x: X, y: Ya });
-    await sboraFbBackward(ctx, { w0: W0, a: A, idx: ib, scale: s, x: X, g: G, dx: DXb, da: DA });
+    await sboraForward(ctx, { variant: 'fa', w0: W0, b: B, idx: ia, scale: s, x: X, y: Ya });
+    await sboraBackward(ctx, { variant: 'fb', w0: W0, a: A, idx: ib, scale: s, x: X, g: G, dx: DXb, da: DA });
     const made: string[] = [];
     const stop = ctx.onAllocate((rec) => made.push(rec.label));
     const enc = ctx.device.createCommandEncoder();
-    const fa = { w0: W0, b: B, idx: ia, scale: s };
-    const fb = { w0: W0, a: A, idx: ib, scale: s };
-    expect((await sboraFaForward(ctx, { ...fa, x: X, y: Ya }, { encoder: enc })).y).to.equal(Ya);
-    const gfa = await sboraFaBackward(ctx, { ...fa, x: X, g: G, dx: DXa, db: DB }, { encoder: enc });
+    const fa = { variant: 'fa' as const, w0: W0, b: B, idx: ia, scale: s };
+    const fb = { variant: 'fb' as const, w0: W0, a: A, idx: ib, scale: s };
+    expect((await sboraForward(ctx, { ...fa, x: X, y: Ya }, { encoder: enc })).y).to.equal(Ya);
+    const gfa = await sboraBackward(ctx, { ...fa, x: X, g: G, dx: DXa, db: DB }, { encoder: enc });
     expect(gfa.dx).to.equal(DXa);
     expect(gfa.db).to.equal(DB);
-    await sboraFbForward(ctx, { ...fb, x: X, y: Yb }, { encoder: enc });
-    await sboraFbBackward(ctx, { ...fb, x: X, g: G, dx: DXb, da: DA }, { encoder: enc });
+    await sboraForward(ctx, { ...fb, x: X, y: Yb }, { encoder: enc });
+    await sboraBackward(ctx, { ...fb, x: X, g: G, dx: DXb, da: DA }, { encoder: enc });
     ctx.submit(enc);
     await ctx.sync();
     stop();
@@ -305,11 +311,11 @@ describe('sbora kernels: outputs, encoders and memory', () => {
       const layerIO = y.byteLength + dx.byteLength;
       let grad: Tensor;
       if (variant === 'fa') {
-        await sboraFaForward(ctx, { w0: W0, b: factor, idx, scale: 2, x: X, y });
-        grad = (await sboraFaBackward(ctx, { w0: W0, b: factor, idx, scale: 2, x: X, g: G, dx })).db;
+        await sboraForward(ctx, { variant: 'fa', w0: W0, b: factor, idx, scale: 2, x: X, y });
+        grad = (await sboraBackward(ctx, { variant: 'fa', w0: W0, b: factor, idx, scale: 2, x: X, g: G, dx })).db;
       } else {
-        await sboraFbForward(ctx, { w0: W0, a: factor, idx, scale: 2, x: X, y });
-        grad = (await sboraFbBackward(ctx, { w0: W0, a: factor, idx, scale: 2, x: X, g: G, dx })).da;
+        await sboraForward(ctx, { variant: 'fb', w0: W0, a: factor, idx, scale: 2, x: X, y });
+        grad = (await sboraBackward(ctx, { variant: 'fb', w0: W0, a: factor, idx, scale: 2, x: X, g: G, dx })).da;
       }
       expect(ctx.allocations.liveBytes - before - layerIO, `${variant} device bytes`).to.equal(acct.deviceBytes);
       release(X, W0, G, idx, factor, y, dx, grad);
@@ -364,8 +370,8 @@ describe('sbora regional merge', () => {
         const F = ctx.upload(f, variant === 'fa' ? [m, r] : [r, n]);
         const merge = (extra: object, opts: object) =>
           variant === 'fa'
-            ? sboraFaMerge(ctx, { w0: W0, b: F, idx, scale: s, ...extra }, opts)
-            : sboraFbMerge(ctx, { w0: W0, a: F, idx, scale: s, ...extra }, opts);
+            ? sboraMerge(ctx, { variant: 'fa', w0: W0, b: F, idx, scale: s, ...extra }, opts)
+            : sboraMerge(ctx, { variant: 'fb', w0: W0, a: F, idx, scale: s, ...extra }, opts);
         const args = { n, m, r, scale: s, w0, b: f, a: f, idx: idx.values };
         const delta = await merge({}, { deltaOnly: true });
         expectClose(await ctx.read(delta), variant === 'fa' ? ref.faDelta(args) : ref.fbDelta(args), 'delta');
@@ -396,10 +402,10 @@ describe('sbora regional merge', () => {
     const [X, W0, B, A] = [ctx.upload(x, [T, n]), ctx.upload(rand(m * n), [m, n]), ctx.upload(rand(m * r), [m, r]), ctx.upload(rand(r * n), [r, n])];
     const ia = createIndexSet(ctx, { size: n, r, seed: 3 });
     const ib = createIndexSet(ctx, { size: m, r, seed: 4 });
-    const wa = await sboraFaMerge(ctx, { w0: W0, b: B, idx: ia, scale: s });
-    const wb = await sboraFbMerge(ctx, { w0: W0, a: A, idx: ib, scale: s });
-    const ya = await ctx.read((await sboraFaForward(ctx, { w0: W0, b: B, idx: ia, scale: s, x: X })).y);
-    const yb = await ctx.read((await sboraFbForward(ctx, { w0: W0, a: A, idx: ib, scale: s, x: X })).y);
+    const wa = await sboraMerge(ctx, { variant: 'fa', w0: W0, b: B, idx: ia, scale: s });
+    const wb = await sboraMerge(ctx, { variant: 'fb', w0: W0, a: A, idx: ib, scale: s });
+    const ya = await ctx.read((await sboraForward(ctx, { variant: 'fa', w0: W0, b: B, idx: ia, scale: s, x: X })).y);
+    const yb = await ctx.read((await sboraForward(ctx, { variant: 'fb', w0: W0, a: A, idx: ib, scale: s, x: X })).y);
     expectClose(refMatmul(x, await ctx.read(wa), T, n, m, false, true), ya, 'X W\'ᵀ (FA)', 1e-5);
     expectClose(refMatmul(x, await ctx.read(wb), T, n, m, false, true), yb, 'X W\'ᵀ (FB)', 1e-5);
     release(X, W0, B, A, ia, ib, wa, wb);
@@ -414,8 +420,7 @@ describe('Multi-SBoRA', () => {
     const [X, W0, G] = [ctx.upload(x, [T, n]), ctx.upload(w0, [m, n]), ctx.upload(g, [T, m])];
     const cols = new IndexAllocator(n, 7);
     const rows = new IndexAllocator(m, 8);
-    type Ad = { variant: 'fa'; idx: IndexSet; b: Tensor; scale: number } | { variant: 'fb'; idx: IndexSet; a: Tensor; scale: number };
-    const adapters: Ad[] = [];
+    const adapters: SboraAdapter[] = [];
     // Three FA tasks on disjoint columns, two FB tasks on disjoint rows; each takes two SGD steps
     // on its own layer (W0 + that adapter alone), its factor starting at zero as SBoRA initialises.
     for (const [variant, r] of [['fa', 3], ['fa', 5], ['fb', 4], ['fa', 2], ['fb', 6]] as ['fa' | 'fb', number][]) {
@@ -424,8 +429,8 @@ describe('Multi-SBoRA', () => {
       for (let step = 0; step < 2; step++) {
         const F = ctx.upload(factor, variant === 'fa' ? [m, r] : [r, n]);
         const grad = variant === 'fa'
-          ? (await sboraFaBackward(ctx, { w0: W0, b: F, idx, scale: s, x: X, g: G })).db
-          : (await sboraFbBackward(ctx, { w0: W0, a: F, idx, scale: s, x: X, g: G })).da;
+          ? (await sboraBackward(ctx, { variant: 'fa', w0: W0, b: F, idx, scale: s, x: X, g: G })).db
+          : (await sboraBackward(ctx, { variant: 'fb', w0: W0, a: F, idx, scale: s, x: X, g: G })).da;
         const dF = await ctx.read(grad);
         // The first gradient is the same whatever the factor, the second too (it is linear in W):
         // both are checked against the reference so the training step is a real one.
@@ -440,10 +445,7 @@ describe('Multi-SBoRA', () => {
     const all = await ctx.read(await sboraMultiMerge(ctx, { w0: W0, adapters }));
     // One after another, in place on a copy of W0.
     const W = ctx.upload(w0, [m, n]);
-    for (const ad of adapters) {
-      if (ad.variant === 'fa') await sboraFaMerge(ctx, { w0: W, b: ad.b, idx: ad.idx, scale: ad.scale }, { inPlace: true });
-      else await sboraFbMerge(ctx, { w0: W, a: ad.a, idx: ad.idx, scale: ad.scale }, { inPlace: true });
-    }
+    for (const ad of adapters) await sboraMerge(ctx, { ...ad, w0: W }, { inPlace: true });
     const seq = await ctx.read(W);
     expect(Array.from(new Uint32Array(Float32Array.from(all).buffer))).to.deep.equal(Array.from(new Uint32Array(Float32Array.from(seq).buffer)));
     // And against the reference: W0 plus every adapter's regional delta.
@@ -487,55 +489,220 @@ describe('sbora bad input', () => {
     const [X, W0, B, A, G] = [ctx.upload(rand(T * n), [T, n]), ctx.upload(rand(m * n), [m, n]), ctx.upload(rand(m * r), [m, r]), ctx.upload(rand(r * n), [r, n]), ctx.upload(rand(T * m), [T, m])];
     const ia = createIndexSet(ctx, { size: n, values: [4, 2] });
     const ib = createIndexSet(ctx, { size: m, values: [0, 5] });
-    const fa = { w0: W0, b: B, idx: ia, scale: 2 };
-    const fb = { w0: W0, a: A, idx: ib, scale: 2 };
+    const fa = { variant: 'fa' as const, w0: W0, b: B, idx: ia, scale: 2 };
+    const fb = { variant: 'fb' as const, w0: W0, a: A, idx: ib, scale: 2 };
     // Index sets: missing, unvalidated, for the wrong dimension, of the wrong rank.
-    await expectThrows(() => sboraFaForward(ctx, { ...fa, idx: undefined as never, x: X }), /sbora.fa.forward: 'idx' must be an IndexSet/);
+    await expectThrows(() => sboraForward(ctx, { ...fa, idx: undefined as never, x: X }), /sbora.fa.forward: 'idx' must be an IndexSet/);
     const raw = ctx.upload([4, 2], [2], 'u32');
-    await expectThrows(() => sboraFaForward(ctx, { ...fa, idx: raw as never, x: X }), /'idx' must be an IndexSet \(from createIndexSet: validated/);
-    await expectThrows(() => sboraFaForward(ctx, { ...fa, idx: ib, x: X }), /'idx' indexes \[0, 6\), expected \[0, n\) = \[0, 8\)/);
-    await expectThrows(() => sboraFbForward(ctx, { ...fb, idx: ia, x: X }), /sbora.fb.forward: 'idx' indexes \[0, 8\), expected \[0, m\) = \[0, 6\)/);
+    await expectThrows(() => sboraForward(ctx, { ...fa, idx: raw as never, x: X }), /'idx' must be an IndexSet \(from createIndexSet: validated/);
+    await expectThrows(() => sboraForward(ctx, { ...fa, idx: ib, x: X }), /'idx' indexes \[0, 6\), expected \[0, n\) = \[0, 8\)/);
+    await expectThrows(() => sboraForward(ctx, { ...fb, idx: ia, x: X }), /sbora.fb.forward: 'idx' indexes \[0, 8\), expected \[0, m\) = \[0, 6\)/);
     const i3 = createIndexSet(ctx, { size: n, values: [1, 2, 3] });
-    await expectThrows(() => sboraFaForward(ctx, { ...fa, idx: i3, x: X }), /'b' has shape \[6, 2\], expected \[m, r\] = \[6, 3\]/);
+    await expectThrows(() => sboraForward(ctx, { ...fa, idx: i3, x: X }), /'b' has shape \[6, 2\], expected \[m, r\] = \[6, 3\]/);
     // Shapes, dtypes, scale, aliasing.
-    await expectThrows(() => sboraFaForward(ctx, { ...fa, x: G }), /'x' has shape \[3, 6\], expected \[T, n\] = \[3, 8\]/);
-    await expectThrows(() => sboraFbForward(ctx, { ...fb, a: B, x: X }), /'a' has shape \[6, 2\], expected \[r, n\] = \[2, 8\]/);
-    await expectThrows(() => sboraFaForward(ctx, { ...fa, w0: X, x: X }), /'idx' indexes \[0, 8\)|'b' has shape/);
-    await expectThrows(() => sboraFaForward(ctx, { ...fa, scale: NaN, x: X }), /'scale' must be a finite number, got NaN/);
-    await expectThrows(() => sboraFaForward(ctx, { ...fa, x: X, y: ctx.tensor([T, n]) }), /'y' has shape \[3, 8\], expected \[T, m\] = \[3, 6\]/);
-    await expectThrows(() => sboraFaBackward(ctx, { ...fa, x: X, g: X }), /sbora.fa.backward: 'g' has shape \[3, 8\], expected \[T, m\] = \[3, 6\]/);
-    await expectThrows(() => sboraFaBackward(ctx, { ...fa, x: X, g: G, db: ctx.tensor([r, m]) }), /'db' has shape \[2, 6\], expected \[m, r\] = \[6, 2\]/);
-    await expectThrows(() => sboraFbBackward(ctx, { ...fb, x: X, g: G, da: ctx.tensor([n, r]) }), /sbora.fb.backward: 'da' has shape \[8, 2\], expected \[r, n\] = \[2, 8\]/);
-    await expectThrows(() => sboraFbBackward(ctx, { ...fb, x: X, g: G, dx: X }), /'dx' and 'x' are the same buffer|'x' and 'dx' are the same buffer/);
-    await expectThrows(() => sboraFaForward(ctx, { ...fa, x: ctx.upload([1, 2, 3, 4, 5, 6, 7, 8], [8], 'f32') }), /'x' must be a 2-D Tensor \[T, n\]/);
-    await expectThrows(() => sboraFaForward(ctx, { ...fa, b: ctx.upload([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [m, r], 'i32'), x: X }), /'b' is i32, expected f32/);
-    await expectThrows(() => sboraFbForward(ctx, { ...fb, w0: ctx.upload(rand(n), [n]), x: X }), /'w0' must be a 2-D Tensor \[m, n\]/);
+    await expectThrows(() => sboraForward(ctx, { ...fa, x: G }), /'x' has shape \[3, 6\], expected \[T, n\] = \[3, 8\]/);
+    await expectThrows(() => sboraForward(ctx, { ...fb, a: B, x: X }), /'a' has shape \[6, 2\], expected \[r, n\] = \[2, 8\]/);
+    await expectThrows(() => sboraForward(ctx, { ...fa, w0: X, x: X }), /'idx' indexes \[0, 8\)|'b' has shape/);
+    await expectThrows(() => sboraForward(ctx, { ...fa, scale: NaN, x: X }), /'scale' must be a finite number, got NaN/);
+    await expectThrows(() => sboraForward(ctx, { ...fa, x: X, y: ctx.tensor([T, n]) }), /'y' has shape \[3, 8\], expected \[T, m\] = \[3, 6\]/);
+    await expectThrows(() => sboraBackward(ctx, { ...fa, x: X, g: X }), /sbora.fa.backward: 'g' has shape \[3, 8\], expected \[T, m\] = \[3, 6\]/);
+    await expectThrows(() => sboraBackward(ctx, { ...fa, x: X, g: G, db: ctx.tensor([r, m]) }), /'db' has shape \[2, 6\], expected \[m, r\] = \[6, 2\]/);
+    await expectThrows(() => sboraBackward(ctx, { ...fb, x: X, g: G, da: ctx.tensor([n, r]) }), /sbora.fb.backward: 'da' has shape \[8, 2\], expected \[r, n\] = \[2, 8\]/);
+    await expectThrows(() => sboraBackward(ctx, { ...fb, x: X, g: G, dx: X }), /'dx' and 'x' are the same buffer|'x' and 'dx' are the same buffer/);
+    await expectThrows(() => sboraForward(ctx, { ...fa, x: ctx.upload([1, 2, 3, 4, 5, 6, 7, 8], [8], 'f32') }), /'x' must be a 2-D Tensor \[T, n\]/);
+    await expectThrows(() => sboraForward(ctx, { ...fa, b: ctx.upload([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [m, r], 'i32'), x: X }), /'b' is i32, expected f32/);
+    await expectThrows(() => sboraForward(ctx, { ...fb, w0: ctx.upload(rand(n), [n]), x: X }), /'w0' must be a 2-D Tensor \[m, n\]/);
     // Merge options.
-    await expectThrows(() => sboraFaMerge(ctx, fa, { inPlace: true, deltaOnly: true }), /sbora.fa.merge: 'inPlace' and 'deltaOnly' exclude each other/);
-    await expectThrows(() => sboraFbMerge(ctx, { ...fb, out: W0 }, {}), /'out' and 'w0' are the same buffer|'w0' and 'out' are the same buffer/);
-    await expectThrows(() => sboraFbMerge(ctx, { ...fb, out: ctx.tensor([n, m]) }, { unmerge: true }), /sbora.fb.unmerge: 'out' has shape \[8, 6\], expected \[m, n\] = \[6, 8\]/);
-    await expectThrows(() => sboraFaMerge(ctx, { ...fa, out: ctx.tensor([m, n]) }, { inPlace: true }), /'out' is not used with 'inPlace'/);
+    await expectThrows(() => sboraMerge(ctx, fa, { inPlace: true, deltaOnly: true }), /sbora.fa.merge: 'inPlace' and 'deltaOnly' exclude each other/);
+    await expectThrows(() => sboraMerge(ctx, { ...fb, out: W0 }, {}), /'out' and 'w0' are the same buffer|'w0' and 'out' are the same buffer/);
+    await expectThrows(() => sboraMerge(ctx, { ...fb, out: ctx.tensor([n, m]) }, { unmerge: true }), /sbora.fb.unmerge: 'out' has shape \[8, 6\], expected \[m, n\] = \[6, 8\]/);
+    await expectThrows(() => sboraMerge(ctx, { ...fa, out: ctx.tensor([m, n]) }, { inPlace: true }), /'out' is not used with 'inPlace'/);
     release(X, W0, B, A, G, ia, ib, raw, i3);
   });
 });
 
+// A known-answer case of the vectors format, computed by the float64 reference.
+function referenceCase(variant: 'fa' | 'fb', [T, n, m, r]: number[], scale: number) {
+  const fa = variant === 'fa';
+  const x = rand(T * n), w0 = rand(m * n), g = rand(T * m), factor = rand(fa ? m * r : r * n);
+  const idx = Array.from(sampleIndices(fa ? n : m, r, T + n));
+  const args = { T, n, m, r, scale, x, w0, g, idx, b: factor, a: factor };
+  const { dx, dFactor } = ref.backward(fa ? { ...args, variant: 'fa' } : { ...args, variant: 'fb' });
+  const delta = ref.delta(fa ? { ...args, variant: 'fa' } : { ...args, variant: 'fb' });
+  const t = (shape: number[], data: ArrayLike<number>) => ({ shape, data: Array.from(data) });
+  return {
+    name: `sbora-${variant} reference`,
+    params: { method: `sbora-${variant}`, T, inFeatures: n, outFeatures: m, rank: r, scale },
+    inputs: { x: t([T, n], x), w0: t([m, n], w0), [fa ? 'b' : 'a']: t(fa ? [m, r] : [r, n], factor), dy: t([T, m], g), index: t([r], idx) },
+    outputs: {
+      y: t([T, m], ref.forward(fa ? { ...args, variant: 'fa' } : { ...args, variant: 'fb' })),
+      dx: t([T, n], dx),
+      [fa ? 'db' : 'da']: t(fa ? [m, r] : [r, n], dFactor),
+      delta_w: t([m, n], delta),
+      merged: t([m, n], delta.map((v, e) => v + w0[e])),
+    },
+  };
+}
+
 describe('sbora vectors', () => {
-  it('passes the public sbora-fa and sbora-fb examples and rejects a malformed index', async () => {
+  it('passes known-answer sbora-fa and sbora-fb cases from the reference and rejects a malformed index', async () => {
     const ctx = await gpu();
-    const { readFileSync } = await import('node:fs');
     const { runVectors } = await import('../src/vectors/index.js');
-    const file = JSON.parse(readFileSync('/work/shared/vectors/examples.json', 'utf8'));
-    const cases = file.cases.filter((c: { params: { method: string } }) => c.params.method.startsWith('sbora'));
-    expect(cases.map((c: { params: { method: string } }) => c.params.method).sort()).to.deep.equal(['sbora-fa', 'sbora-fb']);
+    const cases = [referenceCase('fa', [5, 13, 11, 3], 1.5), referenceCase('fb', [4, 9, 14, 5], 0.75)];
     const report = await runVectors(ctx, { cases }, { check: true });
     expect(report.failed, report.lines.join('\n')).to.equal(false);
     for (const c of report.result.cases) expect(c.status).to.equal('ok');
     const bad = structuredClone(cases[0]);
-    bad.inputs.index.data = [bad.inputs.index.data[0], bad.inputs.index.data[0]];
+    bad.inputs.index.data = [bad.inputs.index.data[0], bad.inputs.index.data[0], bad.inputs.index.data[1]];
     const badReport = await runVectors(ctx, { cases: [bad] });
     expect(badReport.failed).to.equal(true);
     expect(badReport.result.cases[0].message).to.match(/'values' repeats index/);
   });
+
+  it('is wired through each descriptor', () => {
+    expect(sboraFa.vectors?.method).to.equal('sbora-fa');
+    expect(sboraFb.vectors?.method).to.equal('sbora-fb');
+  });
+});
+
+describe('sbora options, variants and tuning', () => {
+  it('rejects an unknown option or variant, naming it', async () => {
+    const { ctx, dev, free } = await uploads({ x: [[3, 8]], w0: [[6, 8]], b: [[6, 2]], g: [[3, 6]] });
+    const idx = createIndexSet(ctx, { size: 8, values: [4, 2] });
+    const p = { variant: 'fa' as const, w0: dev.w0, b: dev.b, idx, scale: 2 };
+    await expectThrows(() => sboraForward(ctx, { ...p, x: dev.x }, { adapterOnly: true, inPlace: true } as never), /sbora.fa.forward: unknown option 'inPlace'/);
+    await expectThrows(() => sboraBackward(ctx, { ...p, x: dev.x, g: dev.g }, { encoder: undefined, save: true } as never), /sbora.fa.backward: unknown option 'save'/);
+    await expectThrows(() => sboraMerge(ctx, p, { adapterOnly: true } as never), /sbora.fa.merge: unknown option 'adapterOnly'/);
+    await expectThrows(() => sboraMultiMerge(ctx, { w0: dev.w0, adapters: [p] }, { unmerge: true, deltaonly: true } as never), /sbora.multi.unmerge: unknown option 'deltaonly'/);
+    await expectThrows(() => sboraForward(ctx, { ...p, variant: 'fc' as never, x: dev.x }), /sbora.forward: 'variant' must be 'fa' or 'fb', got "fc"/);
+    await expectThrows(() => sboraMerge(ctx, { ...p, variant: undefined as never }), /sbora.merge: 'variant' must be 'fa' or 'fb'/);
+    idx.destroy();
+    free();
+  });
+
+  it('keeps its knobs per context, validated, and computes the same under other knobs', async () => {
+    const ctx = await gpu();
+    const saved = sboraTuning(ctx);
+    await expectThrows(() => setSboraTuning(ctx, { lanes: 0 }), /setSboraTuning: 'lanes' must be an integer in \[1, \d+\], got 0/);
+    await expectThrows(() => setSboraTuning(ctx, { gatherRows: 2.5 }), /'gatherRows' must be an integer/);
+    await expectThrows(() => setSboraTuning(ctx, { rows: 4 } as never), /setSboraTuning: unknown option 'rows'/);
+    expect(sboraTuning(ctx)).to.deep.equal(saved);
+    const [T, n, m, r, s] = [11, 21, 30, 6, 1.25];
+    const { dev, host, free } = await uploads({ x: [[T, n]], w0: [[m, n]], b: [[m, r]], a: [[r, n]], g: [[T, m]] });
+    const ia = createIndexSet(ctx, { size: n, r, seed: 8 });
+    const ib = createIndexSet(ctx, { size: m, r, seed: 9 });
+    try {
+      expect(setSboraTuning(ctx, { lanes: 16, gatherRows: 5 })).to.deep.equal({ lanes: 16, gatherRows: 5 });
+      for (const [variant, idx] of [['fa', ia], ['fb', ib]] as const) {
+        const p = variant === 'fa' ? { variant, w0: dev.w0, b: dev.b, idx, scale: s } : { variant, w0: dev.w0, a: dev.a, idx, scale: s };
+        const args = { T, n, m, r, scale: s, ...host, idx: idx.values, variant };
+        const { y } = await sboraForward(ctx, { ...p, x: dev.x });
+        expectClose(await ctx.read(y), ref.forward(args), `${variant} y (lanes 16, gatherRows 5)`);
+        const grads = await sboraBackward(ctx, { ...p, x: dev.x, g: dev.g });
+        const want = ref.backward(args);
+        expectClose(await ctx.read(grads.dx), want.dx, `${variant} dx`);
+        expectClose(await ctx.read('db' in grads ? grads.db : grads.da), want.dFactor, `${variant} factor gradient`);
+        release(y, grads.dx, 'db' in grads ? grads.db : grads.da);
+      }
+    } finally {
+      expect(setSboraTuning(ctx, { lanes: undefined, gatherRows: undefined })).to.deep.equal(saved);
+      release(ia, ib);
+      free();
+    }
+  });
+});
+
+describe('sbora descriptors', () => {
+  it('describe both methods: ids, tensors, ranks, parameters, FLOPs and unsuitable layers', () => {
+    expect([sboraFa.id, sboraFa.label, sboraFa.peftType, sboraFa.family]).to.deep.equal(['sbora-fa', 'SBoRA-FA', 'SBORA', 'sbora']);
+    expect([sboraFb.id, sboraFb.label, sboraFb.peftType, sboraFb.family]).to.deep.equal(['sbora-fb', 'SBoRA-FB', 'SBORA', 'sbora']);
+    expect(sboraFa.tensors.map((t) => [t.name, t.key, t.dtype, t.trainable])).to.deep.equal([['lora_B', 'lora_B.weight', 'f32', true], ['indices', 'indices', 'u32', false]]);
+    expect(sboraFb.tensors.map((t) => [t.name, t.key, t.dtype, t.trainable])).to.deep.equal([['lora_A', 'lora_A.weight', 'f32', true], ['indices', 'indices', 'u32', false]]);
+    expect(sboraFa.rankFor(8)).to.equal(16);
+    const d = { n: 40, m: 24, r: 6 };
+    expect(sboraFa.paramCount(d, {})).to.equal(sboraAccounting('fa', d).trainableParams);
+    expect(sboraFb.paramCount(d, {})).to.equal(sboraAccounting('fb', d).trainableParams);
+    expect(sboraFa.flops(10, d, {})).to.deep.equal({ forward: 2 * 24 * 40 * 10 + 2 * 24 * 6 * 10, backward: 2 * 24 * 40 * 10 + 4 * 24 * 6 * 10, adapterForward: 2 * 24 * 6 * 10, adapterBackward: 4 * 24 * 6 * 10 });
+    expect(sboraFb.flops(10, d, {}).adapterForward).to.equal(2 * 40 * 6 * 10);
+    expect(sboraFa.unsupported({ n: 4, m: 30, r: 5 }, {})).to.match(/r = 5 distinct indices cannot be drawn from \[0, n\) = \[0, 4\)/);
+    expect(sboraFb.unsupported({ n: 4, m: 30, r: 5 }, {})).to.equal(null);
+  });
+
+  it('checkModule rejects a wrong shape or index set, naming the tensor', async () => {
+    const [n, m, r] = [12, 8, 2];
+    const label = (name: string) => `h1.${name === 'indices' ? 'indices' : `${name}.weight`}`;
+    const fa = () => ({ lora_B: { shape: [m, r], data: rand(m * r) }, indices: { shape: [r], data: Uint32Array.from([3, 11]) } });
+    const fb = () => ({ lora_A: { shape: [r, n], data: rand(r * n) }, indices: { shape: [r], data: Uint32Array.from([7, 0]) } });
+    sboraFa.checkModule(fa(), r, {}, { n, m }, label, 'adapter');
+    sboraFb.checkModule(fb(), r, {}, { n, m }, label, 'adapter');
+    await expectThrows(() => sboraFa.checkModule({ ...fa(), lora_B: { shape: [m, r + 1], data: rand(m * (r + 1)) } }, r, {}, undefined, label, 'adapter'), /adapter: 'h1.lora_B.weight' has shape \[8, 3\], expected \[m, r\] with r = 2/);
+    await expectThrows(() => sboraFb.checkModule({ ...fb(), lora_A: { shape: [r + 1, n], data: rand((r + 1) * n) } }, r, {}, undefined, label, 'adapter'), /'h1.lora_A.weight' has shape \[3, 12\], expected \[r, n\] with r = 2/);
+    await expectThrows(() => sboraFa.checkModule(fa(), r, {}, { n, m: 9 }, label, 'adapter'), /'h1.lora_B.weight' has m = 8, but module 'h1' has 9 out-features/);
+    await expectThrows(() => sboraFb.checkModule(fb(), r, {}, { n: 10, m }, label, 'adapter'), /'h1.lora_A.weight' has n = 12, but module 'h1' has 10 in-features/);
+    await expectThrows(() => sboraFa.checkModule({ ...fa(), indices: { shape: [3], data: Uint32Array.from([1, 2, 3]) } }, r, {}, undefined, label, 'adapter'), /'h1.indices' has shape \[3\], expected \[r\] = \[2\]/);
+    await expectThrows(() => sboraFa.checkModule({ ...fa(), indices: { shape: [r], data: Uint32Array.from([3, 3]) } }, r, {}, undefined, label, 'adapter'), /'h1.indices' holds 3 twice; indices must be distinct/);
+    await expectThrows(() => sboraFa.checkModule({ ...fa(), indices: { shape: [r], data: Uint32Array.from([1, 12]) } }, r, {}, { n, m }, label, 'adapter'), /'h1.indices' holds 12, out of range \[0, 12\)/);
+    await expectThrows(() => sboraFb.checkModule({ ...fb(), indices: { shape: [r], data: Uint32Array.from([1, 8]) } }, r, {}, { n, m }, label, 'adapter'), /'h1.indices' holds 8, out of range \[0, 8\)/);
+  });
+
+  for (const desc of [sboraFa, sboraFb]) {
+    const fa = desc === sboraFa;
+    it(`${desc.id}: createLayer runs the family's kernels, merges to what it computes and round-trips its tensors`, async () => {
+      const [T, n, m, r, alpha] = [7, 21, 18, 5, 7.5];
+      const scale = alpha / r;
+      const { ctx, host, dev, free } = await uploads({ x: [[T, n]], w0: [[m, n]], g: [[T, m]] });
+      const size = fa ? n : m;
+      const factorName = fa ? 'lora_B' : 'lora_A';
+      const shape = fa ? [m, r] : [r, n];
+      const y = ctx.tensor([T, m]);
+      const dx = ctx.tensor([T, n]);
+      const run = async (layer: ReturnType<typeof desc.createLayer>, opts?: { adapterOnly?: boolean }) => {
+        await ctx.encode(undefined, (enc) => layer.forward(enc, dev.x, y, opts));
+        return Float32Array.from(await ctx.read(y));
+      };
+      // Fresh: indices sampled from the seed, the factor at zero; the forward is the family's.
+      const fresh = desc.createLayer(ctx, { w0: dev.w0, r, alpha, seed: 11, name: 'h1' });
+      expect(fresh.dims).to.deep.equal({ n, m, r });
+      expect(fresh.trainables.map((t) => t.name)).to.deep.equal([`h1.${factorName}`]);
+      const freshTensors = await fresh.tensors();
+      expect(Object.keys(freshTensors).sort()).to.deep.equal([factorName, 'indices'].sort());
+      expect(Array.from(freshTensors.indices.data)).to.deep.equal(Array.from(sampleIndices(size, r, 11)));
+      expect(freshTensors.indices.data).to.be.instanceOf(Uint32Array);
+      expect(Array.from(freshTensors[factorName].data).every((v) => v === 0)).to.equal(true);
+      const idx = createIndexSet(ctx, { size, values: freshTensors.indices.data });
+      const F = fresh.trainables[0].param;
+      const p = fa ? { variant: 'fa' as const, w0: dev.w0, b: F, idx, scale } : { variant: 'fb' as const, w0: dev.w0, a: F, idx, scale };
+      const family = await ctx.read((await sboraForward(ctx, { ...p, x: dev.x })).y);
+      expect(Array.from(await run(fresh))).to.deep.equal(Array.from(family));
+      // From a file's values: forward, backward and merge against the reference.
+      const factor = rand(shape[0] * shape[1]);
+      const from = { [factorName]: { shape, data: factor }, indices: { shape: [r], data: Uint32Array.from(freshTensors.indices.data) } };
+      const layer = desc.createLayer(ctx, { w0: dev.w0, r, alpha, from, name: 'h1' });
+      const args = { T, n, m, r, scale, ...host, idx: from.indices.data, b: factor, a: factor, variant: fa ? ('fa' as const) : ('fb' as const) };
+      const got = await run(layer);
+      expectClose(got, ref.forward(args), 'layer y');
+      expectClose(await run(layer, { adapterOnly: true }), ref.forward(args, true), 'layer y (adapterOnly)');
+      await ctx.encode(undefined, (enc) => layer.backward(enc, dev.x, dev.g, dx));
+      expectClose(await ctx.read(dx), ref.backward(args).dx, 'layer dx');
+      expectClose(await ctx.read(layer.trainables[0].grad), ref.backward(args).dFactor, 'layer factor gradient');
+      // forward(x) = x · merge()ᵀ, and deltaOnly is ΔW alone.
+      const merged = await layer.merge();
+      expectClose(refMatmul(host.x, await ctx.read(merged), T, n, m, false, true), got, "X W'ᵀ", 1e-5);
+      const delta = await layer.merge({ deltaOnly: true });
+      expectClose(await ctx.read(delta), ref.delta(args), 'ΔW');
+      // tensors() through spec.from: an identical layer.
+      const again = desc.createLayer(ctx, { w0: dev.w0, r, alpha, from: await layer.tensors(), name: 'h1' });
+      expect(Array.from(await run(again))).to.deep.equal(Array.from(got));
+      await expectThrows(() => ctx.encode(undefined, (enc) => layer.forward(enc, dev.x, y, { save: true } as never)), new RegExp(`${desc.id}.forward: unknown option 'save'`));
+      await expectThrows(() => layer.merge({ inPlace: true } as never), new RegExp(`${desc.id}.merge: unknown option 'inPlace'`));
+      expect(() => desc.createLayer(ctx, { w0: dev.w0, r: size + 1, alpha })).to.throw(new RegExp(`${desc.id}.createLayer: r = ${size + 1} distinct indices cannot be drawn`));
+      expect(() => desc.createLayer(ctx, { w0: dev.w0, r, alpha, options: { blocks: 2 } })).to.throw(/unknown option 'blocks'/);
+      expect(() => desc.createLayer(ctx, { w0: dev.w0, r, alpha, from: { ...from, indices: { shape: [r], data: Uint32Array.from([1, 1, 2, 3, 4]) } } })).to.throw(/repeats index 1/);
+      for (const l of [fresh, layer, again]) l.destroy();
+      release(y, dx, idx, merged, delta);
+      free();
+    });
+  }
 });
 
 describe('sbora adapter dropout', () => {
@@ -585,16 +752,16 @@ describe('sbora adapter dropout', () => {
         const made: string[] = [];
         const stop = ctx.onAllocate((rec) => made.push(rec.label));
         for (const adapterOnly of [false, true]) {
-          const fa = { w0: W0, b: B, idx: ia, scale: s, x: X, dropout };
-          const fb = { w0: W0, a: A, idx: ib, scale: s, x: X, dropout };
-          const ya = (await sboraFaForward(ctx, fa, { adapterOnly })).y;
+          const fa = { variant: 'fa' as const, w0: W0, b: B, idx: ia, scale: s, x: X, dropout };
+          const fb = { variant: 'fb' as const, w0: W0, a: A, idx: ib, scale: s, x: X, dropout };
+          const ya = (await sboraForward(ctx, fa, { adapterOnly })).y;
           expectClose(await ctx.read(ya), ref.faForward(argsA, adapterOnly), `FA y (adapterOnly ${adapterOnly})`);
-          const ga = await sboraFaBackward(ctx, { ...fa, g: G }, { adapterOnly });
+          const ga = await sboraBackward(ctx, { ...fa, g: G }, { adapterOnly });
           expectClose(await ctx.read(ga.dx), ref.faBackward(argsA, adapterOnly).dx, 'FA dx');
           expectClose(await ctx.read(ga.db), ref.faBackward(argsA).db, 'FA db');
-          const yb = (await sboraFbForward(ctx, fb, { adapterOnly })).y;
+          const yb = (await sboraForward(ctx, fb, { adapterOnly })).y;
           expectClose(await ctx.read(yb), ref.fbForward(argsB, adapterOnly), `FB y (adapterOnly ${adapterOnly})`);
-          const gb = await sboraFbBackward(ctx, { ...fb, g: G }, { adapterOnly });
+          const gb = await sboraBackward(ctx, { ...fb, g: G }, { adapterOnly });
           expectClose(await ctx.read(gb.dx), ref.fbBackward(argsB, adapterOnly).dx, 'FB dx');
           expectClose(await ctx.read(gb.da), ref.fbBackward(argsB).da, 'FB da');
           release(ya, ga.dx, ga.db, yb, gb.dx, gb.da);
@@ -602,8 +769,8 @@ describe('sbora adapter dropout', () => {
         stop();
         // Only the outputs were allocated: no [T, n] masked copy of X, no mask.
         expect(made.every((l) => /^sbora\.(fa|fb)\.(y|dx|db|da)$/.test(l)), made.join(', ')).to.equal(true);
-        await expectThrows(() => sboraFaForward(ctx, { w0: W0, b: B, idx: ia, scale: s, x: X, dropout: { p: 1, seed: 1 } }), /'dropout.p' must be in \[0, 1\), got 1/);
-        await expectThrows(() => sboraFbBackward(ctx, { w0: W0, a: A, idx: ib, scale: s, x: X, g: G, dropout: { p: 0.1, seed: -2 } }), /'dropout.seed' must be a u32 integer/);
+        await expectThrows(() => sboraForward(ctx, { variant: 'fa', w0: W0, b: B, idx: ia, scale: s, x: X, dropout: { p: 1, seed: 1 } }), /'dropout.p' must be in \[0, 1\), got 1/);
+        await expectThrows(() => sboraBackward(ctx, { variant: 'fb', w0: W0, a: A, idx: ib, scale: s, x: X, g: G, dropout: { p: 0.1, seed: -2 } }), /'dropout.seed' must be a u32 integer/);
         release(X, W0, B, A, G, ia, ib);
       } finally {
         ctx.tuning.matmul = saved;

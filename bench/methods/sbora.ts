@@ -1,9 +1,8 @@
 // SBoRA-FA and SBoRA-FB: one of LoRA's two adapter products becomes a gather (FA) or an
 // index_add (FB), so the adapter path should cost about half of LoRA's at the same r.
 
-import { createIndexSet } from '../../src/indices.js';
 import { kaimingUniform, uniform } from '../../src/random.js';
-import { sboraFaBackward, sboraFaForward, sboraFbBackward, sboraFbForward } from '../../src/sbora.js';
+import { createIndexSet, sboraBackward, sboraFa as faMethod, sboraFb as fbMethod, sboraForward, type SboraArgs } from '../../src/methods/sbora/index.js';
 import type { BenchInstance, BenchMethod, BenchShape } from './types.js';
 import type { Context } from '../../src/runtime.js';
 
@@ -22,13 +21,13 @@ async function setup(ctx: Context, variant: 'fa' | 'fb', { T, n, m, r }: BenchSh
     : ctx.upload(uniform(r * n, 0.01, 3), [r, n], 'f32', 'a');
   const grad = variant === 'fa' ? ctx.tensor([m, r], 'f32', 'db') : ctx.tensor([r, n], 'f32', 'da');
   const s = 2;
+  const p: SboraArgs = variant === 'fa' ? { variant, w0, b: factor, idx, scale: s } : { variant, w0, a: factor, idx, scale: s };
   const fwd = (adapterOnly: boolean) => async (enc: GPUCommandEncoder) => {
-    if (variant === 'fa') await sboraFaForward(ctx, { w0, b: factor, idx, scale: s, x, y }, { encoder: enc, adapterOnly });
-    else await sboraFbForward(ctx, { w0, a: factor, idx, scale: s, x, y }, { encoder: enc, adapterOnly });
+    await sboraForward(ctx, { ...p, x, y }, { encoder: enc, adapterOnly });
   };
   const bwd = (adapterOnly: boolean) => async (enc: GPUCommandEncoder) => {
-    if (variant === 'fa') await sboraFaBackward(ctx, { w0, b: factor, idx, scale: s, x, g, dx, db: grad }, { encoder: enc, adapterOnly });
-    else await sboraFbBackward(ctx, { w0, a: factor, idx, scale: s, x, g, dx, da: grad }, { encoder: enc, adapterOnly });
+    const args = p.variant === 'fa' ? { ...p, x, g, dx, db: grad } : { ...p, x, g, dx, da: grad };
+    await sboraBackward(ctx, args, { encoder: enc, adapterOnly });
   };
   const forward = fwd(false);
   const backward = bwd(false);
@@ -37,12 +36,8 @@ async function setup(ctx: Context, variant: 'fa' | 'fb', { T, n, m, r }: BenchSh
     await backward(enc);
   });
   await ctx.sync();
-  const base = 2 * m * n * T;
-  // FA: the gather is free, s·X[:, idx] Bᵀ is 2mrT; backward G B (2mrT) and dB (2mrT).
-  // FB: X Aᵀ is 2nrT and the index_add is free; backward G[:, idx] A (2nrT) and dA (2nrT).
-  const width = variant === 'fa' ? m : n;
-  const adapterFwd = 2 * width * r * T;
-  const adapterBwd = 4 * width * r * T;
+  const method = variant === 'fa' ? faMethod : fbMethod;
+  const flops = method.flops(T, { n, m, r }, {});
   return {
     encode: {
       forward,
@@ -54,14 +49,8 @@ async function setup(ctx: Context, variant: 'fa' | 'fb', { T, n, m, r }: BenchSh
       adapterForward: fwd(true),
       adapterBackward: bwd(true),
     },
-    flops: {
-      forward: base + adapterFwd,
-      backward: base + adapterBwd,
-      step: 2 * base + adapterFwd + adapterBwd,
-      adapterForward: adapterFwd,
-      adapterBackward: adapterBwd,
-    },
-    params: variant === 'fa' ? m * r : r * n,
+    flops: { ...flops, step: flops.forward + flops.backward },
+    params: method.paramCount({ n, m, r }, {}),
     bytes: ctx.allocations.liveBytes - before,
     destroy() {
       for (const t of [x, w0, g, y, dx, idx, factor, grad]) t.destroy();
@@ -69,16 +58,14 @@ async function setup(ctx: Context, variant: 'fa' | 'fb', { T, n, m, r }: BenchSh
   };
 }
 
-const fits = ({ n, m, r }: BenchShape) => r <= n && r <= m;
-
 export const sboraFa: BenchMethod = {
   method: 'sbora-fa',
-  supports: fits,
+  supports: ({ n, m, r }) => faMethod.unsupported({ n, m, r }, {}) === null,
   setup: (ctx, shape) => setup(ctx, 'fa', shape),
 };
 
 export const sboraFb: BenchMethod = {
   method: 'sbora-fb',
-  supports: fits,
+  supports: ({ n, m, r }) => fbMethod.unsupported({ n, m, r }, {}) === null,
   setup: (ctx, shape) => setup(ctx, 'fb', shape),
 };
