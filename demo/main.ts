@@ -5,6 +5,10 @@
 //
 // URL parameters preset the form (method, rank, blocks, steps, batch, lr, temperature) and
 // `autostart=1` starts a run at once; window.__demo reports progress (used by test/e2e).
+//
+// Every form value is checked before a run and a bad one is shown beside its field; a run that
+// fails anyway is reported in the status line and leaves the page ready for the next one. Only a
+// missing WebGPU, a lost device or a model that does not load disable the page.
 
 import pokemon from 'pokemon/data/en.json';
 import weightsUrl from '../examples/charlm/weights/charlm.safetensors?url';
@@ -12,6 +16,7 @@ import { Context } from '../src/runtime.js';
 import { encodeAdapter, type AdapterMethod } from '../src/adapters.js';
 import { normaliseNames, splitWords } from '../examples/charlm/data.js';
 import { METHODS, methodInfo } from '../examples/charlm/methods.js';
+import { methodById } from '../src/methods/registry.js';
 import { CharLM } from '../examples/charlm/model.js';
 import { lossChartSvg, PALETTE } from '../examples/charlm/chart.js';
 import { finetune, finetuneData, type FinetuneResult } from '../examples/charlm/session.js';
@@ -26,18 +31,6 @@ interface RunView {
   result?: FinetuneResult;
 }
 
-interface DemoState {
-  status: 'loading' | 'ready' | 'running' | 'done' | 'error' | 'no-webgpu';
-  message: string;
-  runs: RunView[];
-  device?: string;
-  baseValidationLoss?: number;
-}
-
-const state: DemoState = { status: 'loading', message: '', runs: [] };
-(window as unknown as { __demo: DemoState }).__demo = state;
-
-const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const form = {
   method: $<HTMLSelectElement>('method'),
   rank: $<HTMLSelectElement>('rank'),
@@ -47,9 +40,75 @@ const form = {
   lr: $<HTMLInputElement>('lr'),
   temperature: $<HTMLInputElement>('temperature'),
 };
+type FieldId = keyof typeof form;
+
+interface DemoState {
+  /**
+   * 'failed': the last run threw; the page stays usable. 'error' and 'no-webgpu' are final: the
+   * page cannot train (no device, device lost, or the model did not load).
+   */
+  status: 'loading' | 'ready' | 'running' | 'done' | 'failed' | 'error' | 'no-webgpu';
+  message: string;
+  /** Completed runs and the one in progress; a failed run is taken out again. */
+  runs: RunView[];
+  /** The form's errors from its last check, by field id. */
+  fieldErrors: Partial<Record<FieldId, string>>;
+  device?: string;
+  baseValidationLoss?: number;
+  /**
+   * Test hook (test/e2e): the next run throws this message at its first progress report, after
+   * its kernels and adapters exist, so the recovery from a mid-run failure can be checked. Every
+   * form value that could make the library throw is refused by the form, so no setting can.
+   */
+  failNextRun?: string;
+}
+
+function $<T extends HTMLElement = HTMLElement>(id: string): T {
+  return document.getElementById(id) as T;
+}
+
+const state: DemoState = { status: 'loading', message: '', runs: [], fieldErrors: {} };
+(window as unknown as { __demo: DemoState }).__demo = state;
+
+const settingsForm = $<HTMLFormElement>('settings');
 const startBtn = $<HTMLButtonElement>('start');
 const stopBtn = $<HTMLButtonElement>('stop');
 const statusEl = $('status');
+const statusBox = $('status-box');
+const lrNote = $('lr-note');
+
+// Learning rates from docs/finetuning.md: 1e-2 is the rate of its results table and LoRA's best
+// of the sweep (3e-3, 1e-2, 3e-2). LoRMA₊ and LoRMA_π are best at 3e-3 and unstable at 1e-2:
+// with W' = M·W0 a step in A or B moves every column of W' at once, so they take smaller steps.
+const BASE_LR = 0.01;
+const TUNED_LR: Partial<Record<string, number>> = { 'lorma-plus': 0.003, 'lorma-pi': 0.003 };
+const tunedLr = (method: string) => TUNED_LR[method] ?? BASE_LR;
+
+interface NumberRule {
+  integer: boolean;
+  min: number;
+  max: number;
+  /** min itself is refused (a learning rate of 0 trains nothing). */
+  aboveMin?: boolean;
+  /** The message for an empty field. */
+  enter: string;
+  /** The message for a bad value, before "; got …". */
+  must: string;
+}
+
+// Messages are short enough to wrap within the field they stand under.
+const NUMBER_RULES: Record<'steps' | 'batch' | 'lr' | 'temperature', NumberRule> = {
+  steps: { integer: true, min: 1, max: 5000, enter: 'Enter a whole number from 1 to 5000.', must: 'Must be a whole number from 1 to 5000' },
+  batch: { integer: true, min: 1, max: 1024, enter: 'Enter a whole number from 1 to 1024.', must: 'Must be a whole number from 1 to 1024' },
+  lr: { integer: false, min: 0, max: 1, aboveMin: true, enter: 'Enter a learning rate, e.g. 0.01.', must: 'Must be above 0 and at most 1' },
+  temperature: { integer: false, min: 0.1, max: 2, enter: 'Enter a temperature from 0.1 to 2.', must: 'Must be from 0.1 to 2' },
+};
+
+// The inputs carry the same bounds, for the browser's spinner and keyboard steps.
+for (const [id, rule] of Object.entries(NUMBER_RULES) as [keyof typeof NUMBER_RULES, NumberRule][]) {
+  form[id].min = String(rule.aboveMin ? 0 : rule.min);
+  form[id].max = String(rule.max);
+}
 
 for (const m of METHODS) form.method.add(new Option(`${m.label}${m.method.startsWith('sbora') ? ' (rank 2r)' : ''}`, m.method));
 const params = new URLSearchParams(location.search);
@@ -57,20 +116,199 @@ for (const [key, el] of Object.entries(form)) {
   const v = params.get(key);
   if (v !== null) el.value = v;
 }
+/** Whether the learning rate is the user's (typed, or preset by the URL) rather than the method's default. */
+let lrEdited = params.has('lr');
+
+const usesBlocks = (method: string) => methodById(method).config.some((f) => f.option === 'blocks');
+const known = (method: string) => METHODS.some((m) => m.method === method);
+
+function checkNumber(id: keyof typeof NUMBER_RULES): string | undefined {
+  const el = form[id];
+  const rule = NUMBER_RULES[id];
+  // A number input reports text it cannot parse as '' with validity.badInput set.
+  if (el.validity.badInput) return `Not a number. ${rule.enter}`;
+  const raw = el.value.trim();
+  if (raw === '') return rule.enter;
+  const v = Number(raw);
+  const ok = Number.isFinite(v) && (!rule.integer || Number.isInteger(v)) && (rule.aboveMin ? v > rule.min : v >= rule.min) && v <= rule.max;
+  return ok ? undefined : `${rule.must}; got ${raw}.`;
+}
+
+function checkSelect(el: HTMLSelectElement, what: string): string | undefined {
+  // A URL value that is no option leaves the select with nothing chosen.
+  if (el.value !== '') return undefined;
+  return `Choose ${what}: ${[...el.options].map((o) => o.text).join(', ')}.`;
+}
+
+function checkField(id: FieldId): string | undefined {
+  switch (id) {
+    case 'method':
+      return known(form.method.value) ? undefined : checkSelect(form.method, 'a method') ?? `Choose a method.`;
+    case 'rank':
+      return checkSelect(form.rank, 'a rank');
+    case 'blocks':
+      return known(form.method.value) && usesBlocks(form.method.value) ? checkSelect(form.blocks, 'a block count') : undefined;
+    default:
+      return checkNumber(id);
+  }
+}
+
+interface Settings {
+  method: AdapterMethod;
+  rank: number;
+  blocks: number;
+  steps: number;
+  batch: number;
+  lr: number;
+  temperature: number;
+}
+
+/**
+ * Every field's own check, then whether the method takes this rank and block count on the
+ * model's layers (the descriptor's own rule), so that no setting reaches the library to fail
+ * there.
+ */
+function checkForm(shapes: CharLM['moduleShapes'] | undefined): { settings?: Settings; errors: Partial<Record<FieldId, string>> } {
+  const errors: Partial<Record<FieldId, string>> = {};
+  for (const id of Object.keys(form) as FieldId[]) {
+    const e = checkField(id);
+    if (e) errors[id] = e;
+  }
+  if (Object.keys(errors).length > 0) return { errors };
+  const method = form.method.value as AdapterMethod;
+  const settings: Settings = {
+    method,
+    rank: Number(form.rank.value),
+    blocks: Number(form.blocks.value),
+    steps: Number(form.steps.value),
+    batch: Number(form.batch.value),
+    lr: Number(form.lr.value),
+    temperature: Number(form.temperature.value),
+  };
+  const desc = methodById(method);
+  const options = usesBlocks(method) ? { blocks: settings.blocks } : {};
+  for (const { n, m } of Object.values(shapes ?? {})) {
+    const why = desc.unsupported({ n, m, r: desc.rankFor(settings.rank) }, options);
+    if (why) {
+      errors[usesBlocks(method) ? 'blocks' : 'rank'] = `${why}.`;
+      return { errors };
+    }
+  }
+  return { settings, errors };
+}
+
+function showFieldError(id: FieldId, message: string | undefined): void {
+  const el = form[id];
+  const box = $(`${id}-error`);
+  box.textContent = message ?? '';
+  box.hidden = !message;
+  if (message) {
+    el.setAttribute('aria-invalid', 'true');
+    state.fieldErrors[id] = message;
+  } else {
+    el.removeAttribute('aria-invalid');
+    delete state.fieldErrors[id];
+  }
+}
+
+function showErrors(errors: Partial<Record<FieldId, string>>): void {
+  for (const id of Object.keys(form) as FieldId[]) showFieldError(id, errors[id]);
+}
+
+function updateLrNote(): void {
+  const method = form.method.value;
+  lrNote.replaceChildren();
+  lrNote.classList.remove('warn');
+  if (!known(method)) return;
+  const label = methodInfo(method).label;
+  const tuned = tunedLr(method);
+  const why =
+    TUNED_LR[method] !== undefined
+      ? `multiplicative LoRMA wants a smaller rate than LoRA's ${BASE_LR}; at ${BASE_LR} it can end worse than the base model (docs/finetuning.md)`
+      : 'the rate of the results in docs/finetuning.md';
+  const raw = form.lr.value.trim();
+  if (raw !== '' && Number(raw) === tuned) {
+    lrNote.append(`Learning rate ${tuned} is ${label}'s default: ${why}.`);
+    return;
+  }
+  lrNote.append(`${label}'s default learning rate is ${tuned}: ${why}.`);
+  if (TUNED_LR[method] !== undefined && !(Number(raw) <= tuned)) lrNote.classList.add('warn');
+  const use = document.createElement('button');
+  use.type = 'button';
+  use.id = 'use-tuned-lr';
+  use.textContent = `use ${tuned}`;
+  use.onclick = () => {
+    form.lr.value = String(tuned);
+    lrEdited = false;
+    showFieldError('lr', undefined);
+    updateLrNote();
+  };
+  lrNote.append(use);
+}
+
+function methodChanged(): void {
+  const method = form.method.value;
+  if (known(method)) {
+    if (!lrEdited) {
+      form.lr.value = String(tunedLr(method));
+      showFieldError('lr', undefined);
+    }
+    form.blocks.disabled = !usesBlocks(method);
+    showFieldError('blocks', undefined);
+  }
+  showFieldError('method', checkField('method'));
+  updateLrNote();
+}
+
+form.method.addEventListener('change', methodChanged);
+form.lr.addEventListener('input', () => {
+  lrEdited = true;
+  updateLrNote();
+});
+for (const id of Object.keys(form) as FieldId[]) {
+  // Errors appear when a field is left (not at each keystroke) and clear as soon as it is fixed.
+  form[id].addEventListener('change', () => showFieldError(id, checkField(id)));
+  form[id].addEventListener('input', () => {
+    if (state.fieldErrors[id] && !checkField(id)) showFieldError(id, undefined);
+  });
+}
+methodChanged();
 
 function setStatus(s: DemoState['status'], message: string): void {
   state.status = s;
   state.message = message;
   statusEl.textContent = message;
+  statusBox.classList.toggle('failed', s === 'failed');
 }
 
-function fail(message: string): void {
-  setStatus('error', message);
+/**
+ * The page cannot go on (no device, device lost, model not loaded): says so in the box above the
+ * form (with `details` when given) and in the status line, and disables training.
+ */
+function fail(message: string, status: 'error' | 'no-webgpu' = 'error', details?: Node[]): void {
+  setStatus(status, message);
   const box = $('nogpu');
-  box.textContent = message;
+  if (details) box.replaceChildren(...details);
+  else box.textContent = message;
   box.hidden = false;
+  startBtn.textContent = 'Fine-tune';
   startBtn.disabled = true;
   stopBtn.disabled = true;
+  drawChart();
+}
+
+function emptyChartText(): string {
+  switch (state.status) {
+    case 'running':
+      return 'Compiling the kernels and running the first steps; the loss curve appears after 5 steps.';
+    case 'error':
+    case 'no-webgpu':
+      return 'Nothing to draw: this page cannot train here (see the message above).';
+    case 'loading':
+      return 'The training loss of each run will be drawn here, one line per run, once the model has loaded.';
+    default:
+      return 'The training loss of each run will be drawn here, one line per run. Choose a method and settings above, then press Fine-tune.';
+  }
 }
 
 function drawChart(): void {
@@ -82,7 +320,7 @@ function drawChart(): void {
       return [x, w.reduce((a, [, y]) => a + y, 0) / w.length];
     }),
   }));
-  $('chart').innerHTML = lossChartSvg(series, { title: 'Training loss (10-step mean)', xLabel: 'step', yLabel: 'cross-entropy (nats)', height: 340 });
+  $('chart').innerHTML = lossChartSvg(series, { title: 'Training loss (10-step mean)', xLabel: 'step', yLabel: 'cross-entropy (nats)', height: 340, empty: emptyChartText() });
 }
 
 function download(name: string, data: Uint8Array | string, type: string): void {
@@ -100,7 +338,9 @@ function addRunRow(run: RunView, trainNames: Set<string>, shapes: CharLM['module
   const r = run.result!;
   const tr = document.createElement('tr');
   const rank = Object.values(r.deltaRank).join(' / ');
-  const cells = [run.label, String(r.r), String(r.trainable), rank, r.msPerStep.toFixed(1), r.trainLoss.toFixed(4), r.validationLoss.toFixed(4)];
+  // The first step compiles the pipelines and is left out of the timing, so one step has none.
+  const ms = r.steps > 1 ? r.msPerStep.toFixed(1) : '—';
+  const cells = [run.label, String(r.r), String(r.trainable), rank, ms, r.trainLoss.toFixed(4), r.validationLoss.toFixed(4)];
   for (const c of cells) {
     const td = document.createElement('td');
     td.textContent = c;
@@ -136,29 +376,167 @@ function addSamples(label: string, names: string[], trainNames: Set<string>): vo
   $('samples').append(li);
 }
 
+function paragraph(...parts: (string | Node)[]): HTMLParagraphElement {
+  const p = document.createElement('p');
+  p.append(...parts);
+  return p;
+}
+
+function code(text: string): HTMLElement {
+  const c = document.createElement('code');
+  c.textContent = text;
+  return c;
+}
+
+/** What a browser user can do without WebGPU: which browsers have it, the flag, the secure context. */
+const NO_WEBGPU = 'This browser has no WebGPU (navigator.gpu is missing), so the demo cannot train here.';
+
+function noWebGpuMessage(): Node[] {
+  const out: Node[] = [paragraph(NO_WEBGPU)];
+  if (!window.isSecureContext) {
+    out.push(
+      paragraph(
+        `This page is not a secure context (it was opened over plain ${location.protocol.replace(':', '')} from ${location.host || 'a file'}), and browsers hide WebGPU outside one. `,
+        'Open it over https, or from localhost or 127.0.0.1 on your own machine.',
+      ),
+    );
+  }
+  const list = document.createElement('ul');
+  const item = (...parts: (string | Node)[]) => {
+    const li = document.createElement('li');
+    li.append(...parts);
+    list.append(li);
+  };
+  item('WebGPU ships, on by default, in Chrome and Edge 113 or newer on Windows, macOS and ChromeOS (121 or newer on Android), in Safari 26 on macOS, iOS and iPadOS, and in Firefox 141 or newer on Windows.');
+  item(
+    'Elsewhere (Chrome or Edge on Linux, older versions) switch it on: open ',
+    code('chrome://flags/#enable-unsafe-webgpu'),
+    ' (in Edge ',
+    code('edge://flags/#enable-unsafe-webgpu'),
+    '), set it to Enabled and relaunch; on Linux also enable ',
+    code('chrome://flags/#enable-vulkan'),
+    '. ',
+    code('chrome://gpu'),
+    ' then lists WebGPU as enabled.',
+  );
+  item('Firefox on other systems: set ', code('dom.webgpu.enabled'), ' to true in ', code('about:config'), ' (Nightly), then reload.');
+  item('WebGPU needs a secure context: serve the page over https, or open it on localhost.');
+  out.push(list);
+  return out;
+}
+
+interface Loaded {
+  model: CharLM;
+  data: ReturnType<typeof finetuneData>;
+  base: number;
+}
+
+let loaded: Loaded | undefined;
+let running = false;
+let stop = false;
+let deviceLost = false;
+
+// The form is a real <form> so Enter starts a run; it must never submit as a page load, even
+// before the model is ready.
+settingsForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  void startRun();
+});
+stopBtn.onclick = () => {
+  stop = true;
+};
+drawChart();
+
+async function startRun(): Promise<void> {
+  if (!loaded || running || deviceLost) return;
+  const { model, data, base } = loaded;
+  const { settings, errors } = checkForm(model.moduleShapes);
+  showErrors(errors);
+  if (!settings) {
+    const first = (Object.keys(form) as FieldId[]).find((id) => errors[id]);
+    if (first) form[first].focus();
+    return;
+  }
+  const { method, rank, blocks, steps, batch, lr, temperature } = settings;
+  const info = methodInfo(method);
+  const label = `${info.label} r${info.rankFor(rank)}${usesBlocks(method) ? ` b${blocks}` : ''} (run ${state.runs.length + 1})`;
+  const run: RunView = { label, method, losses: [], samples: [] };
+  state.runs.push(run);
+  running = true;
+  stop = false;
+  startBtn.disabled = true;
+  stopBtn.disabled = false;
+  setStatus('running', `${label}: compiling kernels…`);
+  drawChart();
+  try {
+    const result = await finetune(
+      model,
+      data,
+      {
+        method, rank, scale: 2, blocks, steps, batch, lr, warmup: Math.round(steps / 10), minRatio: 0.1, clip: 1, seed: 1, logEvery: 5, temperature,
+        onStage: (stage) => setStatus('running', `${label}: ${stage}…`),
+      },
+      (p) => {
+        if (state.failNextRun !== undefined) {
+          const message = state.failNextRun;
+          state.failNextRun = undefined;
+          throw new Error(message);
+        }
+        run.losses = p.losses.slice();
+        const tail = p.losses.slice(-10);
+        const loss = tail.reduce((a, [, l]) => a + l, 0) / tail.length;
+        const timing = p.step > 1 ? `, ${p.msPerStep.toFixed(1)} ms/step` : '';
+        setStatus('running', `${label}: step ${p.step}/${steps}, loss ${loss.toFixed(4)}${timing}`);
+        drawChart();
+      },
+      () => stop,
+    );
+    run.result = result;
+    run.losses = result.losses;
+    run.validationLoss = result.validationLoss;
+    run.samples = result.samples;
+    drawChart();
+    addRunRow(run, data.trainNames, model.moduleShapes);
+    setStatus('done', `${label}: done, ${result.steps} steps; validation loss ${result.validationLoss.toFixed(4)} (base ${base.toFixed(4)}).`);
+  } catch (e) {
+    // finetune() has removed and destroyed the run's adapters, so the model is the base model
+    // again; the run leaves the chart and the list, and the page takes the next run as usual.
+    state.runs.splice(state.runs.indexOf(run), 1);
+    if (!deviceLost) {
+      setStatus('failed', `${label} failed: ${(e as Error).message}. Nothing was kept from this run; change the settings or start again.`);
+      drawChart();
+    }
+  } finally {
+    running = false;
+    stopBtn.disabled = true;
+    startBtn.disabled = deviceLost;
+  }
+}
+
 async function main(): Promise<void> {
   const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
   if (!gpu) {
-    state.status = 'no-webgpu';
-    fail(
-      'This browser has no WebGPU (navigator.gpu is missing), so the demo cannot run here. ' +
-        'Use a browser with WebGPU enabled, such as a recent Chrome or Edge, over https or localhost.',
-    );
-    state.status = 'no-webgpu';
+    fail(`${NO_WEBGPU} See above for the browsers that have it.`, 'no-webgpu', noWebGpuMessage());
     return;
   }
   let ctx: Context;
   try {
     ctx = await Context.create({ gpu });
   } catch (e) {
-    fail(`WebGPU is present but no GPU device could be opened: ${(e as Error).message}`);
-    state.status = 'no-webgpu';
+    fail(
+      `WebGPU is present but no GPU device could be opened: ${(e as Error).message}. ` +
+        'The browser may block WebGPU on this GPU or driver; chrome://gpu (or edge://gpu) says why.',
+      'no-webgpu',
+    );
     return;
   }
   const info = ctx.adapterInfo;
   state.device = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'WebGPU adapter';
   $('device').textContent = `Device: ${state.device}`;
-  void ctx.lost.then((l) => fail(`The GPU device was lost (${l.reason}: ${l.message}). Reload the page.`));
+  void ctx.lost.then((l) => {
+    deviceLost = true;
+    fail(`The GPU device was lost (${l.reason}: ${l.message}). Reload the page.`);
+  });
 
   const bytes = new Uint8Array(await (await fetch(weightsUrl)).arrayBuffer());
   const model = CharLM.fromSafetensors(ctx, bytes);
@@ -167,64 +545,19 @@ async function main(): Promise<void> {
   const data = finetuneData(split.train, split.validation, model.config.context);
   const base = await model.evaluate(data.validation.ids, data.validation.targets);
   state.baseValidationLoss = base;
-  addSamples('base model', await sampleNames(model, { count: 12, seed: 7, temperature: Number(form.temperature.value) || 0.8 }), data.trainNames);
+  const temperature = checkField('temperature') ? 0.8 : Number(form.temperature.value);
+  addSamples('base model', await sampleNames(model, { count: 12, seed: 7, temperature }), data.trainNames);
+  loaded = { model, data, base };
   setStatus('ready', `Ready. Base model validation loss on Pokémon names: ${base.toFixed(4)} (${names.length} names, ${split.train.length} for training).`);
   drawChart();
-
-  let stop = false;
   startBtn.textContent = 'Fine-tune';
   startBtn.disabled = false;
-  stopBtn.onclick = () => {
-    stop = true;
-  };
-  startBtn.onclick = async () => {
-    const method = form.method.value as AdapterMethod;
-    const steps = Math.max(1, Math.floor(Number(form.steps.value)));
-    const batch = Math.max(1, Math.floor(Number(form.batch.value)));
-    const lr = Number(form.lr.value);
-    const rank = Number(form.rank.value);
-    const blocks = Number(form.blocks.value);
-    const temperature = Number(form.temperature.value) || 0.8;
-    const label = `${methodInfo(method).label} r${methodInfo(method).rankFor(rank)}${method === 'bora' || method === 'melora' ? ` b${blocks}` : ''} (run ${state.runs.length + 1})`;
-    const run: RunView = { label, method, losses: [], samples: [] };
-    state.runs.push(run);
-    stop = false;
-    startBtn.disabled = true;
-    stopBtn.disabled = false;
-    setStatus('running', `${label}: compiling kernels…`);
-    try {
-      const result = await finetune(
-        model,
-        data,
-        {
-          method, rank, scale: 2, blocks, steps, batch, lr, warmup: Math.round(steps / 10), minRatio: 0.1, clip: 1, seed: 1, logEvery: 5, temperature,
-          onStage: (stage) => setStatus('running', `${label}: ${stage}…`),
-        },
-        (p) => {
-          run.losses = p.losses.slice();
-          const tail = p.losses.slice(-10);
-          const loss = tail.reduce((a, [, l]) => a + l, 0) / tail.length;
-          setStatus('running', `${label}: step ${p.step}/${steps}, loss ${loss.toFixed(4)}, ${p.msPerStep.toFixed(1)} ms/step`);
-          drawChart();
-        },
-        () => stop,
-      );
-      run.result = result;
-      run.losses = result.losses;
-      run.validationLoss = result.validationLoss;
-      run.samples = result.samples;
-      drawChart();
-      addRunRow(run, data.trainNames, model.moduleShapes);
-      setStatus('done', `${label}: done, ${result.steps} steps; validation loss ${result.validationLoss.toFixed(4)} (base ${base.toFixed(4)}).`);
-    } catch (e) {
-      fail(`Fine-tuning failed: ${(e as Error).message}`);
-      return;
-    } finally {
-      stopBtn.disabled = true;
-    }
-    startBtn.disabled = false;
-  };
-  if (params.get('autostart') === '1') startBtn.click();
+  if (params.get('autostart') === '1') await startRun();
+  else {
+    // URL presets are checked at once, so a bad one shows beside its field before anyone presses Start.
+    const { errors } = checkForm(model.moduleShapes);
+    showErrors(errors);
+  }
 }
 
 main().catch((e) => fail(`The demo failed to start: ${(e as Error).message}`));

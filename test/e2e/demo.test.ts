@@ -1,8 +1,10 @@
 // End to end: builds the demo with Vite, serves it on localhost, and drives Debian's Chromium
 // (headless, WebGPU on its bundled SwiftShader) through a short fine-tune with playwright-core.
-// Asserts that the loss falls, that sampled names appear and that the downloaded adapter files
-// decode; checks the no-WebGPU message, and saves a screenshot (test/e2e/artifacts/demo.png, or
-// $E2E_ARTIFACTS/demo.png).
+// Asserts that the loss falls, that sampled names appear, that the downloaded adapter files
+// decode and that the legend fits; that bad settings are refused beside their fields without
+// starting a run; that a failed run leaves the page usable for the next; that the learning rate
+// follows the method; and checks the no-WebGPU message. Saves screenshots (demo.png after a run,
+// demo-empty.png, demo-field-error.png) to test/e2e/artifacts/, or $E2E_ARTIFACTS.
 //
 // Needs /usr/bin/chromium (or $CHROMIUM_PATH): `apt-get install chromium` on Debian. Without it
 // the test fails and says so: CI installs it.
@@ -40,6 +42,8 @@ const TYPES: Record<string, string> = {
 interface DemoState {
   status: string;
   message: string;
+  fieldErrors: Record<string, string>;
+  failNextRun?: string;
   device?: string;
   baseValidationLoss?: number;
   runs: { label: string; losses: [number, number][]; validationLoss?: number; samples: string[] }[];
@@ -106,11 +110,19 @@ describe('e2e: in-browser fine-tuning demo in headless Chromium', function () {
     return { page, errors };
   }
 
+  /** Waits until the model has loaded (or the page has given up) and returns the state. */
+  async function ready(page: Page): Promise<DemoState> {
+    await page.waitForFunction(() => (window as unknown as { __demo: DemoState }).__demo.status !== 'loading', undefined, { timeout: 120_000, polling: 200 });
+    return page.evaluate(() => (window as unknown as { __demo: DemoState }).__demo);
+  }
+
+  const demoState = (page: Page) => page.evaluate(() => (window as unknown as { __demo: DemoState }).__demo);
+
   it('fine-tunes with LoRA on WebGPU: the loss falls and sampled names appear', async () => {
     const steps = 60;
     const { page, errors } = await open(`method=lora&steps=${steps}&batch=64&lr=0.02&autostart=1`);
     await page.waitForFunction(
-      () => ['done', 'error', 'no-webgpu'].includes((window as unknown as { __demo: DemoState }).__demo.status),
+      () => ['done', 'failed', 'error', 'no-webgpu'].includes((window as unknown as { __demo: DemoState }).__demo.status),
       undefined,
       { timeout: 480_000, polling: 500 },
     );
@@ -154,7 +166,7 @@ describe('e2e: in-browser fine-tuning demo in headless Chromium', function () {
     await page.fill('#steps', '8');
     await page.click('#start');
     await page.waitForFunction(
-      () => { const d = (window as unknown as { __demo: DemoState }).__demo; return d.runs.length === 2 && ['done', 'error'].includes(d.status); },
+      () => { const d = (window as unknown as { __demo: DemoState }).__demo; return d.runs.length === 2 && ['done', 'failed', 'error'].includes(d.status); },
       undefined,
       { timeout: 480_000, polling: 500 },
     );
@@ -162,6 +174,122 @@ describe('e2e: in-browser fine-tuning demo in headless Chromium', function () {
     expect(after.status, `BoRA run ended with: ${after.message} ${errors.join('; ')}`).to.equal('done');
     expect(after.runs[1].losses.length).to.equal(8);
     expect(await page.locator('#runs tbody tr').nth(1).locator('td').nth(3).textContent()).to.equal('32 / 32');
+    // Every legend label lies inside the chart: none is cut at the right edge.
+    const legend = await page.evaluate(() => {
+      const svg = document.querySelector('#chart svg') as SVGSVGElement;
+      const width = svg.viewBox.baseVal.width;
+      return [...svg.querySelectorAll('text.legend')].map((t) => {
+        const box = (t as SVGTextElement).getBBox();
+        return { text: t.textContent, right: box.x + box.width, width };
+      });
+    });
+    expect(legend.map((l) => l.text)).to.deep.equal(after.runs.map((r) => r.label));
+    for (const l of legend) expect(l.right, `legend '${l.text}' ends at ${l.right} of ${l.width}`).to.be.at.most(l.width);
+    await page.screenshot({ path: join(ARTIFACTS, 'demo.png'), fullPage: true });
+    await page.close();
+  });
+
+  it('shows an empty state, refuses bad settings beside their fields without starting a run, and sets the learning rate per method', async () => {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    const { page, errors } = await open('');
+    const first = await ready(page);
+    expect(first.status, first.message).to.equal('ready');
+    expect(first.fieldErrors).to.deep.equal({});
+    // Before any run the chart says what it will show and how to start, rather than empty axes.
+    expect(await page.locator('#chart svg text.empty').textContent()).to.match(/training loss of each run.*press Fine-tune/);
+    expect(await page.locator('#chart svg path').count()).to.equal(0);
+    await page.screenshot({ path: join(ARTIFACTS, 'demo-empty.png'), fullPage: true });
+
+    // The learning rate follows the method until the user types one.
+    expect(await page.inputValue('#lr')).to.equal('0.01');
+    await page.selectOption('#method', 'lorma-pi');
+    expect(await page.inputValue('#lr')).to.equal('0.003');
+    expect(await page.locator('#lr-note').textContent()).to.match(/0\.003 is LoRMA_π's default.*smaller rate/);
+    expect(await page.locator('#blocks').isDisabled(), 'blocks only apply to BoRA and MELoRA').to.equal(true);
+    await page.selectOption('#method', 'lora');
+    expect(await page.inputValue('#lr')).to.equal('0.01');
+    await page.fill('#lr', '0.02');
+    await page.selectOption('#method', 'lorma-plus');
+    expect(await page.inputValue('#lr'), 'an edited rate is kept').to.equal('0.02');
+    expect(await page.locator('#lr-note').getAttribute('class')).to.match(/warn/);
+    await page.click('#use-tuned-lr');
+    expect(await page.inputValue('#lr')).to.equal('0.003');
+    await page.selectOption('#method', 'bora');
+    expect(await page.inputValue('#lr'), 'after "use", the rate follows the method again').to.equal('0.01');
+
+    // Bad values: an error beside the field, no run, the buttons as they were.
+    const refused = async (field: string, value: string, pattern: RegExp) => {
+      await page.fill(`#${field}`, value);
+      await page.click('#start');
+      const s = await demoState(page);
+      expect(s.fieldErrors[field], `${field} = '${value}'`).to.match(pattern);
+      expect(s.runs.length, `no run starts with ${field} = '${value}'`).to.equal(0);
+      expect(s.status).to.equal('ready');
+      expect(await page.locator(`#${field}-error`).isVisible()).to.equal(true);
+      expect(await page.locator(`#${field}-error`).textContent()).to.equal(s.fieldErrors[field]);
+      expect(await page.locator(`#${field}`).getAttribute('aria-invalid')).to.equal('true');
+      expect(await page.locator('#start').isEnabled()).to.equal(true);
+      expect(await page.locator('#nogpu').isVisible()).to.equal(false);
+    };
+    await refused('lr', '', /^Enter a learning rate, e\.g\. 0\.01/);
+    await refused('lr', '0', /^Must be above 0 and at most 1; got 0/);
+    await refused('steps', '0', /^Must be a whole number from 1 to 5000; got 0/);
+    await refused('steps', '2.5', /whole number.*got 2\.5/);
+    await refused('batch', '', /^Enter a whole number from 1 to 1024/);
+    await refused('temperature', '9', /^Must be from 0\.1 to 2; got 9/);
+    await page.screenshot({ path: join(ARTIFACTS, 'demo-field-error.png'), fullPage: true });
+    // Fixing a field clears its error as it is typed.
+    await page.fill('#steps', '20');
+    expect(await page.locator('#steps-error').isVisible()).to.equal(false);
+    expect((await demoState(page)).fieldErrors.steps).to.equal(undefined);
+    expect(await page.locator('#chart svg text.empty').count(), 'still the empty state').to.equal(1);
+    expect(errors).to.deep.equal([]);
+    await page.close();
+
+    // A bad URL preset with autostart: shown beside its field, and no run starts.
+    const bad = await open('method=lora&steps=0&autostart=1');
+    const s = await ready(bad.page);
+    expect(s.status, s.message).to.equal('ready');
+    expect(s.runs.length).to.equal(0);
+    expect(s.fieldErrors.steps).to.match(/whole number from 1 to 5000; got 0/);
+    expect(await bad.page.locator('#steps-error').isVisible()).to.equal(true);
+    await bad.page.close();
+  });
+
+  it('a failed run leaves the page usable, and the next run completes', async () => {
+    const steps = 10;
+    const { page, errors } = await open(`method=lora&steps=${steps}&batch=32&lr=0.02`);
+    expect((await ready(page)).status).to.equal('ready');
+    // The page refuses every setting the library would reject, so the failure is injected: the
+    // run throws at its first progress report, after its adapters and kernels exist.
+    await page.evaluate(() => {
+      (window as unknown as { __demo: DemoState }).__demo.failNextRun = 'injected failure for the test';
+    });
+    await page.click('#start');
+    await page.waitForFunction(() => ['done', 'failed', 'error'].includes((window as unknown as { __demo: DemoState }).__demo.status), undefined, { timeout: 300_000, polling: 250 });
+    const failed = await demoState(page);
+    expect(failed.status, failed.message).to.equal('failed');
+    expect(failed.message).to.match(/LoRA r4 \(run 1\) failed: injected failure for the test/);
+    expect(failed.runs.length, 'the failed run is taken out').to.equal(0);
+    expect(await page.locator('#status-box').getAttribute('class')).to.match(/failed/);
+    expect(await page.locator('#nogpu').isVisible(), 'not a page-wide failure').to.equal(false);
+    expect(await page.locator('#start').isEnabled()).to.equal(true);
+    expect(await page.locator('#stop').isDisabled()).to.equal(true);
+    expect(await page.locator('#runs tbody tr').count()).to.equal(0);
+
+    await page.click('#start');
+    await page.waitForFunction(() => ['done', 'failed', 'error'].includes((window as unknown as { __demo: DemoState }).__demo.status), undefined, { timeout: 300_000, polling: 250 });
+    const good = await demoState(page);
+    expect(good.status, `${good.message} ${errors.join('; ')}`).to.equal('done');
+    expect(good.runs.length).to.equal(1);
+    expect(good.runs[0].label).to.equal('LoRA r4 (run 1)');
+    expect(good.runs[0].losses.length).to.equal(steps);
+    expect(good.runs[0].losses.every(([, l]) => Number.isFinite(l)), 'every loss finite').to.equal(true);
+    expect(good.runs[0].validationLoss).to.be.a('number').and.below(good.baseValidationLoss!);
+    expect(await page.locator('#status-box').getAttribute('class')).to.not.match(/failed/);
+    expect(await page.locator('#runs tbody tr').count()).to.equal(1);
+    expect(await page.locator('#start').isEnabled()).to.equal(true);
+    expect(errors).to.deep.equal([]);
     await page.close();
   });
 
@@ -170,8 +298,16 @@ describe('e2e: in-browser fine-tuning demo in headless Chromium', function () {
     await page.waitForFunction(() => (window as unknown as { __demo: DemoState }).__demo.status === 'no-webgpu', undefined, { timeout: 30_000 });
     const box = page.locator('#nogpu');
     expect(await box.isVisible()).to.equal(true);
-    expect(await box.textContent()).to.match(/no WebGPU/);
+    const text = (await box.textContent()) ?? '';
+    expect(text).to.match(/no WebGPU/);
+    // Advice for a browser user: which browsers ship it, the flag that enables it, the secure context.
+    expect(text).to.match(/Chrome and Edge 113/);
+    expect(text).to.match(/Safari/);
+    expect(text).to.include('chrome://flags/#enable-unsafe-webgpu');
+    expect(text).to.match(/secure context.*https.*localhost/);
+    expect(text, 'no Node or Linux set-up advice in a browser').to.not.match(/apt-get|npm|mesa|lavapipe/i);
     expect(await page.locator('#start').isDisabled()).to.equal(true);
+    expect(await page.locator('#chart svg text.empty').textContent()).to.match(/cannot train here/);
     await page.close();
   });
 });
