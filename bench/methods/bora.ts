@@ -2,7 +2,7 @@
 // (none for MELoRA), so a step should cost about LoRA's. `compareWithLora` takes the ratios from
 // interleaved runs in one process (the machine is shared; see docs/bora.md for the figures).
 
-import { boraBackward, boraFlops, boraForward, boraParamCount, boraSigma, type BoraMode } from '../../src/bora.js';
+import { boraBackward, boraFlops, boraForward, boraParamCount, boraSigma, type BoraParams, type BoraVariant } from '../../src/methods/bora/index.js';
 import { kaimingUniform, uniform } from '../../src/random.js';
 import type { Context } from '../../src/runtime.js';
 import { timeEncoded } from '../timing.js';
@@ -14,7 +14,7 @@ export interface BoraBenchOptions {
   saveZS?: boolean;
 }
 
-export async function setupBora(ctx: Context, mode: BoraMode, shape: BenchShape, opts: BoraBenchOptions = {}): Promise<BenchInstance> {
+export async function setupBora(ctx: Context, variant: BoraVariant, shape: BenchShape, opts: BoraBenchOptions = {}): Promise<BenchInstance> {
   const { T, n, m, r } = shape;
   const blocks = shape.b ?? 1;
   const saveZS = opts.saveZS ?? true;
@@ -24,7 +24,7 @@ export async function setupBora(ctx: Context, mode: BoraMode, shape: BenchShape,
   const a = ctx.upload(kaimingUniform(r * n, n, 3), [r, n], 'f32', 'a');
   const b = ctx.upload(uniform(m * r, 0.01, 4), [m, r], 'f32', 'b');
   const g = ctx.upload(uniform(T * m, 1, 5), [T, m], 'f32', 'g');
-  const sigma = mode === 'bora' ? ctx.upload(kaimingUniform(blocks * blocks * r, n, 6), [blocks, blocks, r], 'f32', 'sigma') : undefined;
+  const sigma = variant === 'bora' ? ctx.upload(kaimingUniform(blocks * blocks * r, n, 6), [blocks, blocks, r], 'f32', 'sigma') : undefined;
   const sig = sigma ? await boraSigma(ctx, { sigma }) : undefined;
   const y = ctx.tensor([T, m], 'f32', 'y');
   const z = saveZS ? ctx.tensor([T, blocks * r], 'f32', 'z') : undefined;
@@ -33,14 +33,17 @@ export async function setupBora(ctx: Context, mode: BoraMode, shape: BenchShape,
   const da = ctx.tensor([r, n], 'f32', 'da');
   const db = ctx.tensor([m, r], 'f32', 'db');
   const dsigma = sigma ? ctx.tensor([blocks, blocks, r], 'f32', 'dsigma') : undefined;
-  const p = { w0, a, b, blocks, scale: 2, mode, sigma, sigmaEff: sig };
+  const p: BoraParams = sigma && sig ? { w0, a, b, blocks, scale: 2, sigma, sigmaEff: sig } : { variant: 'melora', w0, a, b, blocks, scale: 2 };
   // Σ is computed once per step, at the start of the forward; the backward reuses it.
   const fwd = (adapterOnly: boolean) => async (enc: GPUCommandEncoder) => {
     if (sigma && sig) await boraSigma(ctx, { sigma, out: sig }, { encoder: enc });
     await boraForward(ctx, { ...p, x, y, z, s }, { encoder: enc, adapterOnly });
   };
-  const bwd = (adapterOnly: boolean) => async (enc: GPUCommandEncoder) =>
-    void (await boraBackward(ctx, { ...p, x, g, z, s, dx, da, db, dsigma }, { encoder: enc, adapterOnly }));
+  const bwd = (adapterOnly: boolean) => async (enc: GPUCommandEncoder) => {
+    const grads = { x, g, z, s, dx, da, db };
+    if (p.variant === 'melora') await boraBackward(ctx, { ...p, ...grads }, { encoder: enc, adapterOnly });
+    else await boraBackward(ctx, { ...p, ...grads, dsigma }, { encoder: enc, adapterOnly });
+  };
   const forward = fwd(false);
   const backward = bwd(false);
   await ctx.encode(undefined, async (enc) => {
@@ -48,7 +51,7 @@ export async function setupBora(ctx: Context, mode: BoraMode, shape: BenchShape,
     await backward(enc);
   });
   await ctx.sync();
-  const f = boraFlops(T, n, m, r, blocks, mode);
+  const f = boraFlops(T, { n, m, r, blocks, variant });
   return {
     encode: {
       forward,
@@ -60,8 +63,9 @@ export async function setupBora(ctx: Context, mode: BoraMode, shape: BenchShape,
       adapterForward: fwd(true),
       adapterBackward: bwd(true),
     },
-    flops: f,
-    params: boraParamCount(n, m, r, blocks, mode),
+    // A training step is one forward and one backward.
+    flops: { ...f, step: f.forward + f.backward },
+    params: boraParamCount({ n, m, r, blocks, variant }),
     bytes: ctx.allocations.liveBytes - before,
     destroy() {
       for (const t of [x, w0, a, b, g, sigma, sig?.eff, sig?.mu, y, z, s, dx, da, db, dsigma]) t?.destroy();
@@ -92,13 +96,13 @@ export interface Comparison {
 export async function compareWithLora(
   ctx: Context,
   shape: BenchShape,
-  opts: { mode?: BoraMode; rounds?: number; reps?: number; saveZS?: boolean; phases?: (Phase | 'adapterStep')[] } = {},
+  opts: { variant?: BoraVariant; rounds?: number; reps?: number; saveZS?: boolean; phases?: (Phase | 'adapterStep')[] } = {},
 ): Promise<Comparison[]> {
   const rounds = opts.rounds ?? 5;
   const reps = opts.reps ?? 3;
   const phases = opts.phases ?? ['step', 'adapterStep', 'forward', 'backward', 'adapterForward', 'adapterBackward'];
   const base = await lora.setup(ctx, shape);
-  const other = await setupBora(ctx, opts.mode ?? 'bora', shape, { saveZS: opts.saveZS });
+  const other = await setupBora(ctx, opts.variant ?? 'bora', shape, { saveZS: opts.saveZS });
   const encoder = (inst: BenchInstance, phase: Phase | 'adapterStep') =>
     phase === 'adapterStep'
       ? async (enc: GPUCommandEncoder) => {

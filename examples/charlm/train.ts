@@ -64,7 +64,7 @@ export async function train(
   let read = 0;
   let t0 = 0;
   const readBack = async (upTo: number) => {
-    const all = await ctx.readF32(history);
+    const all = await ctx.read(history);
     for (; read < upTo; read++) losses.push([read + 1, all[read]]);
   };
   try {
@@ -94,6 +94,10 @@ export async function train(
     if (read < done) await readBack(done);
     const steps = opt.stepCount;
     return { losses, msPerStep: steps > 1 ? (performance.now() - t0) / (steps - 1) : 0, optimizer: opt };
+  } catch (e) {
+    // The caller gets the optimizer only from a finished run; a failed one frees its state here.
+    opt.destroy();
+    throw e;
   } finally {
     history.destroy();
   }
