@@ -21,7 +21,17 @@ import { ensureNavigatorGpu } from './peers/common.js';
 const ALL_PHASES: readonly Phase[] = ['adapterForward', 'adapterBackward', 'forward', 'backward', 'step'];
 
 function parse(argv: string[]) {
-  const o = { methods: ['lora', 'sbora-fa'], phases: ['adapterForward'] as Phase[], T: 64, n: 768, r: 8, b: 4, rounds: 9, calls: 16, json: undefined as string | undefined };
+  const o = {
+    methods: ['lora', 'sbora-fa'],
+    phases: ['adapterForward'] as Phase[],
+    T: 64,
+    n: 768,
+    r: 8,
+    b: 4,
+    rounds: 9,
+    calls: 16,
+    json: undefined as string | undefined,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[++i];
@@ -68,9 +78,13 @@ async function main() {
         const method = names[(k + round) % names.length];
         const encode = inst.get(method)!.encode[phase];
         if (!encode) continue;
-        const t = await timeEncoded(ctx, async (enc) => {
-          for (let c = 0; c < o.calls; c++) await encode(enc);
-        }, { warmup: round === 0 ? 2 : 1, reps: 1 });
+        const t = await timeEncoded(
+          ctx,
+          async (enc) => {
+            for (let c = 0; c < o.calls; c++) await encode(enc);
+          },
+          { warmup: round === 0 ? 2 : 1, reps: 1 },
+        );
         const list = samples.get(key(method, phase)) ?? [];
         list.push({ gpu: t.medianMs / o.calls, cpu: t.cpuMs == null ? null : t.cpuMs / o.calls });
         samples.set(key(method, phase), list);
@@ -79,7 +93,9 @@ async function main() {
   }
   const base = names[0];
   const rows: Record<string, unknown>[] = [];
-  console.log(`# ${names.join(' vs ')}: T=${o.T} n=m=${o.n} r=${o.r} b=${o.b}; ${o.rounds} rounds x ${o.calls} calls; ${ctx.adapterInfo.description || ctx.adapterInfo.vendor}; load ${load0.toFixed(1)}→${loadavg()[0].toFixed(1)}; ${new Date().toISOString()}`);
+  console.log(
+    `# ${names.join(' vs ')}: T=${o.T} n=m=${o.n} r=${o.r} b=${o.b}; ${o.rounds} rounds x ${o.calls} calls; ${ctx.adapterInfo.description || ctx.adapterInfo.vendor}; load ${load0.toFixed(1)}→${loadavg()[0].toFixed(1)}; ${new Date().toISOString()}`,
+  );
   console.log('| phase | method | GPU ms (median) | ratio (median per round) | worker CPU ms (median) | CPU ratio (of totals) |');
   console.log('|---|---|---|---|---|---|');
   for (const phase of o.phases) {
@@ -96,10 +112,16 @@ async function main() {
       const total = (xs: Sample[]) => xs.reduce((a, x) => a + x.cpu!, 0);
       const cpuRatio = cpuOk ? total(s) / Math.max(total(ref), 1e-9) : null;
       rows.push({ phase, method, baseline: base, ...shape, gpuMs: gpu, gpuRatio, cpuMs: cpu, cpuRatio, samples: s });
-      console.log(`| ${phase} | ${method} | ${gpu.toFixed(2)} | ${gpuRatio.toFixed(2)} | ${cpu === null ? '–' : cpu.toFixed(2)} | ${cpuRatio === null ? '–' : cpuRatio.toFixed(2)} |`);
+      console.log(
+        `| ${phase} | ${method} | ${gpu.toFixed(2)} | ${gpuRatio.toFixed(2)} | ${cpu === null ? '–' : cpu.toFixed(2)} | ${cpuRatio === null ? '–' : cpuRatio.toFixed(2)} |`,
+      );
     }
   }
-  if (o.json) writeFileSync(o.json, JSON.stringify({ date: new Date().toISOString(), device: ctx.adapterInfo, rounds: o.rounds, calls: o.calls, rows }, null, 2));
+  if (o.json)
+    writeFileSync(
+      o.json,
+      JSON.stringify({ date: new Date().toISOString(), device: ctx.adapterInfo, rounds: o.rounds, calls: o.calls, rows }, null, 2),
+    );
   for (const i of inst.values()) i.destroy();
   ctx.destroy();
 }

@@ -13,10 +13,11 @@ import { cpus, loadavg } from 'node:os';
 import { SingleBar, Presets } from 'cli-progress';
 import { Context } from '../src/runtime.js';
 import { matmul } from '../src/ops/matmul.js';
-import { loraBackward, loraForward } from '../src/lora.js';
+import { loraBackward, loraForward } from '../src/methods/lora/index.js';
+import * as boraFamily from '../src/methods/bora/index.js';
 import { relativeError } from '../src/reference/linalg.js';
 import { timeEncoded } from './timing.js';
-import { loadMethods, type Unavailable } from './methods/index.js';
+import { BLOCK_METHODS, loadMethods, type Unavailable } from './methods/index.js';
 import type { BenchMethod, BenchShape, Phase } from './methods/types.js';
 import { ensureNavigatorGpu, peerInputs, summarize, type Peer, type PeerInputs, type PeerMethod, type PeerPhase } from './peers/common.js';
 import { oursAgainst, writeReport, type BenchRow, type BenchResult, type Check } from './report.js';
@@ -66,13 +67,15 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--list') o.list = true;
     else if (a === '--sizes') {
       o.sizes = next().split(',').map(Number);
-      for (const v of o.sizes) if (![768, 1024, 4096].includes(v)) throw new Error(`bench: --sizes takes 768, 1024 and/or 4096 (the --full sizes), got ${v}`);
-    }
-    else if (a === '--T' || a === '--n' || a === '--r' || a === '--b') {
+      for (const v of o.sizes)
+        if (![768, 1024, 4096].includes(v)) throw new Error(`bench: --sizes takes 768, 1024 and/or 4096 (the --full sizes), got ${v}`);
+    } else if (a === '--T' || a === '--n' || a === '--r' || a === '--b') {
       const key = a.slice(2) as 'T' | 'n' | 'r' | 'b';
       custom[key] = int(a);
     } else if (a === '--help' || a === '-h') {
-      console.log('usage: npm run bench -- [--full [--sizes 768,1024,4096]] [--json FILE] [--out DIR (default bench/results)] [--docs (write docs/benchmarks instead)] [--reps N] [--warmup N] [--methods a,b] [--no-peers] [--T N --n N --r N --b N]');
+      console.log(
+        'usage: npm run bench -- [--full [--sizes 768,1024,4096]] [--json FILE] [--out DIR (default bench/results)] [--docs (write docs/benchmarks instead)] [--reps N] [--warmup N] [--methods a,b] [--no-peers] [--T N --n N --r N --b N]',
+      );
       process.exit(0);
     } else throw new Error(`bench: unknown option ${a}`);
   }
@@ -90,8 +93,6 @@ interface Config {
   matmul: boolean;
 }
 
-const BLOCK_METHODS = new Set(['bora', 'melora']);
-
 function configs(o: Options): Config[] {
   if (o.custom) {
     const n = o.custom.n ?? 768;
@@ -101,7 +102,11 @@ function configs(o: Options): Config[] {
   if (!o.full) return [{ shape: { T: 128, n: 768, m: 768, r: 8, b: 4 }, peers: true, blockOnly: false, matmul: true }];
   const out: Config[] = [];
   // T chosen to fit lavapipe: at n = 4096 one base product is already 2·64·4096² ≈ 2.1 GFLOP.
-  for (const [n, T] of [[768, 256], [1024, 256], [4096, 64]] as const) {
+  for (const [n, T] of [
+    [768, 256],
+    [1024, 256],
+    [4096, 64],
+  ] as const) {
     if (o.sizes && !o.sizes.includes(n)) continue;
     for (const r of [8, 16, 32]) {
       for (const b of [4, 8, 16]) {
@@ -126,7 +131,12 @@ async function main() {
   const o = parseArgs(process.argv.slice(2));
   if (o.list) {
     for (const c of configs(o)) {
-      console.log(JSON.stringify(c.shape), c.blockOnly ? 'bora/melora only' : 'all methods', c.matmul ? '+ matmul variants' : '', c.peers && !c.blockOnly ? '+ peers' : '');
+      console.log(
+        JSON.stringify(c.shape),
+        c.blockOnly ? 'bora/melora only' : 'all methods',
+        c.matmul ? '+ matmul variants' : '',
+        c.peers && !c.blockOnly ? '+ peers' : '',
+      );
     }
     return;
   }
@@ -156,9 +166,13 @@ async function main() {
   }, 0);
   // A bar on a terminal; plain lines in logs and CI (and with --no-progress), so a long --full
   // run still says where it is.
-  const bar = o.progress && process.stderr.isTTY
-    ? new SingleBar({ format: 'bench {bar} {percentage}% | {value}/{total} | {task}', hideCursor: true, clearOnComplete: false, stream: process.stderr }, Presets.shades_classic)
-    : null;
+  const bar =
+    o.progress && process.stderr.isTTY
+      ? new SingleBar(
+          { format: 'bench {bar} {percentage}% | {value}/{total} | {task}', hideCursor: true, clearOnComplete: false, stream: process.stderr },
+          Presets.shades_classic,
+        )
+      : null;
   bar?.start(total, 0, { task: 'starting' });
   let done = 0;
   const benchStart = Date.now();
@@ -189,9 +203,23 @@ async function main() {
         const t = await timeEncoded(ctx, (enc) => matmul(ctx, { a: x, b: w0, c: y, M: T, N: m, K: n, transB: true }, enc), timing);
         rows.push({
           method: variant === defaultVariant ? 'matmul' : `matmul-${variant}`,
-          impl: 'peft-wgsl', phase: 'matmul', T, n, m, r: null, b: null,
-          medianMs: t.medianMs, minMs: t.minMs, maxMs: t.maxMs, flops: 2 * T * m * n, params: 0,
-          bytes: (T * n + m * n + T * m) * 4, device, clock: t.clock, cpuMs: t.cpuMs ?? null, variant,
+          impl: 'peft-wgsl',
+          phase: 'matmul',
+          T,
+          n,
+          m,
+          r: null,
+          b: null,
+          medianMs: t.medianMs,
+          minMs: t.minMs,
+          maxMs: t.maxMs,
+          flops: 2 * T * m * n,
+          params: 0,
+          bytes: (T * n + m * n + T * m) * 4,
+          device,
+          clock: t.clock,
+          cpuMs: t.cpuMs ?? null,
+          variant,
         });
         tick(`matmul ${variant} ${tag}`);
       }
@@ -229,7 +257,8 @@ async function main() {
     try {
       for (let rep = 0; rep < timing.reps; rep++) {
         // The bar's task line shows each (method, phase, rep); plain output says where the reps are.
-        if (!bar) console.error(`bench rep ${rep + 1}/${timing.reps} of ${live.length} methods ${tag} (${((Date.now() - benchStart) / 1000).toFixed(0)} s)`);
+        if (!bar)
+          console.error(`bench rep ${rep + 1}/${timing.reps} of ${live.length} methods ${tag} (${((Date.now() - benchStart) / 1000).toFixed(0)} s)`);
         for (let i = 0; i < live.length; i++) {
           const { method, inst } = live[(i + rep) % live.length];
           for (const phase of PHASES) {
@@ -257,9 +286,23 @@ async function main() {
           if (g && !failed.has(key(method.method, phase))) {
             const t = summarize(g.samples, g.clock, g.cpu);
             rows.push({
-              method: method.method, impl: 'peft-wgsl', phase, T, n, m, r, b,
-              medianMs: t.medianMs, minMs: t.minMs, maxMs: t.maxMs,
-              flops: inst.flops[phase] ?? null, params: inst.params, bytes: inst.bytes, device, clock: t.clock, cpuMs: t.cpuMs ?? null,
+              method: method.method,
+              impl: 'peft-wgsl',
+              phase,
+              T,
+              n,
+              m,
+              r,
+              b,
+              medianMs: t.medianMs,
+              minMs: t.minMs,
+              maxMs: t.maxMs,
+              flops: inst.flops[phase] ?? null,
+              params: inst.params,
+              bytes: inst.bytes,
+              device,
+              clock: t.clock,
+              cpuMs: t.cpuMs ?? null,
             });
           }
           tick(`${method.method} ${phase}${inst.encode[phase] ? '' : ' n/a'} ${tag}`);
@@ -284,7 +327,13 @@ async function main() {
           ? (enc: GPUCommandEncoder) => matmul(ctx, { a: mx, b: mw0, c: my, M: T, N: m, K: n, transB: true }, enc)
           : live.find((l) => l.method.method === pm)?.inst.encode[pp as Phase];
       for (const peer of peers) {
-        for (const [pm, pp] of [['matmul', 'matmul'], ['lora', 'forward'], ['lora', 'backward'], ['bora', 'forward'], ['bora', 'backward']] as [PeerMethod, PeerPhase][]) {
+        for (const [pm, pp] of [
+          ['matmul', 'matmul'],
+          ['lora', 'forward'],
+          ['lora', 'backward'],
+          ['bora', 'forward'],
+          ['bora', 'backward'],
+        ] as [PeerMethod, PeerPhase][]) {
           bar?.update({ task: `${peer.impl} ${pm} ${pp} ${tag}` });
           try {
             const ourEnc = ourEncoder(pm, pp);
@@ -313,14 +362,48 @@ async function main() {
             const errs: Record<string, number> = {};
             if (ref) for (const [k, v] of Object.entries(res.outputs)) if (ref[k]) errs[k] = relativeError(v, ref[k]);
             const worst = Object.values(errs).length ? Math.max(...Object.values(errs)) : null;
-            checks.push({ impl: peer.impl, method: pm, phase: pp, T, n, m, r, b, relErr: errs, worst, against: ref ? 'peft-wgsl' : 'none (our kernel unavailable)' });
-            const ourRow = rows.find((x) => x.impl === 'peft-wgsl' && x.T === T && x.n === n && x.phase === pp && (pm === 'matmul' ? x.method === 'matmul' : x.method === pm && x.r === r && (pm !== 'bora' || x.b === b)));
+            checks.push({
+              impl: peer.impl,
+              method: pm,
+              phase: pp,
+              T,
+              n,
+              m,
+              r,
+              b,
+              relErr: errs,
+              worst,
+              against: ref ? 'peft-wgsl' : 'none (our kernel unavailable)',
+            });
+            const ourRow = rows.find(
+              (x) =>
+                x.impl === 'peft-wgsl' &&
+                x.T === T &&
+                x.n === n &&
+                x.phase === pp &&
+                (pm === 'matmul' ? x.method === 'matmul' : x.method === pm && x.r === r && (pm !== 'bora' || x.b === b)),
+            );
             rows.push({
-              method: pm, impl: peer.impl, phase: pp, T, n, m, r: pm === 'matmul' ? null : r, b: pm === 'bora' ? b : null,
-              medianMs: res.timing.medianMs, minMs: res.timing.minMs, maxMs: res.timing.maxMs,
-              flops: ourRow?.flops ?? peerFlops(pm, pp, inp), params: pm === 'matmul' ? 0 : ourRow?.params ?? null, bytes: null,
-              device: peer.device, clock: res.timing.clock, cpuMs: res.timing.cpuMs ?? null, relErr: worst,
-              pairedOursMs: paired?.medianMs ?? null, pairedOursCpuMs: paired?.cpuMs ?? null,
+              method: pm,
+              impl: peer.impl,
+              phase: pp,
+              T,
+              n,
+              m,
+              r: pm === 'matmul' ? null : r,
+              b: pm === 'bora' ? b : null,
+              medianMs: res.timing.medianMs,
+              minMs: res.timing.minMs,
+              maxMs: res.timing.maxMs,
+              flops: ourRow?.flops ?? peerFlops(pm, pp, inp),
+              params: pm === 'matmul' ? 0 : (ourRow?.params ?? null),
+              bytes: null,
+              device: peer.device,
+              clock: res.timing.clock,
+              cpuMs: res.timing.cpuMs ?? null,
+              relErr: worst,
+              pairedOursMs: paired?.medianMs ?? null,
+              pairedOursCpuMs: paired?.cpuMs ?? null,
             });
           } catch (e) {
             failures.push({ method: `${peer.impl}:${pm}`, shape: sh, error: `${pp}: ${(e as Error).message.split('\n')[0]}` });
@@ -373,11 +456,22 @@ function dirnameOf(p: string): string {
 function finishRows(rows: BenchRow[]): BenchRow[] {
   for (const row of rows) {
     row.gflops = row.flops ? row.flops / row.medianMs / 1e6 : null;
-    const loraRow = rows.find((x) => x.method === 'lora' && x.impl === row.impl && x.phase === row.phase && x.T === row.T && x.n === row.n && x.r === row.r);
+    const loraRow = rows.find(
+      (x) => x.method === 'lora' && x.impl === row.impl && x.phase === row.phase && x.T === row.T && x.n === row.n && x.r === row.r,
+    );
     row.vsLora = loraRow && row.r !== null ? row.medianMs / loraRow.medianMs : null;
     row.vsLoraCpu = loraRow?.cpuMs && row.cpuMs && row.r !== null ? row.cpuMs / loraRow.cpuMs : null;
     if (row.impl !== 'peft-wgsl') {
-      const ours = rows.find((x) => x.impl === 'peft-wgsl' && x.method === row.method && x.phase === row.phase && x.T === row.T && x.n === row.n && x.r === row.r && x.b === row.b);
+      const ours = rows.find(
+        (x) =>
+          x.impl === 'peft-wgsl' &&
+          x.method === row.method &&
+          x.phase === row.phase &&
+          x.T === row.T &&
+          x.n === row.n &&
+          x.r === row.r &&
+          x.b === row.b,
+      );
       const o = oursAgainst(row, ours);
       row.oursSpeedup = o.ms ? row.medianMs / o.ms : null;
       row.oursSpeedupCpu = o.cpu && row.cpuMs ? row.cpuMs / o.cpu : null;
@@ -386,7 +480,7 @@ function finishRows(rows: BenchRow[]): BenchRow[] {
   return rows;
 }
 
-/** KERNELS.md FLOPs for a peer whose method module is missing from this run. */
+/** Analytic FLOPs (docs/math.md) for a peer whose method module is missing from this run. */
 function peerFlops(method: PeerMethod, phase: PeerPhase, p: PeerInputs): number {
   const { T, n, m, r, b } = p;
   const base = 2 * m * n * T;
@@ -417,7 +511,7 @@ async function ourOutputs(ctx: Context, p: PeerInputs): Promise<Record<string, R
     held.push(d.dx, d.da, d.db);
     out['lora.backward'] = { dx: await ctx.readF32(d.dx), da: await ctx.readF32(d.da), db: await ctx.readF32(d.db) };
     try {
-      const bora = (await import(/* @vite-ignore */ '../src/bora.js')) as typeof import('../src/bora.js');
+      const bora = boraFamily;
       const sigma = ctx.upload(p.sigma, [b, b, r], 'f32', 'check.sigma');
       held.push(sigma);
       const bp = { w0, a, b: bm, blocks: b, scale: s, sigma };
@@ -441,7 +535,10 @@ function printSummary(res: BenchResult) {
   const fmt = (v: number | null | undefined, d = 2) => (v === null || v === undefined ? '—' : v.toFixed(d));
   console.log(`\n${res.mode} run on ${res.device} (${res.rows.length} rows)`);
   for (const row of res.rows) {
-    const extra = row.impl === 'peft-wgsl' ? `×LoRA ${fmt(row.vsLora)}` : `ours ${fmt(row.oursSpeedup)}× faster (cpu ${fmt(row.oursSpeedupCpu)}×), rel.err ${row.relErr === null || row.relErr === undefined ? '—' : row.relErr.toExponential(1)}`;
+    const extra =
+      row.impl === 'peft-wgsl'
+        ? `×LoRA ${fmt(row.vsLora)}`
+        : `ours ${fmt(row.oursSpeedup)}× faster (cpu ${fmt(row.oursSpeedupCpu)}×), rel.err ${row.relErr === null || row.relErr === undefined ? '—' : row.relErr.toExponential(1)}`;
     console.log(
       `${row.method.padEnd(14)} ${row.impl.padEnd(13)} ${row.phase.padEnd(9)} T=${row.T} n=${row.n} r=${row.r ?? '-'} b=${row.b ?? '-'}  ` +
         `${fmt(row.medianMs, 1).padStart(8)} ms (cpu ${fmt(row.cpuMs, 0)})  ${fmt(row.gflops).padStart(6)} GFLOP/s  ${extra}`,

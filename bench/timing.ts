@@ -21,7 +21,6 @@ export interface Timing {
   cpuMs?: number | null;
 }
 
-
 /** CPU milliseconds used so far by every thread of this process except the main one (Linux). */
 export function workerCpuMs(): number | null {
   try {

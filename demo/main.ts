@@ -143,7 +143,7 @@ function checkSelect(el: HTMLSelectElement, what: string): string | undefined {
 function checkField(id: FieldId): string | undefined {
   switch (id) {
     case 'method':
-      return known(form.method.value) ? undefined : checkSelect(form.method, 'a method') ?? `Choose a method.`;
+      return known(form.method.value) ? undefined : (checkSelect(form.method, 'a method') ?? `Choose a method.`);
     case 'rank':
       return checkSelect(form.rank, 'a rank');
     case 'blocks':
@@ -320,7 +320,13 @@ function drawChart(): void {
       return [x, w.reduce((a, [, y]) => a + y, 0) / w.length];
     }),
   }));
-  $('chart').innerHTML = lossChartSvg(series, { title: 'Training loss (10-step mean)', xLabel: 'step', yLabel: 'cross-entropy (nats)', height: 340, empty: emptyChartText() });
+  $('chart').innerHTML = lossChartSvg(series, {
+    title: 'Training loss (10-step mean)',
+    xLabel: 'step',
+    yLabel: 'cross-entropy (nats)',
+    height: 340,
+    empty: emptyChartText(),
+  });
 }
 
 function download(name: string, data: Uint8Array | string, type: string): void {
@@ -407,7 +413,9 @@ function noWebGpuMessage(): Node[] {
     li.append(...parts);
     list.append(li);
   };
-  item('WebGPU ships, on by default, in Chrome and Edge 113 or newer on Windows, macOS and ChromeOS (121 or newer on Android), in Safari 26 on macOS, iOS and iPadOS, and in Firefox 141 or newer on Windows.');
+  item(
+    'WebGPU ships, on by default, in Chrome and Edge 113 or newer on Windows, macOS and ChromeOS (121 or newer on Android), in Safari 26 on macOS, iOS and iPadOS, and in Firefox 141 or newer on Windows.',
+  );
   item(
     'Elsewhere (Chrome or Edge on Linux, older versions) switch it on: open ',
     code('chrome://flags/#enable-unsafe-webgpu'),
@@ -473,7 +481,19 @@ async function startRun(): Promise<void> {
       model,
       data,
       {
-        method, rank, scale: 2, blocks, steps, batch, lr, warmup: Math.round(steps / 10), minRatio: 0.1, clip: 1, seed: 1, logEvery: 5, temperature,
+        method,
+        rank,
+        scale: 2,
+        blocks,
+        steps,
+        batch,
+        lr,
+        warmup: Math.round(steps / 10),
+        minRatio: 0.1,
+        clip: 1,
+        seed: 1,
+        logEvery: 5,
+        temperature,
         onStage: (stage) => setStatus('running', `${label}: ${stage}…`),
       },
       (p) => {
@@ -548,7 +568,10 @@ async function main(): Promise<void> {
   const temperature = checkField('temperature') ? 0.8 : Number(form.temperature.value);
   addSamples('base model', await sampleNames(model, { count: 12, seed: 7, temperature }), data.trainNames);
   loaded = { model, data, base };
-  setStatus('ready', `Ready. Base model validation loss on Pokémon names: ${base.toFixed(4)} (${names.length} names, ${split.train.length} for training).`);
+  setStatus(
+    'ready',
+    `Ready. Base model validation loss on Pokémon names: ${base.toFixed(4)} (${names.length} names, ${split.train.length} for training).`,
+  );
   drawChart();
   startBtn.textContent = 'Fine-tune';
   startBtn.disabled = false;

@@ -39,5 +39,4 @@ try {
   advice(`requestDevice failed: ${e.message}`);
 }
 // Keep `gpu` referenced until here: Dawn crashes if it is collected while devices live.
-void gpu;
-process.exit(0);
+process.exit(gpu ? 0 : 1);

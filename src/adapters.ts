@@ -9,10 +9,13 @@
 // crash never leaves a half-written adapter behind.
 
 import { PeftError } from './validate.js';
+import { METHODS, METHOD_IDS, methodById } from './methods/registry.js';
+import type { BaseShape, MethodOptions } from './methods/types.js';
 
 // ------------------------------------------------------------------ safetensors
 
-export type SafetensorsDType = 'F32' | 'U32' | 'I32';
+/** Dtypes read; F16 and BF16 are widened to f32 on load (files are written as F32, U32, I32). */
+export type SafetensorsDType = 'F32' | 'U32' | 'I32' | 'F16' | 'BF16';
 export type TensorData = Float32Array | Uint32Array | Int32Array;
 
 export interface NamedTensor {
@@ -24,11 +27,37 @@ const DTYPE_OF: Record<SafetensorsDType, { bytes: number; make: (buf: ArrayBuffe
   F32: { bytes: 4, make: (b) => new Float32Array(b) },
   U32: { bytes: 4, make: (b) => new Uint32Array(b) },
   I32: { bytes: 4, make: (b) => new Int32Array(b) },
+  F16: { bytes: 2, make: (b) => widen(new Uint16Array(b), halfToFloat) },
+  BF16: { bytes: 2, make: (b) => widen(new Uint16Array(b), (h) => bfloatBits(h)) },
 };
+
+function widen(bits: Uint16Array, f: (h: number) => number): Float32Array {
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) out[i] = f(bits[i]);
+  return out;
+}
+
+const F32_BITS = new Float32Array(1);
+const U32_BITS = new Uint32Array(F32_BITS.buffer);
+/** bfloat16 is the upper half of an f32. */
+function bfloatBits(h: number): number {
+  U32_BITS[0] = h << 16;
+  return F32_BITS[0];
+}
+
+/** IEEE half → number, exactly (every f16 value is an f32 value). */
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
 
 // Dtypes the format defines that this package does not read; named in the error so a user knows
 // the file is valid safetensors, just not one of ours.
-const KNOWN_OTHER_DTYPES = new Set(['BOOL', 'U8', 'I8', 'I16', 'U16', 'F16', 'BF16', 'F64', 'I64', 'U64', 'F8_E4M3', 'F8_E5M2']);
+const KNOWN_OTHER_DTYPES = new Set(['BOOL', 'U8', 'I8', 'I16', 'U16', 'F64', 'I64', 'U64', 'F8_E4M3', 'F8_E5M2']);
 
 function dtypeOf(data: TensorData): SafetensorsDType {
   if (data instanceof Float32Array) return 'F32';
@@ -95,7 +124,9 @@ export function decodeSafetensors(
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLen = Number(view.getBigUint64(0, true));
   if (headerLen > MAX_HEADER || 8 + headerLen > bytes.length) {
-    throw new PeftError(`${what}: header length ${headerLen} runs past the end of the ${bytes.length}-byte file (truncated, or not a safetensors file)`);
+    throw new PeftError(
+      `${what}: header length ${headerLen} runs past the end of the ${bytes.length}-byte file (truncated, or not a safetensors file)`,
+    );
   }
   let header: unknown;
   try {
@@ -106,7 +137,9 @@ export function decodeSafetensors(
   if (!header || typeof header !== 'object' || Array.isArray(header)) throw new PeftError(`${what}: header must be a JSON object`);
   const dataStart = 8 + headerLen;
   const dataLen = bytes.length - dataStart;
-  const tensors: Record<string, NamedTensor & { dtype: SafetensorsDType }> = {};
+  // Keys come from the file: a null-prototype record, so '__proto__' or 'constructor' is a name
+  // like any other and can never reach Object.prototype.
+  const tensors = Object.create(null) as Record<string, NamedTensor & { dtype: SafetensorsDType }>;
   let metadata: Record<string, string> = {};
   const spans: [number, number, string][] = [];
   for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
@@ -119,11 +152,11 @@ export function decodeSafetensors(
     }
     const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (!e || typeof e !== 'object') throw new PeftError(`${what}: entry '${name}' must be an object with dtype, shape, data_offsets`);
-    if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_OF)) {
+    if (typeof e.dtype !== 'string' || !Object.hasOwn(DTYPE_OF, e.dtype)) {
       const known = typeof e.dtype === 'string' && KNOWN_OTHER_DTYPES.has(e.dtype);
       throw new PeftError(
         `${what}: tensor '${name}' has dtype ${JSON.stringify(e.dtype)}; ` +
-          (known ? 'this package reads only F32, U32 and I32 (convert the file to float32)' : 'expected F32, U32 or I32'),
+          (known ? 'this package reads only F32, F16, BF16, U32 and I32 (convert the file to float32)' : 'expected F32, F16, BF16, U32 or I32'),
       );
     }
     const dtype = e.dtype as SafetensorsDType;
@@ -137,7 +170,9 @@ export function decodeSafetensors(
     const count = shape.reduce((a, b) => a * b, 1);
     const need = count * DTYPE_OF[dtype].bytes;
     if (end - begin !== need) {
-      throw new PeftError(`${what}: tensor '${name}' of shape [${shape.join(', ')}] ${dtype} needs ${need} bytes, data_offsets [${begin}, ${end}] hold ${end - begin}`);
+      throw new PeftError(
+        `${what}: tensor '${name}' of shape [${shape.join(', ')}] ${dtype} needs ${need} bytes, data_offsets [${begin}, ${end}] hold ${end - begin}`,
+      );
     }
     if (end > dataLen) {
       throw new PeftError(`${what}: tensor '${name}' data_offsets [${begin}, ${end}] run past the ${dataLen} data bytes (truncated file?)`);
@@ -162,88 +197,73 @@ function checkShapeArray(where: string, shape: unknown, allowEmpty = false): voi
 
 // ------------------------------------------------------------------ adapters
 
-/** This package's methods, as named in the `method` field of adapter_config.json. */
-export const ADAPTER_METHODS = ['lora', 'bora', 'melora', 'sbora-fa', 'sbora-fb', 'lorma-plus', 'lorma-pi'] as const;
-export type AdapterMethod = (typeof ADAPTER_METHODS)[number];
+/** This package's methods, as named in the `method` field of adapter_config.json (the registry's ids). */
+export const ADAPTER_METHODS: readonly string[] = METHOD_IDS;
+export type AdapterMethod = string;
 
-const PEFT_TYPE: Record<AdapterMethod, string> = {
-  lora: 'LORA',
-  bora: 'BORA',
-  melora: 'MELORA',
-  'sbora-fa': 'SBORA',
-  'sbora-fb': 'SBORA',
-  'lorma-plus': 'LORMA',
-  'lorma-pi': 'LORMA',
-};
+export type { SigmaTransform } from './methods/bora/index.js';
 
-export type SigmaTransform = 'exp-mav' | 'exp' | 'mav' | 'raw';
-
+/**
+ * adapter_config.json. The LoRA fields are HF PEFT's LoraConfig ones, so PEFT reads a LoRA adapter
+ * of ours; `method` and the method's own fields (BoRA's `blocks`, LoRMA's `order`, ...) are ours.
+ */
 export interface AdapterConfig {
   /** 'LORA' for plain LoRA (readable by HF PEFT); BORA, MELORA, SBORA, LORMA for the others. */
   peft_type: string;
   method: AdapterMethod;
   r: number;
   lora_alpha: number;
-  target_modules: string[];
+  /** Module names, matched as PEFT matches them: exactly or as the last dotted parts; or one regular expression matched in full. */
+  target_modules: string[] | string;
   lora_dropout?: number;
   bias?: 'none';
+  /** A model id (as on a model hub) or null; never a local path. */
   base_model_name_or_path?: string | null;
   task_type?: string | null;
   inference_mode?: boolean;
   fan_in_fan_out?: boolean;
-  /** BoRA and MELoRA: blocks b (b | n and b | m). */
-  blocks?: number;
-  /** BoRA: how Σ is made from σ. */
-  sigma_transform?: SigmaTransform;
-  /** LoRMA: the adapted weight is M W0 ('pre') or W0 M ('post'). */
-  order?: 'pre' | 'post';
-  /** Written by this package; carries its version. */
+  init_lora_weights?: boolean;
+  modules_to_save?: string[] | null;
+  /** Written by this package; carries its name. */
   library?: string;
+  /** The method's own fields (see each descriptor's `config`). */
+  [field: string]: unknown;
 }
 
-/** One adapted module's tensors, under the plain names of the per-method table in `tensorsOf`. */
-export interface ModuleTensors {
-  lora_A?: NamedTensor;
-  lora_B?: NamedTensor;
-  sigma?: NamedTensor;
-  indices?: NamedTensor;
-}
+/** One adapted module's tensors, by the method's tensor names (lora_A, lora_B, sigma, indices). */
+export type ModuleTensors = Record<string, NamedTensor>;
 
 export interface Adapter {
   config: AdapterConfig;
-  /** Keyed by module name (each one of config.target_modules). */
+  /** Keyed by module path ('model.layers.0.self_attn.q_proj', or a plain 'h1'). */
   modules: Record<string, ModuleTensors>;
 }
 
 /** Which tensors each method stores: required ones only; anything else in a file is an error. */
-export function tensorsOf(method: AdapterMethod): (keyof ModuleTensors)[] {
-  switch (method) {
-    case 'lora':
-    case 'melora':
-    case 'lorma-plus':
-    case 'lorma-pi':
-      return ['lora_A', 'lora_B'];
-    case 'bora':
-      return ['lora_A', 'lora_B', 'sigma'];
-    case 'sbora-fa':
-      return ['lora_B', 'indices'];
-    case 'sbora-fb':
-      return ['lora_A', 'indices'];
-  }
+export function tensorsOf(method: AdapterMethod): string[] {
+  return methodById(method, 'tensorsOf').tensors.map((t) => t.name);
 }
 
-const KEY_SUFFIX: Record<keyof ModuleTensors, string> = {
-  lora_A: 'lora_A.weight',
-  lora_B: 'lora_B.weight',
-  sigma: 'sigma',
-  indices: 'indices',
-};
+/** The prefix HF PEFT puts before a module path in adapter files. */
+export const PEFT_KEY_PREFIX = 'base_model.model.';
 
-/** Default config fields for a method, to be completed with r, lora_alpha and target_modules. */
-export function adapterConfig(method: AdapterMethod, fields: Omit<AdapterConfig, 'peft_type' | 'method'>): AdapterConfig {
+/** What adapterConfig needs: r, lora_alpha, target_modules, and the method's own fields by JSON key. */
+export interface AdapterConfigFields {
+  r: number;
+  lora_alpha: number;
+  target_modules: string[] | string;
+  lora_dropout?: number;
+  base_model_name_or_path?: string | null;
+  task_type?: string | null;
+  [field: string]: unknown;
+}
+
+/** A complete config for a method: PEFT's LoraConfig fields with their defaults, and the method's. */
+export function adapterConfig(method: AdapterMethod, fields: AdapterConfigFields): AdapterConfig {
+  const desc = methodById(method, 'adapterConfig');
   const cfg: AdapterConfig = {
-    peft_type: PEFT_TYPE[method],
-    method,
+    peft_type: desc.peftType,
+    method: desc.id,
     r: fields.r,
     lora_alpha: fields.lora_alpha,
     target_modules: fields.target_modules,
@@ -253,16 +273,25 @@ export function adapterConfig(method: AdapterMethod, fields: Omit<AdapterConfig,
     task_type: fields.task_type ?? null,
     inference_mode: true,
     fan_in_fan_out: false,
+    init_lora_weights: true,
+    modules_to_save: null,
     library: 'peft-wgsl',
   };
-  if (method === 'bora' || method === 'melora') cfg.blocks = fields.blocks;
-  if (method === 'bora') cfg.sigma_transform = fields.sigma_transform ?? 'exp-mav';
-  if (method === 'lorma-plus' || method === 'lorma-pi') cfg.order = fields.order ?? 'pre';
+  for (const f of desc.config) cfg[f.key] = fields[f.key] ?? f.default;
   return cfg;
 }
 
+/** The method options a config carries (e.g. { blocks, sigmaTransform }), by the descriptor's fields. */
+export function configOptions(cfg: AdapterConfig): MethodOptions {
+  const desc = methodById(cfg.method, 'adapter_config.json');
+  const options: MethodOptions = {};
+  for (const f of desc.config) options[f.option] = cfg[f.key];
+  return options;
+}
+
 function positiveInt(where: string, name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new PeftError(`${where}: '${name}' must be a positive integer, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0)
+    throw new PeftError(`${where}: '${name}' must be a positive integer, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -270,116 +299,125 @@ function positiveInt(where: string, name: string, v: unknown): number {
 export function validateConfig(raw: unknown, where = 'adapter_config.json'): AdapterConfig {
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new PeftError(`${where}: must be a JSON object`);
   const c = raw as Record<string, unknown>;
-  let method = c.method as AdapterMethod | undefined;
+  let method = c.method;
   // A plain PEFT LoRA config has no 'method' field: read it as LoRA.
   if (method === undefined && c.peft_type === 'LORA') method = 'lora';
-  if (typeof method !== 'string' || !(ADAPTER_METHODS as readonly string[]).includes(method)) {
+  if (typeof method !== 'string' || !METHODS.some((m) => m.id === method)) {
     throw new PeftError(`${where}: 'method' must be one of ${ADAPTER_METHODS.join(', ')}, got ${JSON.stringify(c.method)}`);
   }
-  if (c.peft_type !== PEFT_TYPE[method]) {
-    throw new PeftError(`${where}: 'peft_type' is ${JSON.stringify(c.peft_type)} but method '${method}' has peft_type '${PEFT_TYPE[method]}'`);
+  const desc = methodById(method, where);
+  if (c.peft_type !== desc.peftType) {
+    throw new PeftError(`${where}: 'peft_type' is ${JSON.stringify(c.peft_type)} but method '${method}' has peft_type '${desc.peftType}'`);
   }
   positiveInt(where, 'r', c.r);
   if (typeof c.lora_alpha !== 'number' || !Number.isFinite(c.lora_alpha)) {
     throw new PeftError(`${where}: 'lora_alpha' must be a finite number, got ${JSON.stringify(c.lora_alpha)}`);
   }
-  if (!Array.isArray(c.target_modules) || c.target_modules.length === 0 || !c.target_modules.every((m) => typeof m === 'string' && m.length > 0)) {
-    throw new PeftError(`${where}: 'target_modules' must be a non-empty array of module names, got ${JSON.stringify(c.target_modules)}`);
+  const targets = c.target_modules;
+  if (typeof targets === 'string') {
+    try {
+      new RegExp(targets);
+    } catch (e) {
+      throw new PeftError(`${where}: 'target_modules' is a string, so a regular expression, but ${(e as Error).message}`);
+    }
+  } else {
+    if (!Array.isArray(targets) || targets.length === 0 || !targets.every((m) => typeof m === 'string' && m.length > 0)) {
+      throw new PeftError(
+        `${where}: 'target_modules' must be a non-empty array of module names (or one regular expression), got ${JSON.stringify(targets)}`,
+      );
+    }
+    if (new Set(targets).size !== targets.length) throw new PeftError(`${where}: 'target_modules' lists a module twice`);
   }
-  if (new Set(c.target_modules).size !== c.target_modules.length) throw new PeftError(`${where}: 'target_modules' lists a module twice`);
-  if (method === 'bora' || method === 'melora') positiveInt(where, 'blocks', c.blocks);
-  if (method === 'bora' && !['exp-mav', 'exp', 'mav', 'raw'].includes(c.sigma_transform as string)) {
-    throw new PeftError(`${where}: 'sigma_transform' must be one of exp-mav, exp, mav, raw, got ${JSON.stringify(c.sigma_transform)}`);
+  // PEFT features whose tensors or scaling this package does not implement: refuse them rather
+  // than load an adapter that would compute something else.
+  const mts = c.modules_to_save;
+  if (mts !== undefined && mts !== null && !(Array.isArray(mts) && mts.length === 0)) {
+    throw new PeftError(
+      `${where}: 'modules_to_save' (${JSON.stringify(mts)}) is not supported: this package loads adapter tensors only, not fully trained copies of modules`,
+    );
   }
-  if ((method === 'lorma-plus' || method === 'lorma-pi') && c.order !== 'pre' && c.order !== 'post') {
-    throw new PeftError(`${where}: 'order' must be 'pre' or 'post', got ${JSON.stringify(c.order)}`);
+  for (const [key, what] of [
+    ['use_dora', 'DoRA'],
+    ['use_rslora', 'rank-stabilised scaling (rsLoRA)'],
+  ] as const) {
+    if (c[key] === true) throw new PeftError(`${where}: '${key}' is true: ${what} is not supported`);
   }
-  return { ...c, method } as unknown as AdapterConfig;
+  for (const key of ['rank_pattern', 'alpha_pattern']) {
+    const v = c[key];
+    if (v && typeof v === 'object' && Object.keys(v).length > 0)
+      throw new PeftError(`${where}: '${key}' is not supported (every module must share r and lora_alpha)`);
+  }
+  const typed: AdapterConfig = { ...(c as AdapterConfig), method };
+  for (const f of desc.config) typed[f.key] = f.check(c[f.key] === undefined ? f.default : c[f.key], where);
+  return typed;
+}
+
+/** Whether a module path is one of the config's target modules, matched as HF PEFT matches them. */
+export function targetMatches(targets: string[] | string, module: string): boolean {
+  if (typeof targets === 'string') return new RegExp(`^(?:${targets})$`).test(module);
+  return targets.some((t) => module === t || module.endsWith(`.${t}`));
 }
 
 /** Base-layer sizes to check an adapter against: out-features m and in-features n per module. */
 export type ModuleShapes = Record<string, { n: number; m: number }>;
 
-function shapeIs(t: NamedTensor, shape: number[]): boolean {
-  return t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
-}
-
 /** Checks every module's tensors against the config (and the base shapes when given). */
 export function validateAdapter(adapter: Adapter, shapes?: ModuleShapes, where = 'adapter'): void {
+  if (!adapter || typeof adapter !== 'object')
+    throw new PeftError(`${where}: expected { config, modules }, got ${adapter === null ? 'null' : typeof adapter}`);
   const cfg = validateConfig(adapter.config, `${where} config`);
-  const { r, method } = cfg;
-  const names = Object.keys(adapter.modules ?? {});
-  for (const m of cfg.target_modules) if (!names.includes(m)) throw new PeftError(`${where}: module '${m}' is in target_modules but has no tensors`);
-  for (const m of names) if (!cfg.target_modules.includes(m)) throw new PeftError(`${where}: module '${m}' has tensors but is not in target_modules`);
-  const wanted = tensorsOf(method);
+  const desc = methodById(cfg.method, where);
+  const options = configOptions(cfg);
+  const modules = adapter.modules;
+  if (!modules || typeof modules !== 'object') throw new PeftError(`${where}: 'modules' must map module paths to their tensors`);
+  const names = Object.keys(modules);
+  if (Array.isArray(cfg.target_modules)) {
+    for (const t of cfg.target_modules) {
+      if (!names.some((mod) => targetMatches([t], mod))) throw new PeftError(`${where}: module '${t}' is in target_modules but has no tensors`);
+    }
+  } else if (names.length === 0) {
+    throw new PeftError(`${where}: no module matches target_modules ${JSON.stringify(cfg.target_modules)}`);
+  }
+  for (const mod of names)
+    if (!targetMatches(cfg.target_modules, mod)) throw new PeftError(`${where}: module '${mod}' has tensors but is not in target_modules`);
+  const specs = desc.tensors;
   for (const mod of names) {
-    const t = adapter.modules[mod];
-    const label = (k: keyof ModuleTensors) => `${mod}.${KEY_SUFFIX[k]}`;
-    for (const k of Object.keys(t) as (keyof ModuleTensors)[]) {
-      if (t[k] && !wanted.includes(k)) throw new PeftError(`${where}: '${label(k)}' is not a tensor of method '${method}' (expected ${wanted.map(label).join(', ')})`);
+    const t = modules[mod];
+    const label = (name: string) => `${mod}.${specs.find((s) => s.name === name)?.key ?? name}`;
+    const wanted = () => specs.map((s) => `${mod}.${s.key}`).join(', ');
+    for (const k of Object.keys(t)) {
+      if (!specs.some((s) => s.name === k))
+        throw new PeftError(`${where}: '${label(k)}' is not a tensor of method '${cfg.method}' (expected ${wanted()})`);
     }
-    for (const k of wanted) {
-      const x = t[k];
-      if (!x) throw new PeftError(`${where}: '${label(k)}' is missing (method '${method}' needs ${wanted.map(label).join(', ')})`);
-      const expectU32 = k === 'indices';
-      if (expectU32 !== (x.data instanceof Uint32Array)) throw new PeftError(`${where}: '${label(k)}' must be ${expectU32 ? 'U32' : 'F32'}`);
-      if (x.data.length !== x.shape.reduce((a, b) => a * b, 1)) throw new PeftError(`${where}: '${label(k)}' data length does not match its shape`);
-    }
-    const a = t.lora_A;
-    const b = t.lora_B;
-    if (a && (a.shape.length !== 2 || a.shape[0] !== r)) throw new PeftError(`${where}: '${label('lora_A')}' has shape [${a.shape.join(', ')}], expected [r, n] with r = ${r}`);
-    if (b && (b.shape.length !== 2 || b.shape[1] !== r)) throw new PeftError(`${where}: '${label('lora_B')}' has shape [${b.shape.join(', ')}], expected [m, r] with r = ${r}`);
-    const base = shapes?.[mod];
-    if (shapes && !base) throw new PeftError(`${where}: the model has no module '${mod}'`);
-    let n: number | undefined;
-    let m: number | undefined;
-    if (method === 'lorma-plus' || method === 'lorma-pi') {
-      // M is d×d with d = m (pre) or n (post): B [d, r], A [r, d].
-      const d = b!.shape[0];
-      if (a!.shape[1] !== d) throw new PeftError(`${where}: LoRMA's '${label('lora_A')}' [r, d] and '${label('lora_B')}' [d, r] disagree on d (${a!.shape[1]} vs ${d})`);
-      const want = base && (cfg.order === 'post' ? base.n : base.m);
-      if (want !== undefined && d !== want) {
-        throw new PeftError(`${where}: '${label('lora_B')}' has d = ${d}, but LoRMA-${cfg.order} on module '${mod}' needs d = ${cfg.order === 'post' ? 'n' : 'm'} = ${want}`);
+    for (const spec of specs) {
+      const x = Object.hasOwn(t, spec.name) ? t[spec.name] : undefined;
+      if (!x) throw new PeftError(`${where}: '${label(spec.name)}' is missing (method '${cfg.method}' needs ${wanted()})`);
+      const isU32 = x.data instanceof Uint32Array;
+      if ((spec.dtype === 'u32') !== isU32 || (spec.dtype === 'f32' && !(x.data instanceof Float32Array))) {
+        throw new PeftError(`${where}: '${label(spec.name)}' must be ${spec.dtype === 'u32' ? 'U32' : 'F32'}`);
       }
-    } else {
-      n = a?.shape[1];
-      m = b?.shape[0];
-      if (base) {
-        if (n !== undefined && n !== base.n) throw new PeftError(`${where}: '${label('lora_A')}' has n = ${n}, but module '${mod}' has ${base.n} in-features`);
-        if (m !== undefined && m !== base.m) throw new PeftError(`${where}: '${label('lora_B')}' has m = ${m}, but module '${mod}' has ${base.m} out-features`);
-        n = base.n;
-        m = base.m;
+      if (!Array.isArray(x.shape) || x.shape.some((d) => !Number.isInteger(d) || d <= 0)) {
+        throw new PeftError(`${where}: '${label(spec.name)}' has shape ${JSON.stringify(x.shape)}; every dimension must be a positive integer`);
       }
+      if (x.data.length !== x.shape.reduce((a, b) => a * b, 1))
+        throw new PeftError(`${where}: '${label(spec.name)}' data length does not match its shape`);
     }
-    if (method === 'bora' || method === 'melora') {
-      const blocks = cfg.blocks!;
-      if (n !== undefined && n % blocks !== 0) throw new PeftError(`${where}: blocks = ${blocks} does not divide n = ${n} of module '${mod}'`);
-      if (m !== undefined && m % blocks !== 0) throw new PeftError(`${where}: blocks = ${blocks} does not divide m = ${m} of module '${mod}'`);
-      if (t.sigma && !shapeIs(t.sigma, [blocks, blocks, r])) {
-        throw new PeftError(`${where}: '${label('sigma')}' has shape [${t.sigma.shape.join(', ')}], expected [b, b, r] = [${blocks}, ${blocks}, ${r}]`);
-      }
+    let base: BaseShape | undefined;
+    if (shapes) {
+      if (!Object.hasOwn(shapes, mod)) throw new PeftError(`${where}: the model has no module '${mod}'`);
+      base = shapes[mod];
     }
-    if (t.indices) {
-      const idx = t.indices;
-      if (!shapeIs(idx, [r])) throw new PeftError(`${where}: '${label('indices')}' has shape [${idx.shape.join(', ')}], expected [r] = [${r}]`);
-      // FA picks input columns (< n), FB output rows (< m).
-      const bound = method === 'sbora-fa' ? n : m;
-      const seen = new Set<number>();
-      for (const v of idx.data) {
-        if (seen.has(v)) throw new PeftError(`${where}: '${label('indices')}' holds ${v} twice; indices must be distinct`);
-        seen.add(v);
-        if (bound !== undefined && v >= bound) throw new PeftError(`${where}: '${label('indices')}' holds ${v}, out of range [0, ${bound})`);
-      }
-    }
+    desc.checkModule(t, cfg.r, options, base, label, where);
   }
 }
 
-/** The two files of an adapter as bytes and text: what a browser downloads. */
+/** The two files of an adapter as bytes and text: what a browser downloads. Keys are PEFT's. */
 export function encodeAdapter(adapter: Adapter, shapes?: ModuleShapes): { safetensors: Uint8Array; config: string } {
   validateAdapter(adapter, shapes);
-  const flat: Record<string, NamedTensor> = {};
+  const desc = methodById(adapter.config.method);
+  const flat: Record<string, NamedTensor> = Object.create(null) as Record<string, NamedTensor>;
   for (const [mod, t] of Object.entries(adapter.modules)) {
-    for (const k of tensorsOf(adapter.config.method)) flat[`${mod}.${KEY_SUFFIX[k]}`] = t[k]!;
+    for (const spec of desc.tensors) flat[`${PEFT_KEY_PREFIX}${mod}.${spec.key}`] = t[spec.name];
   }
   return {
     safetensors: encodeSafetensors(flat, { format: 'pt' }),
@@ -387,7 +425,10 @@ export function encodeAdapter(adapter: Adapter, shapes?: ModuleShapes): { safete
   };
 }
 
-/** Parses and validates an adapter from its two files. */
+/**
+ * Parses and validates an adapter from its two files: ours, or HF PEFT's (keys with or without
+ * its 'base_model.model.' prefix; F16 and BF16 tensors are widened to f32).
+ */
 export function decodeAdapter(files: { safetensors: Uint8Array; config: string }, shapes?: ModuleShapes): Adapter {
   let raw: unknown;
   try {
@@ -396,17 +437,23 @@ export function decodeAdapter(files: { safetensors: Uint8Array; config: string }
     throw new PeftError(`adapter_config.json: not valid JSON (${(e as Error).message})`);
   }
   const config = validateConfig(raw);
+  const desc = methodById(config.method);
   const { tensors } = decodeSafetensors(files.safetensors, 'adapter_model.safetensors');
-  const modules: Record<string, ModuleTensors> = {};
-  const suffixes = Object.entries(KEY_SUFFIX) as [keyof ModuleTensors, string][];
+  const modules: Record<string, ModuleTensors> = Object.create(null) as Record<string, ModuleTensors>;
+  const expected = desc.tensors.map((s) => `'<module>.${s.key}'`).join(', ');
   for (const [key, t] of Object.entries(tensors)) {
-    // PEFT prefixes keys with 'base_model.model.'; accept it so its LoRA files load too.
-    const plain = key.startsWith('base_model.model.') ? key.slice('base_model.model.'.length) : key;
-    const hit = suffixes.find(([, s]) => plain.endsWith(`.${s}`));
-    if (!hit) throw new PeftError(`adapter_model.safetensors: key '${key}' is not '<module>.lora_A.weight', '.lora_B.weight', '.sigma' or '.indices'`);
-    const mod = plain.slice(0, plain.length - hit[1].length - 1);
-    modules[mod] ??= {};
-    modules[mod][hit[0]] = { shape: t.shape, data: t.data };
+    const plain = key.startsWith(PEFT_KEY_PREFIX) ? key.slice(PEFT_KEY_PREFIX.length) : key;
+    if (/(^|\.)lora_embedding_[AB]$/.test(plain)) {
+      throw new PeftError(`adapter_model.safetensors: '${key}' is an embedding adapter (lora_embedding_A/B), which this package does not support`);
+    }
+    const spec = desc.tensors.find((s) => plain.endsWith(`.${s.key}`));
+    if (!spec) throw new PeftError(`adapter_model.safetensors: key '${key}' is not one of method '${desc.id}': ${expected}`);
+    const mod = plain.slice(0, plain.length - spec.key.length - 1);
+    if (mod === '') throw new PeftError(`adapter_model.safetensors: key '${key}' names no module`);
+    if (!Object.hasOwn(modules, mod)) modules[mod] = Object.create(null) as ModuleTensors;
+    if (Object.hasOwn(modules[mod], spec.name))
+      throw new PeftError(`adapter_model.safetensors: '${mod}.${spec.key}' appears twice (with and without the '${PEFT_KEY_PREFIX}' prefix)`);
+    modules[mod][spec.name] = { shape: t.shape, data: t.data };
   }
   const adapter = { config, modules };
   validateAdapter(adapter, shapes, 'adapter_model.safetensors');
@@ -422,7 +469,7 @@ async function nodeFs(): Promise<typeof import('node:fs/promises')> {
   try {
     return await import(/* @vite-ignore */ name);
   } catch {
-    throw new PeftError('saveAdapter/loadAdapter need Node\'s file system; in a browser use encodeAdapter/decodeAdapter');
+    throw new PeftError("saveAdapter/loadAdapter need Node's file system; in a browser use encodeAdapter/decodeAdapter");
   }
 }
 

@@ -1,25 +1,49 @@
-// peft-wgsl public API. Layers: shaders/*.wgsl → runtime (Context, dispatch) → method modules
-// (lora, bora, sbora, lorma) → this file. See docs/ARCHITECTURE.md.
+// peft-wgsl public API. Layers: shaders/*.wgsl → runtime (Context and its parts) → ops (matmul,
+// dropout, fft) → methods (src/methods/<family>/, listed once in src/methods/registry.ts) → this
+// file. See docs/ARCHITECTURE.md.
 
-export { Context, createContext, Usage, f32, i32 } from './runtime.js';
-export type { ContextOptions, DispatchSpec, ParamValue, AllocationRecord, DeviceDescription, Tuning } from './runtime.js';
+// Runtime
+export { Context, createContext, Usage, setGpuProvider, noWebGpuMessage } from './runtime.js';
+export type { ContextOptions, DispatchSpec, PipelineSpec, ParamValues, AllocationRecord, DeviceDescription, GpuProvider, Tuning } from './runtime.js';
 export { Tensor } from './tensor.js';
-export type { DType, HostArray } from './tensor.js';
+export type { DType, HostArray, HostArrayOf } from './tensor.js';
 export { PeftError } from './validate.js';
 export { onDevice } from './host.js';
 export type { HostTensor } from './host.js';
+export { rng, uniform, kaimingUniform } from './random.js';
+
+// Shared ops
 export { matmul } from './ops/matmul.js';
 export type { MatmulArgs } from './ops/matmul.js';
 export { dropoutApply, dropoutMaskedAdd } from './ops/dropout.js';
 export type { Dropout } from './ops/dropout.js';
-export { rng, uniform, kaimingUniform } from './random.js';
-export { runVectors, RUNNERS } from './vectors/index.js';
 
-// Methods
-export { loraForward, loraBackward, loraMerge } from './lora.js';
-export type { LoraParams, EncodeOptions, LoraDims } from './lora.js';
+// Methods: the registry, the contract every method fulfils, and each family's own functions
+// (each family's index.ts says what it makes public).
+export { METHODS, METHOD_IDS, methodById } from './methods/registry.js';
+export type {
+  MethodDescriptor,
+  AdapterLayer,
+  LayerSpec,
+  LayerDims,
+  MethodOptions,
+  Trainable,
+  TensorSpec,
+  ConfigField,
+  PhaseFlops,
+  HostValues,
+} from './methods/types.js';
+export type { EncodeOptions, ForwardOptions, BackwardOptions, MergeOptions } from './methods/common.js';
+export * from './methods/lora/index.js';
+export * from './methods/bora/index.js';
+export * from './methods/sbora/index.js';
+export * from './methods/lorma/index.js';
 
-// Adapter files (safetensors + adapter_config.json, HF PEFT-like)
+// Test vectors (docs/vectors.md)
+export { runVectors, vectorRunner } from './vectors/index.js';
+export type { VectorCase, VectorFile, VectorTensor, VectorRunner } from './vectors/types.js';
+
+// Adapter files (safetensors + adapter_config.json, HF PEFT's layout; docs/adapters.md)
 export {
   encodeSafetensors,
   decodeSafetensors,
@@ -30,13 +54,17 @@ export {
   validateAdapter,
   validateConfig,
   adapterConfig,
+  configOptions,
+  targetMatches,
   tensorsOf,
   writeFileAtomic,
+  halfToFloat,
   ADAPTER_METHODS,
   ADAPTER_WEIGHTS_FILE,
   ADAPTER_CONFIG_FILE,
+  PEFT_KEY_PREFIX,
 } from './adapters.js';
-export type { Adapter, AdapterConfig, AdapterMethod, ModuleTensors, ModuleShapes, NamedTensor, TensorData, SafetensorsDType, SigmaTransform } from './adapters.js';
+export type { Adapter, AdapterConfig, AdapterMethod, ModuleTensors, ModuleShapes, NamedTensor, TensorData, SafetensorsDType } from './adapters.js';
 
 // Layers of a small model (docs/nn.md)
 export {
@@ -59,17 +87,3 @@ export * as nn from './nn.js';
 // Optimizer (docs/nn.md)
 export { AdamW, learningRate } from './optim.js';
 export type { AdamWOptions, ScheduleOptions, TrainableParam } from './optim.js';
-
-// SBoRA (docs/sbora.md)
-export { sboraFaForward, sboraFaBackward, sboraFaMerge, sboraFbForward, sboraFbBackward, sboraFbMerge, sboraMultiMerge, sboraAccounting } from './sbora.js';
-export type { SboraFaParams, SboraFbParams, SboraDims, SboraVariant, SboraAdapter, SboraAccount, MergeOptions as SboraMergeOptions } from './sbora.js';
-export { IndexSet, IndexAllocator, createIndexSet, sampleIndices, checkIndices, checkDisjoint } from './indices.js';
-export type { IndexSpec } from './indices.js';
-
-// LoRMA (docs/lorma.md)
-export { lormaForward, lormaBackward, lormaMerge, lormaInit, lormaPiPath, lormaCorrelationsShape, LORMA_FFT_MIN_D } from './lorma.js';
-export type { LormaParams, LormaDims, Inflation as LormaInflation, Order as LormaOrder } from './lorma.js';
-
-// BoRA and MELoRA (docs/bora.md)
-export { boraForward, boraBackward, boraMerge, boraSigma, boraCheckSigma, checkSigmaHost, boraInit, boraParamCount, boraFlops, recommendedBlocks, boraRank } from './bora.js';
-export type { BoraParams, BoraSigma, BoraGrads, BoraDims, BoraMode, SigmaTransform as BoraSigmaTransform } from './bora.js';

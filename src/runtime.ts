@@ -32,7 +32,6 @@ import type { ParamLayout } from './runtime/wgsl.js';
 export { Usage, type AllocationRecord } from './runtime/buffers.js';
 export { setGpuProvider, noWebGpuMessage, type ContextOptions, type DeviceDescription, type GpuProvider, type Tuning } from './runtime/device.js';
 export type { DispatchSpec, PipelineSpec } from './runtime/dispatcher.js';
-export { f32, i32, type ParamValue } from './runtime/uniforms.js';
 export type { ParamValues } from './runtime/wgsl.js';
 
 export class Context {
@@ -45,8 +44,6 @@ export class Context {
   /** Kernel choices for this device; may be changed between calls (benchmarks compare them). */
   tuning: Tuning;
 
-  // Held so Dawn's create() result outlives the device (see src/runtime/dawn.ts).
-  #root: unknown;
   #ownsDevice: boolean;
   #health: DeviceHealth;
   #pipelines: PipelineCache;
@@ -54,13 +51,12 @@ export class Context {
   #dispatcher: Dispatcher;
   #buffers: BufferAllocator;
 
-  private constructor(device: GPUDevice, info: DeviceDescription, root: unknown, owns: boolean, tuning?: Partial<Tuning>) {
+  private constructor(device: GPUDevice, info: DeviceDescription, owns: boolean, tuning?: Partial<Tuning>) {
     this.device = device;
     this.adapterInfo = info;
     this.tuning = defaultTuning(info, tuning);
     this.features = new Set(device.features as unknown as Iterable<string>);
     this.limits = device.limits;
-    this.#root = root;
     this.#ownsDevice = owns;
     this.#health = new DeviceHealth(device);
     this.lost = this.#health.lost;
@@ -77,8 +73,9 @@ export class Context {
    */
   static async create(options: ContextOptions = {}): Promise<Context> {
     checkTuning(options.tuning);
-    const { device, info, root, owns } = await acquireDevice(options);
-    return new Context(device, info, root, owns, options.tuning);
+    // Dawn's create() result (the `root` acquireDevice reports) is kept alive by src/runtime/dawn.ts.
+    const { device, info, owns } = await acquireDevice(options);
+    return new Context(device, info, owns, options.tuning);
   }
 
   get isLost(): boolean {
@@ -239,8 +236,7 @@ export class Context {
     this.#uniforms.destroy();
     this.#health.markDestroyed();
     if (this.#ownsDevice) this.device.destroy();
-    // The Dawn root stays referenced by dawn.ts: the device may finish tearing down asynchronously.
-    void this.#root;
+    // Dawn's root stays referenced by dawn.ts: the device may finish tearing down asynchronously.
   }
 }
 

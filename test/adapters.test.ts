@@ -14,12 +14,14 @@ import {
   encodeSafetensors,
   loadAdapter,
   saveAdapter,
+  targetMatches,
   tensorsOf,
   type Adapter,
   type AdapterMethod,
   type ModuleTensors,
 } from '../src/adapters.js';
-import { expectThrows, rand } from './helpers.js';
+import { methodById } from '../src/methods/registry.js';
+import { expectClose, expectThrows, gpu, rand } from './helpers.js';
 
 // A safetensors file written out by hand: u64 little-endian header size, JSON header, raw data.
 function handMade(header: object, data: Uint8Array, pad = true): Uint8Array {
@@ -111,17 +113,32 @@ describe('adapters: safetensors codec', () => {
     await expectThrows(() => decodeSafetensors(notJson), /not valid UTF-8 JSON/);
     await expectThrows(() => decodeSafetensors(handMade([1, 2] as unknown as object, new Uint8Array(0))), /must be a JSON object/);
     await expectThrows(
-      () => decodeSafetensors(handMade({ w: { dtype: 'F16', shape: [2], data_offsets: [0, 4] } }, new Uint8Array(4))),
-      /'w' has dtype "F16".*only F32, U32 and I32/,
+      () => decodeSafetensors(handMade({ w: { dtype: 'F64', shape: [2], data_offsets: [0, 16] } }, new Uint8Array(16))),
+      /'w' has dtype "F64".*only F32, F16, BF16, U32 and I32/,
     );
-    await expectThrows(() => decodeSafetensors(handMade({ w: { dtype: 'Q4', shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4))), /expected F32, U32 or I32/);
-    await expectThrows(() => decodeSafetensors(handMade({ w: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, new Uint8Array(8))), /needs 12 bytes.*hold 8/);
-    await expectThrows(() => decodeSafetensors(handMade({ w: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, new Uint8Array(4))), /shape must be/);
-    await expectThrows(() => decodeSafetensors(handMade({ w: { dtype: 'F32', shape: [1], data_offsets: [0] } }, new Uint8Array(4))), /data_offsets must be/);
+    await expectThrows(
+      () => decodeSafetensors(handMade({ w: { dtype: 'Q4', shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4))),
+      /expected F32, F16, BF16, U32 or I32/,
+    );
+    await expectThrows(
+      () => decodeSafetensors(handMade({ w: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, new Uint8Array(8))),
+      /needs 12 bytes.*hold 8/,
+    );
+    await expectThrows(
+      () => decodeSafetensors(handMade({ w: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, new Uint8Array(4))),
+      /shape must be/,
+    );
+    await expectThrows(
+      () => decodeSafetensors(handMade({ w: { dtype: 'F32', shape: [1], data_offsets: [0] } }, new Uint8Array(4))),
+      /data_offsets must be/,
+    );
     await expectThrows(
       () =>
         decodeSafetensors(
-          handMade({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, new Uint8Array(12)),
+          handMade(
+            { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } },
+            new Uint8Array(12),
+          ),
         ),
       /'a' and 'b' overlap/,
     );
@@ -130,7 +147,10 @@ describe('adapters: safetensors codec', () => {
 
   it('rejects bad tensors when writing', async () => {
     await expectThrows(() => encodeSafetensors({ w: { shape: [3], data: new Float32Array(2) } }), /'w' has shape \[3\] \(3 values\) but 2 values/);
-    await expectThrows(() => encodeSafetensors({ w: { shape: [2], data: new Float64Array(2) as unknown as Float32Array } }), /Float32Array, Uint32Array or Int32Array/);
+    await expectThrows(
+      () => encodeSafetensors({ w: { shape: [2], data: new Float64Array(2) as unknown as Float32Array } }),
+      /Float32Array, Uint32Array or Int32Array/,
+    );
     await expectThrows(() => encodeSafetensors({ __metadata__: { shape: [1], data: new Float32Array(1) } }), /reserved/);
   });
 });
@@ -141,8 +161,8 @@ describe('adapters: adapter files', () => {
       const adapter = adapterFor(method);
       const files = encodeAdapter(adapter, shapes);
       const keys = Object.keys(decodeSafetensors(files.safetensors).tensors).sort();
-      const suffix = { lora_A: 'lora_A.weight', lora_B: 'lora_B.weight', sigma: 'sigma', indices: 'indices' };
-      const expectedKeys = ['h1', 'h2'].flatMap((mod) => tensorsOf(method).map((k) => `${mod}.${suffix[k]}`)).sort();
+      const suffix: Record<string, string> = { lora_A: 'lora_A.weight', lora_B: 'lora_B.weight', sigma: 'sigma', indices: 'indices' };
+      const expectedKeys = ['h1', 'h2'].flatMap((mod) => tensorsOf(method).map((k) => `base_model.model.${mod}.${suffix[k]}`)).sort();
       expect(keys).to.deep.equal(expectedKeys);
       const cfg = JSON.parse(files.config);
       expect(cfg.method).to.equal(method);
@@ -194,37 +214,88 @@ describe('adapters: adapter files', () => {
     await expectThrows(withCfg({ target_modules: ['h1', 'h2', 'h3'] }), /module 'h3' is in target_modules but has no tensors/);
     await expectThrows(withCfg({ r: 3 }), /'h1.lora_A.weight' has shape \[2, 12\], expected \[r, n\] with r = 3/);
     const lorma = JSON.parse(encodeAdapter(adapterFor('lorma-pi'), shapes).config);
-    await expectThrows(() => decodeAdapter({ safetensors: good.safetensors, config: JSON.stringify({ ...lorma, order: 'mid' }) }), /'order' must be 'pre' or 'post'/);
+    await expectThrows(
+      () => decodeAdapter({ safetensors: good.safetensors, config: JSON.stringify({ ...lorma, order: 'mid' }) }),
+      /'order' must be 'pre' or 'post'/,
+    );
   });
 
   it('rejects tensors that do not fit the method or the model', async () => {
-    const check = (method: AdapterMethod, edit: (t: ModuleTensors) => void, s = shapes) => () => {
-      const adapter = adapterFor(method);
-      edit(adapter.modules.h1);
-      return encodeAdapter(adapter, s);
-    };
-    await expectThrows(check('bora', (t) => delete t.sigma), /'h1.sigma' is missing \(method 'bora' needs h1.lora_A.weight, h1.lora_B.weight, h1.sigma\)/);
-    await expectThrows(check('lora', (t) => (t.sigma = { shape: [1], data: new Float32Array(1) })), /'h1.sigma' is not a tensor of method 'lora'/);
-    await expectThrows(check('bora', (t) => (t.sigma = { shape: [blocks, r], data: rand(blocks * r) })), /'h1.sigma' has shape \[4, 2\], expected \[b, b, r\] = \[4, 4, 2\]/);
-    await expectThrows(check('bora', () => {}, { h1: { n: 10, m }, h2: { n: 10, m } }), /'h1.lora_A.weight' has n = 12, but module 'h1' has 10 in-features/);
-    await expectThrows(check('lora', () => {}, { h1: { n, m: 9 }, h2: { n, m } }), /'h1.lora_B.weight' has m = 8, but module 'h1' has 9 out-features/);
-    await expectThrows(check('lora', () => {}, { h1: { n, m } } as typeof shapes), /the model has no module 'h2'/);
+    const check =
+      (method: AdapterMethod, edit: (t: ModuleTensors) => void, s = shapes) =>
+      () => {
+        const adapter = adapterFor(method);
+        edit(adapter.modules.h1);
+        return encodeAdapter(adapter, s);
+      };
     await expectThrows(
-      check('melora', (t) => {
-        t.lora_A = { shape: [r, 10], data: rand(r * 10) };
-      }, { h1: { n: 10, m }, h2: { n, m } }),
+      check('bora', (t) => delete t.sigma),
+      /'h1.sigma' is missing \(method 'bora' needs h1.lora_A.weight, h1.lora_B.weight, h1.sigma\)/,
+    );
+    await expectThrows(
+      check('lora', (t) => (t.sigma = { shape: [1], data: new Float32Array(1) })),
+      /'h1.sigma' is not a tensor of method 'lora'/,
+    );
+    await expectThrows(
+      check('bora', (t) => (t.sigma = { shape: [blocks, r], data: rand(blocks * r) })),
+      /'h1.sigma' has shape \[4, 2\], expected \[b, b, r\] = \[4, 4, 2\]/,
+    );
+    await expectThrows(
+      check('bora', () => {}, { h1: { n: 10, m }, h2: { n: 10, m } }),
+      /'h1.lora_A.weight' has n = 12, but module 'h1' has 10 in-features/,
+    );
+    await expectThrows(
+      check('lora', () => {}, { h1: { n, m: 9 }, h2: { n, m } }),
+      /'h1.lora_B.weight' has m = 8, but module 'h1' has 9 out-features/,
+    );
+    await expectThrows(
+      check('lora', () => {}, { h1: { n, m } } as typeof shapes),
+      /the model has no module 'h2'/,
+    );
+    await expectThrows(
+      check(
+        'melora',
+        (t) => {
+          t.lora_A = { shape: [r, 10], data: rand(r * 10) };
+        },
+        { h1: { n: 10, m }, h2: { n, m } },
+      ),
       /blocks = 4 does not divide n = 10/,
     );
-    await expectThrows(check('sbora-fa', (t) => (t.indices!.data = Uint32Array.from([3, 3]))), /'h1.indices' holds 3 twice; indices must be distinct/);
-    await expectThrows(check('sbora-fa', (t) => (t.indices!.data = Uint32Array.from([1, 12]))), /'h1.indices' holds 12, out of range \[0, 12\)/);
-    await expectThrows(check('sbora-fb', (t) => (t.indices!.data = Uint32Array.from([1, 8]))), /'h1.indices' holds 8, out of range \[0, 8\)/);
-    await expectThrows(check('sbora-fb', (t) => (t.indices = { shape: [r], data: new Float32Array([0, 1]) })), /'h1.indices' must be U32/);
-    await expectThrows(check('lora', (t) => (t.lora_A = { shape: [r, n], data: new Uint32Array(r * n) })), /'h1.lora_A.weight' must be F32/);
-    await expectThrows(check('lorma-plus', (t) => (t.lora_A = { shape: [r, m + 1], data: rand(r * (m + 1)) }), undefined as unknown as typeof shapes), /LoRMA's .* disagree on d \(9 vs 8\)/);
-    await expectThrows(check('lorma-pi', () => {}, { h1: { n: m, m: 16 }, h2: { n: m, m: 16 } }), /'h1.lora_B.weight' has d = 8, but LoRMA-pre on module 'h1' needs d = m = 16/);
+    await expectThrows(
+      check('sbora-fa', (t) => (t.indices!.data = Uint32Array.from([3, 3]))),
+      /'h1.indices' holds 3 twice; indices must be distinct/,
+    );
+    await expectThrows(
+      check('sbora-fa', (t) => (t.indices!.data = Uint32Array.from([1, 12]))),
+      /'h1.indices' holds 12, out of range \[0, 12\)/,
+    );
+    await expectThrows(
+      check('sbora-fb', (t) => (t.indices!.data = Uint32Array.from([1, 8]))),
+      /'h1.indices' holds 8, out of range \[0, 8\)/,
+    );
+    await expectThrows(
+      check('sbora-fb', (t) => (t.indices = { shape: [r], data: new Float32Array([0, 1]) })),
+      /'h1.indices' must be U32/,
+    );
+    await expectThrows(
+      check('lora', (t) => (t.lora_A = { shape: [r, n], data: new Uint32Array(r * n) })),
+      /'h1.lora_A.weight' must be F32/,
+    );
+    await expectThrows(
+      check('lorma-plus', (t) => (t.lora_A = { shape: [r, m + 1], data: rand(r * (m + 1)) }), undefined as unknown as typeof shapes),
+      /LoRMA's .* disagree on d \(9 vs 8\)/,
+    );
+    await expectThrows(
+      check('lorma-pi', () => {}, { h1: { n: m, m: 16 }, h2: { n: m, m: 16 } }),
+      /'h1.lora_B.weight' has d = 8, but LoRMA-pre on module 'h1' needs d = m = 16/,
+    );
     // A key the format does not know.
     const bad = encodeSafetensors({ 'h1.lora_C.weight': { shape: [1], data: new Float32Array(1) } });
-    await expectThrows(() => decodeAdapter({ safetensors: bad, config: encodeAdapter(adapterFor('lora')).config }), /key 'h1.lora_C.weight' is not '<module>.lora_A.weight'/);
+    await expectThrows(
+      () => decodeAdapter({ safetensors: bad, config: encodeAdapter(adapterFor('lora')).config }),
+      /key 'h1.lora_C.weight' is not one of method 'lora': '<module>.lora_A.weight', '<module>.lora_B.weight'/,
+    );
   });
 });
 
@@ -269,5 +340,131 @@ describe('adapters: saving and loading files', () => {
     await expectThrows(() => loadAdapter(dir), /cannot read .*adapter_model.safetensors \(ENOENT\)/);
     writeFileSync(join(dir, 'adapter_model.safetensors'), new Uint8Array([1, 2, 3]));
     await expectThrows(() => loadAdapter(dir), /adapter_model.safetensors: file is 3 bytes, too short/);
+  });
+});
+
+describe('adapters: HF PEFT interop', () => {
+  const fixture = new URL('./fixtures/peft-lora/', import.meta.url).pathname;
+
+  it("writes keys under PEFT's base_model.model. prefix and the LoraConfig fields PEFT reads", () => {
+    const adapter = adapterFor('lora');
+    const files = encodeAdapter(adapter, shapes);
+    const keys = Object.keys(decodeSafetensors(files.safetensors).tensors).sort();
+    expect(keys).to.deep.equal([
+      'base_model.model.h1.lora_A.weight',
+      'base_model.model.h1.lora_B.weight',
+      'base_model.model.h2.lora_A.weight',
+      'base_model.model.h2.lora_B.weight',
+    ]);
+    const cfg = JSON.parse(files.config) as Record<string, unknown>;
+    for (const field of [
+      'peft_type',
+      'r',
+      'lora_alpha',
+      'target_modules',
+      'lora_dropout',
+      'bias',
+      'fan_in_fan_out',
+      'inference_mode',
+      'init_lora_weights',
+      'modules_to_save',
+      'task_type',
+      'base_model_name_or_path',
+    ]) {
+      expect(cfg, field).to.have.property(field);
+    }
+    expect(cfg.base_model_name_or_path).to.equal('charlm');
+  });
+
+  it('loads an adapter laid out as PEFT saves it: prefixed keys, short target_modules, F16 and BF16 tensors', async () => {
+    const shapesOf = JSON.parse(readFileSync(join(fixture, 'expected.json'), 'utf8')) as Record<
+      string,
+      { n: number; m: number; T: number; w0: number[]; x: number[]; y: number[] }
+    >;
+    const modelShapes = Object.fromEntries(Object.entries(shapesOf).map(([k, v]) => [k, { n: v.n, m: v.m }]));
+    const adapter = await loadAdapter(fixture, modelShapes);
+    expect(adapter.config.method).to.equal('lora');
+    expect(adapter.config.target_modules).to.deep.equal(['q_proj', 'v_proj']);
+    expect(Object.keys(adapter.modules).sort()).to.deep.equal(Object.keys(shapesOf).sort());
+    for (const mod of Object.keys(adapter.modules)) {
+      expect(adapter.modules[mod].lora_A.data).to.be.instanceOf(Float32Array);
+      expect(adapter.modules[mod].lora_A.shape).to.deep.equal([adapter.config.r, shapesOf[mod].n]);
+    }
+    // Each module's forward, through the registry's LoRA layer, reproduces y = x W0ᵀ + s·x Aᵀ Bᵀ
+    // computed in float64 from the stored (rounded) values.
+    const ctx = await gpu();
+    for (const [mod, e] of Object.entries(shapesOf)) {
+      const w0 = ctx.upload(e.w0, [e.m, e.n], 'f32', 'w0');
+      const x = ctx.upload(e.x, [e.T, e.n], 'f32', 'x');
+      const y = ctx.tensor([e.T, e.m], 'f32', 'y');
+      const layer = methodById('lora').createLayer(ctx, { w0, r: adapter.config.r, alpha: adapter.config.lora_alpha, from: adapter.modules[mod] });
+      await ctx.encode(undefined, (enc) => layer.forward(enc, x, y));
+      expectClose(await ctx.read(y), e.y, `${mod} y`);
+      layer.destroy();
+      for (const t of [w0, x, y]) t.destroy();
+    }
+  });
+
+  it('matches short target_modules as PEFT does: the whole path or its last dotted parts', () => {
+    expect(targetMatches(['q_proj'], 'model.layers.0.self_attn.q_proj')).to.equal(true);
+    expect(targetMatches(['self_attn.q_proj'], 'model.layers.0.self_attn.q_proj')).to.equal(true);
+    expect(targetMatches(['q_proj'], 'model.layers.0.self_attn.xq_proj')).to.equal(false);
+    expect(targetMatches(['h1'], 'h1')).to.equal(true);
+    expect(targetMatches('.*\\.(q|v)_proj', 'model.layers.3.self_attn.v_proj')).to.equal(true);
+    expect(targetMatches('.*\\.(q|v)_proj', 'model.layers.3.self_attn.k_proj')).to.equal(false);
+  });
+
+  it('rejects embedding adapters, modules_to_save, DoRA and rsLoRA with a clear error', async () => {
+    const a = rand(r * n);
+    const b = rand(m * r);
+    const base = { peft_type: 'LORA', r, lora_alpha: 8, target_modules: ['h1'] };
+    const safetensors = encodeSafetensors({
+      'base_model.model.h1.lora_A.weight': { shape: [r, n], data: a },
+      'base_model.model.h1.lora_B.weight': { shape: [m, r], data: b },
+    });
+    const withCfg = (patch: object) => () => decodeAdapter({ safetensors, config: JSON.stringify({ ...base, ...patch }) });
+    await expectThrows(withCfg({ modules_to_save: ['lm_head'] }), /'modules_to_save' .* is not supported/);
+    await expectThrows(withCfg({ use_dora: true }), /'use_dora' is true: DoRA is not supported/);
+    await expectThrows(withCfg({ use_rslora: true }), /'use_rslora' is true/);
+    const embed = encodeSafetensors({ 'base_model.model.emb.lora_embedding_A': { shape: [r, n], data: a } });
+    await expectThrows(() => decodeAdapter({ safetensors: embed, config: JSON.stringify(base) }), /embedding adapter \(lora_embedding_A\/B\)/);
+  });
+
+  it('keeps keys from the file off Object.prototype', () => {
+    const a = rand(r * n);
+    const b = rand(m * r);
+    const safetensors = encodeSafetensors({
+      'h1.lora_A.weight': { shape: [r, n], data: a },
+      'h1.lora_B.weight': { shape: [m, r], data: b },
+      '__proto__.lora_A.weight': { shape: [r, n], data: a },
+      '__proto__.lora_B.weight': { shape: [m, r], data: b },
+    });
+    const config = JSON.stringify({ peft_type: 'LORA', r, lora_alpha: 8, target_modules: ['h1', '__proto__'] });
+    const back = decodeAdapter({ safetensors, config });
+    expect(Object.keys(back.modules).sort()).to.deep.equal(['__proto__', 'h1']);
+    expect(({} as Record<string, unknown>).lora_A).to.equal(undefined);
+    expect(Object.getPrototypeOf(back.modules)).to.equal(null);
+  });
+});
+
+describe('adapters: half-precision tensors', () => {
+  it('widens F16 and BF16 exactly, subnormals, infinities and NaN included', () => {
+    // f16 bits: 1, -2, 65504 (largest), 2^-24 (smallest subnormal), +Inf, NaN
+    const f16 = new Uint16Array([0x3c00, 0xc000, 0x7bff, 0x0001, 0x7c00, 0x7e00]);
+    // bf16 bits: the upper half of f32 1.5, -0.15625, 3.0e38-ish, +Inf
+    const bf16 = new Uint16Array([0x3fc0, 0xbe20, 0x7f61, 0x7f80]);
+    const bytes = new Uint8Array(f16.byteLength + bf16.byteLength);
+    bytes.set(new Uint8Array(f16.buffer), 0);
+    bytes.set(new Uint8Array(bf16.buffer), f16.byteLength);
+    const file = handMade(
+      { h: { dtype: 'F16', shape: [6], data_offsets: [0, 12] }, b: { dtype: 'BF16', shape: [4], data_offsets: [12, 20] } },
+      bytes,
+    );
+    const { tensors } = decodeSafetensors(file);
+    expect(Array.from(tensors.h.data)).to.deep.equal([1, -2, 65504, 2 ** -24, Infinity, NaN]);
+    const f32 = new Float32Array(new Uint32Array(Array.from(bf16, (v) => v << 16)).buffer);
+    expect(Array.from(tensors.b.data)).to.deep.equal(Array.from(f32));
+    expect(tensors.b.data[0]).to.equal(1.5);
+    expect(tensors.h.dtype).to.equal('F16');
   });
 });

@@ -51,7 +51,10 @@ export async function uploads<K extends string>(spec: Record<K, readonly [readon
   const host = {} as Record<K, Float32Array>;
   const dev = {} as Record<K, Tensor>;
   for (const [name, [shape, bound]] of Object.entries(spec) as [K, readonly [readonly number[], number?]][]) {
-    host[name] = rand(shape.reduce((a, b) => a * b, 1), bound ?? 1);
+    host[name] = rand(
+      shape.reduce((a, b) => a * b, 1),
+      bound ?? 1,
+    );
     dev[name] = ctx.upload(host[name], shape, 'f32', name);
   }
   const free = () => Object.values<Tensor>(dev).forEach((t) => t.destroy());

@@ -58,11 +58,15 @@ describe('lora kernels against the float64 reference', () => {
     const grads = await loraBackward(ctx, { ...p, x: dev.x, g: dev.g, z }, { adapterOnly: true });
     const full = ref.loraBackward({ ...refArgs, g: host.g });
     const base = refMatmul(host.g, host.w0, 9, 13, 21);
-    expectClose(await ctx.read(grads.dx), full.dx.map((v, i) => v - base[i]), 'adapter dx');
+    expectClose(
+      await ctx.read(grads.dx),
+      full.dx.map((v, i) => v - base[i]),
+      'adapter dx',
+    );
     free();
   });
 
-  it('encodes into the caller\'s command encoder and writes into the caller\'s tensors', async () => {
+  it("encodes into the caller's command encoder and writes into the caller's tensors", async () => {
     const { ctx, dev, refArgs, free } = await setup(5, 12, 10, 4);
     const y = ctx.tensor([5, 10]);
     const z = ctx.tensor([5, 4]);
@@ -74,12 +78,12 @@ describe('lora kernels against the float64 reference', () => {
     free();
   });
 
-  it('merged weights reproduce the forward: X W\'ᵀ = Y, and unmerge restores W0', async () => {
+  it("merged weights reproduce the forward: X W'ᵀ = Y, and unmerge restores W0", async () => {
     const { ctx, dev, host, refArgs, free } = await setup(11, 37, 29, 6);
     const p = { w0: dev.w0, a: dev.a, b: dev.b, scale: 2 };
     const { y } = await loraForward(ctx, { ...p, x: dev.x });
     const merged = await ctx.read(await loraMerge(ctx, p));
-    expectClose(refMatmul(host.x, merged, 11, 37, 29, false, true), await ctx.read(y), 'X W\'ᵀ vs forward', 2e-5);
+    expectClose(refMatmul(host.x, merged, 11, 37, 29, false, true), await ctx.read(y), "X W'ᵀ vs forward", 2e-5);
     await loraMerge(ctx, p, { inPlace: true });
     expectClose(await ctx.read(dev.w0), ref.loraMerge(refArgs), 'merged in place');
     await loraMerge(ctx, p, { inPlace: true, unmerge: true });
@@ -94,7 +98,11 @@ describe('lora reference gradients against central finite differences', () => {
     [3, 7, 5, 3],
   ] as const) {
     it(`dX, dA, dB of sum(Y ⊙ G) at T=${T} n=${n} m=${m} r=${r}`, () => {
-      const x = toF64(rand(T * n)), w0 = toF64(rand(m * n)), a = toF64(rand(r * n)), b = toF64(rand(m * r)), g = toF64(rand(T * m));
+      const x = toF64(rand(T * n)),
+        w0 = toF64(rand(m * n)),
+        a = toF64(rand(r * n)),
+        b = toF64(rand(m * r)),
+        g = toF64(rand(T * m));
       const args = { T, n, m, r, scale: 1.5, x, w0, a, b };
       const loss = () => dot(ref.loraForward(args), g);
       const grads = ref.loraBackward({ ...args, g });
@@ -115,12 +123,21 @@ describe('lora bad input', () => {
   it('rejects mismatched shapes, naming the argument and what was expected', async () => {
     const { ctx, dev, free } = await setup(4, 8, 6, 2);
     const p = { w0: dev.w0, a: dev.a, b: dev.b, scale: 2 };
-    await expectThrows(() => loraForward(ctx, { ...p, x: ctx.tensor([4, 9]) }), /lora\.forward: 'x' has shape \[4, 9\], expected \[T, n\] = \[4, 8\]/);
+    await expectThrows(
+      () => loraForward(ctx, { ...p, x: ctx.tensor([4, 9]) }),
+      /lora\.forward: 'x' has shape \[4, 9\], expected \[T, n\] = \[4, 8\]/,
+    );
     await expectThrows(() => loraForward(ctx, { ...p, b: ctx.tensor([6, 3]), x: dev.x }), /'b' has shape \[6, 3\], expected \[m, r\] = \[6, 2\]/);
     await expectThrows(() => loraForward(ctx, { ...p, a: ctx.tensor([2, 7]), x: dev.x }), /'a' has shape \[2, 7\], expected \[r, n\] = \[2, 8\]/);
-    await expectThrows(() => loraBackward(ctx, { ...p, x: dev.x, g: ctx.tensor([4, 5]) }), /lora\.backward: 'g' has shape \[4, 5\], expected \[T, m\] = \[4, 6\]/);
+    await expectThrows(
+      () => loraBackward(ctx, { ...p, x: dev.x, g: ctx.tensor([4, 5]) }),
+      /lora\.backward: 'g' has shape \[4, 5\], expected \[T, m\] = \[4, 6\]/,
+    );
     await expectThrows(() => loraForward(ctx, { ...p, x: dev.x, y: ctx.tensor([4, 5]) }), /'y' has shape \[4, 5\], expected \[T, m\] = \[4, 6\]/);
-    await expectThrows(() => loraMerge(ctx, { ...p, out: ctx.tensor([6, 7]) }), /lora\.merge: 'out' has shape \[6, 7\], expected \[m, n\] = \[6, 8\]/);
+    await expectThrows(
+      () => loraMerge(ctx, { ...p, out: ctx.tensor([6, 7]) }),
+      /lora\.merge: 'out' has shape \[6, 7\], expected \[m, n\] = \[6, 8\]/,
+    );
     free();
   });
 
@@ -137,7 +154,10 @@ describe('lora bad input', () => {
     const p = { w0: dev.w0, a: dev.a, b: dev.b, scale: 2 };
     await expectThrows(() => loraForward(ctx, { ...p, scale: NaN, x: dev.x }), /'scale' must be a finite number, got NaN/);
     await expectThrows(() => loraForward(ctx, { ...p, b: undefined as never, x: dev.x }), /'b' must be a Tensor of shape \[m, r\]/);
-    await expectThrows(() => loraBackward(ctx, { ...p, x: dev.x, g: ctx.tensor([4, 6]), da: dev.a }), /'da' and .* are the same buffer|'a' and 'da' are the same buffer/);
+    await expectThrows(
+      () => loraBackward(ctx, { ...p, x: dev.x, g: ctx.tensor([4, 6]), da: dev.a }),
+      /'da' and .* are the same buffer|'a' and 'da' are the same buffer/,
+    );
     free();
   });
 
@@ -234,7 +254,7 @@ describe('lora descriptor', () => {
     const merged = await layer.merge();
     const mergedHost = await ctx.read(merged);
     expectClose(mergedHost, ref.loraMerge({ n, m, r, scale: 2, w0: host.w0, a: from.lora_A.data, b: from.lora_B.data }), 'merged');
-    expectClose(yHost, refMatmul(host.x, mergedHost, T, n, m, false, true), "x·merge()ᵀ vs forward", 2e-5);
+    expectClose(yHost, refMatmul(host.x, mergedHost, T, n, m, false, true), 'x·merge()ᵀ vs forward', 2e-5);
     const dx = ctx.tensor([T, n]);
     await ctx.encode(undefined, (enc) => layer.backward(enc, dev.x, dev.g, dx));
     const expected = ref.loraBackward({ T, n, m, r, scale: 2, x: host.x, w0: host.w0, a: from.lora_A.data, b: from.lora_B.data, g: host.g });
@@ -260,7 +280,9 @@ describe('lora descriptor', () => {
     const w0 = ctx.tensor([6, 8]);
     expect(() => lora.createLayer(ctx, { w0, r: 2, alpha: 2, options: { blocks: 2 } })).to.throw(/lora\.createLayer: unknown option 'blocks'/);
     expect(() => lora.createLayer(ctx, { w0, r: 7, alpha: 2 })).to.throw(/lora\.createLayer: rank r = 7 is above min\(n, m\)/);
-    expect(() => lora.createLayer(ctx, { w0, r: 2, alpha: 2, from: { lora_A: { shape: [2, 7], data: new Float32Array(14) } } })).to.throw(/'lora_A' must be 16 f32 values/);
+    expect(() => lora.createLayer(ctx, { w0, r: 2, alpha: 2, from: { lora_A: { shape: [2, 7], data: new Float32Array(14) } } })).to.throw(
+      /'lora_A' must be 16 f32 values/,
+    );
     const layer = lora.createLayer(ctx, { w0, r: 2, alpha: 2 });
     await expectThrows(() => layer.merge({ inPlace: true } as never), /lora\.layer\.merge: unknown option 'inPlace'/);
     layer.destroy();
@@ -274,10 +296,18 @@ describe('lora descriptor', () => {
       lora_B: { shape: b, data: new Float32Array(b[0] * b[1]) },
     });
     expect(() => lora.checkModule(t([2, 8], [6, 2]), 2, {}, { n: 8, m: 6 }, label, 'adapter')).not.to.throw();
-    expect(() => lora.checkModule(t([3, 8], [6, 2]), 2, {}, undefined, label, 'adapter')).to.throw(/adapter: 'h1\.lora_A\.weight' has shape \[3, 8\], expected \[r, n\] with r = 2/);
-    expect(() => lora.checkModule(t([2, 8], [6, 3]), 2, {}, undefined, label, 'adapter')).to.throw(/'h1\.lora_B\.weight' has shape \[6, 3\], expected \[m, r\] with r = 2/);
-    expect(() => lora.checkModule(t([2, 8], [6, 2]), 2, {}, { n: 10, m: 6 }, label, 'adapter')).to.throw(/'h1\.lora_A\.weight' has n = 8, but module 'h1' has 10 in-features/);
-    expect(() => lora.checkModule(t([2, 8], [6, 2]), 2, {}, { n: 8, m: 9 }, label, 'adapter')).to.throw(/'h1\.lora_B\.weight' has m = 6, but module 'h1' has 9 out-features/);
+    expect(() => lora.checkModule(t([3, 8], [6, 2]), 2, {}, undefined, label, 'adapter')).to.throw(
+      /adapter: 'h1\.lora_A\.weight' has shape \[3, 8\], expected \[r, n\] with r = 2/,
+    );
+    expect(() => lora.checkModule(t([2, 8], [6, 3]), 2, {}, undefined, label, 'adapter')).to.throw(
+      /'h1\.lora_B\.weight' has shape \[6, 3\], expected \[m, r\] with r = 2/,
+    );
+    expect(() => lora.checkModule(t([2, 8], [6, 2]), 2, {}, { n: 10, m: 6 }, label, 'adapter')).to.throw(
+      /'h1\.lora_A\.weight' has n = 8, but module 'h1' has 10 in-features/,
+    );
+    expect(() => lora.checkModule(t([2, 8], [6, 2]), 2, {}, { n: 8, m: 9 }, label, 'adapter')).to.throw(
+      /'h1\.lora_B\.weight' has m = 6, but module 'h1' has 9 out-features/,
+    );
   });
 
   it('counts, FLOPs and what it does not support', () => {

@@ -61,7 +61,11 @@ for (const variant of ['direct', 'direct-scalar', 'tiled'] as Tuning['matmul'][]
       it(`fuses a second product and accumulates with beta (K=${K})`, async () => {
         const ctx = await gpu();
         const [M, N, K2] = [45, 23, 5];
-        const a = rand(M * K), b = rand(N * K), a2 = rand(M * K2), b2 = rand(N * K2), c0 = rand(M * N);
+        const a = rand(M * K),
+          b = rand(N * K),
+          a2 = rand(M * K2),
+          b2 = rand(N * K2),
+          c0 = rand(M * N);
         const [A, B, A2, B2] = [ctx.upload(a, [M, K]), ctx.upload(b, [N, K]), ctx.upload(a2, [M, K2]), ctx.upload(b2, [N, K2])];
         const C = ctx.upload(c0, [M, N]);
         await matmul(ctx, { a: A, b: B, c: C, M, N, K, transB: true, alpha: 1.5, beta: -0.5, second: { a: A2, b: B2, K: K2, alpha: 2 } });
@@ -74,7 +78,8 @@ for (const variant of ['direct', 'direct-scalar', 'tiled'] as Tuning['matmul'][]
     it('with beta = 0 ignores whatever C held, NaN included', async () => {
       const ctx = await gpu();
       const [M, N, K] = [9, 11, 13];
-      const a = rand(M * K), b = rand(K * N);
+      const a = rand(M * K),
+        b = rand(K * N);
       const C = ctx.upload(new Float32Array(M * N).fill(NaN), [M, N]);
       await matmul(ctx, { a: ctx.upload(a, [M, K]), b: ctx.upload(b, [K, N]), c: C, M, N, K });
       expectClose(await ctx.read(C), refMatmul(a, b, M, K, N), 'C');

@@ -12,7 +12,11 @@ function embed(rows: number, cols: number, at: [number, number, number][]): Floa
 
 describe('rank analysis', () => {
   it('finds 3√5 and √5 for [[3, 0], [4, 5]] spread over a 5×6 matrix of zeros', () => {
-    const d = embed(5, 6, [[1, 2, 3], [3, 2, 4], [3, 5, 5]]);
+    const d = embed(5, 6, [
+      [1, 2, 3],
+      [3, 2, 4],
+      [3, 5, 5],
+    ]);
     const sv = singularValues(d, 5, 6);
     expect(sv).to.have.length(5);
     expect(sv[0]).to.be.closeTo(3 * Math.sqrt(5), 1e-12);
@@ -22,7 +26,11 @@ describe('rank analysis', () => {
   });
 
   it('a scaled permutation has its entries as singular values; the zero matrix has rank 0', () => {
-    const d = embed(4, 3, [[0, 2, -0.5], [2, 0, 7], [3, 1, 0.001]]);
+    const d = embed(4, 3, [
+      [0, 2, -0.5],
+      [2, 0, 7],
+      [3, 1, 0.001],
+    ]);
     expect(singularValues(d, 4, 3)).to.deep.equal([7, 0.5, 0.001]);
     const rep = rankReport(d, 4, 3);
     expect(rep.rank).to.equal(2);

@@ -22,7 +22,7 @@ import {
   type SboraAdapter,
 } from '../src/methods/sbora/index.js';
 import * as ref from '../src/methods/sbora/reference.js';
-import { loraForward, loraBackward } from '../src/reference/lora.js';
+import { loraForward, loraBackward } from '../src/methods/lora/reference.js';
 import { dot, finiteDifference, matmul as refMatmul, relativeError, toF64 } from '../src/reference/linalg.js';
 import type { Tuning } from '../src/runtime.js';
 import type { Tensor } from '../src/tensor.js';
@@ -70,7 +70,7 @@ describe('sbora index sets', () => {
     for (const c of counts) expect(c).to.be.within(500, 700);
   });
 
-  it('keeps the caller\'s order', () => {
+  it("keeps the caller's order", () => {
     expect(Array.from(checkIndices('t', 'idx', [5, 0, 3], 6, 3))).to.deep.equal([5, 0, 3]);
   });
 
@@ -149,7 +149,11 @@ describe('Multi-SBoRA allocator', () => {
 describe('sbora reference', () => {
   it('equals LoRA with the one-hot factor the indices stand for', () => {
     const [T, n, m, r, s] = [5, 11, 7, 3, 1.75];
-    const x = rand(T * n), w0 = rand(m * n), b = rand(m * r), a = rand(r * n), g = rand(T * m);
+    const x = rand(T * n),
+      w0 = rand(m * n),
+      b = rand(m * r),
+      a = rand(r * n),
+      g = rand(T * m);
     const idxA = sampleIndices(n, r, 4);
     const idxB = sampleIndices(m, r, 5);
     const fa = { T, n, m, r, scale: s, x, w0, b, idx: idxA, g };
@@ -167,14 +171,26 @@ describe('sbora reference', () => {
     expectClose(fbb.dx, lfb.dx, 'FB dx', 1e-12);
     expectClose(fbb.da, lfb.da, 'FB da', 1e-12);
     // The merge is the dense LoRA update restricted to the region.
-    expectClose(ref.faDelta(fa), refMatmul(b, ref.oneHot('fa', idxA, n), m, r, n).map((v) => v * s), 'FA delta', 1e-12);
-    expectClose(ref.fbDelta(fb), refMatmul(ref.oneHot('fb', idxB, m), a, m, r, n).map((v) => v * s), 'FB delta', 1e-12);
+    expectClose(
+      ref.faDelta(fa),
+      refMatmul(b, ref.oneHot('fa', idxA, n), m, r, n).map((v) => v * s),
+      'FA delta',
+      1e-12,
+    );
+    expectClose(
+      ref.fbDelta(fb),
+      refMatmul(ref.oneHot('fb', idxB, m), a, m, r, n).map((v) => v * s),
+      'FB delta',
+      1e-12,
+    );
   });
 
   for (const variant of ['fa', 'fb'] as const) {
     it(`${variant.toUpperCase()} gradients match central finite differences`, () => {
       const [T, n, m, r, s] = [4, 9, 6, 3, 1.3];
-      const x = toF64(rand(T * n)), w0 = toF64(rand(m * n)), g = toF64(rand(T * m));
+      const x = toF64(rand(T * n)),
+        w0 = toF64(rand(m * n)),
+        g = toF64(rand(T * m));
       const idx = sampleIndices(variant === 'fa' ? n : m, r, 11);
       const factor = toF64(rand(variant === 'fa' ? m * r : r * n));
       const args = { T, n, m, r, scale: s, x, w0, idx, b: factor, a: factor, g };
@@ -208,7 +224,10 @@ for (const tuning of ['direct', 'direct-scalar', 'tiled'] as Tuning['matmul'][])
       it(`SBoRA-FA forward and backward, T=${T} n=${n} m=${m} r=${r}`, async () => {
         const ctx = await gpu();
         const s = 2 / r + 0.5;
-        const x = rand(T * n), w0 = rand(m * n), b = rand(m * r), g = rand(T * m);
+        const x = rand(T * n),
+          w0 = rand(m * n),
+          b = rand(m * r),
+          g = rand(T * m);
         const [X, W0, B, G] = [ctx.upload(x, [T, n]), ctx.upload(w0, [m, n]), ctx.upload(b, [m, r]), ctx.upload(g, [T, m])];
         const idx = createIndexSet(ctx, { size: n, r, seed: T * 31 + r });
         const args = { T, n, m, r, scale: s, x, w0, b, g, idx: idx.values };
@@ -228,7 +247,10 @@ for (const tuning of ['direct', 'direct-scalar', 'tiled'] as Tuning['matmul'][])
       it(`SBoRA-FB forward and backward, T=${T} n=${n} m=${m} r=${r}`, async () => {
         const ctx = await gpu();
         const s = 2 / r + 0.25;
-        const x = rand(T * n), w0 = rand(m * n), a = rand(r * n), g = rand(T * m);
+        const x = rand(T * n),
+          w0 = rand(m * n),
+          a = rand(r * n),
+          g = rand(T * m);
         const [X, W0, A, G] = [ctx.upload(x, [T, n]), ctx.upload(w0, [m, n]), ctx.upload(a, [r, n]), ctx.upload(g, [T, m])];
         const idx = createIndexSet(ctx, { size: m, r, seed: T * 17 + r });
         const args = { T, n, m, r, scale: s, x, w0, a, g, idx: idx.values };
@@ -249,14 +271,25 @@ for (const tuning of ['direct', 'direct-scalar', 'tiled'] as Tuning['matmul'][])
 }
 
 describe('sbora kernels: outputs, encoders and memory', () => {
-  it('writes into caller tensors inside the caller\'s encoder, with no scratch allocated', async () => {
+  it("writes into caller tensors inside the caller's encoder, with no scratch allocated", async () => {
     const ctx = await gpu();
     const [T, n, m, r, s] = [6, 21, 13, 4, 2];
-    const x = rand(T * n), w0 = rand(m * n), b = rand(m * r), a = rand(r * n), g = rand(T * m);
+    const x = rand(T * n),
+      w0 = rand(m * n),
+      b = rand(m * r),
+      a = rand(r * n),
+      g = rand(T * m);
     const [X, W0, B, A, G] = [ctx.upload(x, [T, n]), ctx.upload(w0, [m, n]), ctx.upload(b, [m, r]), ctx.upload(a, [r, n]), ctx.upload(g, [T, m])];
     const ia = createIndexSet(ctx, { size: n, r, seed: 1 });
     const ib = createIndexSet(ctx, { size: m, r, seed: 2 });
-    const [Ya, Yb, DXa, DXb, DB, DA] = [ctx.tensor([T, m]), ctx.tensor([T, m]), ctx.tensor([T, n]), ctx.tensor([T, n]), ctx.tensor([m, r]), ctx.tensor([r, n])];
+    const [Ya, Yb, DXa, DXb, DB, DA] = [
+      ctx.tensor([T, m]),
+      ctx.tensor([T, m]),
+      ctx.tensor([T, n]),
+      ctx.tensor([T, n]),
+      ctx.tensor([m, r]),
+      ctx.tensor([r, n]),
+    ];
     // Warm the pipeline cache, then count allocations while encoding and running.
     await sboraForward(ctx, { variant: 'fa', w0: W0, b: B, idx: ia, scale: s, x: X, y: Ya });
     await sboraBackward(ctx, { variant: 'fb', w0: W0, a: A, idx: ib, scale: s, x: X, g: G, dx: DXb, da: DA });
@@ -356,7 +389,11 @@ function pick(a: ArrayLike<number>, inRegion: (e: number) => boolean): Float64Ar
 }
 
 describe('sbora regional merge', () => {
-  for (const [n, m, r] of [[37, 29, 5], [8, 6, 2], [64, 33, 16]] as [number, number, number][]) {
+  for (const [n, m, r] of [
+    [37, 29, 5],
+    [8, 6, 2],
+    [64, 33, 16],
+  ] as [number, number, number][]) {
     for (const variant of ['fa', 'fb'] as const) {
       const what = variant === 'fa' ? 'columns' : 'rows';
       it(`${variant.toUpperCase()} merges only the r ${what}, n=${n} m=${m} r=${r}; every other byte unchanged`, async () => {
@@ -388,7 +425,10 @@ describe('sbora regional merge', () => {
         const back = await ctx.read(W0);
         const a = new Uint32Array(Float32Array.from(back).buffer);
         const b = new Uint32Array(w0.buffer);
-        expect(a.every((v, e) => inRegion(e) || v === b[e]), 'unmerge: bytes outside the region').to.equal(true);
+        expect(
+          a.every((v, e) => inRegion(e) || v === b[e]),
+          'unmerge: bytes outside the region',
+        ).to.equal(true);
         expectClose(pick(back, inRegion), pick(w0, inRegion), 'unmerge restores the region', 1e-6);
         release(W0, F, idx, delta, merged);
       });
@@ -406,8 +446,8 @@ describe('sbora regional merge', () => {
     const wb = await sboraMerge(ctx, { variant: 'fb', w0: W0, a: A, idx: ib, scale: s });
     const ya = await ctx.read((await sboraForward(ctx, { variant: 'fa', w0: W0, b: B, idx: ia, scale: s, x: X })).y);
     const yb = await ctx.read((await sboraForward(ctx, { variant: 'fb', w0: W0, a: A, idx: ib, scale: s, x: X })).y);
-    expectClose(refMatmul(x, await ctx.read(wa), T, n, m, false, true), ya, 'X W\'ᵀ (FA)', 1e-5);
-    expectClose(refMatmul(x, await ctx.read(wb), T, n, m, false, true), yb, 'X W\'ᵀ (FB)', 1e-5);
+    expectClose(refMatmul(x, await ctx.read(wa), T, n, m, false, true), ya, "X W'ᵀ (FA)", 1e-5);
+    expectClose(refMatmul(x, await ctx.read(wb), T, n, m, false, true), yb, "X W'ᵀ (FB)", 1e-5);
     release(X, W0, B, A, ia, ib, wa, wb);
   });
 });
@@ -416,21 +456,30 @@ describe('Multi-SBoRA', () => {
   it('trains adapters independently on disjoint sets and merges them all at once, as one after another', async () => {
     const ctx = await gpu();
     const [T, n, m, s, lr] = [6, 30, 20, 1.5, 0.1];
-    const x = rand(T * n), w0 = rand(m * n), g = rand(T * m);
+    const x = rand(T * n),
+      w0 = rand(m * n),
+      g = rand(T * m);
     const [X, W0, G] = [ctx.upload(x, [T, n]), ctx.upload(w0, [m, n]), ctx.upload(g, [T, m])];
     const cols = new IndexAllocator(n, 7);
     const rows = new IndexAllocator(m, 8);
     const adapters: SboraAdapter[] = [];
     // Three FA tasks on disjoint columns, two FB tasks on disjoint rows; each takes two SGD steps
     // on its own layer (W0 + that adapter alone), its factor starting at zero as SBoRA initialises.
-    for (const [variant, r] of [['fa', 3], ['fa', 5], ['fb', 4], ['fa', 2], ['fb', 6]] as ['fa' | 'fb', number][]) {
+    for (const [variant, r] of [
+      ['fa', 3],
+      ['fa', 5],
+      ['fb', 4],
+      ['fa', 2],
+      ['fb', 6],
+    ] as ['fa' | 'fb', number][]) {
       const idx = createIndexSet(ctx, { size: variant === 'fa' ? n : m, values: (variant === 'fa' ? cols : rows).allocate(r) });
       let factor = new Float32Array(variant === 'fa' ? m * r : r * n);
       for (let step = 0; step < 2; step++) {
         const F = ctx.upload(factor, variant === 'fa' ? [m, r] : [r, n]);
-        const grad = variant === 'fa'
-          ? (await sboraBackward(ctx, { variant: 'fa', w0: W0, b: F, idx, scale: s, x: X, g: G })).db
-          : (await sboraBackward(ctx, { variant: 'fb', w0: W0, a: F, idx, scale: s, x: X, g: G })).da;
+        const grad =
+          variant === 'fa'
+            ? (await sboraBackward(ctx, { variant: 'fa', w0: W0, b: F, idx, scale: s, x: X, g: G })).db
+            : (await sboraBackward(ctx, { variant: 'fb', w0: W0, a: F, idx, scale: s, x: X, g: G })).da;
         const dF = await ctx.read(grad);
         // The first gradient is the same whatever the factor, the second too (it is linear in W):
         // both are checked against the reference so the training step is a real one.
@@ -471,13 +520,28 @@ describe('Multi-SBoRA', () => {
     const i1 = createIndexSet(ctx, { size: n, values: [1, 2, 3] });
     const i2 = createIndexSet(ctx, { size: n, values: [4, 3, 9] });
     await expectThrows(
-      () => sboraMultiMerge(ctx, { w0: W0, adapters: [{ variant: 'fa', idx: i1, b: B, scale: 1 }, { variant: 'fa', idx: i2, b: B, scale: 1 }] }),
-      /index 3 is in both set 0 and set 1/, /disjoint/,
+      () =>
+        sboraMultiMerge(ctx, {
+          w0: W0,
+          adapters: [
+            { variant: 'fa', idx: i1, b: B, scale: 1 },
+            { variant: 'fa', idx: i2, b: B, scale: 1 },
+          ],
+        }),
+      /index 3 is in both set 0 and set 1/,
+      /disjoint/,
     );
     await expectThrows(() => sboraMultiMerge(ctx, { w0: W0, adapters: [] }), /'adapters' must be a non-empty array/);
-    await expectThrows(() => sboraMultiMerge(ctx, { w0: W0, adapters: [{ variant: 'fc', idx: i1, b: B, scale: 1 } as never] }), /'adapters\[0\].variant' must be 'fa' or 'fb'/);
+    await expectThrows(
+      () => sboraMultiMerge(ctx, { w0: W0, adapters: [{ variant: 'fc', idx: i1, b: B, scale: 1 } as never] }),
+      /'adapters\[0\].variant' must be 'fa' or 'fb'/,
+    );
     const ib = createIndexSet(ctx, { size: m, values: [0, 1, 2] });
-    await expectThrows(() => sboraMultiMerge(ctx, { w0: W0, adapters: [{ variant: 'fb', idx: ib, a: B, scale: 1 }] }), /adapters\[0\]/, /'a' has shape \[8, 3\], expected \[r, n\] = \[3, 10\]/);
+    await expectThrows(
+      () => sboraMultiMerge(ctx, { w0: W0, adapters: [{ variant: 'fb', idx: ib, a: B, scale: 1 }] }),
+      /adapters\[0\]/,
+      /'a' has shape \[8, 3\], expected \[r, n\] = \[3, 10\]/,
+    );
     release(W0, B, i1, i2, ib);
   });
 });
@@ -486,7 +550,13 @@ describe('sbora bad input', () => {
   it('names the argument and what was expected', async () => {
     const ctx = await gpu();
     const [T, n, m, r] = [3, 8, 6, 2];
-    const [X, W0, B, A, G] = [ctx.upload(rand(T * n), [T, n]), ctx.upload(rand(m * n), [m, n]), ctx.upload(rand(m * r), [m, r]), ctx.upload(rand(r * n), [r, n]), ctx.upload(rand(T * m), [T, m])];
+    const [X, W0, B, A, G] = [
+      ctx.upload(rand(T * n), [T, n]),
+      ctx.upload(rand(m * n), [m, n]),
+      ctx.upload(rand(m * r), [m, r]),
+      ctx.upload(rand(r * n), [r, n]),
+      ctx.upload(rand(T * m), [T, m]),
+    ];
     const ia = createIndexSet(ctx, { size: n, values: [4, 2] });
     const ib = createIndexSet(ctx, { size: m, values: [0, 5] });
     const fa = { variant: 'fa' as const, w0: W0, b: B, idx: ia, scale: 2 };
@@ -506,16 +576,28 @@ describe('sbora bad input', () => {
     await expectThrows(() => sboraForward(ctx, { ...fa, scale: NaN, x: X }), /'scale' must be a finite number, got NaN/);
     await expectThrows(() => sboraForward(ctx, { ...fa, x: X, y: ctx.tensor([T, n]) }), /'y' has shape \[3, 8\], expected \[T, m\] = \[3, 6\]/);
     await expectThrows(() => sboraBackward(ctx, { ...fa, x: X, g: X }), /sbora.fa.backward: 'g' has shape \[3, 8\], expected \[T, m\] = \[3, 6\]/);
-    await expectThrows(() => sboraBackward(ctx, { ...fa, x: X, g: G, db: ctx.tensor([r, m]) }), /'db' has shape \[2, 6\], expected \[m, r\] = \[6, 2\]/);
-    await expectThrows(() => sboraBackward(ctx, { ...fb, x: X, g: G, da: ctx.tensor([n, r]) }), /sbora.fb.backward: 'da' has shape \[8, 2\], expected \[r, n\] = \[2, 8\]/);
+    await expectThrows(
+      () => sboraBackward(ctx, { ...fa, x: X, g: G, db: ctx.tensor([r, m]) }),
+      /'db' has shape \[2, 6\], expected \[m, r\] = \[6, 2\]/,
+    );
+    await expectThrows(
+      () => sboraBackward(ctx, { ...fb, x: X, g: G, da: ctx.tensor([n, r]) }),
+      /sbora.fb.backward: 'da' has shape \[8, 2\], expected \[r, n\] = \[2, 8\]/,
+    );
     await expectThrows(() => sboraBackward(ctx, { ...fb, x: X, g: G, dx: X }), /'dx' and 'x' are the same buffer|'x' and 'dx' are the same buffer/);
     await expectThrows(() => sboraForward(ctx, { ...fa, x: ctx.upload([1, 2, 3, 4, 5, 6, 7, 8], [8], 'f32') }), /'x' must be a 2-D Tensor \[T, n\]/);
-    await expectThrows(() => sboraForward(ctx, { ...fa, b: ctx.upload([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [m, r], 'i32'), x: X }), /'b' is i32, expected f32/);
+    await expectThrows(
+      () => sboraForward(ctx, { ...fa, b: ctx.upload([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [m, r], 'i32'), x: X }),
+      /'b' is i32, expected f32/,
+    );
     await expectThrows(() => sboraForward(ctx, { ...fb, w0: ctx.upload(rand(n), [n]), x: X }), /'w0' must be a 2-D Tensor \[m, n\]/);
     // Merge options.
     await expectThrows(() => sboraMerge(ctx, fa, { inPlace: true, deltaOnly: true }), /sbora.fa.merge: 'inPlace' and 'deltaOnly' exclude each other/);
     await expectThrows(() => sboraMerge(ctx, { ...fb, out: W0 }, {}), /'out' and 'w0' are the same buffer|'w0' and 'out' are the same buffer/);
-    await expectThrows(() => sboraMerge(ctx, { ...fb, out: ctx.tensor([n, m]) }, { unmerge: true }), /sbora.fb.unmerge: 'out' has shape \[8, 6\], expected \[m, n\] = \[6, 8\]/);
+    await expectThrows(
+      () => sboraMerge(ctx, { ...fb, out: ctx.tensor([n, m]) }, { unmerge: true }),
+      /sbora.fb.unmerge: 'out' has shape \[8, 6\], expected \[m, n\] = \[6, 8\]/,
+    );
     await expectThrows(() => sboraMerge(ctx, { ...fa, out: ctx.tensor([m, n]) }, { inPlace: true }), /'out' is not used with 'inPlace'/);
     release(X, W0, B, A, G, ia, ib, raw, i3);
   });
@@ -524,7 +606,10 @@ describe('sbora bad input', () => {
 // A known-answer case of the vectors format, computed by the float64 reference.
 function referenceCase(variant: 'fa' | 'fb', [T, n, m, r]: number[], scale: number) {
   const fa = variant === 'fa';
-  const x = rand(T * n), w0 = rand(m * n), g = rand(T * m), factor = rand(fa ? m * r : r * n);
+  const x = rand(T * n),
+    w0 = rand(m * n),
+    g = rand(T * m),
+    factor = rand(fa ? m * r : r * n);
   const idx = Array.from(sampleIndices(fa ? n : m, r, T + n));
   const args = { T, n, m, r, scale, x, w0, g, idx, b: factor, a: factor };
   const { dx, dFactor } = ref.backward(fa ? { ...args, variant: 'fa' } : { ...args, variant: 'fb' });
@@ -539,7 +624,10 @@ function referenceCase(variant: 'fa' | 'fb', [T, n, m, r]: number[], scale: numb
       dx: t([T, n], dx),
       [fa ? 'db' : 'da']: t(fa ? [m, r] : [r, n], dFactor),
       delta_w: t([m, n], delta),
-      merged: t([m, n], delta.map((v, e) => v + w0[e])),
+      merged: t(
+        [m, n],
+        delta.map((v, e) => v + w0[e]),
+      ),
     },
   };
 }
@@ -570,11 +658,23 @@ describe('sbora options, variants and tuning', () => {
     const { ctx, dev, free } = await uploads({ x: [[3, 8]], w0: [[6, 8]], b: [[6, 2]], g: [[3, 6]] });
     const idx = createIndexSet(ctx, { size: 8, values: [4, 2] });
     const p = { variant: 'fa' as const, w0: dev.w0, b: dev.b, idx, scale: 2 };
-    await expectThrows(() => sboraForward(ctx, { ...p, x: dev.x }, { adapterOnly: true, inPlace: true } as never), /sbora.fa.forward: unknown option 'inPlace'/);
-    await expectThrows(() => sboraBackward(ctx, { ...p, x: dev.x, g: dev.g }, { encoder: undefined, save: true } as never), /sbora.fa.backward: unknown option 'save'/);
+    await expectThrows(
+      () => sboraForward(ctx, { ...p, x: dev.x }, { adapterOnly: true, inPlace: true } as never),
+      /sbora.fa.forward: unknown option 'inPlace'/,
+    );
+    await expectThrows(
+      () => sboraBackward(ctx, { ...p, x: dev.x, g: dev.g }, { encoder: undefined, save: true } as never),
+      /sbora.fa.backward: unknown option 'save'/,
+    );
     await expectThrows(() => sboraMerge(ctx, p, { adapterOnly: true } as never), /sbora.fa.merge: unknown option 'adapterOnly'/);
-    await expectThrows(() => sboraMultiMerge(ctx, { w0: dev.w0, adapters: [p] }, { unmerge: true, deltaonly: true } as never), /sbora.multi.unmerge: unknown option 'deltaonly'/);
-    await expectThrows(() => sboraForward(ctx, { ...p, variant: 'fc' as never, x: dev.x }), /sbora.forward: 'variant' must be 'fa' or 'fb', got "fc"/);
+    await expectThrows(
+      () => sboraMultiMerge(ctx, { w0: dev.w0, adapters: [p] }, { unmerge: true, deltaonly: true } as never),
+      /sbora.multi.unmerge: unknown option 'deltaonly'/,
+    );
+    await expectThrows(
+      () => sboraForward(ctx, { ...p, variant: 'fc' as never, x: dev.x }),
+      /sbora.forward: 'variant' must be 'fa' or 'fb', got "fc"/,
+    );
     await expectThrows(() => sboraMerge(ctx, { ...p, variant: undefined as never }), /sbora.merge: 'variant' must be 'fa' or 'fb'/);
     idx.destroy();
     free();
@@ -593,7 +693,10 @@ describe('sbora options, variants and tuning', () => {
     const ib = createIndexSet(ctx, { size: m, r, seed: 9 });
     try {
       expect(setSboraTuning(ctx, { lanes: 16, gatherRows: 5 })).to.deep.equal({ lanes: 16, gatherRows: 5 });
-      for (const [variant, idx] of [['fa', ia], ['fb', ib]] as const) {
+      for (const [variant, idx] of [
+        ['fa', ia],
+        ['fb', ib],
+      ] as const) {
         const p = variant === 'fa' ? { variant, w0: dev.w0, b: dev.b, idx, scale: s } : { variant, w0: dev.w0, a: dev.a, idx, scale: s };
         const args = { T, n, m, r, scale: s, ...host, idx: idx.values, variant };
         const { y } = await sboraForward(ctx, { ...p, x: dev.x });
@@ -616,13 +719,24 @@ describe('sbora descriptors', () => {
   it('describe both methods: ids, tensors, ranks, parameters, FLOPs and unsuitable layers', () => {
     expect([sboraFa.id, sboraFa.label, sboraFa.peftType, sboraFa.family]).to.deep.equal(['sbora-fa', 'SBoRA-FA', 'SBORA', 'sbora']);
     expect([sboraFb.id, sboraFb.label, sboraFb.peftType, sboraFb.family]).to.deep.equal(['sbora-fb', 'SBoRA-FB', 'SBORA', 'sbora']);
-    expect(sboraFa.tensors.map((t) => [t.name, t.key, t.dtype, t.trainable])).to.deep.equal([['lora_B', 'lora_B.weight', 'f32', true], ['indices', 'indices', 'u32', false]]);
-    expect(sboraFb.tensors.map((t) => [t.name, t.key, t.dtype, t.trainable])).to.deep.equal([['lora_A', 'lora_A.weight', 'f32', true], ['indices', 'indices', 'u32', false]]);
+    expect(sboraFa.tensors.map((t) => [t.name, t.key, t.dtype, t.trainable])).to.deep.equal([
+      ['lora_B', 'lora_B.weight', 'f32', true],
+      ['indices', 'indices', 'u32', false],
+    ]);
+    expect(sboraFb.tensors.map((t) => [t.name, t.key, t.dtype, t.trainable])).to.deep.equal([
+      ['lora_A', 'lora_A.weight', 'f32', true],
+      ['indices', 'indices', 'u32', false],
+    ]);
     expect(sboraFa.rankFor(8)).to.equal(16);
     const d = { n: 40, m: 24, r: 6 };
     expect(sboraFa.paramCount(d, {})).to.equal(sboraAccounting('fa', d).trainableParams);
     expect(sboraFb.paramCount(d, {})).to.equal(sboraAccounting('fb', d).trainableParams);
-    expect(sboraFa.flops(10, d, {})).to.deep.equal({ forward: 2 * 24 * 40 * 10 + 2 * 24 * 6 * 10, backward: 2 * 24 * 40 * 10 + 4 * 24 * 6 * 10, adapterForward: 2 * 24 * 6 * 10, adapterBackward: 4 * 24 * 6 * 10 });
+    expect(sboraFa.flops(10, d, {})).to.deep.equal({
+      forward: 2 * 24 * 40 * 10 + 2 * 24 * 6 * 10,
+      backward: 2 * 24 * 40 * 10 + 4 * 24 * 6 * 10,
+      adapterForward: 2 * 24 * 6 * 10,
+      adapterBackward: 4 * 24 * 6 * 10,
+    });
     expect(sboraFb.flops(10, d, {}).adapterForward).to.equal(2 * 40 * 6 * 10);
     expect(sboraFa.unsupported({ n: 4, m: 30, r: 5 }, {})).to.match(/r = 5 distinct indices cannot be drawn from \[0, n\) = \[0, 4\)/);
     expect(sboraFb.unsupported({ n: 4, m: 30, r: 5 }, {})).to.equal(null);
@@ -635,14 +749,38 @@ describe('sbora descriptors', () => {
     const fb = () => ({ lora_A: { shape: [r, n], data: rand(r * n) }, indices: { shape: [r], data: Uint32Array.from([7, 0]) } });
     sboraFa.checkModule(fa(), r, {}, { n, m }, label, 'adapter');
     sboraFb.checkModule(fb(), r, {}, { n, m }, label, 'adapter');
-    await expectThrows(() => sboraFa.checkModule({ ...fa(), lora_B: { shape: [m, r + 1], data: rand(m * (r + 1)) } }, r, {}, undefined, label, 'adapter'), /adapter: 'h1.lora_B.weight' has shape \[8, 3\], expected \[m, r\] with r = 2/);
-    await expectThrows(() => sboraFb.checkModule({ ...fb(), lora_A: { shape: [r + 1, n], data: rand((r + 1) * n) } }, r, {}, undefined, label, 'adapter'), /'h1.lora_A.weight' has shape \[3, 12\], expected \[r, n\] with r = 2/);
-    await expectThrows(() => sboraFa.checkModule(fa(), r, {}, { n, m: 9 }, label, 'adapter'), /'h1.lora_B.weight' has m = 8, but module 'h1' has 9 out-features/);
-    await expectThrows(() => sboraFb.checkModule(fb(), r, {}, { n: 10, m }, label, 'adapter'), /'h1.lora_A.weight' has n = 12, but module 'h1' has 10 in-features/);
-    await expectThrows(() => sboraFa.checkModule({ ...fa(), indices: { shape: [3], data: Uint32Array.from([1, 2, 3]) } }, r, {}, undefined, label, 'adapter'), /'h1.indices' has shape \[3\], expected \[r\] = \[2\]/);
-    await expectThrows(() => sboraFa.checkModule({ ...fa(), indices: { shape: [r], data: Uint32Array.from([3, 3]) } }, r, {}, undefined, label, 'adapter'), /'h1.indices' holds 3 twice; indices must be distinct/);
-    await expectThrows(() => sboraFa.checkModule({ ...fa(), indices: { shape: [r], data: Uint32Array.from([1, 12]) } }, r, {}, { n, m }, label, 'adapter'), /'h1.indices' holds 12, out of range \[0, 12\)/);
-    await expectThrows(() => sboraFb.checkModule({ ...fb(), indices: { shape: [r], data: Uint32Array.from([1, 8]) } }, r, {}, { n, m }, label, 'adapter'), /'h1.indices' holds 8, out of range \[0, 8\)/);
+    await expectThrows(
+      () => sboraFa.checkModule({ ...fa(), lora_B: { shape: [m, r + 1], data: rand(m * (r + 1)) } }, r, {}, undefined, label, 'adapter'),
+      /adapter: 'h1.lora_B.weight' has shape \[8, 3\], expected \[m, r\] with r = 2/,
+    );
+    await expectThrows(
+      () => sboraFb.checkModule({ ...fb(), lora_A: { shape: [r + 1, n], data: rand((r + 1) * n) } }, r, {}, undefined, label, 'adapter'),
+      /'h1.lora_A.weight' has shape \[3, 12\], expected \[r, n\] with r = 2/,
+    );
+    await expectThrows(
+      () => sboraFa.checkModule(fa(), r, {}, { n, m: 9 }, label, 'adapter'),
+      /'h1.lora_B.weight' has m = 8, but module 'h1' has 9 out-features/,
+    );
+    await expectThrows(
+      () => sboraFb.checkModule(fb(), r, {}, { n: 10, m }, label, 'adapter'),
+      /'h1.lora_A.weight' has n = 12, but module 'h1' has 10 in-features/,
+    );
+    await expectThrows(
+      () => sboraFa.checkModule({ ...fa(), indices: { shape: [3], data: Uint32Array.from([1, 2, 3]) } }, r, {}, undefined, label, 'adapter'),
+      /'h1.indices' has shape \[3\], expected \[r\] = \[2\]/,
+    );
+    await expectThrows(
+      () => sboraFa.checkModule({ ...fa(), indices: { shape: [r], data: Uint32Array.from([3, 3]) } }, r, {}, undefined, label, 'adapter'),
+      /'h1.indices' holds 3 twice; indices must be distinct/,
+    );
+    await expectThrows(
+      () => sboraFa.checkModule({ ...fa(), indices: { shape: [r], data: Uint32Array.from([1, 12]) } }, r, {}, { n, m }, label, 'adapter'),
+      /'h1.indices' holds 12, out of range \[0, 12\)/,
+    );
+    await expectThrows(
+      () => sboraFb.checkModule({ ...fb(), indices: { shape: [r], data: Uint32Array.from([1, 8]) } }, r, {}, { n, m }, label, 'adapter'),
+      /'h1.indices' holds 8, out of range \[0, 8\)/,
+    );
   });
 
   for (const desc of [sboraFa, sboraFb]) {
@@ -693,11 +831,18 @@ describe('sbora descriptors', () => {
       // tensors() through spec.from: an identical layer.
       const again = desc.createLayer(ctx, { w0: dev.w0, r, alpha, from: await layer.tensors(), name: 'h1' });
       expect(Array.from(await run(again))).to.deep.equal(Array.from(got));
-      await expectThrows(() => ctx.encode(undefined, (enc) => layer.forward(enc, dev.x, y, { save: true } as never)), new RegExp(`${desc.id}.forward: unknown option 'save'`));
+      await expectThrows(
+        () => ctx.encode(undefined, (enc) => layer.forward(enc, dev.x, y, { save: true } as never)),
+        new RegExp(`${desc.id}.forward: unknown option 'save'`),
+      );
       await expectThrows(() => layer.merge({ inPlace: true } as never), new RegExp(`${desc.id}.merge: unknown option 'inPlace'`));
-      expect(() => desc.createLayer(ctx, { w0: dev.w0, r: size + 1, alpha })).to.throw(new RegExp(`${desc.id}.createLayer: r = ${size + 1} distinct indices cannot be drawn`));
+      expect(() => desc.createLayer(ctx, { w0: dev.w0, r: size + 1, alpha })).to.throw(
+        new RegExp(`${desc.id}.createLayer: r = ${size + 1} distinct indices cannot be drawn`),
+      );
       expect(() => desc.createLayer(ctx, { w0: dev.w0, r, alpha, options: { blocks: 2 } })).to.throw(/unknown option 'blocks'/);
-      expect(() => desc.createLayer(ctx, { w0: dev.w0, r, alpha, from: { ...from, indices: { shape: [r], data: Uint32Array.from([1, 1, 2, 3, 4]) } } })).to.throw(/repeats index 1/);
+      expect(() =>
+        desc.createLayer(ctx, { w0: dev.w0, r, alpha, from: { ...from, indices: { shape: [r], data: Uint32Array.from([1, 1, 2, 3, 4]) } } }),
+      ).to.throw(/repeats index 1/);
       for (const l of [fresh, layer, again]) l.destroy();
       release(y, dx, idx, merged, delta);
       free();
@@ -706,10 +851,14 @@ describe('sbora descriptors', () => {
 });
 
 describe('sbora adapter dropout', () => {
-  it('the reference equals LoRA\'s (one-hot factor, same mask) and its gradients match finite differences', () => {
+  it("the reference equals LoRA's (one-hot factor, same mask) and its gradients match finite differences", () => {
     const [T, n, m, r, s] = [5, 11, 7, 3, 1.5];
     const dropout = { p: 0.4, seed: 77 };
-    const x = toF64(rand(T * n)), w0 = rand(m * n), b = rand(m * r), a = toF64(rand(r * n)), g = rand(T * m);
+    const x = toF64(rand(T * n)),
+      w0 = rand(m * n),
+      b = rand(m * r),
+      a = toF64(rand(r * n)),
+      g = rand(T * m);
     const idxA = sampleIndices(n, r, 4);
     const idxB = sampleIndices(m, r, 5);
     const fa = { T, n, m, r, scale: s, x, w0, b, idx: idxA, g, dropout };
@@ -724,9 +873,24 @@ describe('sbora adapter dropout', () => {
     expectClose(ref.fbBackward(fb).da, loraBackward(lfb).da, 'FB da', 1e-12);
     // Some elements are dropped, so the mask matters.
     expect(relativeError(ref.faForward(fa), ref.faForward({ ...fa, dropout: undefined }))).to.be.above(1e-3);
-    expect(relativeError(finiteDifference(() => dot(ref.fbForward(fb), g), x), ref.fbBackward(fb).dx)).to.be.below(1e-6);
-    expect(relativeError(finiteDifference(() => dot(ref.fbForward(fb), g), a), ref.fbBackward(fb).da)).to.be.below(1e-6);
-    expect(relativeError(finiteDifference(() => dot(ref.faForward(fa), g), x), ref.faBackward(fa).dx)).to.be.below(1e-6);
+    expect(
+      relativeError(
+        finiteDifference(() => dot(ref.fbForward(fb), g), x),
+        ref.fbBackward(fb).dx,
+      ),
+    ).to.be.below(1e-6);
+    expect(
+      relativeError(
+        finiteDifference(() => dot(ref.fbForward(fb), g), a),
+        ref.fbBackward(fb).da,
+      ),
+    ).to.be.below(1e-6);
+    expect(
+      relativeError(
+        finiteDifference(() => dot(ref.faForward(fa), g), x),
+        ref.faBackward(fa).dx,
+      ),
+    ).to.be.below(1e-6);
   });
 
   // The second shape reaches the gather kernel's 16-byte-store entry and its second rank pass.
@@ -743,7 +907,11 @@ describe('sbora adapter dropout', () => {
       try {
         const s = 1.25;
         const dropout = { p: 0.3, seed: 1234 };
-        const x = rand(T * n), w0 = rand(m * n), b = rand(m * r), a = rand(r * n), g = rand(T * m);
+        const x = rand(T * n),
+          w0 = rand(m * n),
+          b = rand(m * r),
+          a = rand(r * n),
+          g = rand(T * m);
         const [X, W0, B, A, G] = [ctx.upload(x, [T, n]), ctx.upload(w0, [m, n]), ctx.upload(b, [m, r]), ctx.upload(a, [r, n]), ctx.upload(g, [T, m])];
         const ia = createIndexSet(ctx, { size: n, r, seed: 21 });
         const ib = createIndexSet(ctx, { size: m, r, seed: 22 });
@@ -768,9 +936,18 @@ describe('sbora adapter dropout', () => {
         }
         stop();
         // Only the outputs were allocated: no [T, n] masked copy of X, no mask.
-        expect(made.every((l) => /^sbora\.(fa|fb)\.(y|dx|db|da)$/.test(l)), made.join(', ')).to.equal(true);
-        await expectThrows(() => sboraForward(ctx, { variant: 'fa', w0: W0, b: B, idx: ia, scale: s, x: X, dropout: { p: 1, seed: 1 } }), /'dropout.p' must be in \[0, 1\), got 1/);
-        await expectThrows(() => sboraBackward(ctx, { variant: 'fb', w0: W0, a: A, idx: ib, scale: s, x: X, g: G, dropout: { p: 0.1, seed: -2 } }), /'dropout.seed' must be a u32 integer/);
+        expect(
+          made.every((l) => /^sbora\.(fa|fb)\.(y|dx|db|da)$/.test(l)),
+          made.join(', '),
+        ).to.equal(true);
+        await expectThrows(
+          () => sboraForward(ctx, { variant: 'fa', w0: W0, b: B, idx: ia, scale: s, x: X, dropout: { p: 1, seed: 1 } }),
+          /'dropout.p' must be in \[0, 1\), got 1/,
+        );
+        await expectThrows(
+          () => sboraBackward(ctx, { variant: 'fb', w0: W0, a: A, idx: ib, scale: s, x: X, g: G, dropout: { p: 0.1, seed: -2 } }),
+          /'dropout.seed' must be a u32 integer/,
+        );
         release(X, W0, B, A, G, ia, ib);
       } finally {
         ctx.tuning.matmul = saved;

@@ -18,7 +18,7 @@ export type Phase = 'forward' | 'backward' | 'step' | 'adapterForward' | 'adapte
 export interface BenchInstance {
   /** Encodes the phase into `enc` (nothing is submitted by the module). */
   encode: Partial<Record<Phase, (enc: GPUCommandEncoder) => Promise<void>>>;
-  /** Analytic FLOPs of each phase (KERNELS.md formulas; a multiply-add counts 2). */
+  /** Analytic FLOPs of each phase (the descriptors' formulas, docs/math.md; a multiply-add counts 2). */
   flops: Partial<Record<Phase, number>>;
   /** Trainable parameters. */
   params: number;

@@ -25,7 +25,12 @@ export interface PeerInputs {
 
 export function peerInputs(T: number, n: number, m: number, r: number, b: number): PeerInputs {
   return {
-    T, n, m, r, b, s: 2,
+    T,
+    n,
+    m,
+    r,
+    b,
+    s: 2,
     x: uniform(T * n, 1, 1),
     w0: kaimingUniform(m * n, n, 2),
     a: kaimingUniform(r * n, n, 3),

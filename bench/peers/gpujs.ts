@@ -30,7 +30,13 @@ export async function createGpujsPeer(): Promise<Peer> {
     gpu.createKernel(fn, { output: [size], constants, pipeline: true, dynamicOutput: false });
   // Device-resident copies of the inputs.
   const resident = async (data: Float32Array): Promise<Handle> => {
-    const up = k(function (this: any, a: any) { return a[this.thread.x]; }, data.length, {});
+    const up = k(
+      function (this: any, a: any) {
+        return a[this.thread.x];
+      },
+      data.length,
+      {},
+    );
     const h = await up(data);
     return h;
   };
@@ -57,175 +63,249 @@ export async function createGpujsPeer(): Promise<Peer> {
       };
 
       // Y[t, j] = Σ_k X[t, k] W0[j, k] (+ s Σ_q Z[t, q] B[j, q])
-      const base = K(function (this: any, x: any, w: any) {
-        const t = Math.floor(this.thread.x / this.constants.m);
-        const j = this.thread.x - t * this.constants.m;
-        let acc = 0;
-        for (let c = 0; c < this.constants.n; c++) acc += x[t * this.constants.n + c] * w[j * this.constants.n + c];
-        return acc;
-      }, T * m, { n, m });
-      const zOf = K(function (this: any, x: any, a: any) {
-        const t = Math.floor(this.thread.x / this.constants.r);
-        const q = this.thread.x - t * this.constants.r;
-        let acc = 0;
-        for (let c = 0; c < this.constants.n; c++) acc += x[t * this.constants.n + c] * a[q * this.constants.n + c];
-        return acc;
-      }, T * r, { n, r });
-      const loraY = K(function (this: any, x: any, w: any, z: any, bb: any) {
-        const t = Math.floor(this.thread.x / this.constants.m);
-        const j = this.thread.x - t * this.constants.m;
-        let acc = 0;
-        for (let c = 0; c < this.constants.n; c++) acc += x[t * this.constants.n + c] * w[j * this.constants.n + c];
-        let ad = 0;
-        for (let q = 0; q < this.constants.r; q++) ad += z[t * this.constants.r + q] * bb[j * this.constants.r + q];
-        return acc + this.constants.s * ad;
-      }, T * m, { n, m, r, s });
+      const base = K(
+        function (this: any, x: any, w: any) {
+          const t = Math.floor(this.thread.x / this.constants.m);
+          const j = this.thread.x - t * this.constants.m;
+          let acc = 0;
+          for (let c = 0; c < this.constants.n; c++) acc += x[t * this.constants.n + c] * w[j * this.constants.n + c];
+          return acc;
+        },
+        T * m,
+        { n, m },
+      );
+      const zOf = K(
+        function (this: any, x: any, a: any) {
+          const t = Math.floor(this.thread.x / this.constants.r);
+          const q = this.thread.x - t * this.constants.r;
+          let acc = 0;
+          for (let c = 0; c < this.constants.n; c++) acc += x[t * this.constants.n + c] * a[q * this.constants.n + c];
+          return acc;
+        },
+        T * r,
+        { n, r },
+      );
+      const loraY = K(
+        function (this: any, x: any, w: any, z: any, bb: any) {
+          const t = Math.floor(this.thread.x / this.constants.m);
+          const j = this.thread.x - t * this.constants.m;
+          let acc = 0;
+          for (let c = 0; c < this.constants.n; c++) acc += x[t * this.constants.n + c] * w[j * this.constants.n + c];
+          let ad = 0;
+          for (let q = 0; q < this.constants.r; q++) ad += z[t * this.constants.r + q] * bb[j * this.constants.r + q];
+          return acc + this.constants.s * ad;
+        },
+        T * m,
+        { n, m, r, s },
+      );
       // H = G B [T, r]
-      const hOf = K(function (this: any, g: any, bb: any) {
-        const t = Math.floor(this.thread.x / this.constants.r);
-        const q = this.thread.x - t * this.constants.r;
-        let acc = 0;
-        for (let i = 0; i < this.constants.m; i++) acc += g[t * this.constants.m + i] * bb[i * this.constants.r + q];
-        return acc;
-      }, T * r, { m, r });
+      const hOf = K(
+        function (this: any, g: any, bb: any) {
+          const t = Math.floor(this.thread.x / this.constants.r);
+          const q = this.thread.x - t * this.constants.r;
+          let acc = 0;
+          for (let i = 0; i < this.constants.m; i++) acc += g[t * this.constants.m + i] * bb[i * this.constants.r + q];
+          return acc;
+        },
+        T * r,
+        { m, r },
+      );
       // dX = G W0 + s H A
-      const loraDx = K(function (this: any, g: any, w: any, h: any, a: any) {
-        const t = Math.floor(this.thread.x / this.constants.n);
-        const c = this.thread.x - t * this.constants.n;
-        let acc = 0;
-        for (let i = 0; i < this.constants.m; i++) acc += g[t * this.constants.m + i] * w[i * this.constants.n + c];
-        let ad = 0;
-        for (let q = 0; q < this.constants.r; q++) ad += h[t * this.constants.r + q] * a[q * this.constants.n + c];
-        return acc + this.constants.s * ad;
-      }, T * n, { n, m, r, s });
+      const loraDx = K(
+        function (this: any, g: any, w: any, h: any, a: any) {
+          const t = Math.floor(this.thread.x / this.constants.n);
+          const c = this.thread.x - t * this.constants.n;
+          let acc = 0;
+          for (let i = 0; i < this.constants.m; i++) acc += g[t * this.constants.m + i] * w[i * this.constants.n + c];
+          let ad = 0;
+          for (let q = 0; q < this.constants.r; q++) ad += h[t * this.constants.r + q] * a[q * this.constants.n + c];
+          return acc + this.constants.s * ad;
+        },
+        T * n,
+        { n, m, r, s },
+      );
       // dB = s Gᵀ Z [m, r]; dA = s Hᵀ X [r, n]
-      const loraDb = K(function (this: any, g: any, z: any) {
-        const i = Math.floor(this.thread.x / this.constants.r);
-        const q = this.thread.x - i * this.constants.r;
-        let acc = 0;
-        for (let t = 0; t < this.constants.T; t++) acc += g[t * this.constants.m + i] * z[t * this.constants.r + q];
-        return this.constants.s * acc;
-      }, m * r, { T, m, r, s });
-      const loraDa = K(function (this: any, h: any, x: any) {
-        const q = Math.floor(this.thread.x / this.constants.n);
-        const c = this.thread.x - q * this.constants.n;
-        let acc = 0;
-        for (let t = 0; t < this.constants.T; t++) acc += h[t * this.constants.r + q] * x[t * this.constants.n + c];
-        return this.constants.s * acc;
-      }, r * n, { T, n, r, s });
+      const loraDb = K(
+        function (this: any, g: any, z: any) {
+          const i = Math.floor(this.thread.x / this.constants.r);
+          const q = this.thread.x - i * this.constants.r;
+          let acc = 0;
+          for (let t = 0; t < this.constants.T; t++) acc += g[t * this.constants.m + i] * z[t * this.constants.r + q];
+          return this.constants.s * acc;
+        },
+        m * r,
+        { T, m, r, s },
+      );
+      const loraDa = K(
+        function (this: any, h: any, x: any) {
+          const q = Math.floor(this.thread.x / this.constants.n);
+          const c = this.thread.x - q * this.constants.n;
+          let acc = 0;
+          for (let t = 0; t < this.constants.T; t++) acc += h[t * this.constants.r + q] * x[t * this.constants.n + c];
+          return this.constants.s * acc;
+        },
+        r * n,
+        { T, n, r, s },
+      );
 
-      // BoRA (KERNELS.md): Σ = exp(σ / mean|σ|); Z [T, b, r]; S [T, b, r]; Y = X W0ᵀ + s B_j S_j.
-      const sigmaOf = K(function (this: any, sg: any) {
-        let mu = 0;
-        for (let p = 0; p < this.constants.N; p++) mu += Math.abs(sg[p]);
-        mu = mu / this.constants.N;
-        return Math.exp(sg[this.thread.x] / mu);
-      }, b * b * r, { N: b * b * r });
-      const boraZ = K(function (this: any, x: any, a: any) {
-        const br = this.constants.b * this.constants.r;
-        const t = Math.floor(this.thread.x / br);
-        const kq = this.thread.x - t * br;
-        const kb = Math.floor(kq / this.constants.r);
-        const q = kq - kb * this.constants.r;
-        let acc = 0;
-        for (let c = 0; c < this.constants.nb; c++) {
-          const col = kb * this.constants.nb + c;
-          acc += a[q * this.constants.n + col] * x[t * this.constants.n + col];
-        }
-        return acc;
-      }, T * b * r, { b, r, n, nb });
-      const boraS = K(function (this: any, z: any, sig: any) {
-        const br = this.constants.b * this.constants.r;
-        const t = Math.floor(this.thread.x / br);
-        const jq = this.thread.x - t * br;
-        const j = Math.floor(jq / this.constants.r);
-        const q = jq - j * this.constants.r;
-        let acc = 0;
-        for (let kb = 0; kb < this.constants.b; kb++) acc += sig[(j * this.constants.b + kb) * this.constants.r + q] * z[t * br + kb * this.constants.r + q];
-        return acc;
-      }, T * b * r, { b, r });
-      const boraY = K(function (this: any, x: any, w: any, sb: any, bb: any) {
-        const t = Math.floor(this.thread.x / this.constants.m);
-        const col = this.thread.x - t * this.constants.m;
-        const j = Math.floor(col / this.constants.mb);
-        let acc = 0;
-        for (let c = 0; c < this.constants.n; c++) acc += x[t * this.constants.n + c] * w[col * this.constants.n + c];
-        let ad = 0;
-        for (let q = 0; q < this.constants.r; q++) ad += bb[col * this.constants.r + q] * sb[(t * this.constants.b + j) * this.constants.r + q];
-        return acc + this.constants.s * ad;
-      }, T * m, { n, m, r, b, mb, s });
+      // BoRA (docs/math.md): Σ = exp(σ / mean|σ|); Z [T, b, r]; S [T, b, r]; Y = X W0ᵀ + s B_j S_j.
+      const sigmaOf = K(
+        function (this: any, sg: any) {
+          let mu = 0;
+          for (let p = 0; p < this.constants.N; p++) mu += Math.abs(sg[p]);
+          mu = mu / this.constants.N;
+          return Math.exp(sg[this.thread.x] / mu);
+        },
+        b * b * r,
+        { N: b * b * r },
+      );
+      const boraZ = K(
+        function (this: any, x: any, a: any) {
+          const br = this.constants.b * this.constants.r;
+          const t = Math.floor(this.thread.x / br);
+          const kq = this.thread.x - t * br;
+          const kb = Math.floor(kq / this.constants.r);
+          const q = kq - kb * this.constants.r;
+          let acc = 0;
+          for (let c = 0; c < this.constants.nb; c++) {
+            const col = kb * this.constants.nb + c;
+            acc += a[q * this.constants.n + col] * x[t * this.constants.n + col];
+          }
+          return acc;
+        },
+        T * b * r,
+        { b, r, n, nb },
+      );
+      const boraS = K(
+        function (this: any, z: any, sig: any) {
+          const br = this.constants.b * this.constants.r;
+          const t = Math.floor(this.thread.x / br);
+          const jq = this.thread.x - t * br;
+          const j = Math.floor(jq / this.constants.r);
+          const q = jq - j * this.constants.r;
+          let acc = 0;
+          for (let kb = 0; kb < this.constants.b; kb++)
+            acc += sig[(j * this.constants.b + kb) * this.constants.r + q] * z[t * br + kb * this.constants.r + q];
+          return acc;
+        },
+        T * b * r,
+        { b, r },
+      );
+      const boraY = K(
+        function (this: any, x: any, w: any, sb: any, bb: any) {
+          const t = Math.floor(this.thread.x / this.constants.m);
+          const col = this.thread.x - t * this.constants.m;
+          const j = Math.floor(col / this.constants.mb);
+          let acc = 0;
+          for (let c = 0; c < this.constants.n; c++) acc += x[t * this.constants.n + c] * w[col * this.constants.n + c];
+          let ad = 0;
+          for (let q = 0; q < this.constants.r; q++) ad += bb[col * this.constants.r + q] * sb[(t * this.constants.b + j) * this.constants.r + q];
+          return acc + this.constants.s * ad;
+        },
+        T * m,
+        { n, m, r, b, mb, s },
+      );
       // Backward: dS [T, b, r]; dB [m, r]; dΣ [b, b, r]; dZ [T, b, r]; dA [r, n]; dX [T, n]; dσ.
-      const boraDs = K(function (this: any, g: any, bb: any) {
-        const br = this.constants.b * this.constants.r;
-        const t = Math.floor(this.thread.x / br);
-        const jq = this.thread.x - t * br;
-        const j = Math.floor(jq / this.constants.r);
-        const q = jq - j * this.constants.r;
-        let acc = 0;
-        for (let i = 0; i < this.constants.mb; i++) {
-          const row = j * this.constants.mb + i;
-          acc += g[t * this.constants.m + row] * bb[row * this.constants.r + q];
-        }
-        return this.constants.s * acc;
-      }, T * b * r, { b, r, m, mb, s });
-      const boraDb = K(function (this: any, g: any, sb: any) {
-        const row = Math.floor(this.thread.x / this.constants.r);
-        const q = this.thread.x - row * this.constants.r;
-        const j = Math.floor(row / this.constants.mb);
-        let acc = 0;
-        for (let t = 0; t < this.constants.T; t++) acc += g[t * this.constants.m + row] * sb[(t * this.constants.b + j) * this.constants.r + q];
-        return this.constants.s * acc;
-      }, m * r, { T, m, r, b, mb, s });
-      const boraDsig = K(function (this: any, ds: any, z: any) {
-        const br = this.constants.b * this.constants.r;
-        const j = Math.floor(this.thread.x / br);
-        const kq = this.thread.x - j * br;
-        const kb = Math.floor(kq / this.constants.r);
-        const q = kq - kb * this.constants.r;
-        let acc = 0;
-        for (let t = 0; t < this.constants.T; t++) acc += ds[t * br + j * this.constants.r + q] * z[t * br + kb * this.constants.r + q];
-        return acc;
-      }, b * b * r, { T, b, r });
-      const boraDz = K(function (this: any, ds: any, sig: any) {
-        const br = this.constants.b * this.constants.r;
-        const t = Math.floor(this.thread.x / br);
-        const kq = this.thread.x - t * br;
-        const kb = Math.floor(kq / this.constants.r);
-        const q = kq - kb * this.constants.r;
-        let acc = 0;
-        for (let j = 0; j < this.constants.b; j++) acc += sig[(j * this.constants.b + kb) * this.constants.r + q] * ds[t * br + j * this.constants.r + q];
-        return acc;
-      }, T * b * r, { b, r });
-      const boraDa = K(function (this: any, dz: any, x: any) {
-        const q = Math.floor(this.thread.x / this.constants.n);
-        const col = this.thread.x - q * this.constants.n;
-        const kb = Math.floor(col / this.constants.nb);
-        let acc = 0;
-        for (let t = 0; t < this.constants.T; t++) acc += dz[(t * this.constants.b + kb) * this.constants.r + q] * x[t * this.constants.n + col];
-        return acc;
-      }, r * n, { T, n, r, b, nb });
-      const boraDx = K(function (this: any, g: any, w: any, dz: any, a: any) {
-        const t = Math.floor(this.thread.x / this.constants.n);
-        const col = this.thread.x - t * this.constants.n;
-        const kb = Math.floor(col / this.constants.nb);
-        let acc = 0;
-        for (let i = 0; i < this.constants.m; i++) acc += g[t * this.constants.m + i] * w[i * this.constants.n + col];
-        let ad = 0;
-        for (let q = 0; q < this.constants.r; q++) ad += a[q * this.constants.n + col] * dz[(t * this.constants.b + kb) * this.constants.r + q];
-        return acc + ad;
-      }, T * n, { n, m, r, b, nb });
-      const boraDsigma = K(function (this: any, dsig: any, sig: any, sg: any) {
-        let mu = 0;
-        let dot = 0;
-        for (let p = 0; p < this.constants.N; p++) {
-          mu += Math.abs(sg[p]);
-          dot += dsig[p] * sig[p] * sg[p];
-        }
-        mu = mu / this.constants.N;
-        const l = this.thread.x;
-        const sgn = sg[l] > 0 ? 1 : sg[l] < 0 ? -1 : 0;
-        return (dsig[l] * sig[l]) / mu - (sgn / (this.constants.N * mu * mu)) * dot;
-      }, b * b * r, { N: b * b * r });
+      const boraDs = K(
+        function (this: any, g: any, bb: any) {
+          const br = this.constants.b * this.constants.r;
+          const t = Math.floor(this.thread.x / br);
+          const jq = this.thread.x - t * br;
+          const j = Math.floor(jq / this.constants.r);
+          const q = jq - j * this.constants.r;
+          let acc = 0;
+          for (let i = 0; i < this.constants.mb; i++) {
+            const row = j * this.constants.mb + i;
+            acc += g[t * this.constants.m + row] * bb[row * this.constants.r + q];
+          }
+          return this.constants.s * acc;
+        },
+        T * b * r,
+        { b, r, m, mb, s },
+      );
+      const boraDb = K(
+        function (this: any, g: any, sb: any) {
+          const row = Math.floor(this.thread.x / this.constants.r);
+          const q = this.thread.x - row * this.constants.r;
+          const j = Math.floor(row / this.constants.mb);
+          let acc = 0;
+          for (let t = 0; t < this.constants.T; t++) acc += g[t * this.constants.m + row] * sb[(t * this.constants.b + j) * this.constants.r + q];
+          return this.constants.s * acc;
+        },
+        m * r,
+        { T, m, r, b, mb, s },
+      );
+      const boraDsig = K(
+        function (this: any, ds: any, z: any) {
+          const br = this.constants.b * this.constants.r;
+          const j = Math.floor(this.thread.x / br);
+          const kq = this.thread.x - j * br;
+          const kb = Math.floor(kq / this.constants.r);
+          const q = kq - kb * this.constants.r;
+          let acc = 0;
+          for (let t = 0; t < this.constants.T; t++) acc += ds[t * br + j * this.constants.r + q] * z[t * br + kb * this.constants.r + q];
+          return acc;
+        },
+        b * b * r,
+        { T, b, r },
+      );
+      const boraDz = K(
+        function (this: any, ds: any, sig: any) {
+          const br = this.constants.b * this.constants.r;
+          const t = Math.floor(this.thread.x / br);
+          const kq = this.thread.x - t * br;
+          const kb = Math.floor(kq / this.constants.r);
+          const q = kq - kb * this.constants.r;
+          let acc = 0;
+          for (let j = 0; j < this.constants.b; j++)
+            acc += sig[(j * this.constants.b + kb) * this.constants.r + q] * ds[t * br + j * this.constants.r + q];
+          return acc;
+        },
+        T * b * r,
+        { b, r },
+      );
+      const boraDa = K(
+        function (this: any, dz: any, x: any) {
+          const q = Math.floor(this.thread.x / this.constants.n);
+          const col = this.thread.x - q * this.constants.n;
+          const kb = Math.floor(col / this.constants.nb);
+          let acc = 0;
+          for (let t = 0; t < this.constants.T; t++) acc += dz[(t * this.constants.b + kb) * this.constants.r + q] * x[t * this.constants.n + col];
+          return acc;
+        },
+        r * n,
+        { T, n, r, b, nb },
+      );
+      const boraDx = K(
+        function (this: any, g: any, w: any, dz: any, a: any) {
+          const t = Math.floor(this.thread.x / this.constants.n);
+          const col = this.thread.x - t * this.constants.n;
+          const kb = Math.floor(col / this.constants.nb);
+          let acc = 0;
+          for (let i = 0; i < this.constants.m; i++) acc += g[t * this.constants.m + i] * w[i * this.constants.n + col];
+          let ad = 0;
+          for (let q = 0; q < this.constants.r; q++) ad += a[q * this.constants.n + col] * dz[(t * this.constants.b + kb) * this.constants.r + q];
+          return acc + ad;
+        },
+        T * n,
+        { n, m, r, b, nb },
+      );
+      const boraDsigma = K(
+        function (this: any, dsig: any, sig: any, sg: any) {
+          let mu = 0;
+          let dot = 0;
+          for (let p = 0; p < this.constants.N; p++) {
+            mu += Math.abs(sg[p]);
+            dot += dsig[p] * sig[p] * sg[p];
+          }
+          mu = mu / this.constants.N;
+          const l = this.thread.x;
+          const sgn = sg[l] > 0 ? 1 : sg[l] < 0 ? -1 : 0;
+          return (dsig[l] * sig[l]) / mu - (sgn / (this.constants.N * mu * mu)) * dot;
+        },
+        b * b * r,
+        { N: b * b * r },
+      );
 
       // Forward products the backward is handed (as ours is), computed outside the timing.
       let pre: Record<string, Handle> = {};

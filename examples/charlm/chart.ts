@@ -88,7 +88,9 @@ export function lossChartSvg(series: Series[], opts: ChartOptions = {}): string 
   const top = opts.title ? 32 : 14;
   const pts = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" font-family="system-ui, sans-serif" font-size="${FONT}">`);
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" font-family="system-ui, sans-serif" font-size="${FONT}">`,
+  );
   parts.push(`<rect width="${W}" height="${H}" fill="white"/>`);
   if (opts.title) parts.push(`<text x="${W / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">${esc(opts.title)}</text>`);
   if (pts.length === 0 && opts.empty !== undefined) {
@@ -150,12 +152,15 @@ export function lossChartSvg(series: Series[], opts: ChartOptions = {}): string 
     if (ly + needed > bottom) break;
     const color = s.color ?? PALETTE[i % PALETTE.length];
     const lx = m.left + pw + 10;
-    parts.push(`<line x1="${lx}" x2="${lx + 20}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="5 3"' : ''}/>`);
+    parts.push(
+      `<line x1="${lx}" x2="${lx + 20}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="5 3"' : ''}/>`,
+    );
     parts.push(multiline(lx + 26, ly, lines, LINE, ' class="legend" dominant-baseline="middle"'));
     ly += lines.length * LINE + 3;
     shown++;
   }
-  if (shown < series.length) parts.push(`<text class="legend" x="${m.left + pw + 10}" y="${ly}" dominant-baseline="middle" fill="#555">+${series.length - shown} more</text>`);
+  if (shown < series.length)
+    parts.push(`<text class="legend" x="${m.left + pw + 10}" y="${ly}" dominant-baseline="middle" fill="#555">+${series.length - shown} more</text>`);
   parts.push('</svg>');
   return parts.join('\n');
 }

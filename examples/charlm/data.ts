@@ -14,7 +14,7 @@
 import { rng } from '../../src/random.js';
 
 export const BOUNDARY = '.';
-export const VOCAB = [BOUNDARY, ...'abcdefghijklmnopqrstuvwxyz'] as const;
+export const VOCAB = [BOUNDARY, ...'abcdefghijklmnopqrstuvwxyz'.split('')] as const;
 export const V = VOCAB.length;
 
 export function normaliseName(raw: string): string {
@@ -65,7 +65,7 @@ export function makeWindows(words: readonly string[], context: number): Windows 
   const targets = new Uint32Array(count);
   let row = 0;
   for (const w of words) {
-    const codes = [...w].map(encodeChar);
+    const codes = w.split('').map(encodeChar);
     for (let i = 0; i <= codes.length; i++) {
       for (let c = 0; c < context; c++) {
         const at = i - context + c;
@@ -106,7 +106,10 @@ export class Batcher {
   #next: () => number;
   epoch = 0;
 
-  constructor(readonly windows: Windows, seed: number) {
+  constructor(
+    readonly windows: Windows,
+    seed: number,
+  ) {
     this.#order = new Uint32Array(windows.count);
     for (let i = 0; i < windows.count; i++) this.#order[i] = i;
     this.#next = rng(seed);

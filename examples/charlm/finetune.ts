@@ -32,7 +32,13 @@ function flag(name: string): string | undefined {
   return i >= 0 ? argv[i + 1] : undefined;
 }
 if (argv.includes('--help') || argv.includes('-h')) {
-  console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(0, 13).join('\n').replace(/^\/\/ ?/gm, ''));
+  console.log(
+    readFileSync(fileURLToPath(import.meta.url), 'utf8')
+      .split('\n')
+      .slice(0, 13)
+      .join('\n')
+      .replace(/^\/\/ ?/gm, ''),
+  );
   process.exit(0);
 }
 const long = argv.includes('--long');
@@ -58,9 +64,15 @@ const names = normaliseNames(pokemon as string[]);
 const split = splitWords(names, 0.1, seed);
 const data = finetuneData(split.train, split.validation, model.config.context);
 console.log(`device: ${device}`);
-console.log(`Pokémon names: ${names.length} after normalisation; ${split.train.length} train (${data.train.count} windows), ${split.validation.length} validation (${data.validation.count} windows)`);
-console.log(`base model: ${model.parameterCount} parameters (frozen); adapters on ${HIDDEN_MODULES.join(', ')} (${model.config.hidden}×${model.config.hidden} each)`);
-console.log(`settings: ${steps} steps × ${batch} windows, AdamW lr ${lr} (cosine, 10% warm-up), LoRA-equivalent rank ${rank}, blocks ${blocks}, s = 2\n`);
+console.log(
+  `Pokémon names: ${names.length} after normalisation; ${split.train.length} train (${data.train.count} windows), ${split.validation.length} validation (${data.validation.count} windows)`,
+);
+console.log(
+  `base model: ${model.parameterCount} parameters (frozen); adapters on ${HIDDEN_MODULES.join(', ')} (${model.config.hidden}×${model.config.hidden} each)`,
+);
+console.log(
+  `settings: ${steps} steps × ${batch} windows, AdamW lr ${lr} (cosine, 10% warm-up), LoRA-equivalent rank ${rank}, blocks ${blocks}, s = 2\n`,
+);
 
 const baseLoss = await model.evaluate(data.validation.ids, data.validation.targets);
 const baseSamples = await sampleNames(model, { count: 12, seed: 7, temperature: 0.8 });
@@ -86,7 +98,10 @@ for (const method of methods as AdapterMethod[]) {
     );
     bar.stop();
     // cli-progress draws nothing without a terminal (CI logs): say where the run is instead.
-    if (!process.stdout.isTTY) console.log(`${label.trim()}: ${r.steps} steps, final train loss ${r.trainLoss.toFixed(4)}, validation ${r.validationLoss.toFixed(4)}, ${r.msPerStep.toFixed(1)} ms/step`);
+    if (!process.stdout.isTTY)
+      console.log(
+        `${label.trim()}: ${r.steps} steps, final train loss ${r.trainLoss.toFixed(4)}, validation ${r.validationLoss.toFixed(4)}, ${r.msPerStep.toFixed(1)} ms/step`,
+      );
     if (!runs.has(method)) runs.set(method, []);
     runs.get(method)!.push(r);
     if (k === 0) await saveAdapter(join(outDir, 'adapters', method), r.adapter, model.moduleShapes);
@@ -109,7 +124,8 @@ const rows = [...runs.values()].map((rs) => ({
   train: fmt(rs.map((r) => r.trainLoss)),
   validation: fmt(rs.map((r) => r.validationLoss)),
 }));
-const header = '| method | r | trainable params | rank ΔW (h1 / h2) | ms / step | mean train loss (AUC / steps) | final train loss | validation loss |';
+const header =
+  '| method | r | trainable params | rank ΔW (h1 / h2) | ms / step | mean train loss (AUC / steps) | final train loss | validation loss |';
 const table = [
   header,
   '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
@@ -117,7 +133,10 @@ const table = [
   ...rows.map((x) => `| ${x.method} | ${x.r} | ${x.trainable} | ${x.rank} | ${x.ms} | ${x.auc} | ${x.train} | ${x.validation} |`),
 ].join('\n');
 const results = [...runs.values()].map((rs) => rs[0]);
-const samples = [`- base model: ${baseSamples.join(', ')}`, ...results.map((r) => `- ${r.label}: ${r.samples.map((s) => (data.trainNames.has(s) ? `**${s}**` : s)).join(', ')}`)].join('\n');
+const samples = [
+  `- base model: ${baseSamples.join(', ')}`,
+  ...results.map((r) => `- ${r.label}: ${r.samples.map((s) => (data.trainNames.has(s) ? `**${s}**` : s)).join(', ')}`),
+].join('\n');
 
 const smoothK = Math.max(10, Math.round(steps / 30));
 const smooth = (pts: [number, number][], k = smoothK): [number, number][] =>
@@ -129,7 +148,11 @@ const smooth = (pts: [number, number][], k = smoothK): [number, number][] =>
 const meanCurve = (rs: FinetuneResult[]): [number, number][] => rs[0].losses.map(([x], i) => [x, avg(rs.map((r) => r.losses[i]?.[1] ?? NaN))]);
 const svg = lossChartSvg(
   [...runs.values()].map((rs) => ({ name: rs[0].label, points: smooth(meanCurve(rs)), dashed: rs[0].method.startsWith('lorma') })),
-  { title: `Fine-tuning on Pokémon names: training loss (${smoothK}-step mean${seeds > 1 ? `, ${seeds} seeds` : ''}), ${steps} steps`, xLabel: 'step', yLabel: 'cross-entropy (nats)' },
+  {
+    title: `Fine-tuning on Pokémon names: training loss (${smoothK}-step mean${seeds > 1 ? `, ${seeds} seeds` : ''}), ${steps} steps`,
+    xLabel: 'step',
+    yLabel: 'cross-entropy (nats)',
+  },
 );
 mkdirSync(outDir, { recursive: true });
 await writeFileAtomic(join(outDir, 'loss.svg'), svg);
@@ -137,7 +160,20 @@ const date = new Date().toISOString();
 await writeFileAtomic(
   join(outDir, 'results.json'),
   JSON.stringify(
-    { date, device, steps, batch, lr, rank, blocks, seed, seeds, baseValidationLoss: baseLoss, baseSamples, runs: [...runs.values()].flat().map(({ adapter: _a, ...r }) => r) },
+    {
+      date,
+      device,
+      steps,
+      batch,
+      lr,
+      rank,
+      blocks,
+      seed,
+      seeds,
+      baseValidationLoss: baseLoss,
+      baseSamples,
+      runs: [...runs.values()].flat().map(({ adapter: _a, ...r }) => r),
+    },
     null,
     1,
   ),

@@ -82,7 +82,15 @@ const WEIGHT_KEYS: Record<keyof Weights, string> = {
 
 function weightShapes(c: CharLMConfig): Record<keyof Weights, number[]> {
   const CD = c.context * c.embed;
-  return { emb: [c.vocab, c.embed], w1: [c.hidden, CD], b1: [c.hidden], w2: [c.hidden, c.hidden], b2: [c.hidden], wo: [c.vocab, c.hidden], bo: [c.vocab] };
+  return {
+    emb: [c.vocab, c.embed],
+    w1: [c.hidden, CD],
+    b1: [c.hidden],
+    w2: [c.hidden, c.hidden],
+    b2: [c.hidden],
+    wo: [c.vocab, c.hidden],
+    bo: [c.vocab],
+  };
 }
 
 /** Per-batch-size activations and their gradients; made on first use of a batch size. */
@@ -112,7 +120,11 @@ export class CharLM {
   readonly adapters: Partial<Record<HiddenModule, LayerAdapter>> = {};
   #batches = new Map<number, Batch>();
 
-  private constructor(readonly ctx: Context, readonly config: CharLMConfig, weights: Weights) {
+  private constructor(
+    readonly ctx: Context,
+    readonly config: CharLMConfig,
+    weights: Weights,
+  ) {
     this.weights = weights;
   }
 
@@ -145,7 +157,8 @@ export class CharLM {
     for (const k of Object.keys(WEIGHT_KEYS) as (keyof Weights)[]) {
       const t = tensors[WEIGHT_KEYS[k]];
       if (!t) throw new Error(`charlm weights: '${WEIGHT_KEYS[k]}' is missing`);
-      if (t.shape.join(',') !== shapes[k].join(',')) throw new Error(`charlm weights: '${WEIGHT_KEYS[k]}' has shape [${t.shape}], expected [${shapes[k]}]`);
+      if (t.shape.join(',') !== shapes[k].join(','))
+        throw new Error(`charlm weights: '${WEIGHT_KEYS[k]}' has shape [${t.shape.join(', ')}], expected [${shapes[k].join(', ')}]`);
       w[k] = ctx.upload(t.data, shapes[k], 'f32', WEIGHT_KEYS[k]);
     }
     return new CharLM(ctx, config, w);

@@ -46,14 +46,22 @@ const model = CharLM.init(ctx, DEFAULT_CONFIG, seed);
 console.log(`model: ${JSON.stringify(model.config)}, ${model.parameterCount} parameters`);
 const params = model.trainAll().map((t) => ({ ...t, decay: t.name.endsWith('.weight') && t.name !== 'emb.weight' }));
 const started = performance.now();
-const result = await train(model, params, trainW, { steps, batch, lr, warmup: 200, minRatio: 0.05, weightDecay: 0.01, clip: 1, seed, logEvery: 250 }, (p) => {
-  const recent = tailMean(p.losses, 250);
-  process.stdout.write(`step ${p.step}/${steps}  loss ${recent.toFixed(4)}  lr ${p.lr.toExponential(2)}  ${p.msPerStep.toFixed(1)} ms/step\n`);
-});
+const result = await train(
+  model,
+  params,
+  trainW,
+  { steps, batch, lr, warmup: 200, minRatio: 0.05, weightDecay: 0.01, clip: 1, seed, logEvery: 250 },
+  (p) => {
+    const recent = tailMean(p.losses, 250);
+    process.stdout.write(`step ${p.step}/${steps}  loss ${recent.toFixed(4)}  lr ${p.lr.toExponential(2)}  ${p.msPerStep.toFixed(1)} ms/step\n`);
+  },
+);
 const minutes = (performance.now() - started) / 60000;
 const trainLoss = tailMean(result.losses, 250);
 const valLoss = await model.evaluate(valW.ids, valW.targets);
-console.log(`done in ${minutes.toFixed(1)} min: train loss ${trainLoss.toFixed(4)} (mean of the last 250 steps), validation loss ${valLoss.toFixed(4)}`);
+console.log(
+  `done in ${minutes.toFixed(1)} min: train loss ${trainLoss.toFixed(4)} (mean of the last 250 steps), validation loss ${valLoss.toFixed(4)}`,
+);
 console.log(`samples: ${(await sampleNames(model, { count: 12, seed: 7 })).join(' ')}`);
 mkdirSync(dirname(out), { recursive: true });
 await writeFileAtomic(

@@ -5,7 +5,7 @@
 import { adapterConfig, type Adapter, type AdapterMethod } from '../../src/adapters.js';
 import { numericalRank } from '../../src/rank.js';
 import { makeWindows, type Windows } from './data.js';
-import { createAdapter, methodInfo, type AdapterSpec, type MethodAdapter } from './methods.js';
+import { createAdapter, methodInfo, optionsFor, type AdapterSpec, type MethodAdapter } from './methods.js';
 import { HIDDEN_MODULES, type CharLM } from './model.js';
 import { sampleNames } from './sample.js';
 import { tailMean, train, type Progress, type TrainConfig } from './train.js';
@@ -62,7 +62,8 @@ export async function finetune(
 ): Promise<FinetuneResult> {
   const info = methodInfo(s.method);
   const r = info.rankFor(s.rank);
-  const spec: AdapterSpec = { method: s.method, r, alpha: s.scale * r, blocks: s.blocks, seed: s.seed ?? 1 };
+  const options = optionsFor(s.method, s);
+  const spec: AdapterSpec = { method: s.method, r, alpha: s.scale * r, options, seed: s.seed ?? 1 };
   const adapters: MethodAdapter[] = [];
   try {
     for (const [i, mod] of HIDDEN_MODULES.entries()) {
@@ -90,8 +91,8 @@ export async function finetune(
       r,
       lora_alpha: spec.alpha,
       target_modules: [...HIDDEN_MODULES],
-      blocks: s.method === 'bora' || s.method === 'melora' ? s.blocks : undefined,
-      base_model_name_or_path: 'examples/charlm/weights/charlm.safetensors',
+      ...options,
+      base_model_name_or_path: 'peft-wgsl/charlm',
       task_type: 'CAUSAL_LM',
     });
     return {

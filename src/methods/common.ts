@@ -32,20 +32,34 @@ export interface MergeOptions extends EncodeOptions {
   deltaOnly?: boolean;
 }
 
+/** The option names each kind of call takes; a method adds its own (BoRA's forward: 'save'). */
+export const FORWARD_OPTIONS = ['encoder', 'adapterOnly'] as const;
+export const BACKWARD_OPTIONS = ['encoder', 'adapterOnly'] as const;
+export const MERGE_OPTIONS = ['encoder', 'inPlace', 'unmerge', 'deltaOnly'] as const;
+
 /**
  * Rejects option names the call does not know, so a misspelt or unsupported option is an error
  * rather than silently ignored.
  */
 export function checkOptions(where: string, opts: object | undefined, known: readonly string[]): void {
   if (opts === undefined) return;
-  if (opts === null || typeof opts !== 'object') throw new PeftError(`${where}: options must be an object, got ${opts === null ? 'null' : typeof opts}`);
+  if (opts === null || typeof opts !== 'object')
+    throw new PeftError(`${where}: options must be an object, got ${opts === null ? 'null' : typeof opts}`);
   for (const k of Object.keys(opts)) {
     if (!known.includes(k)) throw new PeftError(`${where}: unknown option '${k}' (this call takes ${known.join(', ')})`);
   }
 }
 
 /** The caller's output tensor, checked against `shape`, or a new one labelled `label`. */
-export function outputOrNew(ctx: Context, where: string, name: string, given: Tensor | undefined, shape: number[], dims: string, label: string): Tensor {
+export function outputOrNew(
+  ctx: Context,
+  where: string,
+  name: string,
+  given: Tensor | undefined,
+  shape: number[],
+  dims: string,
+  label: string,
+): Tensor {
   return given ? checkTensor(where, name, given, shape, dims) : ctx.tensor(shape, 'f32', label);
 }
 
@@ -122,7 +136,9 @@ export function initial(spec: LayerSpec, name: string, shape: number[], init: ()
   if (!given) return init();
   const want = shape.reduce((a, b) => a * b, 1);
   if (!(given.data instanceof Float32Array) || given.data.length !== want) {
-    throw new PeftError(`createLayer: '${name}' must be ${want} f32 values (shape [${shape.join(', ')}]), got ${given.data.length} ${given.data.constructor.name}`);
+    throw new PeftError(
+      `createLayer: '${name}' must be ${want} f32 values (shape [${shape.join(', ')}]), got ${given.data.length} ${given.data.constructor.name}`,
+    );
   }
   return given.data;
 }

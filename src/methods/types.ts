@@ -134,7 +134,14 @@ export interface MethodDescriptor {
    * Checks one module's tensors (already of the right names, dtypes and lengths) against the
    * rank, options and, when given, the base shape; throws a PeftError naming `label(name)`.
    */
-  checkModule(t: Record<string, HostValues>, r: number, options: MethodOptions, base: BaseShape | undefined, label: (name: string) => string, where: string): void;
+  checkModule(
+    t: Record<string, HostValues>,
+    r: number,
+    options: MethodOptions,
+    base: BaseShape | undefined,
+    label: (name: string) => string,
+    where: string,
+  ): void;
   /** Makes one adapted layer on the device. */
   createLayer(ctx: Context, spec: LayerSpec): AdapterLayer;
   /** Options of a benchmark layer (e.g. BoRA's blocks from the shape's b). */

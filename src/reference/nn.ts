@@ -82,7 +82,14 @@ export function activationBackward(p: { n: number; x: ArrayLike<number>; g: Arra
 }
 
 /** Per row: y = (x − μ)·rstd·γ + β, rstd = 1/√(σ² + eps) with the biased variance. */
-export function layerNormForward(p: { T: number; n: number; x: ArrayLike<number>; gamma: ArrayLike<number>; beta: ArrayLike<number>; eps?: number }): {
+export function layerNormForward(p: {
+  T: number;
+  n: number;
+  x: ArrayLike<number>;
+  gamma: ArrayLike<number>;
+  beta: ArrayLike<number>;
+  eps?: number;
+}): {
   y: F64;
   mean: F64;
   rstd: F64;
@@ -133,7 +140,10 @@ export function layerNormBackward(p: { T: number; n: number; x: ArrayLike<number
 }
 
 /** loss = (1/T) Σ_t [logsumexp(z_t) − z_t[target_t]], dlogits = (softmax(z) − onehot)/T. */
-export function softmaxCrossEntropy(p: { T: number; V: number; logits: ArrayLike<number>; targets: ArrayLike<number> }): { loss: number; dlogits: F64 } {
+export function softmaxCrossEntropy(p: { T: number; V: number; logits: ArrayLike<number>; targets: ArrayLike<number> }): {
+  loss: number;
+  dlogits: F64;
+} {
   const { T, V } = p;
   const dlogits = new Float64Array(T * V);
   let loss = 0;

@@ -9,7 +9,7 @@ import { Tensor } from '../tensor.js';
 import { PeftError } from '../validate.js';
 import type { DeviceHealth } from './device.js';
 import type { Constants, PipelineCache } from './pipelines.js';
-import type { ParamValue, UniformCache } from './uniforms.js';
+import type { UniformCache } from './uniforms.js';
 import type { ParamValues } from './wgsl.js';
 
 export interface DispatchSpec {
@@ -19,10 +19,9 @@ export interface DispatchSpec {
   constants?: Constants;
   /**
    * The entry point's uniform struct at binding 0, by field name (see src/runtime/wgsl.ts): packed
-   * by the struct's layout; a missing or unknown field is an error. Legacy positional arrays
-   * (plain numbers as u32, {f32} / {i32} as such) are still accepted while kernels move over.
+   * by the struct's layout; a missing or unknown field is an error.
    */
-  params?: ParamValues | ParamValue[];
+  params?: ParamValues;
   /** Storage bindings, at binding 1, 2, ... in this order (binding 0 is params when given). */
   bindings: (Tensor | GPUBuffer)[];
   /** Workgroup count; a single number is split across x and y when it passes the device limit. */

@@ -8,17 +8,6 @@ import { Usage } from './buffers.js';
 import type { PipelineCache } from './pipelines.js';
 import { packParams, type ParamValues } from './wgsl.js';
 
-/**
- * Legacy positional uniform words: a plain number is a u32, {f32} / {i32} / {u32} say the type.
- * Kept while kernels move to named parameters; use a named object instead.
- */
-export type ParamValue = number | { f32: number } | { i32: number } | { u32: number };
-
-/** @deprecated pass named params: the struct's field types say which words are f32. */
-export const f32 = (v: number): ParamValue => ({ f32: v });
-/** @deprecated pass named params: the struct's field types say which words are i32. */
-export const i32 = (v: number): ParamValue => ({ i32: v });
-
 /** Buffers kept; past this the least recently used is dropped. */
 const CAPACITY = 1024;
 
@@ -33,19 +22,21 @@ export class UniformCache {
   }
 
   /** The uniform buffer holding `params` as `entry` of `shader` reads them. */
-  buffer(shader: string, entry: string, params: ParamValues | ParamValue[]): GPUBuffer {
-    if (!Array.isArray(params)) {
-      const layout = this.#pipelines.paramLayout(shader, entry);
-      if (!layout) throw new PeftError(`${shader}.wgsl:${entry} has no uniform parameters, but params were given`);
-      let words: Uint32Array;
-      try {
-        words = packParams(layout, params as ParamValues, `${shader}.wgsl:${entry}`);
-      } catch (e) {
-        throw new PeftError((e as Error).message);
-      }
-      return this.#cached(words);
+  buffer(shader: string, entry: string, params: ParamValues): GPUBuffer {
+    if (!params || typeof params !== 'object' || Array.isArray(params)) {
+      throw new PeftError(
+        `${shader}.wgsl:${entry}: params must be an object of named fields, got ${Array.isArray(params) ? 'an array' : typeof params}`,
+      );
     }
-    return this.#cached(packPositional(params));
+    const layout = this.#pipelines.paramLayout(shader, entry);
+    if (!layout) throw new PeftError(`${shader}.wgsl:${entry} has no uniform parameters, but params were given`);
+    let words: Uint32Array;
+    try {
+      words = packParams(layout, params, `${shader}.wgsl:${entry}`);
+    } catch (e) {
+      throw new PeftError((e as Error).message);
+    }
+    return this.#cached(words);
   }
 
   #cached(words: Uint32Array): GPUBuffer {
@@ -73,19 +64,4 @@ export class UniformCache {
     for (const buffer of this.#buffers.values()) buffer.destroy();
     this.#buffers.clear();
   }
-}
-
-function packPositional(params: ParamValue[]): Uint32Array {
-  const words = new Uint32Array(Math.max(4, Math.ceil(params.length / 4) * 4));
-  const asF32 = new Float32Array(words.buffer);
-  const asI32 = new Int32Array(words.buffer);
-  params.forEach((p, i) => {
-    if (typeof p === 'number') {
-      if (!Number.isInteger(p) || p < 0 || p > 0xffffffff) throw new PeftError(`uniform parameter ${i} = ${p} is not a u32`);
-      words[i] = p;
-    } else if ('f32' in p) asF32[i] = p.f32;
-    else if ('i32' in p) asI32[i] = p.i32;
-    else words[i] = p.u32;
-  });
-  return words;
 }

@@ -203,7 +203,9 @@ export function packParams(layout: ParamLayout, values: ParamValues, where: stri
     if (v === undefined) throw new Error(`${where}: ${layout.struct}.${field.name} is missing`);
     const list = typeof v === 'number' ? [v] : v;
     if (list.length !== field.count) {
-      throw new Error(`${where}: ${layout.struct}.${field.name} needs ${field.count === 1 ? 'a number' : `${field.count} numbers`}, got ${JSON.stringify(v)}`);
+      throw new Error(
+        `${where}: ${layout.struct}.${field.name} needs ${field.count === 1 ? 'a number' : `${field.count} numbers`}, got ${JSON.stringify(v)}`,
+      );
     }
     list.forEach((x, i) => {
       const at = field.offset + i;

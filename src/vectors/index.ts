@@ -3,20 +3,19 @@
 
 import type { Context } from '../runtime.js';
 import { relativeError } from '../numeric.js';
-import { runBora } from './bora.js';
-import { runLora } from './lora.js';
-import { runLorma } from './lorma.js';
-import { runSboraFa, runSboraFb } from './sbora.js';
+import { METHODS } from '../methods/registry.js';
 import type { VectorCase, VectorFile, VectorRunner, VectorTensor } from './types.js';
 
-/** One runner per `params.method`; a method not listed here is reported 'unsupported'. */
-export const RUNNERS: Record<string, VectorRunner> = {
-  bora: runBora,
-  lora: runLora,
-  lorma: runLorma,
-  'sbora-fa': runSboraFa,
-  'sbora-fb': runSboraFb,
-};
+/**
+ * The runner for a case: the registry's method whose `vectors.method` is the case's
+ * `params.method` and that accepts its params (LoRMA's two descriptors split the format's
+ * `lorma` cases by inflation). Undefined: the case is reported 'unsupported'.
+ */
+export function vectorRunner(params: Record<string, unknown> | undefined): VectorRunner | undefined {
+  const method = params?.method;
+  if (typeof method !== 'string') return undefined;
+  return METHODS.find((m) => m.vectors?.method === method && (m.vectors.accepts?.(params!) ?? true))?.vectors?.run;
+}
 
 export interface CaseResult extends VectorCase {
   status: 'ok' | 'unsupported' | 'error';
@@ -39,7 +38,7 @@ export async function runVectors(ctx: Context, file: VectorFile, opts: { check?:
   const cases: CaseResult[] = [];
   for (const c of file.cases) {
     const method = c?.params?.method;
-    const runner = method ? RUNNERS[method] : undefined;
+    const runner = vectorRunner(c?.params);
     const base = { name: c.name, params: c.params, inputs: c.inputs };
     if (!runner) {
       cases.push({ ...base, outputs: {}, status: 'unsupported', message: `method '${method}' is not supported by this version` });

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import pokemon from 'pokemon/data/en.json' with { type: 'json' };
 import { loadAdapter, saveAdapter, tensorsOf } from '../../src/adapters.js';
 import { makeWindows, normaliseName, normaliseNames, splitWords, VOCAB } from '../../examples/charlm/data.js';
-import { createAdapter, installAdapter, METHODS } from '../../examples/charlm/methods.js';
+import { createAdapter, installAdapter, METHODS, methodInfo, optionsFor } from '../../examples/charlm/methods.js';
 import { CharLM, HIDDEN_MODULES } from '../../examples/charlm/model.js';
 import { finetune, finetuneData } from '../../examples/charlm/session.js';
 import { gpu } from '../helpers.js';
@@ -71,10 +71,11 @@ describe('e2e: fine-tuning the pretrained character model with every method', fu
     expect(loss).to.be.below(2.8);
   });
 
-  for (const { method, rankFor } of METHODS) {
+  for (const { method } of METHODS) {
+    const rankFor = (r: number) => methodInfo(method).rankFor(r);
     it(`${method}: starts as the base model, learns, and survives a save/load round trip`, async () => {
       const base = await model.logits(probe);
-      const spec = { method, r: rankFor(2), alpha: 2 * rankFor(2), blocks: 4, seed: 3 };
+      const spec = { method, r: rankFor(2), alpha: 2 * rankFor(2), options: optionsFor(method, { blocks: 4 }), seed: 3 };
       for (const mod of HIDDEN_MODULES) model.adapters[mod] = createAdapter(model, mod, spec);
       try {
         const start = await model.logits(probe);
@@ -88,7 +89,20 @@ describe('e2e: fine-tuning the pretrained character model with every method', fu
         }
       }
       const baseVal = await model.evaluate(data.validation.ids, data.validation.targets);
-      const result = await finetune(model, data, { method, rank: 2, scale: 2, blocks: 4, steps: 40, batch: 64, lr: 0.005, warmup: 4, clip: 1, seed: 1, logEvery: 40, samples: 4 });
+      const result = await finetune(model, data, {
+        method,
+        rank: 2,
+        scale: 2,
+        blocks: 4,
+        steps: 40,
+        batch: 64,
+        lr: 0.005,
+        warmup: 4,
+        clip: 1,
+        seed: 1,
+        logEvery: 40,
+        samples: 4,
+      });
       expect(result.losses.length).to.equal(40);
       expect(result.losses.every(([, l]) => Number.isFinite(l))).to.equal(true);
       expect(result.validationLoss, `validation loss ${result.validationLoss} vs base ${baseVal}`).to.be.below(baseVal);

@@ -90,7 +90,12 @@ describe('e2e: in-browser fine-tuning demo in headless Chromium', function () {
     profile = mkdtempSync(join(tmpdir(), 'peft-wgsl-chromium-'));
     await build({ configFile: join(repo, 'demo', 'vite.config.ts'), logLevel: 'error', build: { outDir: out, emptyOutDir: true } });
     ({ server, url } = await serve(out));
-    browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1100, height: 1300 } });
+    browser = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: FLAGS,
+      viewport: { width: 1100, height: 1300 },
+    });
   });
 
   after(async () => {
@@ -112,7 +117,10 @@ describe('e2e: in-browser fine-tuning demo in headless Chromium', function () {
 
   /** Waits until the model has loaded (or the page has given up) and returns the state. */
   async function ready(page: Page): Promise<DemoState> {
-    await page.waitForFunction(() => (window as unknown as { __demo: DemoState }).__demo.status !== 'loading', undefined, { timeout: 120_000, polling: 200 });
+    await page.waitForFunction(() => (window as unknown as { __demo: DemoState }).__demo.status !== 'loading', undefined, {
+      timeout: 120_000,
+      polling: 200,
+    });
     return page.evaluate(() => (window as unknown as { __demo: DemoState }).__demo);
   }
 
@@ -138,7 +146,7 @@ describe('e2e: in-browser fine-tuning demo in headless Chromium', function () {
     const first = mean(losses.slice(0, 10));
     const last = mean(losses.slice(-10));
     expect(last, `training loss should fall: first 10 steps ${first.toFixed(4)}, last 10 ${last.toFixed(4)}`).to.be.below(first);
-    expect(run.validationLoss, 'validation loss below the base model\'s').to.be.a('number').and.below(state.baseValidationLoss!);
+    expect(run.validationLoss, "validation loss below the base model's").to.be.a('number').and.below(state.baseValidationLoss!);
     // The page shows the run's row, its download buttons, and its sampled names.
     expect(await page.locator('#runs tbody tr').count()).to.equal(1);
     const names = await page.locator('#samples li').last().locator('.name').allTextContents();
@@ -153,10 +161,16 @@ describe('e2e: in-browser fine-tuning demo in headless Chromium', function () {
     const weights = await fetchDownload('weights');
     const config = await fetchDownload('config');
     expect([weights.name, config.name]).to.deep.equal(['adapter_model.safetensors', 'adapter_config.json']);
-    const adapter = decodeAdapter({ safetensors: new Uint8Array(weights.bytes), config: config.bytes.toString('utf8') }, { h1: { n: 128, m: 128 }, h2: { n: 128, m: 128 } });
+    const adapter = decodeAdapter(
+      { safetensors: new Uint8Array(weights.bytes), config: config.bytes.toString('utf8') },
+      { h1: { n: 128, m: 128 }, h2: { n: 128, m: 128 } },
+    );
     expect(adapter.config.method).to.equal('lora');
     expect(adapter.modules.h2.lora_B!.shape).to.deep.equal([128, 4]);
-    expect(adapter.modules.h2.lora_B!.data.some((v) => v !== 0), 'B has been trained away from 0').to.equal(true);
+    expect(
+      adapter.modules.h2.lora_B!.data.some((v) => v !== 0),
+      'B has been trained away from 0',
+    ).to.equal(true);
     expect(await page.locator('#runs tbody tr').first().locator('td').nth(3).textContent()).to.equal('4 / 4');
 
     // A second run in the same page, with BoRA: its merge kernel is a second pipeline of a shader
@@ -166,7 +180,10 @@ describe('e2e: in-browser fine-tuning demo in headless Chromium', function () {
     await page.fill('#steps', '8');
     await page.click('#start');
     await page.waitForFunction(
-      () => { const d = (window as unknown as { __demo: DemoState }).__demo; return d.runs.length === 2 && ['done', 'failed', 'error'].includes(d.status); },
+      () => {
+        const d = (window as unknown as { __demo: DemoState }).__demo;
+        return d.runs.length === 2 && ['done', 'failed', 'error'].includes(d.status);
+      },
       undefined,
       { timeout: 480_000, polling: 500 },
     );
@@ -266,7 +283,10 @@ describe('e2e: in-browser fine-tuning demo in headless Chromium', function () {
       (window as unknown as { __demo: DemoState }).__demo.failNextRun = 'injected failure for the test';
     });
     await page.click('#start');
-    await page.waitForFunction(() => ['done', 'failed', 'error'].includes((window as unknown as { __demo: DemoState }).__demo.status), undefined, { timeout: 300_000, polling: 250 });
+    await page.waitForFunction(() => ['done', 'failed', 'error'].includes((window as unknown as { __demo: DemoState }).__demo.status), undefined, {
+      timeout: 300_000,
+      polling: 250,
+    });
     const failed = await demoState(page);
     expect(failed.status, failed.message).to.equal('failed');
     expect(failed.message).to.match(/LoRA r4 \(run 1\) failed: injected failure for the test/);
@@ -278,13 +298,19 @@ describe('e2e: in-browser fine-tuning demo in headless Chromium', function () {
     expect(await page.locator('#runs tbody tr').count()).to.equal(0);
 
     await page.click('#start');
-    await page.waitForFunction(() => ['done', 'failed', 'error'].includes((window as unknown as { __demo: DemoState }).__demo.status), undefined, { timeout: 300_000, polling: 250 });
+    await page.waitForFunction(() => ['done', 'failed', 'error'].includes((window as unknown as { __demo: DemoState }).__demo.status), undefined, {
+      timeout: 300_000,
+      polling: 250,
+    });
     const good = await demoState(page);
     expect(good.status, `${good.message} ${errors.join('; ')}`).to.equal('done');
     expect(good.runs.length).to.equal(1);
     expect(good.runs[0].label).to.equal('LoRA r4 (run 1)');
     expect(good.runs[0].losses.length).to.equal(steps);
-    expect(good.runs[0].losses.every(([, l]) => Number.isFinite(l)), 'every loss finite').to.equal(true);
+    expect(
+      good.runs[0].losses.every(([, l]) => Number.isFinite(l)),
+      'every loss finite',
+    ).to.equal(true);
     expect(good.runs[0].validationLoss).to.be.a('number').and.below(good.baseValidationLoss!);
     expect(await page.locator('#status-box').getAttribute('class')).to.not.match(/failed/);
     expect(await page.locator('#runs tbody tr').count()).to.equal(1);

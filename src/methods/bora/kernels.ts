@@ -25,6 +25,9 @@ import {
   type EncodeOptions,
   type ForwardOptions,
   type MergeOptions,
+  FORWARD_OPTIONS,
+  BACKWARD_OPTIONS,
+  MERGE_OPTIONS,
 } from '../common.js';
 import type { PhaseFlops } from '../types.js';
 import { checkSigmaTransform, dividesByMeanAbs, meanAbs, zeroMeanAbsMessage, type SigmaTransform } from './sigma.js';
@@ -142,9 +145,7 @@ const LAYER_ARGS = ['variant', 'w0', 'a', 'b', 'blocks', 'scale', 'sigma', 'sigm
 const FORWARD_ARGS = [...LAYER_ARGS, 'x', 'y', 'z', 's'] as const;
 const BACKWARD_ARGS = [...LAYER_ARGS, 'x', 'g', 'z', 's', 'dx', 'da', 'db', 'dsigma', 'dsigmaEff'] as const;
 const MERGE_ARGS = [...LAYER_ARGS, 'out'] as const;
-const FORWARD_OPTIONS = ['encoder', 'adapterOnly', 'save'] as const;
-const BACKWARD_OPTIONS = ['encoder', 'adapterOnly'] as const;
-const MERGE_OPTIONS = ['encoder', 'inPlace', 'unmerge', 'deltaOnly'] as const;
+const BORA_FORWARD_OPTIONS = [...FORWARD_OPTIONS, 'save'] as const;
 
 /**
  * Rejects argument fields the call does not know, so a field of the old API ('mode',
@@ -406,7 +407,7 @@ async function encodeWeightGrad(
  */
 export async function boraForward(ctx: Context, p: BoraForwardArgs, opts: BoraForwardOptions = {}): Promise<{ y: Tensor; z?: Tensor; s?: Tensor }> {
   const where = 'bora.forward';
-  checkOptions(where, opts, FORWARD_OPTIONS);
+  checkOptions(where, opts, BORA_FORWARD_OPTIONS);
   checkArgs(where, p, FORWARD_ARGS);
   const d = layerDims(where, p, p.x);
   checkTensor(where, 'x', p.x, [d.T, d.n], '[T, n]');

@@ -71,8 +71,10 @@ export const lora: MethodDescriptor = {
     }
     if (base) {
       const mod = moduleOf(label, 'lora_A', TENSORS[0].key);
-      if (a.shape[1] !== base.n) throw new PeftError(`${where}: '${label('lora_A')}' has n = ${a.shape[1]}, but module '${mod}' has ${base.n} in-features`);
-      if (b.shape[0] !== base.m) throw new PeftError(`${where}: '${label('lora_B')}' has m = ${b.shape[0]}, but module '${mod}' has ${base.m} out-features`);
+      if (a.shape[1] !== base.n)
+        throw new PeftError(`${where}: '${label('lora_A')}' has n = ${a.shape[1]}, but module '${mod}' has ${base.n} in-features`);
+      if (b.shape[0] !== base.m)
+        throw new PeftError(`${where}: '${label('lora_B')}' has m = ${b.shape[0]}, but module '${mod}' has ${base.m} out-features`);
     }
   },
 
@@ -88,8 +90,18 @@ export const lora: MethodDescriptor = {
     const named = (t: string) => (prefix ? `${prefix}.${t}` : t);
     let fresh: { a: Float32Array; b: Float32Array } | undefined;
     const init = () => (fresh ??= loraInit({ n, m, r, seed: spec.seed ?? 0 }));
-    const a = trainable(ctx, named('lora_A'), initial(spec, 'lora_A', [r, n], () => init().a), [r, n]);
-    const b = trainable(ctx, named('lora_B'), initial(spec, 'lora_B', [m, r], () => init().b), [m, r]);
+    const a = trainable(
+      ctx,
+      named('lora_A'),
+      initial(spec, 'lora_A', [r, n], () => init().a),
+      [r, n],
+    );
+    const b = trainable(
+      ctx,
+      named('lora_B'),
+      initial(spec, 'lora_B', [m, r], () => init().b),
+      [m, r],
+    );
     const trainables = [a, b];
     const p = { w0: spec.w0, a: a.param, b: b.param, scale };
     // Z = X Aᵀ from the forward, reused by the backward of the same batch.

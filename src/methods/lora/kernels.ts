@@ -23,6 +23,9 @@ import {
   type BackwardOptions,
   type ForwardOptions,
   type MergeOptions,
+  FORWARD_OPTIONS,
+  BACKWARD_OPTIONS,
+  MERGE_OPTIONS,
 } from '../common.js';
 
 export interface LoraParams {
@@ -67,10 +70,6 @@ export interface LoraDims {
   r: number;
 }
 
-const FORWARD_OPTIONS = ['encoder', 'adapterOnly'] as const;
-const BACKWARD_OPTIONS = ['encoder', 'adapterOnly'] as const;
-const MERGE_OPTIONS = ['encoder', 'inPlace', 'unmerge', 'deltaOnly'] as const;
-
 function layerDims(where: string, p: LoraParams, x?: Tensor): LoraDims {
   if (!p.w0 || p.w0.shape.length !== 2) throw new PeftError(`${where}: 'w0' must be a 2-D Tensor [m, n]`);
   const [m, n] = p.w0.shape;
@@ -104,22 +103,14 @@ export async function loraForward(ctx: Context, p: LoraForwardArgs, opts: Forwar
     if (opts.adapterOnly) {
       await matmul(ctx, { a: z, b: p.b, c: y, M: d.T, N: d.m, K: d.r, transB: true, alpha: p.scale }, enc);
     } else {
-      await matmul(
-        ctx,
-        { a: p.x, b: p.w0, c: y, M: d.T, N: d.m, K: d.n, transB: true, second: { a: z, b: p.b, K: d.r, alpha: p.scale } },
-        enc,
-      );
+      await matmul(ctx, { a: p.x, b: p.w0, c: y, M: d.T, N: d.m, K: d.n, transB: true, second: { a: z, b: p.b, K: d.r, alpha: p.scale } }, enc);
     }
   });
   return { y, z };
 }
 
 /** dX, dA, dB of L = sum(Y ⊙ G) (adapterOnly: dX without G W0). Pass the forward's Z to skip recomputing it. */
-export async function loraBackward(
-  ctx: Context,
-  p: LoraBackwardArgs,
-  opts: BackwardOptions = {},
-): Promise<{ dx: Tensor; da: Tensor; db: Tensor }> {
+export async function loraBackward(ctx: Context, p: LoraBackwardArgs, opts: BackwardOptions = {}): Promise<{ dx: Tensor; da: Tensor; db: Tensor }> {
   const where = 'lora.backward';
   checkOptions(where, opts, BACKWARD_OPTIONS);
   const d = layerDims(where, p, p.x);

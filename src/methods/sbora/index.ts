@@ -19,17 +19,28 @@ function factorName(variant: SboraVariant): 'lora_B' | 'lora_A' {
   return variant === 'fa' ? 'lora_B' : 'lora_A';
 }
 
-function checkModule(variant: SboraVariant, t: Record<string, HostValues>, r: number, base: BaseShape | undefined, label: (name: string) => string, where: string): void {
+function checkModule(
+  variant: SboraVariant,
+  t: Record<string, HostValues>,
+  r: number,
+  base: BaseShape | undefined,
+  label: (name: string) => string,
+  where: string,
+): void {
   const fa = variant === 'fa';
   const name = factorName(variant);
   const f = t[name];
   // label(name) is '<module>.<key>'; the module's own name is what the base-shape messages cite.
   const mod = label('indices').replace(/\.indices$/, '');
   if (f) {
-    if (fa && (f.shape.length !== 2 || f.shape[1] !== r)) throw new PeftError(`${where}: '${label(name)}' has shape [${f.shape.join(', ')}], expected [m, r] with r = ${r}`);
-    if (!fa && (f.shape.length !== 2 || f.shape[0] !== r)) throw new PeftError(`${where}: '${label(name)}' has shape [${f.shape.join(', ')}], expected [r, n] with r = ${r}`);
-    if (base && fa && f.shape[0] !== base.m) throw new PeftError(`${where}: '${label(name)}' has m = ${f.shape[0]}, but module '${mod}' has ${base.m} out-features`);
-    if (base && !fa && f.shape[1] !== base.n) throw new PeftError(`${where}: '${label(name)}' has n = ${f.shape[1]}, but module '${mod}' has ${base.n} in-features`);
+    if (fa && (f.shape.length !== 2 || f.shape[1] !== r))
+      throw new PeftError(`${where}: '${label(name)}' has shape [${f.shape.join(', ')}], expected [m, r] with r = ${r}`);
+    if (!fa && (f.shape.length !== 2 || f.shape[0] !== r))
+      throw new PeftError(`${where}: '${label(name)}' has shape [${f.shape.join(', ')}], expected [r, n] with r = ${r}`);
+    if (base && fa && f.shape[0] !== base.m)
+      throw new PeftError(`${where}: '${label(name)}' has m = ${f.shape[0]}, but module '${mod}' has ${base.m} out-features`);
+    if (base && !fa && f.shape[1] !== base.n)
+      throw new PeftError(`${where}: '${label(name)}' has n = ${f.shape[1]}, but module '${mod}' has ${base.n} in-features`);
   }
   const idx = t.indices;
   if (!idx) return;
@@ -59,7 +70,8 @@ function createLayer(desc: MethodDescriptor, variant: SboraVariant, ctx: Context
   const scale = checkScale(where, 'scale (alpha / r)', spec.alpha / r);
   const prefix = spec.name ?? desc.id;
   const given = spec.from?.indices;
-  if (given && !(given.data instanceof Uint32Array)) throw new PeftError(`${where}: 'indices' must be u32 values, got ${given.data.constructor.name}`);
+  if (given && !(given.data instanceof Uint32Array))
+    throw new PeftError(`${where}: 'indices' must be u32 values, got ${given.data.constructor.name}`);
   const size = fa ? n : m;
   const idx = given
     ? createIndexSet(ctx, { size, values: given.data, r }, `${prefix}.indices`)
@@ -67,7 +79,12 @@ function createLayer(desc: MethodDescriptor, variant: SboraVariant, ctx: Context
   const name = factorName(variant);
   const shape = fa ? [m, r] : [r, n];
   // SBoRA starts its trained factor at zero: the layer begins as W0 exactly.
-  const factor = trainable(ctx, `${prefix}.${name}`, initial(spec, name, shape, () => new Float32Array(shape[0] * shape[1])), shape);
+  const factor = trainable(
+    ctx,
+    `${prefix}.${name}`,
+    initial(spec, name, shape, () => new Float32Array(shape[0] * shape[1])),
+    shape,
+  );
   const args: SboraArgs = fa ? { variant, w0: spec.w0, b: factor.param, idx, scale } : { variant: 'fb', w0: spec.w0, a: factor.param, idx, scale };
   return {
     method: desc,

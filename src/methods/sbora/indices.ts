@@ -21,7 +21,11 @@ export function sampleIndices(size: number, r: number, seed: number): Uint32Arra
   checkDim(where, 'r', r);
   checkSeed(where, seed);
   if (r > size) throw new PeftError(`${where}: cannot draw r = ${r} distinct indices from [0, ${size})`);
-  return drawFrom(Uint32Array.from({ length: size }, (_, i) => i), r, rng(seed));
+  return drawFrom(
+    Uint32Array.from({ length: size }, (_, i) => i),
+    r,
+    rng(seed),
+  );
 }
 
 // Moves r random picks to the front of `pool` (partial Fisher–Yates) and returns them in draw order.
@@ -49,13 +53,16 @@ function checkSeed(where: string, seed: unknown): number {
 export function checkIndices(where: string, name: string, values: ArrayLike<number> | undefined, size: number, r?: number): Uint32Array {
   checkDim(where, 'size', size);
   if (!values || typeof values !== 'object' || typeof (values as ArrayLike<number>).length !== 'number') {
-    throw new PeftError(`${where}: '${name}' must be an array of distinct integer indices in [0, ${size}), got ${values === undefined ? 'nothing' : typeof values}`);
+    throw new PeftError(
+      `${where}: '${name}' must be an array of distinct integer indices in [0, ${size}), got ${values === undefined ? 'nothing' : typeof values}`,
+    );
   }
   if (r !== undefined && values.length !== r) {
     throw new PeftError(`${where}: '${name}' has ${values.length} indices, expected r = ${r}`);
   }
   if (values.length === 0) throw new PeftError(`${where}: '${name}' is empty, expected at least one index`);
-  if (values.length > size) throw new PeftError(`${where}: '${name}' has ${values.length} indices, more than the ${size} distinct values in [0, ${size})`);
+  if (values.length > size)
+    throw new PeftError(`${where}: '${name}' has ${values.length} indices, more than the ${size} distinct values in [0, ${size})`);
   const out = new Uint32Array(values.length);
   const seen = new Map<number, number>();
   for (let q = 0; q < values.length; q++) {
@@ -109,9 +116,7 @@ export class IndexSet {
   }
 }
 
-export type IndexSpec =
-  | { size: number; values: ArrayLike<number>; r?: number }
-  | { size: number; r: number; seed: number };
+export type IndexSpec = { size: number; values: ArrayLike<number>; r?: number } | { size: number; r: number; seed: number };
 
 /** Uploads a caller's validated set ({size, values}) or a seeded sample ({size, r, seed}). */
 export function createIndexSet(ctx: Context, spec: IndexSpec, label = 'sbora.idx'): IndexSet {
@@ -177,9 +182,7 @@ export class IndexAllocator {
     const where = 'IndexAllocator.allocate';
     checkDim(where, 'r', r);
     if (r > this.#free.length) {
-      throw new PeftError(
-        `${where}: asked for r = ${r} indices but only ${this.#free.length} of [0, ${this.size}) remain unallocated`,
-      );
+      throw new PeftError(`${where}: asked for r = ${r} indices but only ${this.#free.length} of [0, ${this.size}) remain unallocated`);
     }
     const picked = drawFrom(this.#free, r, this.#next);
     this.#free = this.#free.slice(r);

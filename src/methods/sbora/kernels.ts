@@ -24,7 +24,17 @@ import { matmul } from '../../ops/matmul.js';
 import type { Context } from '../../runtime.js';
 import type { Tensor } from '../../tensor.js';
 import { PeftError, checkScale, checkTensor, checkDistinct } from '../../validate.js';
-import { checkOptions, mergeInto, mergeName, outputOrNew, type BackwardOptions, type ForwardOptions, type MergeOptions } from '../common.js';
+import {
+  checkOptions,
+  mergeInto,
+  mergeName,
+  outputOrNew,
+  type BackwardOptions,
+  type ForwardOptions,
+  type MergeOptions,
+  FORWARD_OPTIONS,
+  MERGE_OPTIONS,
+} from '../common.js';
 import { IndexSet, checkDisjoint } from './indices.js';
 
 export type SboraVariant = 'fa' | 'fb';
@@ -62,11 +72,12 @@ interface Activations {
 export type SboraForwardArgs = SboraArgs & Activations & { y?: Tensor };
 
 export type SboraBackwardArgs =
-  | (SboraFaArgs & Activations & { g: Tensor; dx?: Tensor; db?: Tensor })
-  | (SboraFbArgs & Activations & { g: Tensor; dx?: Tensor; da?: Tensor });
+  (SboraFaArgs & Activations & { g: Tensor; dx?: Tensor; db?: Tensor }) | (SboraFbArgs & Activations & { g: Tensor; dx?: Tensor; da?: Tensor });
 
 /** What sboraBackward returns: dX and the trained factor's gradient (dB for FA, dA for FB). */
-export type SboraGradients<P extends { variant: SboraVariant }> = P extends { variant: 'fa' } ? { dx: Tensor; db: Tensor } : { dx: Tensor; da: Tensor };
+export type SboraGradients<P extends { variant: SboraVariant }> = P extends { variant: 'fa' }
+  ? { dx: Tensor; db: Tensor }
+  : { dx: Tensor; da: Tensor };
 
 export type SboraMergeArgs = SboraArgs & { out?: Tensor };
 
@@ -78,8 +89,6 @@ export interface SboraDims {
 }
 
 const SHADER = 'sbora';
-const FORWARD_OPTIONS = ['encoder', 'adapterOnly'] as const;
-const MERGE_OPTIONS = ['encoder', 'inPlace', 'unmerge', 'deltaOnly'] as const;
 
 // ------------------------------------------------------------------------------------ tuning
 
@@ -114,7 +123,10 @@ export function setSboraTuning(ctx: Context, partial: Partial<SboraTuning>): Sbo
   if (partial === undefined) throw new PeftError(`${where}: expected an object { lanes?, gatherRows? }`);
   const next = { ...tunings.get(ctx) };
   const limit = Math.min(ctx.limits.maxComputeInvocationsPerWorkgroup, ctx.limits.maxComputeWorkgroupSizeX);
-  for (const [k, max] of [['lanes', limit], ['gatherRows', 1 << 16]] as const) {
+  for (const [k, max] of [
+    ['lanes', limit],
+    ['gatherRows', 1 << 16],
+  ] as const) {
     if (!(k in partial)) continue;
     const v = partial[k];
     if (v === undefined) {
@@ -208,7 +220,19 @@ function dropParams(drop: MaskedOperand | undefined): { seed: number; threshold:
 async function gatherProduct(
   ctx: Context,
   enc: GPUCommandEncoder,
-  g: { out: Tensor; tokens: Tensor; factor: Tensor; factorRankMajor: boolean; idx: IndexSet; rows: number; cols: number; tokenCols: number; scale: number; beta: number; drop?: MaskedOperand },
+  g: {
+    out: Tensor;
+    tokens: Tensor;
+    factor: Tensor;
+    factorRankMajor: boolean;
+    idx: IndexSet;
+    rows: number;
+    cols: number;
+    tokenCols: number;
+    scale: number;
+    beta: number;
+    drop?: MaskedOperand;
+  },
   label: string,
 ): Promise<void> {
   const { lanes, gatherRows } = sboraTuning(ctx);
@@ -232,7 +256,18 @@ async function gatherProduct(
 async function indexAddProduct(
   ctx: Context,
   enc: GPUCommandEncoder,
-  g: { out: Tensor; tokens: Tensor; factor: Tensor; factorRankMajor: boolean; idx: IndexSet; rows: number; outCols: number; depth: number; scale: number; drop?: MaskedOperand },
+  g: {
+    out: Tensor;
+    tokens: Tensor;
+    factor: Tensor;
+    factorRankMajor: boolean;
+    idx: IndexSet;
+    rows: number;
+    outCols: number;
+    depth: number;
+    scale: number;
+    drop?: MaskedOperand;
+  },
   label: string,
 ): Promise<void> {
   const { lanes } = sboraTuning(ctx);
@@ -254,7 +289,18 @@ async function indexAddProduct(
 async function gatherOuter(
   ctx: Context,
   enc: GPUCommandEncoder,
-  g: { out: Tensor; outRankMajor: boolean; dense: Tensor; tokens: Tensor; idx: IndexSet; cols: number; T: number; tokenCols: number; scale: number; drop?: MaskedOperand },
+  g: {
+    out: Tensor;
+    outRankMajor: boolean;
+    dense: Tensor;
+    tokens: Tensor;
+    idx: IndexSet;
+    cols: number;
+    T: number;
+    tokenCols: number;
+    scale: number;
+    drop?: MaskedOperand;
+  },
   label: string,
 ): Promise<void> {
   const { lanes } = sboraTuning(ctx);
@@ -315,7 +361,19 @@ export async function sboraForward(ctx: Context, p: SboraForwardArgs, opts: Forw
       await gatherProduct(
         ctx,
         enc,
-        { out: y, tokens: p.x, factor: p.b, factorRankMajor: false, idx: p.idx, rows: d.T, cols: d.m, tokenCols: d.n, scale: p.scale, beta: opts.adapterOnly ? 0 : 1, drop },
+        {
+          out: y,
+          tokens: p.x,
+          factor: p.b,
+          factorRankMajor: false,
+          idx: p.idx,
+          rows: d.T,
+          cols: d.m,
+          tokenCols: d.n,
+          scale: p.scale,
+          beta: opts.adapterOnly ? 0 : 1,
+          drop,
+        },
         'sbora.fa.forward.adapter',
       );
     } else {
@@ -380,7 +438,19 @@ export async function sboraBackward<P extends SboraBackwardArgs>(ctx: Context, p
     await gatherProduct(
       ctx,
       enc,
-      { out: dx, tokens: q.g, factor: q.a, factorRankMajor: true, idx: q.idx, rows: d.T, cols: d.n, tokenCols: d.m, scale: q.scale, beta: opts.adapterOnly ? 0 : 1, drop },
+      {
+        out: dx,
+        tokens: q.g,
+        factor: q.a,
+        factorRankMajor: true,
+        idx: q.idx,
+        rows: d.T,
+        cols: d.n,
+        tokenCols: d.m,
+        scale: q.scale,
+        beta: opts.adapterOnly ? 0 : 1,
+        drop,
+      },
       'sbora.fb.dx.adapter',
     );
     await gatherOuter(
@@ -420,7 +490,11 @@ export type SboraAdapter = Omit<SboraFaArgs, 'w0'> | Omit<SboraFbArgs, 'w0'>;
  * FB adapters pairwise disjoint row sets, so every weight is written by at most one adapter of
  * each variant and the result does not depend on the order.
  */
-export async function sboraMultiMerge(ctx: Context, p: { w0: Tensor; adapters: readonly SboraAdapter[]; out?: Tensor }, opts: MergeOptions = {}): Promise<Tensor> {
+export async function sboraMultiMerge(
+  ctx: Context,
+  p: { w0: Tensor; adapters: readonly SboraAdapter[]; out?: Tensor },
+  opts: MergeOptions = {},
+): Promise<Tensor> {
   const where = mergeName('sbora.multi', opts ?? {});
   checkOptions(where, opts, MERGE_OPTIONS);
   if (!p || !Array.isArray(p.adapters) || p.adapters.length === 0) {
@@ -436,8 +510,14 @@ export async function sboraMultiMerge(ctx: Context, p: { w0: Tensor; adapters: r
     inputs[`${name}.${ad.variant === 'fa' ? 'b' : 'a'}`] = factorOf(layer);
     return layer;
   });
-  checkDisjoint(`${where} (FA column sets)`, p.adapters.filter((a) => a.variant === 'fa').map((a) => a.idx));
-  checkDisjoint(`${where} (FB row sets)`, p.adapters.filter((a) => a.variant === 'fb').map((a) => a.idx));
+  checkDisjoint(
+    `${where} (FA column sets)`,
+    p.adapters.filter((a) => a.variant === 'fa').map((a) => a.idx),
+  );
+  checkDisjoint(
+    `${where} (FB row sets)`,
+    p.adapters.filter((a) => a.variant === 'fb').map((a) => a.idx),
+  );
   return mergeInto(ctx, where, p.w0, p.out, opts, inputs, async (enc, target, sign) => {
     for (const layer of layers) await mergeRegion(ctx, enc, target, layer, sign * layer.scale);
   });

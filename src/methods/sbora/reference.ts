@@ -140,6 +140,6 @@ export function backward(p: VariantRefArgs & { g: ArrayLike<number> }, adapterOn
 }
 
 /** ΔW [m, n] of either variant. */
-export function delta(p: Omit<FaRefArgs, 'x' | 'T' | 'w0'> & { variant: 'fa' } | Omit<FbRefArgs, 'x' | 'T' | 'w0'> & { variant: 'fb' }): F64 {
+export function delta(p: (Omit<FaRefArgs, 'x' | 'T' | 'w0'> & { variant: 'fa' }) | (Omit<FbRefArgs, 'x' | 'T' | 'w0'> & { variant: 'fb' })): F64 {
   return p.variant === 'fa' ? faDelta(p) : fbDelta(p);
 }

@@ -1,1 +1,0 @@
-export * from './methods/sbora/indices.js';

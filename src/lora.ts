@@ -1,1 +1,0 @@
-export * from './methods/lora/index.js';

@@ -1,1 +1,0 @@
-export * from '../methods/bora/vectors.js';

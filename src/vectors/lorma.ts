@@ -1,1 +1,0 @@
-export * from '../methods/lorma/vectors.js';
