@@ -159,3 +159,12 @@ export function expectShape(where: string, label: string, t: HostValues | undefi
   const same = t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
   if (!same) throw new PeftError(`${where}: '${label}' has shape [${t.shape.join(', ')}], expected ${dims} = [${shape.join(', ')}]`);
 }
+
+/**
+ * The module a checkModule call is about, from its `label`: label(name) is always
+ * '<module path>.<key>' (src/adapters.ts), so the module is the label of `spec` less its key.
+ */
+export function moduleOf(label: (name: string) => string, spec: { name: string; key: string }): string {
+  const full = label(spec.name);
+  return full.endsWith(`.${spec.key}`) ? full.slice(0, -spec.key.length - 1) : full;
+}

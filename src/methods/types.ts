@@ -132,7 +132,8 @@ export interface MethodDescriptor {
   flops(T: number, d: LayerDims, options: MethodOptions): PhaseFlops;
   /**
    * Checks one module's tensors (already of the right names, dtypes and lengths) against the
-   * rank, options and, when given, the base shape; throws a PeftError naming `label(name)`.
+   * rank, options and, when given, the base shape; throws a PeftError naming `label(name)`, which
+   * is '<module path>.<key>' (common.ts's moduleOf recovers the module for messages).
    */
   checkModule(
     t: Record<string, HostValues>,

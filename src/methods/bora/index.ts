@@ -7,7 +7,7 @@ import type { Context } from '../../runtime.js';
 import type { Tensor } from '../../tensor.js';
 import { PeftError, checkDim, checkRank, checkScale } from '../../validate.js';
 import type { AdapterLayer, ConfigField, HostValues, LayerSpec, MethodDescriptor, MethodOptions, TensorSpec } from '../types.js';
-import { SavedTensors, checkOptions, expectShape, initial, trainable, trainableValues, type EncodeOptions } from '../common.js';
+import { moduleOf, SavedTensors, checkOptions, expectShape, initial, trainable, trainableValues, type EncodeOptions } from '../common.js';
 import {
   blocksMismatch,
   boraBackward,
@@ -61,15 +61,6 @@ const SIGMA_TRANSFORM_FIELD: ConfigField = {
 /** The option names each variant takes. */
 const OPTIONS: Record<BoraVariant, readonly string[]> = { bora: ['blocks', 'sigmaTransform'], melora: ['blocks'] };
 
-/**
- * The module part of a tensor's label. validateAdapter's messages have always named the module
- * ("but module 'h1' has 10 in-features"); checkModule gets it only as the prefix of label().
- */
-function moduleOf(label: (name: string) => string, name: string, key: string): string {
-  const full = label(name);
-  return full.endsWith(`.${key}`) ? full.slice(0, -key.length - 1) : full;
-}
-
 function describe(variant: BoraVariant): MethodDescriptor {
   const id = variant;
   const known = OPTIONS[variant];
@@ -115,7 +106,7 @@ function describe(variant: BoraVariant): MethodDescriptor {
       if (!b || b.shape.length !== 2 || b.shape[1] !== r) {
         throw new PeftError(`${where}: '${label('lora_B')}' has shape [${b?.shape.join(', ') ?? ''}], expected [m, r] with r = ${r}`);
       }
-      const mod = moduleOf(label, 'lora_A', A_SPEC.key);
+      const mod = moduleOf(label, A_SPEC);
       if (base) {
         if (a.shape[1] !== base.n)
           throw new PeftError(`${where}: '${label('lora_A')}' has n = ${a.shape[1]}, but module '${mod}' has ${base.n} in-features`);

@@ -4,7 +4,7 @@
 import type { Context } from '../../runtime.js';
 import { PeftError, checkDim, checkRank, checkScale } from '../../validate.js';
 import type { AdapterLayer, HostValues, LayerDims, LayerSpec, MethodDescriptor } from '../types.js';
-import { SavedTensors, checkOptions, initial, trainable, trainableValues, type EncodeOptions } from '../common.js';
+import { moduleOf, SavedTensors, checkOptions, initial, trainable, trainableValues, type EncodeOptions } from '../common.js';
 import { loraBackward, loraForward, loraInit, loraMerge } from './kernels.js';
 import { runLora } from './vectors.js';
 
@@ -20,15 +20,6 @@ const TENSORS = [
 
 function tooHighRank(d: LayerDims): string | null {
   return d.r > Math.min(d.n, d.m) ? `rank r = ${d.r} is above min(n, m) = min(${d.n}, ${d.m}) = ${Math.min(d.n, d.m)}` : null;
-}
-
-/**
- * The module part of a tensor's label. validateAdapter's messages have always named the module
- * ("but module 'h1' has 10 in-features"); checkModule gets it only as the prefix of label().
- */
-function moduleOf(label: (name: string) => string, name: string, key: string): string {
-  const full = label(name);
-  return full.endsWith(`.${key}`) ? full.slice(0, -key.length - 1) : full;
 }
 
 export const lora: MethodDescriptor = {
@@ -70,7 +61,7 @@ export const lora: MethodDescriptor = {
       throw new PeftError(`${where}: '${label('lora_B')}' has shape [${b?.shape.join(', ') ?? ''}], expected [m, r] with r = ${r}`);
     }
     if (base) {
-      const mod = moduleOf(label, 'lora_A', TENSORS[0].key);
+      const mod = moduleOf(label, TENSORS[0]);
       if (a.shape[1] !== base.n)
         throw new PeftError(`${where}: '${label('lora_A')}' has n = ${a.shape[1]}, but module '${mod}' has ${base.n} in-features`);
       if (b.shape[0] !== base.m)

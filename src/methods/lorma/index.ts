@@ -6,7 +6,7 @@
 import type { Context } from '../../runtime.js';
 import { PeftError, checkDim, checkScale } from '../../validate.js';
 import type { AdapterLayer, ConfigField, HostValues, LayerDims, LayerSpec, MethodDescriptor, MethodOptions, PhaseFlops } from '../types.js';
-import { SavedTensors, checkOptions, initial, trainable, trainableValues, type EncodeOptions } from '../common.js';
+import { moduleOf, SavedTensors, checkOptions, initial, trainable, trainableValues, type EncodeOptions } from '../common.js';
 import {
   LORMA_ORDERS,
   LORMA_PI_CHOICES,
@@ -72,15 +72,6 @@ function orderOf(options: MethodOptions | undefined): LormaOrder {
 /** M is d×d: d = m for pre-multiplication, n for post. */
 function sizeOfM(d: LayerDims, order: LormaOrder): number {
   return order === 'pre' ? d.m : d.n;
-}
-
-/**
- * The module part of a tensor's label: the old messages named the module ("LoRMA-pre on module
- * 'h1'"), and checkModule gets it only as the prefix of label().
- */
-function moduleOf(label: (name: string) => string, name: string, key: string): string {
-  const full = label(name);
-  return full.endsWith(`.${key}`) ? full.slice(0, -key.length - 1) : full;
 }
 
 /**
@@ -153,7 +144,7 @@ function checkLormaModule(
   if (base) {
     const want = order === 'post' ? base.n : base.m;
     if (d !== want) {
-      const mod = moduleOf(label, 'lora_B', TENSORS[1].key);
+      const mod = moduleOf(label, TENSORS[1]);
       throw new PeftError(
         `${where}: '${label('lora_B')}' has d = ${d}, but LoRMA-${order} on module '${mod}' needs d = ${order === 'post' ? 'n' : 'm'} = ${want}`,
       );

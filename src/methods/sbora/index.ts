@@ -5,7 +5,7 @@
 
 import type { Context } from '../../runtime.js';
 import { PeftError, checkDim, checkScale } from '../../validate.js';
-import { checkOptions, initial, trainable, trainableValues, type EncodeOptions } from '../common.js';
+import { checkOptions, initial, moduleOf, trainable, trainableValues, type EncodeOptions } from '../common.js';
 import type { AdapterLayer, BaseShape, HostValues, LayerDims, LayerSpec, MethodDescriptor, MethodOptions, PhaseFlops, TensorSpec } from '../types.js';
 import { createIndexSet } from './indices.js';
 import { sboraBackward, sboraForward, sboraMerge, type SboraArgs, type SboraVariant } from './kernels.js';
@@ -15,6 +15,9 @@ export * from './kernels.js';
 export * from './indices.js';
 
 /** The trained factor's tensor name in adapter files: FA trains B, FB trains A. */
+/** SBoRA's frozen index list, stored with the trained factor. */
+const INDICES_SPEC = { name: 'indices', key: 'indices', dtype: 'u32', trainable: false } as const;
+
 function factorName(variant: SboraVariant): 'lora_B' | 'lora_A' {
   return variant === 'fa' ? 'lora_B' : 'lora_A';
 }
@@ -30,8 +33,7 @@ function checkModule(
   const fa = variant === 'fa';
   const name = factorName(variant);
   const f = t[name];
-  // label(name) is '<module>.<key>'; the module's own name is what the base-shape messages cite.
-  const mod = label('indices').replace(/\.indices$/, '');
+  const mod = moduleOf(label, INDICES_SPEC);
   if (f) {
     if (fa && (f.shape.length !== 2 || f.shape[1] !== r))
       throw new PeftError(`${where}: '${label(name)}' has shape [${f.shape.join(', ')}], expected [m, r] with r = ${r}`);
@@ -119,10 +121,7 @@ function createLayer(desc: MethodDescriptor, variant: SboraVariant, ctx: Context
 function descriptor(variant: SboraVariant): MethodDescriptor {
   const fa = variant === 'fa';
   const name = factorName(variant);
-  const tensors: readonly TensorSpec[] = [
-    { name, key: `${name}.weight`, dtype: 'f32', trainable: true },
-    { name: 'indices', key: 'indices', dtype: 'u32', trainable: false },
-  ];
+  const tensors: readonly TensorSpec[] = [{ name, key: `${name}.weight`, dtype: 'f32', trainable: true }, INDICES_SPEC];
   const desc: MethodDescriptor = {
     id: `sbora-${variant}`,
     label: fa ? 'SBoRA-FA' : 'SBoRA-FB',
