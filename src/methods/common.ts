@@ -4,6 +4,7 @@
 import type { Context } from '../runtime.js';
 import type { Tensor } from '../tensor.js';
 import { PeftError, checkDistinct, checkTensor } from '../validate.js';
+import { encodeFiniteCheck, finiteResult, prepareFiniteCheck, readFiniteCheck } from '../ops/finite.js';
 import type { HostValues, LayerSpec, Trainable } from './types.js';
 
 export interface EncodeOptions {
@@ -30,12 +31,19 @@ export interface MergeOptions extends EncodeOptions {
   unmerge?: boolean;
   /** Write ΔW alone. */
   deltaOnly?: boolean;
+  /**
+   * As PEFT's safe_merge: count the result's NaN and ±Inf values on the device and throw a
+   * PeftError, having changed nothing of the caller's, when there are any. Costs one read of the
+   * result and a wait for the device (so no caller's `encoder`); with `inPlace` or `out` the merge
+   * runs in a temporary [m, n] tensor that is copied over only once it has passed.
+   */
+  safeMerge?: boolean;
 }
 
 /** The option names each kind of call takes; a method adds its own (BoRA's forward: 'save'). */
 export const FORWARD_OPTIONS = ['encoder', 'adapterOnly'] as const;
 export const BACKWARD_OPTIONS = ['encoder', 'adapterOnly'] as const;
-export const MERGE_OPTIONS = ['encoder', 'inPlace', 'unmerge', 'deltaOnly'] as const;
+export const MERGE_OPTIONS = ['encoder', 'inPlace', 'unmerge', 'deltaOnly', 'safeMerge'] as const;
 
 /**
  * Rejects option names the call does not know, so a misspelt or unsupported option is an error
@@ -66,7 +74,8 @@ export function outputOrNew(
 /**
  * The one merge path. Picks the target (W0 itself with inPlace, the caller's `out`, or a new
  * [m, n] tensor), starts it from W0 (or zero with deltaOnly), then lets `accumulate` add
- * sign·ΔW into it with sign = −1 for unmerge.
+ * sign·ΔW into it with sign = −1 for unmerge. With safeMerge the result is checked for NaN and
+ * ±Inf on the device before the caller's W0 or `out` is written (see MergeOptions.safeMerge).
  */
 export async function mergeInto(
   ctx: Context,
@@ -78,21 +87,58 @@ export async function mergeInto(
   accumulate: (enc: GPUCommandEncoder, target: Tensor, sign: number) => void | Promise<void>,
 ): Promise<Tensor> {
   const [m, n] = w0.shape;
-  let target: Tensor;
   if (opts.inPlace) {
     if (opts.deltaOnly) throw new PeftError(`${where}: 'inPlace' and 'deltaOnly' exclude each other`);
     if (out) throw new PeftError(`${where}: 'out' is not used with 'inPlace' (W0 itself is updated)`);
-    target = w0;
     checkDistinct(where, { w0, ...inputs });
   } else {
-    target = outputOrNew(ctx, where, 'out', out, [m, n], '[m, n]', `${where}.out`);
-    checkDistinct(where, { out: target, w0, ...inputs });
+    if (out) checkTensor(where, 'out', out, [m, n], '[m, n]');
+    checkDistinct(where, { out, w0, ...inputs });
   }
-  await ctx.encode(opts.encoder, async (enc) => {
-    if (opts.deltaOnly) enc.clearBuffer(target.buffer, 0, target.byteLength);
-    else if (!opts.inPlace) ctx.copy(w0, target, enc);
-    await accumulate(enc, target, opts.unmerge ? -1 : 1);
-  });
+  const safe = opts.safeMerge;
+  if (safe !== undefined && typeof safe !== 'boolean') throw new PeftError(`${where}: 'safeMerge' must be a boolean, got ${typeof safe}`);
+  if (safe && opts.encoder) {
+    throw new PeftError(`${where}: 'safeMerge' waits for the device's check before returning, so it cannot record into the caller's 'encoder'`);
+  }
+  // The caller's tensor the result lands in (W0 or out); without one, a new tensor is the result.
+  const dest = opts.inPlace ? w0 : out;
+  // safeMerge never writes the caller's tensor before the check: it merges into a temporary.
+  const direct = !safe || !dest;
+  const target = direct && dest ? dest : ctx.tensor([m, n], 'f32', safe && dest ? `${where}.safe` : `${where}.out`);
+  const owned = target !== dest;
+  let result: Tensor<'u32'> | undefined;
+  try {
+    if (safe) await prepareFiniteCheck(ctx);
+    await ctx.encode(opts.encoder, async (enc) => {
+      if (opts.deltaOnly) enc.clearBuffer(target.buffer, 0, target.byteLength);
+      else if (target !== w0) ctx.copy(w0, target, enc);
+      await accumulate(enc, target, opts.unmerge ? -1 : 1);
+      if (safe) {
+        result = finiteResult(ctx, `${where}.check`);
+        encodeFiniteCheck(ctx, enc, target, result);
+      }
+    });
+    if (result) {
+      const bad = await readFiniteCheck(ctx, result);
+      if (bad) {
+        const at = `[${Math.floor(bad.first / n)}, ${bad.first % n}]`;
+        const kept = dest ? `'${opts.inPlace ? 'w0' : 'out'}' is unchanged` : 'no tensor was returned';
+        throw new PeftError(
+          `${where}: safeMerge: the merged weight has ${bad.count} non-finite value${bad.count === 1 ? '' : 's'} (NaN or ±Inf), the first at ${at}; ${kept}`,
+        );
+      }
+      if (dest && owned) ctx.copy(target, dest);
+    }
+  } catch (e) {
+    if (owned) target.destroy();
+    throw e;
+  } finally {
+    result?.destroy();
+  }
+  if (dest && owned) {
+    target.destroy();
+    return dest;
+  }
   return target;
 }
 
@@ -128,6 +174,24 @@ export class SavedTensors {
 /** A trainable tensor with its gradient buffer. */
 export function trainable(ctx: Context, name: string, data: Float32Array, shape: number[]): Trainable {
   return { name, param: ctx.upload(data, shape, 'f32', name), grad: ctx.tensor(shape, 'f32', `d${name}`) };
+}
+
+/** The label of a layer's tensor: '<spec.name>.<name>', or `name` for an unnamed layer. */
+export function layerLabel(spec: LayerSpec, name: string): string {
+  return spec.name ? `${spec.name}.${name}` : name;
+}
+
+/** A layer's trainable `name`: labelled by layerLabel, starting from spec.from or `init()`. */
+export function layerTrainable(ctx: Context, spec: LayerSpec, name: string, shape: number[], init: () => Float32Array): Trainable {
+  return trainable(ctx, layerLabel(spec, name), initial(spec, name, shape, init), shape);
+}
+
+/** Frees trainables and their gradients. */
+export function destroyTrainables(trainables: readonly Trainable[]): void {
+  for (const t of trainables) {
+    t.param.destroy();
+    t.grad.destroy();
+  }
 }
 
 /** The starting values of `name`: the file's (spec.from) when given, else `init()`. */

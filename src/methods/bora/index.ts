@@ -7,7 +7,18 @@ import type { Context } from '../../runtime.js';
 import type { Tensor } from '../../tensor.js';
 import { PeftError, checkDim, checkRank, checkScale } from '../../validate.js';
 import type { AdapterLayer, ConfigField, HostValues, LayerSpec, MethodDescriptor, MethodOptions, TensorSpec } from '../types.js';
-import { moduleOf, SavedTensors, checkOptions, expectShape, initial, trainable, trainableValues, type EncodeOptions } from '../common.js';
+import {
+  moduleOf,
+  SavedTensors,
+  checkOptions,
+  expectShape,
+  initial,
+  trainable,
+  trainableValues,
+  type EncodeOptions,
+  layerLabel,
+  destroyTrainables,
+} from '../common.js';
 import {
   blocksMismatch,
   boraBackward,
@@ -135,7 +146,7 @@ function describe(variant: BoraVariant): MethodDescriptor {
       if (mismatch) throw new PeftError(`${where}: ${mismatch}`);
       const sigmaTransform = variant === 'bora' ? checkSigmaTransform(where, options.sigmaTransform) : undefined;
       const prefix = spec.name ?? '';
-      const named = (t: string) => (prefix ? `${prefix}.${t}` : t);
+      const named = (t: string) => layerLabel(spec, t);
       let fresh: ReturnType<typeof boraInit> | undefined;
       const init = () => (fresh ??= boraInit({ n, m, r, blocks, seed: spec.seed ?? 0, variant }));
       // Every starting value is checked before anything is allocated on the device.
@@ -191,10 +202,7 @@ function describe(variant: BoraVariant): MethodDescriptor {
           return trainableValues(ctx, prefix, trainables);
         },
         destroy() {
-          for (const t of trainables) {
-            t.param.destroy();
-            t.grad.destroy();
-          }
+          destroyTrainables(trainables);
           stepSigma?.eff.destroy();
           stepSigma?.mu.destroy();
           saved.destroy();

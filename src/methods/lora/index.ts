@@ -4,7 +4,16 @@
 import type { Context } from '../../runtime.js';
 import { PeftError, checkDim, checkRank, checkScale } from '../../validate.js';
 import type { AdapterLayer, HostValues, LayerDims, LayerSpec, MethodDescriptor } from '../types.js';
-import { moduleOf, SavedTensors, checkOptions, initial, trainable, trainableValues, type EncodeOptions } from '../common.js';
+import {
+  moduleOf,
+  SavedTensors,
+  checkOptions,
+  trainableValues,
+  type EncodeOptions,
+  layerLabel,
+  layerTrainable,
+  destroyTrainables,
+} from '../common.js';
 import { loraBackward, loraForward, loraInit, loraMerge } from './kernels.js';
 import { runLora } from './vectors.js';
 
@@ -78,21 +87,11 @@ export const lora: MethodDescriptor = {
     checkRank(where, r, n, m);
     const scale = checkScale(where, 'alpha', spec.alpha) / r;
     const prefix = spec.name ?? '';
-    const named = (t: string) => (prefix ? `${prefix}.${t}` : t);
+    const named = (t: string) => layerLabel(spec, t);
     let fresh: { a: Float32Array; b: Float32Array } | undefined;
     const init = () => (fresh ??= loraInit({ n, m, r, seed: spec.seed ?? 0 }));
-    const a = trainable(
-      ctx,
-      named('lora_A'),
-      initial(spec, 'lora_A', [r, n], () => init().a),
-      [r, n],
-    );
-    const b = trainable(
-      ctx,
-      named('lora_B'),
-      initial(spec, 'lora_B', [m, r], () => init().b),
-      [m, r],
-    );
+    const a = layerTrainable(ctx, spec, 'lora_A', [r, n], () => init().a);
+    const b = layerTrainable(ctx, spec, 'lora_B', [m, r], () => init().b);
     const trainables = [a, b];
     const p = { w0: spec.w0, a: a.param, b: b.param, scale };
     // Z = X Aᵀ from the forward, reused by the backward of the same batch.
@@ -121,10 +120,7 @@ export const lora: MethodDescriptor = {
         return trainableValues(ctx, prefix, trainables);
       },
       destroy() {
-        for (const t of trainables) {
-          t.param.destroy();
-          t.grad.destroy();
-        }
+        destroyTrainables(trainables);
         saved.destroy();
       },
     };

@@ -6,7 +6,16 @@
 import type { Context } from '../../runtime.js';
 import { PeftError, checkDim, checkScale } from '../../validate.js';
 import type { AdapterLayer, ConfigField, HostValues, LayerDims, LayerSpec, MethodDescriptor, MethodOptions, PhaseFlops } from '../types.js';
-import { moduleOf, SavedTensors, checkOptions, initial, trainable, trainableValues, type EncodeOptions } from '../common.js';
+import {
+  moduleOf,
+  SavedTensors,
+  checkOptions,
+  trainableValues,
+  type EncodeOptions,
+  layerLabel,
+  layerTrainable,
+  destroyTrainables,
+} from '../common.js';
 import {
   LORMA_ORDERS,
   LORMA_PI_CHOICES,
@@ -168,21 +177,11 @@ function createLormaLayer(method: MethodDescriptor, variant: Variant, ctx: Conte
   // (the backward reads the forward's correlations only on the FFT path).
   const piPath: LormaPiChoice = (spec.options?.piPath as LormaPiChoice | undefined) ?? lormaTuning(ctx).pi;
   const prefix = spec.name ?? '';
-  const named = (s: string) => (prefix ? `${prefix}.${s}` : s);
+  const named = (t: string) => layerLabel(spec, t);
   let fresh: { a: Float32Array; b: Float32Array } | undefined;
   const init = () => (fresh ??= lormaInit({ d, r, scale, variant, seed: spec.seed ?? 0 }));
-  const a = trainable(
-    ctx,
-    named('lora_A'),
-    initial(spec, 'lora_A', [r, d], () => init().a),
-    [r, d],
-  );
-  const b = trainable(
-    ctx,
-    named('lora_B'),
-    initial(spec, 'lora_B', [d, r], () => init().b),
-    [d, r],
-  );
+  const a = layerTrainable(ctx, spec, 'lora_A', [r, d], () => init().a);
+  const b = layerTrainable(ctx, spec, 'lora_B', [d, r], () => init().b);
   const trainables = [a, b];
   const p: LormaParams =
     variant === 'pi'
@@ -219,10 +218,7 @@ function createLormaLayer(method: MethodDescriptor, variant: Variant, ctx: Conte
       return trainableValues(ctx, prefix, trainables);
     },
     destroy() {
-      for (const t of trainables) {
-        t.param.destroy();
-        t.grad.destroy();
-      }
+      destroyTrainables(trainables);
       saved.destroy();
     },
   };
