@@ -188,7 +188,7 @@ function checkForm(shapes: CharLM['moduleShapes'] | undefined): { settings?: Set
   const desc = methodById(method);
   const options = usesBlocks(method) ? { blocks: settings.blocks } : {};
   for (const { n, m } of Object.values(shapes ?? {})) {
-    const why = desc.unsupported({ n, m, r: desc.rankFor(settings.rank) }, options);
+    const why = desc.unsupported({ n, m, r: desc.rankFor(settings.rank, { n, m }) }, options);
     if (why) {
       errors[usesBlocks(method) ? 'blocks' : 'rank'] = `${why}.`;
       return { errors };
@@ -467,7 +467,7 @@ async function startRun(): Promise<void> {
   }
   const { method, rank, blocks, steps, batch, lr, temperature } = settings;
   const info = methodInfo(method);
-  const label = `${info.label} r${info.rankFor(rank)}${usesBlocks(method) ? ` b${blocks}` : ''} (run ${state.runs.length + 1})`;
+  const label = `${info.label} r${info.rankFor(rank, model.moduleShapes.h1)}${usesBlocks(method) ? ` b${blocks}` : ''} (run ${state.runs.length + 1})`;
   const run: RunView = { label, method, losses: [], samples: [] };
   state.runs.push(run);
   running = true;

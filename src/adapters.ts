@@ -72,7 +72,8 @@ const MAX_HEADER = 100 * 1024 * 1024;
 /** Serialises tensors (sorted by name, 8-byte aligned header, little-endian data) to safetensors bytes. */
 export function encodeSafetensors(tensors: Record<string, NamedTensor>, metadata: Record<string, string> = {}): Uint8Array {
   const names = Object.keys(tensors).sort();
-  const header: Record<string, unknown> = {};
+  // Null-prototype: a tensor named '__proto__' (one a decoded file may hold) stays a key.
+  const header = Object.create(null) as Record<string, unknown>;
   if (Object.keys(metadata).length > 0) {
     for (const [k, v] of Object.entries(metadata)) {
       if (typeof v !== 'string') throw new PeftError(`safetensors: metadata '${k}' must be a string, got ${typeof v}`);
@@ -114,7 +115,11 @@ export function encodeSafetensors(tensors: Record<string, NamedTensor>, metadata
   return out;
 }
 
-/** Parses safetensors bytes; every structural problem throws a PeftError that says what is wrong. */
+/**
+ * Parses safetensors bytes; every structural problem throws a PeftError that says what is wrong.
+ * Nothing is allocated from a size the file declares until every entry has been checked against
+ * the file's real length, so a hostile file costs at most about its own size in memory.
+ */
 export function decodeSafetensors(
   bytes: Uint8Array,
   what = 'safetensors',
@@ -129,29 +134,35 @@ export function decodeSafetensors(
     );
   }
   let header: unknown;
+  let text: string;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerLen)));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerLen));
+    header = JSON.parse(text);
   } catch (e) {
     throw new PeftError(`${what}: header is not valid UTF-8 JSON (${(e as Error).message}); not a safetensors file?`);
   }
   if (!header || typeof header !== 'object' || Array.isArray(header)) throw new PeftError(`${what}: header must be a JSON object`);
+  // JSON.parse keeps the last of two equal keys; another reader may keep the first, so one file
+  // would hold different tensors for different readers. The format forbids duplicates.
+  const dup = duplicateKey(text);
+  if (dup) throw new PeftError(`${what}: the header names ${dup} twice`);
   const dataStart = 8 + headerLen;
   const dataLen = bytes.length - dataStart;
-  // Keys come from the file: a null-prototype record, so '__proto__' or 'constructor' is a name
+  const entries: { name: string; dtype: SafetensorsDType; shape: number[]; begin: number; end: number }[] = [];
+  // Keys come from the file: null-prototype records, so '__proto__' or 'constructor' is a name
   // like any other and can never reach Object.prototype.
-  const tensors = Object.create(null) as Record<string, NamedTensor & { dtype: SafetensorsDType }>;
-  let metadata: Record<string, string> = {};
-  const spans: [number, number, string][] = [];
+  const metadata = Object.create(null) as Record<string, string>;
   for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
       if (!entry || typeof entry !== 'object' || Array.isArray(entry) || Object.values(entry).some((v) => typeof v !== 'string')) {
         throw new PeftError(`${what}: '__metadata__' must map names to strings`);
       }
-      metadata = entry as Record<string, string>;
+      for (const [k, v] of Object.entries(entry as Record<string, string>)) metadata[k] = v;
       continue;
     }
     const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (!e || typeof e !== 'object') throw new PeftError(`${what}: entry '${name}' must be an object with dtype, shape, data_offsets`);
+    if (!e || typeof e !== 'object' || Array.isArray(e))
+      throw new PeftError(`${what}: entry '${name}' must be an object with dtype, shape, data_offsets`);
     if (typeof e.dtype !== 'string' || !Object.hasOwn(DTYPE_OF, e.dtype)) {
       const known = typeof e.dtype === 'string' && KNOWN_OTHER_DTYPES.has(e.dtype);
       throw new PeftError(
@@ -163,10 +174,12 @@ export function decodeSafetensors(
     checkShapeArray(`${what}: tensor '${name}'`, e.shape, true);
     const shape = e.shape as number[];
     const off = e.data_offsets;
-    if (!Array.isArray(off) || off.length !== 2 || !off.every((v) => Number.isInteger(v) && v >= 0)) {
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((v) => Number.isSafeInteger(v) && v >= 0)) {
       throw new PeftError(`${what}: tensor '${name}' data_offsets must be [begin, end] non-negative integers, got ${JSON.stringify(off)}`);
     }
     const [begin, end] = off as [number, number];
+    if (end < begin) throw new PeftError(`${what}: tensor '${name}' data_offsets [${begin}, ${end}] end before they begin`);
+    // A product past 2^53 is inexact, but then it is also far past any file's length.
     const count = shape.reduce((a, b) => a * b, 1);
     const need = count * DTYPE_OF[dtype].bytes;
     if (end - begin !== need) {
@@ -177,21 +190,85 @@ export function decodeSafetensors(
     if (end > dataLen) {
       throw new PeftError(`${what}: tensor '${name}' data_offsets [${begin}, ${end}] run past the ${dataLen} data bytes (truncated file?)`);
     }
-    spans.push([begin, end, name]);
+    entries.push({ name, dtype, shape, begin, end });
+  }
+  // The format requires the tensors to tile the data section exactly: no overlap (which would
+  // let a small file declare many copies of its data), no gap and no trailing bytes (where a
+  // second file could hide).
+  const spans = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let at = 0;
+  for (let i = 0; i < spans.length; i++) {
+    const s = spans[i];
+    if (s.begin < at) throw new PeftError(`${what}: tensors '${spans[i - 1].name}' and '${s.name}' overlap in the data section`);
+    if (s.begin > at) throw new PeftError(`${what}: data bytes [${at}, ${s.begin}) belong to no tensor (the format allows no gaps)`);
+    at = s.end;
+  }
+  if (at !== dataLen) throw new PeftError(`${what}: ${dataLen - at} bytes after the last tensor's data belong to no tensor (the format allows none)`);
+  const tensors = Object.create(null) as Record<string, NamedTensor & { dtype: SafetensorsDType }>;
+  for (const { name, dtype, shape, begin, end } of entries) {
     // Copy so the result is aligned and independent of the caller's buffer.
     const buf = bytes.slice(dataStart + begin, dataStart + end).buffer;
     tensors[name] = { dtype, shape: [...shape], data: DTYPE_OF[dtype].make(buf) };
   }
-  spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  for (let i = 1; i < spans.length; i++) {
-    if (spans[i][0] < spans[i - 1][1]) throw new PeftError(`${what}: tensors '${spans[i - 1][2]}' and '${spans[i][2]}' overlap in the data section`);
-  }
   return { tensors, metadata };
 }
 
+/**
+ * The first key that one object of a JSON text (already known to parse) names twice, quoted,
+ * with the key of the object it is in; undefined when there is none. One pass with a stack, so
+ * neither depth nor size of the text can exhaust the call stack.
+ */
+export function duplicateKey(text: string): string | undefined {
+  const seen: (Set<string> | null)[] = [];
+  const owners: string[] = [];
+  let expectKey = false;
+  let lastKey = '';
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 0x22) {
+      let j = i + 1;
+      let escaped = false;
+      while (j < text.length && text.charCodeAt(j) !== 0x22) {
+        if (text.charCodeAt(j) === 0x5c) {
+          escaped = true;
+          j++;
+        }
+        j++;
+      }
+      if (expectKey) {
+        const key = escaped ? (JSON.parse(text.slice(i, j + 1)) as string) : text.slice(i + 1, j);
+        const keys = seen[seen.length - 1]!;
+        if (keys.has(key)) {
+          const owner = owners[owners.length - 1];
+          return `${JSON.stringify(key)}${owner === undefined ? '' : ` (in ${JSON.stringify(owner)})`}`;
+        }
+        keys.add(key);
+        lastKey = key;
+        expectKey = false;
+      }
+      i = j;
+    } else if (ch === 0x7b) {
+      if (seen.length > 0) owners.push(lastKey);
+      seen.push(new Set());
+      expectKey = true;
+    } else if (ch === 0x5b) {
+      if (seen.length > 0) owners.push(lastKey);
+      seen.push(null);
+      expectKey = false;
+    } else if (ch === 0x7d || ch === 0x5d) {
+      seen.pop();
+      owners.pop();
+      expectKey = false;
+    } else if (ch === 0x2c) {
+      expectKey = seen[seen.length - 1] instanceof Set;
+    }
+  }
+  return undefined;
+}
+
 function checkShapeArray(where: string, shape: unknown, allowEmpty = false): void {
-  if (!Array.isArray(shape) || (!allowEmpty && shape.length === 0) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
-    throw new PeftError(`${where}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+  if (!Array.isArray(shape) || (!allowEmpty && shape.length === 0) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw new PeftError(`${where}: shape must be an array of non-negative integers (below 2^53), got ${JSON.stringify(shape)}`);
   }
 }
 
@@ -298,7 +375,9 @@ function positiveInt(where: string, name: string, v: unknown): number {
 /** Checks a parsed adapter_config.json and returns it typed; errors name the field. */
 export function validateConfig(raw: unknown, where = 'adapter_config.json'): AdapterConfig {
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new PeftError(`${where}: must be a JSON object`);
-  const c = raw as Record<string, unknown>;
+  // Field names come from the file: copied onto a null-prototype record, so a field the file
+  // lacks reads as undefined (never an Object.prototype member) and none can reach the prototype.
+  const c = Object.assign(Object.create(null) as Record<string, unknown>, raw);
   let method = c.method;
   // A plain PEFT LoRA config has no 'method' field: read it as LoRA.
   if (method === undefined && c.peft_type === 'LORA') method = 'lora';
@@ -319,6 +398,14 @@ export function validateConfig(raw: unknown, where = 'adapter_config.json'): Ada
       new RegExp(targets);
     } catch (e) {
       throw new PeftError(`${where}: 'target_modules' is a string, so a regular expression, but ${(e as Error).message}`);
+    }
+    // JavaScript's backtracking engine takes exponential time on a quantified group that itself
+    // repeats (such as '(a+)+'); a file must not be able to hang the loader, so such a pattern is
+    // refused. PEFT's own patterns ('.*\\.(q|v)_proj') never need one.
+    if (/\([^()]*[+*}][^()]*\)\s*[+*{]/.test(targets)) {
+      throw new PeftError(
+        `${where}: 'target_modules' ${JSON.stringify(targets)} repeats a group that itself repeats, which can take exponential time to match; list the module names instead`,
+      );
     }
   } else {
     if (!Array.isArray(targets) || targets.length === 0 || !targets.every((m) => typeof m === 'string' && m.length > 0)) {
@@ -347,7 +434,8 @@ export function validateConfig(raw: unknown, where = 'adapter_config.json'): Ada
     if (v && typeof v === 'object' && Object.keys(v).length > 0)
       throw new PeftError(`${where}: '${key}' is not supported (every module must share r and lora_alpha)`);
   }
-  const typed: AdapterConfig = { ...(c as AdapterConfig), method };
+  const typed = c as AdapterConfig;
+  typed.method = method;
   for (const f of desc.config) typed[f.key] = f.check(c[f.key] === undefined ? f.default : c[f.key], where);
   return typed;
 }
@@ -430,12 +518,17 @@ export function encodeAdapter(adapter: Adapter, shapes?: ModuleShapes): { safete
  * its 'base_model.model.' prefix; F16 and BF16 tensors are widened to f32).
  */
 export function decodeAdapter(files: { safetensors: Uint8Array; config: string }, shapes?: ModuleShapes): Adapter {
+  if (!files || typeof files !== 'object') throw new PeftError('decodeAdapter: expected { safetensors, config }');
+  if (typeof files.config !== 'string') throw new PeftError(`adapter_config.json: expected the file's text as a string, got ${typeof files.config}`);
   let raw: unknown;
   try {
     raw = JSON.parse(files.config);
   } catch (e) {
     throw new PeftError(`adapter_config.json: not valid JSON (${(e as Error).message})`);
   }
+  // Two values for one field ("r": 8, "r": 16) would be read differently by different tools.
+  const dup = duplicateKey(files.config);
+  if (dup) throw new PeftError(`adapter_config.json: names ${dup} twice`);
   const config = validateConfig(raw);
   const desc = methodById(config.method);
   const { tensors } = decodeSafetensors(files.safetensors, 'adapter_model.safetensors');
@@ -514,7 +607,14 @@ export async function loadAdapter(dir: string, shapes?: ModuleShapes): Promise<A
       throw new PeftError(`loadAdapter: cannot read ${dir}/${name} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
   };
-  const config = (await read(ADAPTER_CONFIG_FILE)).toString('utf8');
+  const configBytes = await read(ADAPTER_CONFIG_FILE);
+  let config: string;
+  try {
+    // Fatal, so a corrupted byte is reported instead of becoming U+FFFD inside a field.
+    config = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(configBytes);
+  } catch {
+    throw new PeftError(`loadAdapter: ${dir}/${ADAPTER_CONFIG_FILE} is not valid UTF-8`);
+  }
   const weights = await read(ADAPTER_WEIGHTS_FILE);
   return decodeAdapter({ safetensors: new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength), config }, shapes);
 }

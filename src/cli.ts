@@ -2,18 +2,39 @@
 // peft-wgsl command line: `peft-wgsl vectors FILE --out RESULT [--check] [--tol X]`.
 
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { duplicateKey } from './adapters.js';
 import { Context } from './runtime.js';
 import { runVectors } from './vectors/index.js';
+import { checkVectorFile } from './vectors/types.js';
 
 const USAGE = `usage: peft-wgsl vectors FILE --out RESULT [--check] [--tol X]
   Runs every case of a test-vector file on this machine's WebGPU device and writes what it
   computed to RESULT. --check compares with the file's outputs and exits 1 when any relative
-  error passes --tol (default 1e-5). The format, and test/vectors/cases.json (the repository's
+  error passes --tol (default 1e-5), and also when anything went unchecked: every case must
+  compare at least one output, so a case with no expected outputs, an unsupported method or a
+  malformed field fails the check, and so does a run that compared nothing. Without --check,
+  exits 1 when a case fails to run or no case ran. Exits 2 on bad usage or a file that is not
+  a JSON object with a 'cases' array. The format, and test/vectors/cases.json (the repository's
   own cases), are described in docs/vectors.md.`;
 
 function fail(message: string): never {
   process.stderr.write(`peft-wgsl: ${message}\n${USAGE}\n`);
   process.exit(2);
+}
+
+/** The file as JSON: strict UTF-8, and no key named twice in one object (JSON.parse keeps the last). */
+function readJson(file: string): unknown {
+  let text: string;
+  let parsed: unknown;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(readFileSync(file));
+    parsed = JSON.parse(text);
+  } catch (e) {
+    fail(`cannot read ${file}: ${(e as Error).message}`);
+  }
+  const dup = duplicateKey(text);
+  if (dup) fail(`${file}: names ${dup} twice`);
+  return parsed;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -41,11 +62,12 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (!file) fail('missing FILE');
   if (!out) fail('missing --out RESULT');
-  let parsed;
+  const parsed = readJson(file);
+  // The file's shape is checked before a device is opened, so a wrong file fails at once.
   try {
-    parsed = JSON.parse(readFileSync(file, 'utf8'));
+    checkVectorFile(parsed);
   } catch (e) {
-    fail(`cannot read ${file}: ${(e as Error).message}`);
+    fail(`${file}: ${(e as Error).message}`);
   }
   const ctx = await Context.create();
   try {

@@ -14,6 +14,7 @@ import {
   encodeSafetensors,
   loadAdapter,
   saveAdapter,
+  configOptions,
   targetMatches,
   tensorsOf,
   type Adapter,
@@ -44,14 +45,18 @@ const m = 8;
 const r = 2;
 const blocks = 4;
 
+/** A module's tensors for `method`, shaped by its descriptor (indices distinct and in range). */
 function moduleFor(method: AdapterMethod, seed: number): ModuleTensors {
+  const desc = methodById(method);
+  const options = configOptions(adapterConfig(method, { r, lora_alpha: 2 * r, target_modules: ['h1'], blocks }));
   const t: ModuleTensors = {};
-  const d = method === 'lorma-plus' || method === 'lorma-pi' ? m : 0;
-  for (const k of tensorsOf(method)) {
-    if (k === 'lora_A') t.lora_A = { shape: [r, d || n], data: rand(r * (d || n)) };
-    if (k === 'lora_B') t.lora_B = { shape: [d || m, r], data: rand((d || m) * r) };
-    if (k === 'sigma') t.sigma = { shape: [blocks, blocks, r], data: rand(blocks * blocks * r) };
-    if (k === 'indices') t.indices = { shape: [r], data: Uint32Array.from(method === 'sbora-fa' ? [seed % n, (seed + 5) % n] : [7, seed % 7]) };
+  for (const spec of desc.tensors) {
+    const shape = spec.shape({ n, m, r }, options);
+    const count = shape.reduce((x, y) => x * y, 1);
+    t[spec.name] = {
+      shape,
+      data: spec.dtype === 'u32' ? Uint32Array.from({ length: count }, (_, i) => (seed + 3 * i) % Math.min(n, m)) : rand(count),
+    };
   }
   return t;
 }
@@ -468,3 +473,180 @@ describe('adapters: half-precision tensors', () => {
     expect(tensors.h.dtype).to.equal('F16');
   });
 });
+
+describe('adapters: hostile files (issue 13)', () => {
+  it('checks every entry before copying anything: a small file cannot declare many copies of its data', async () => {
+    const size = 1 << 20;
+    const header: Record<string, unknown> = {};
+    for (let i = 0; i < 300; i++) header[`t${i}`] = { dtype: 'F32', shape: [size / 4], data_offsets: [0, size] };
+    const file = handMade(header, new Uint8Array(size));
+    const before = process.memoryUsage().arrayBuffers;
+    const t0 = performance.now();
+    await expectThrows(() => decodeSafetensors(file), /'t0' and 't1' overlap in the data section/);
+    // Copying each declared tensor first cost 300 MiB and seconds here.
+    expect((process.memoryUsage().arrayBuffers - before) / 2 ** 20, 'MiB allocated').to.be.below(64);
+    expect(performance.now() - t0, 'ms').to.be.below(1000);
+  });
+
+  it('requires the tensors to tile the data section: no gap, no trailing bytes, no reversed offsets', async () => {
+    const data = new Uint8Array(16);
+    await expectThrows(
+      () => decodeSafetensors(handMade({ a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, data.subarray(0, 8))),
+      /data bytes \[0, 4\) belong to no tensor/,
+    );
+    await expectThrows(
+      () =>
+        decodeSafetensors(
+          handMade(
+            { a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] } },
+            data.subarray(0, 12),
+          ),
+        ),
+      /data bytes \[4, 8\) belong to no tensor/,
+    );
+    await expectThrows(
+      () => decodeSafetensors(handMade({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, data.subarray(0, 8))),
+      /4 bytes after the last tensor's data belong to no tensor/,
+    );
+    await expectThrows(
+      () => decodeSafetensors(handMade({ a: { dtype: 'F32', shape: [0], data_offsets: [8, 4] } }, data.subarray(0, 8))),
+      /'a' data_offsets \[8, 4\] end before they begin/,
+    );
+    await expectThrows(
+      () => decodeSafetensors(handMade({ a: { dtype: 'F32', shape: [1], data_offsets: [2 ** 60, 2 ** 60 + 4] } }, data)),
+      /data_offsets must be \[begin, end\] non-negative integers/,
+    );
+    // Empty tensors take no bytes and may sit anywhere the tiling allows.
+    const { tensors } = decodeSafetensors(
+      handMade({ e: { dtype: 'F32', shape: [0, 3], data_offsets: [4, 4] }, a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, f32Bytes([2.5])),
+    );
+    expect(tensors.e.shape).to.deep.equal([0, 3]);
+    expect(Array.from(tensors.a.data)).to.deep.equal([2.5]);
+  });
+
+  it('rejects a header that names a key twice, at any depth and however it is escaped', async () => {
+    const file = (json: string, data = new Uint8Array(4)) => {
+      const h = new TextEncoder().encode(json);
+      const out = new Uint8Array(8 + h.length + data.length);
+      new DataView(out.buffer).setUint32(0, h.length, true);
+      out.set(h, 8);
+      out.set(data, 8 + h.length);
+      return out;
+    };
+    const entry = '{"dtype":"F32","shape":[1],"data_offsets":[0,4]}';
+    expect(Object.keys(decodeSafetensors(file(`{"a":${entry}}`)).tensors)).to.deep.equal(['a']);
+    await expectThrows(() => decodeSafetensors(file(`{"a":${entry},"a":${entry}}`)), /header names "a" twice/);
+    await expectThrows(() => decodeSafetensors(file(`{"a":${entry},"\\u0061":${entry}}`)), /header names "a" twice/);
+    await expectThrows(
+      () => decodeSafetensors(file(`{"a":{"dtype":"F32","dtype":"I32","shape":[1],"data_offsets":[0,4]}}`)),
+      /names "dtype" \(in "a"\) twice/,
+    );
+    await expectThrows(() => decodeSafetensors(file(`{"__metadata__":{"k":"1","k":"2"},"a":${entry}}`)), /names "k" \(in "__metadata__"\) twice/);
+    // Equal keys in different objects, and key-like strings among values, are not duplicates.
+    const ok = decodeSafetensors(file(`{"__metadata__":{"a":"a\\"b","dtype":"x"},"a":${entry}}`));
+    expect(ok.metadata.a).to.equal('a"b');
+  });
+
+  it('header lengths: zero, unaligned (read), huge, past the end, past the limit', async () => {
+    const good = encodeSafetensors({ w: { shape: [2], data: new Float32Array([1, 2]) } });
+    const setLength = (v: bigint) => {
+      const out = good.slice();
+      new DataView(out.buffer).setBigUint64(0, v, true);
+      return out;
+    };
+    await expectThrows(() => decodeSafetensors(setLength(0n)), /header is not valid UTF-8 JSON/);
+    await expectThrows(() => decodeSafetensors(setLength(2n ** 64n - 1n)), /runs past the end/);
+    await expectThrows(() => decodeSafetensors(setLength(BigInt(good.length))), /runs past the end/);
+    await expectThrows(() => decodeSafetensors(setLength(100n * 2n ** 20n + 1n)), /runs past the end/);
+    // The format pads headers to 8 bytes, but readers accept any length: so do we.
+    const unaligned = handMade({ w: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, f32Bytes([7]), false);
+    expect(headerBytes(unaligned) % 8).to.not.equal(0);
+    expect(Array.from(decodeSafetensors(unaligned).tensors.w.data)).to.deep.equal([7]);
+  });
+
+  it('shapes: huge products, dimensions past 2^53, fractions, negatives and non-arrays are refused before any allocation', async () => {
+    const one = (shape: unknown, offsets: unknown = [0, 4]) =>
+      decodeSafetensors(handMade({ w: { dtype: 'F32', shape, data_offsets: offsets } }, new Uint8Array(4)));
+    await expectThrows(() => one([2 ** 20, 2 ** 20, 2 ** 20], [0, 2 ** 62]), /data_offsets must be/);
+    await expectThrows(() => one([2 ** 20, 2 ** 20], [0, 2 ** 42]), /run past the 4 data bytes/);
+    await expectThrows(() => one([0, 1e300], [0, 0]), /shape must be an array of non-negative integers \(below 2\^53\)/);
+    await expectThrows(() => one([1.5]), /shape must be/);
+    await expectThrows(() => one([-4]), /shape must be/);
+    await expectThrows(() => one('4'), /shape must be/);
+    await expectThrows(() => one([[1]]), /shape must be/);
+    await expectThrows(() => decodeSafetensors(handMade({ w: [1, 2] }, new Uint8Array(0))), /entry 'w' must be an object/);
+    await expectThrows(() => decodeSafetensors(handMade({ w: null }, new Uint8Array(0))), /entry 'w' must be an object/);
+  });
+
+  it('metadata, config and modules are null-prototype records; file keys never reach Object.prototype', async () => {
+    const meta = JSON.parse('{"__proto__": "p", "constructor": "c", "format": "pt"}') as Record<string, string>;
+    const { metadata } = decodeSafetensors(encodeSafetensors({ w: { shape: [1], data: new Float32Array(1) } }, meta));
+    expect(Object.getPrototypeOf(metadata)).to.equal(null);
+    expect(Object.keys(metadata).sort()).to.deep.equal(['__proto__', 'constructor', 'format']);
+    expect(metadata.constructor).to.equal('c');
+    const bare = decodeSafetensors(encodeSafetensors({ w: { shape: [1], data: new Float32Array(1) } })).metadata;
+    expect(bare.constructor, 'a missing key is undefined, not an Object.prototype member').to.equal(undefined);
+
+    // A tensor named '__proto__' survives a round trip (it was dropped from the header before).
+    const named = Object.create(null) as Record<string, { shape: number[]; data: Float32Array }>;
+    named.__proto__ = { shape: [1], data: new Float32Array([3]) };
+    expect(Array.from(decodeSafetensors(encodeSafetensors(named)).tensors.__proto__.data)).to.deep.equal([3]);
+
+    const adapter = adapterFor('lora');
+    const files = encodeAdapter(adapter, shapes);
+    const hostile = files.config.replace('{', '{"__proto__": {"r": 99, "polluted": true}, "constructor": {"prototype": {"polluted": true}},');
+    const back = decodeAdapter({ ...files, config: hostile }, shapes);
+    expect(Object.getPrototypeOf(back.config)).to.equal(null);
+    expect(back.config.r).to.equal(r);
+    expect(({} as Record<string, unknown>).polluted).to.equal(undefined);
+    expect(Object.getPrototypeOf(back.modules.h1)).to.equal(null);
+  });
+
+  it('rejects an adapter_config.json that names a field twice or is not UTF-8', async () => {
+    const files = encodeAdapter(adapterFor('lora'), shapes);
+    await expectThrows(
+      () => decodeAdapter({ ...files, config: files.config.replace('{', `{"r": ${r + 1},`) }),
+      /adapter_config\.json: names "r" twice/,
+    );
+    await expectThrows(
+      () => decodeAdapter({ ...files, config: 7 as unknown as string }),
+      /adapter_config\.json: expected the file's text as a string/,
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'peft-utf8-'));
+    try {
+      await saveAdapter(dir, adapterFor('lora'), shapes);
+      const text = readFileSync(join(dir, 'adapter_config.json'));
+      const broken = Buffer.concat([text.subarray(0, 20), Buffer.from([0xff]), text.subarray(20)]);
+      writeFileSync(join(dir, 'adapter_config.json'), broken);
+      await expectThrows(() => loadAdapter(dir, shapes), /adapter_config\.json is not valid UTF-8/);
+      // A byte-order mark is not an error: editors on some systems write one.
+      writeFileSync(join(dir, 'adapter_config.json'), Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), text]));
+      expect((await loadAdapter(dir, shapes)).config.r).to.equal(r);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+function headerBytes(file: Uint8Array): number {
+  return new DataView(file.buffer, file.byteOffset, file.byteLength).getUint32(0, true);
+}
+
+describe('adapters: a regular expression in target_modules cannot hang the loader', () => {
+  it('refuses a repeated group that itself repeats, and still takes PEFT-style patterns', async () => {
+    const base = { peft_type: 'LORA', r: 2, lora_alpha: 4 };
+    await expectThrows(() => validateConfigOf({ ...base, target_modules: '(a+)+$' }), /repeats a group that itself repeats/);
+    await expectThrows(() => validateConfigOf({ ...base, target_modules: '(.*q_proj)*' }), /repeats a group that itself repeats/);
+    expect(validateConfigOf({ ...base, target_modules: '.*\\.(q|v)_proj' }).target_modules).to.equal('.*\\.(q|v)_proj');
+  });
+});
+
+function validateConfigOf(raw: object) {
+  return decodeAdapter({
+    safetensors: encodeSafetensors({
+      'base_model.model.x.q_proj.lora_A.weight': { shape: [2, 3], data: rand(6) },
+      'base_model.model.x.q_proj.lora_B.weight': { shape: [3, 2], data: rand(6) },
+    }),
+    config: JSON.stringify(raw),
+  }).config;
+}

@@ -693,7 +693,7 @@ describe('bora descriptors (bora, melora)', () => {
     expect(melora.config.map((f) => f.key)).to.deep.equal(['blocks']);
     expect(() => bora.config[0].check(2.5, 'cfg')).to.throw(PeftError, /cfg: 'blocks' must be a positive integer, got 2\.5/);
     expect(() => bora.config[1].check('tanh', 'cfg')).to.throw(PeftError, /cfg: 'sigma_transform' must be one of exp-mav, exp, mav, raw, got "tanh"/);
-    expect(bora.rankFor(8)).to.equal(8);
+    expect(bora.rankFor(8, { n: 64, m: 64 })).to.equal(8);
     expect(bora.benchOptions!({ b: 16 })).to.deep.equal({ blocks: 16 });
     expect(bora.vectors?.method).to.equal('bora');
     expect(melora.vectors).to.equal(undefined);

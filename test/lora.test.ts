@@ -314,7 +314,7 @@ describe('lora descriptor', () => {
     expect(lora.id).to.equal('lora');
     expect(lora.peftType).to.equal('LORA');
     expect(lora.tensors.map((s) => s.key)).to.deep.equal(['lora_A.weight', 'lora_B.weight']);
-    expect(lora.rankFor(8)).to.equal(8);
+    expect(lora.rankFor(8, { n: 64, m: 64 })).to.equal(8);
     expect(lora.paramCount({ n: 64, m: 48, r: 8 }, {})).to.equal(8 * (64 + 48));
     const f = lora.flops(4, { n: 64, m: 48, r: 8 }, {});
     expect(f.adapterForward).to.equal(2 * 112 * 8 * 4);

@@ -624,7 +624,7 @@ describe('lorma-plus and lorma-pi descriptors', () => {
       expect(m.config.map((f) => [f.key, f.option, f.default])).to.deep.equal([['order', 'order', 'pre']]);
       expect(m.config[0].check('post', 'cfg')).to.equal('post');
       expect(() => m.config[0].check('mid', 'cfg')).to.throw(/cfg: 'order' must be 'pre' or 'post', got "mid"/);
-      expect(m.rankFor(8)).to.equal(8);
+      expect(m.rankFor(8, { n: 64, m: 64 })).to.equal(8);
       expect(m.paramCount({ n: 30, m: 20, r: 4 }, {})).to.equal(2 * 20 * 4);
       expect(m.paramCount({ n: 30, m: 20, r: 4 }, { order: 'post' })).to.equal(2 * 30 * 4);
       expect(m.unsupported({ n: 30, m: 20, r: 4 }, {})).to.equal(null);

@@ -727,7 +727,7 @@ describe('sbora descriptors', () => {
       ['lora_A', 'lora_A.weight', 'f32', true],
       ['indices', 'indices', 'u32', false],
     ]);
-    expect(sboraFa.rankFor(8)).to.equal(16);
+    expect(sboraFa.rankFor(8, { n: 64, m: 64 })).to.equal(16);
     const d = { n: 40, m: 24, r: 6 };
     expect(sboraFa.paramCount(d, {})).to.equal(sboraAccounting('fa', d).trainableParams);
     expect(sboraFb.paramCount(d, {})).to.equal(sboraAccounting('fb', d).trainableParams);

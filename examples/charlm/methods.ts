@@ -16,16 +16,16 @@ export interface MethodInfo {
   method: AdapterMethod;
   /** Shown in tables and charts. */
   label: string;
-  /** Rank at the budget of a rank-`r` LoRA. */
-  rankFor(r: number): number;
+  /** Rank at the budget of a rank-`r` LoRA on a layer of these sizes. */
+  rankFor(r: number, layer: { n: number; m: number }): number;
 }
 
 /** The registry's methods, as the examples and the demo list them. */
-export const METHODS: MethodInfo[] = REGISTRY.map((d) => ({ method: d.id, label: d.label, rankFor: (r: number) => d.rankFor(r) }));
+export const METHODS: MethodInfo[] = REGISTRY.map((d) => ({ method: d.id, label: d.label, rankFor: (r: number, layer: { n: number; m: number }) => d.rankFor(r, layer) }));
 
 export function methodInfo(method: string): MethodInfo {
   const d = methodById(method);
-  return { method: d.id, label: d.label, rankFor: (r: number) => d.rankFor(r) };
+  return { method: d.id, label: d.label, rankFor: (r: number, layer: { n: number; m: number }) => d.rankFor(r, layer) };
 }
 
 /** The options the example's settings give `method`: blocks where the method has blocks. */

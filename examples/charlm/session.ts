@@ -61,7 +61,8 @@ export async function finetune(
   shouldStop?: () => boolean,
 ): Promise<FinetuneResult> {
   const info = methodInfo(s.method);
-  const r = info.rankFor(s.rank);
+  // Every hidden layer has the same shape, so one rank serves them all.
+  const r = info.rankFor(s.rank, model.moduleShapes[HIDDEN_MODULES[0]]);
   const options = optionsFor(s.method, s);
   const spec: AdapterSpec = { method: s.method, r, alpha: s.scale * r, options, seed: s.seed ?? 1 };
   const adapters: MethodAdapter[] = [];

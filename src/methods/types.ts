@@ -34,6 +34,8 @@ export interface TensorSpec {
   dtype: 'f32' | 'u32';
   /** False for frozen tensors saved with the adapter (SBoRA's indices). */
   trainable: boolean;
+  /** Its shape in a layer of these sizes and options. */
+  shape(d: LayerDims, options: MethodOptions): number[];
 }
 
 /** A field of adapter_config.json beyond PEFT's LoraConfig ones, mapped to a method option. */
@@ -122,8 +124,11 @@ export interface MethodDescriptor {
   tensors: readonly TensorSpec[];
   /** Method-specific adapter_config.json fields. */
   config: readonly ConfigField[];
-  /** The method's rank at the trainable budget of a rank-r LoRA on an n = m layer. */
-  rankFor(r: number): number;
+  /**
+   * The method's rank at the trainable budget of a rank-r LoRA on this layer (a method whose
+   * trainable count does not scale with n + m, such as VeRA's r + m, needs the layer's sizes).
+   */
+  rankFor(r: number, layer: { n: number; m: number }): number;
   /** Why this layer does not suit the method (e.g. blocks not dividing n), or null. */
   unsupported(d: LayerDims, options: MethodOptions): string | null;
   /** Trainable values of one layer. */

@@ -1,10 +1,26 @@
 // `peft-wgsl vectors`: runs every case of a test-vector file on the GPU, writes what it computed
 // and, with check, compares it with the file's own outputs.
+//
+// The rule for check: every case must compare at least one output. A case that cannot (its
+// method is unknown to this version, it has no expected outputs, it is malformed) fails the run
+// with a line naming it, and a run that compared nothing at all fails with a line saying so, so
+// that a passing check always means something was checked. Without check, a run in which no
+// case ran fails the same way.
 
 import type { Context } from '../runtime.js';
 import { relativeError } from '../numeric.js';
 import { METHODS } from '../methods/registry.js';
-import type { VectorCase, VectorFile, VectorRunner, VectorTensor } from './types.js';
+import { PeftError } from '../validate.js';
+import {
+  CaseError,
+  caseHeader,
+  checkCase,
+  checkVectorFile,
+  type VectorCase,
+  type VectorFile,
+  type VectorRunner,
+  type VectorTensor,
+} from './types.js';
 
 /**
  * The runner for a case: the registry's method whose `vectors.method` is the case's
@@ -28,21 +44,46 @@ export interface RunReport {
   result: Omit<VectorFile, 'cases'> & { cases: CaseResult[] };
   failed: boolean;
   lines: string[];
+  /** How many outputs were compared with the file's (0 without check). */
+  checked: number;
 }
 
-export async function runVectors(ctx: Context, file: VectorFile, opts: { check?: boolean; tol?: number } = {}): Promise<RunReport> {
-  if (!file || !Array.isArray(file.cases)) throw new Error("vectors: the file must be a JSON object with a 'cases' array");
+const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
+
+/** Runs a parsed vectors file; `file` is checked here, so it may be anything JSON.parse returned. */
+export async function runVectors(ctx: Context, file: unknown, opts: { check?: boolean; tol?: number } = {}): Promise<RunReport> {
+  const { cases: raws } = checkVectorFile(file);
   const tol = opts.tol ?? 1e-5;
+  const check = opts.check === true;
   const lines: string[] = [];
   let failed = false;
+  let ran = 0;
+  let checked = 0;
   const cases: CaseResult[] = [];
-  for (const c of file.cases) {
-    const method = c?.params?.method;
-    const runner = vectorRunner(c?.params);
-    const base = { name: c.name, params: c.params, inputs: c.inputs };
-    if (!runner) {
-      cases.push({ ...base, outputs: {}, status: 'unsupported', message: `method '${method}' is not supported by this version` });
-      lines.push(`${c.name}: unsupported (method '${method}')`);
+  for (const [i, raw] of raws.entries()) {
+    // What the result file echoes back for a case that did not run: its own fields, as given.
+    const echo = (name: string): VectorCase => {
+      const r = (raw && typeof raw === 'object' ? raw : {}) as Partial<VectorCase>;
+      return { name, params: r.params as VectorCase['params'], inputs: r.inputs as VectorCase['inputs'] };
+    };
+    let c: VectorCase;
+    let runner: VectorRunner | undefined;
+    try {
+      const { name, params } = caseHeader(raw, i);
+      runner = vectorRunner(params);
+      if (!runner) {
+        const message = `method '${String(params.method)}' is not supported by this version`;
+        cases.push({ ...echo(name), outputs: {}, status: 'unsupported', message });
+        if (check) failed = true;
+        lines.push(`${name}: unsupported (method '${String(params.method)}')${check ? ': nothing checked' : ''}`);
+        continue;
+      }
+      c = checkCase(raw, i, check);
+    } catch (e) {
+      if (!(e instanceof CaseError)) throw e;
+      failed = true;
+      cases.push({ ...echo(e.caseName), outputs: {}, status: 'error', message: e.message });
+      lines.push(`${e.caseName}: error: ${e.message}`);
       continue;
     }
     let outputs: Record<string, VectorTensor>;
@@ -50,24 +91,34 @@ export async function runVectors(ctx: Context, file: VectorFile, opts: { check?:
       outputs = await runner(ctx, c);
     } catch (e) {
       failed = true;
-      cases.push({ ...base, outputs: {}, status: 'error', message: (e as Error).message });
-      lines.push(`${c.name}: error: ${(e as Error).message}`);
+      const message = e instanceof Error ? e.message : String(e);
+      cases.push({ ...c, outputs: {}, status: 'error', message });
+      lines.push(`${c.name}: error: ${message}`);
       continue;
     }
-    const res: CaseResult = { ...base, outputs, status: 'ok' };
-    if (opts.check) {
-      res.errors = {};
-      for (const [name, expected] of Object.entries(c.outputs ?? {})) {
-        const got = outputs[name];
+    ran++;
+    const res: CaseResult = { ...c, outputs, status: 'ok' };
+    if (check) {
+      const errors = Object.create(null) as Record<string, number>;
+      res.errors = errors;
+      const expectedOutputs = c.outputs!;
+      for (const [name, expected] of Object.entries(expectedOutputs)) {
+        const got = Object.hasOwn(outputs, name) ? outputs[name] : undefined;
         if (!got) {
           failed = true;
           lines.push(`${c.name} ${name}: FAIL (not computed)`);
           continue;
         }
-        const merged = c.outputs?.merged;
-        const byMerged = name === 'delta_w' && merged !== undefined;
+        if (!sameShape(got.shape, expected.shape)) {
+          failed = true;
+          lines.push(`${c.name} ${name}: FAIL (computed shape [${got.shape.join(', ')}], expected [${expected.shape.join(', ')}])`);
+          continue;
+        }
+        const merged = Object.hasOwn(expectedOutputs, 'merged') ? expectedOutputs.merged : undefined;
+        const byMerged = name === 'delta_w' && merged !== undefined && merged.data.length === expected.data.length;
         const err = byMerged ? errorAgainst(got.data, expected.data, merged.data) : relativeError(got.data, expected.data);
-        res.errors[name] = err;
+        errors[name] = err;
+        checked++;
         const ok = err <= tol;
         if (!ok) failed = true;
         lines.push(`${c.name} ${name}: ${err.toExponential(2)}${byMerged ? ' (of max |merged|)' : ''} ${ok ? 'ok' : `FAIL (tol ${tol})`}`);
@@ -77,7 +128,18 @@ export async function runVectors(ctx: Context, file: VectorFile, opts: { check?:
     }
     cases.push(res);
   }
-  return { result: { generator: `peft-wgsl on ${ctx.adapterInfo.description || ctx.adapterInfo.vendor}`, cases }, failed, lines };
+  if (check) {
+    if (checked === 0) {
+      failed = true;
+      lines.push(`FAIL: nothing was checked (${raws.length} case${raws.length === 1 ? '' : 's'}, no output compared)`);
+    } else {
+      lines.push(`checked ${checked} output${checked === 1 ? '' : 's'} in ${ran} of ${raws.length} cases${failed ? ': FAIL' : ''}`);
+    }
+  } else if (ran === 0) {
+    failed = true;
+    lines.push(`FAIL: nothing was run (${raws.length} case${raws.length === 1 ? '' : 's'}, none supported and well-formed)`);
+  }
+  return { result: { generator: `peft-wgsl on ${ctx.adapterInfo.description || ctx.adapterInfo.vendor}`, cases }, failed, lines, checked };
 }
 
 /**
@@ -86,7 +148,7 @@ export async function runVectors(ctx: Context, file: VectorFile, opts: { check?:
  * and its float32 inputs alone move it by ε·|W0|, so its own scale says nothing about accuracy.
  */
 function errorAgainst(actual: ArrayLike<number>, expected: ArrayLike<number>, merged: ArrayLike<number>): number {
-  if (actual.length !== expected.length) throw new Error(`length ${actual.length} != expected ${expected.length}`);
+  if (actual.length !== expected.length) throw new PeftError(`length ${actual.length} != expected ${expected.length}`);
   let maxErr = 0;
   let scale = 0;
   for (let i = 0; i < expected.length; i++) {

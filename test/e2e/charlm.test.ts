@@ -72,7 +72,7 @@ describe('e2e: fine-tuning the pretrained character model with every method', fu
   });
 
   for (const { method } of METHODS) {
-    const rankFor = (r: number) => methodInfo(method).rankFor(r);
+    const rankFor = (r: number) => methodInfo(method).rankFor(r, model.moduleShapes.h1);
     it(`${method}: starts as the base model, learns, and survives a save/load round trip`, async () => {
       const base = await model.logits(probe);
       const spec = { method, r: rankFor(2), alpha: 2 * rankFor(2), options: optionsFor(method, { blocks: 4 }), seed: 3 };

@@ -43,9 +43,15 @@ export { runBora } from './vectors.js';
 export type { EncodeOptions, ForwardOptions, BackwardOptions, MergeOptions } from '../common.js';
 
 /** A and B under HF PEFT's own keys; BoRA adds σ under a plain key. */
-const A_SPEC = { name: 'lora_A', key: 'lora_A.weight', dtype: 'f32', trainable: true } as const satisfies TensorSpec;
-const B_SPEC = { name: 'lora_B', key: 'lora_B.weight', dtype: 'f32', trainable: true } as const satisfies TensorSpec;
-const SIGMA_SPEC = { name: 'sigma', key: 'sigma', dtype: 'f32', trainable: true } as const satisfies TensorSpec;
+const A_SPEC = { name: 'lora_A', key: 'lora_A.weight', dtype: 'f32', trainable: true, shape: (d) => [d.r, d.n] } as const satisfies TensorSpec;
+const B_SPEC = { name: 'lora_B', key: 'lora_B.weight', dtype: 'f32', trainable: true, shape: (d) => [d.m, d.r] } as const satisfies TensorSpec;
+const SIGMA_SPEC = {
+  name: 'sigma',
+  key: 'sigma',
+  dtype: 'f32',
+  trainable: true,
+  shape: (d, o) => [o.blocks as number, o.blocks as number, d.r],
+} as const satisfies TensorSpec;
 
 const BLOCKS_FIELD: ConfigField = {
   key: 'blocks',

@@ -23,8 +23,8 @@ export type { EncodeOptions, ForwardOptions, BackwardOptions, MergeOptions } fro
 
 /** What LoRA stores per module: HF PEFT's own keys, so PEFT reads the file. */
 const TENSORS = [
-  { name: 'lora_A', key: 'lora_A.weight', dtype: 'f32', trainable: true },
-  { name: 'lora_B', key: 'lora_B.weight', dtype: 'f32', trainable: true },
+  { name: 'lora_A', key: 'lora_A.weight', dtype: 'f32', trainable: true, shape: (d: LayerDims) => [d.r, d.n] },
+  { name: 'lora_B', key: 'lora_B.weight', dtype: 'f32', trainable: true, shape: (d: LayerDims) => [d.m, d.r] },
 ] as const;
 
 function tooHighRank(d: LayerDims): string | null {

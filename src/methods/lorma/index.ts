@@ -39,8 +39,8 @@ export type { EncodeOptions, ForwardOptions, BackwardOptions, MergeOptions } fro
 
 /** A and B under PEFT's LoRA keys (A [r, d], B [d, r]); peft_type 'LORMA' keeps PEFT from reading them as LoRA. */
 const TENSORS = [
-  { name: 'lora_A', key: 'lora_A.weight', dtype: 'f32', trainable: true },
-  { name: 'lora_B', key: 'lora_B.weight', dtype: 'f32', trainable: true },
+  { name: 'lora_A', key: 'lora_A.weight', dtype: 'f32', trainable: true, shape: (d: LayerDims, o: MethodOptions) => [d.r, sizeOfM(d, orderOf(o))] },
+  { name: 'lora_B', key: 'lora_B.weight', dtype: 'f32', trainable: true, shape: (d: LayerDims, o: MethodOptions) => [sizeOfM(d, orderOf(o)), d.r] },
 ] as const;
 
 const ORDER_FIELD: ConfigField = {

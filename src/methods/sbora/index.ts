@@ -16,7 +16,7 @@ export * from './indices.js';
 
 /** The trained factor's tensor name in adapter files: FA trains B, FB trains A. */
 /** SBoRA's frozen index list, stored with the trained factor. */
-const INDICES_SPEC = { name: 'indices', key: 'indices', dtype: 'u32', trainable: false } as const;
+const INDICES_SPEC = { name: 'indices', key: 'indices', dtype: 'u32', trainable: false, shape: (d: LayerDims) => [d.r] } as const;
 
 function factorName(variant: SboraVariant): 'lora_B' | 'lora_A' {
   return variant === 'fa' ? 'lora_B' : 'lora_A';
@@ -121,7 +121,8 @@ function createLayer(desc: MethodDescriptor, variant: SboraVariant, ctx: Context
 function descriptor(variant: SboraVariant): MethodDescriptor {
   const fa = variant === 'fa';
   const name = factorName(variant);
-  const tensors: readonly TensorSpec[] = [{ name, key: `${name}.weight`, dtype: 'f32', trainable: true }, INDICES_SPEC];
+  const factorShape = (d: LayerDims) => (fa ? [d.m, d.r] : [d.r, d.n]);
+  const tensors: readonly TensorSpec[] = [{ name, key: `${name}.weight`, dtype: 'f32', trainable: true, shape: factorShape }, INDICES_SPEC];
   const desc: MethodDescriptor = {
     id: `sbora-${variant}`,
     label: fa ? 'SBoRA-FA' : 'SBoRA-FB',
@@ -132,6 +133,7 @@ function descriptor(variant: SboraVariant): MethodDescriptor {
     tensors,
     config: [],
     // One factor is trained, so rank 2r trains the 2rH values of a rank-r LoRA on an n = m = H layer.
+    // One factor only: rank 2r trains the r(n + m) values of a rank-r LoRA on a square layer.
     rankFor: (r) => 2 * r,
     unsupported({ n, m, r }: LayerDims, _options: MethodOptions): string | null {
       const size = fa ? n : m;
