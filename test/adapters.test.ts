@@ -166,8 +166,7 @@ describe('adapters: adapter files', () => {
       const adapter = adapterFor(method);
       const files = encodeAdapter(adapter, shapes);
       const keys = Object.keys(decodeSafetensors(files.safetensors).tensors).sort();
-      const suffix: Record<string, string> = { lora_A: 'lora_A.weight', lora_B: 'lora_B.weight', sigma: 'sigma', indices: 'indices' };
-      const expectedKeys = ['h1', 'h2'].flatMap((mod) => tensorsOf(method).map((k) => `base_model.model.${mod}.${suffix[k]}`)).sort();
+      const expectedKeys = ['h1', 'h2'].flatMap((mod) => methodById(method).tensors.map((t) => `base_model.model.${mod}.${t.key}`)).sort();
       expect(keys).to.deep.equal(expectedKeys);
       const cfg = JSON.parse(files.config);
       expect(cfg.method).to.equal(method);
