@@ -4,19 +4,22 @@
 // other processes lands on all of them alike; ratios are taken per round against the first method.
 //
 //   npx tsx bench/compare.ts --methods lora,sbora-fa,sbora-fb --phases adapterForward,forward \
-//       --T 64 --n 768 --r 8 [--b 4] [--rounds 9] [--calls 16] [--json FILE]
+//       --T 64 --n 768 --r 8 [--b 4] [--rounds 9] [--calls 16] [--json FILE] [--no-ceilings] [--matmul tiled|direct]
 //
 // Two clocks per (method, phase, round): GPU timestamps around the `calls` encoded calls, and the
 // CPU time the process's worker threads used meanwhile (on lavapipe: the threads that run the
-// shaders). On a shared machine the second is the steadier measure of work done.
+// shaders). On a shared machine the second is the steadier measure of work done. Each row also
+// carries its arithmetic intensity and its share of the device's roofline, from ceilings measured
+// once before the rounds (bench/ceilings.ts; --no-ceilings skips them).
 
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { Context } from '../src/runtime.js';
+import { Context, type Tuning } from '../src/runtime.js';
 import { timeEncoded, medianOf } from './timing.js';
 import { loadMethods } from './methods/index.js';
 import type { BenchInstance, Phase } from './methods/types.js';
 import { ensureNavigatorGpu } from './peers/common.js';
+import { measureCeilings, minimumBytes, roofline, type Ceilings } from './ceilings.js';
 
 const ALL_PHASES: readonly Phase[] = ['adapterForward', 'adapterBackward', 'forward', 'backward', 'step'];
 
@@ -31,9 +34,16 @@ function parse(argv: string[]) {
     rounds: 9,
     calls: 16,
     json: undefined as string | undefined,
+    ceilings: true,
+    /** The context's matmul kernels (the GPU kit compares both); the adapter's default when absent. */
+    matmul: undefined as Tuning['matmul'] | undefined,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
+    if (a === '--no-ceilings') {
+      o.ceilings = false;
+      continue;
+    }
     const v = argv[++i];
     if (v === undefined) throw new Error(`compare: ${a} needs a value`);
     const int = () => {
@@ -47,7 +57,11 @@ function parse(argv: string[]) {
       for (const p of o.phases) if (!ALL_PHASES.includes(p)) throw new Error(`compare: --phases takes ${ALL_PHASES.join(', ')}; got ${p}`);
     } else if (a === '--T' || a === '--n' || a === '--r' || a === '--b' || a === '--rounds' || a === '--calls') o[a.slice(2) as 'T'] = int();
     else if (a === '--json') o.json = v;
-    else throw new Error(`compare: unknown option ${a}`);
+    else if (a === '--matmul') {
+      if (v !== 'tiled' && v !== 'direct' && v !== 'direct-scalar')
+        throw new Error(`compare: --matmul takes tiled, direct or direct-scalar, got ${v}`);
+      o.matmul = v;
+    } else throw new Error(`compare: unknown option ${a}`);
   }
   if (o.methods.length < 2) throw new Error('compare: --methods needs at least two methods (the first is the baseline)');
   return o;
@@ -56,7 +70,7 @@ function parse(argv: string[]) {
 async function main() {
   const o = parse(process.argv.slice(2));
   await ensureNavigatorGpu();
-  const ctx = await Context.create();
+  const ctx = await Context.create(o.matmul ? { tuning: { matmul: o.matmul } } : {});
   const shape = { T: o.T, n: o.n, m: o.n, r: o.r, b: o.b };
   const { methods, unavailable } = await loadMethods(o.methods);
   if (unavailable.length) throw new Error(`compare: ${unavailable.map((u) => `${u.method}: ${u.reason}`).join('; ')}`);
@@ -68,6 +82,13 @@ async function main() {
     inst.set(m.method, await m.setup(ctx, shape));
   }
   const names = methods.map((m) => m.method);
+  let ceilings: Ceilings | null = null;
+  if (o.ceilings) {
+    ceilings = await measureCeilings(ctx);
+    console.error(
+      `compare: roof ${ceilings.peakGflops.toFixed(2)} GFLOP/s, ${ceilings.bandwidthGBs.toFixed(2)} GB/s (${ceilings.seconds.toFixed(0)} s)`,
+    );
+  }
   type Sample = { gpu: number; cpu: number | null };
   const samples = new Map<string, Sample[]>();
   const key = (method: string, phase: Phase) => `${method}/${phase}`;
@@ -94,10 +115,16 @@ async function main() {
   const base = names[0];
   const rows: Record<string, unknown>[] = [];
   console.log(
-    `# ${names.join(' vs ')}: T=${o.T} n=m=${o.n} r=${o.r} b=${o.b}; ${o.rounds} rounds x ${o.calls} calls; ${ctx.adapterInfo.description || ctx.adapterInfo.vendor}; load ${load0.toFixed(1)}→${loadavg()[0].toFixed(1)}; ${new Date().toISOString()}`,
+    `# ${names.join(' vs ')}: T=${o.T} n=m=${o.n} r=${o.r} b=${o.b}; ${o.rounds} rounds x ${o.calls} calls; matmul ${ctx.tuning.matmul}; ${ctx.adapterInfo.description || ctx.adapterInfo.vendor}; load ${load0.toFixed(1)}→${loadavg()[0].toFixed(1)}; ${new Date().toISOString()}`,
   );
-  console.log('| phase | method | GPU ms (median) | ratio (median per round) | worker CPU ms (median) | CPU ratio (of totals) |');
-  console.log('|---|---|---|---|---|---|');
+  if (ceilings)
+    console.log(
+      `Roof: ${ceilings.peakGflops.toFixed(2)} GFLOP/s (f32 FMA), ${ceilings.bandwidthGBs.toFixed(2)} GB/s (stream), ridge ${ceilings.ridge.toFixed(2)} FLOP/B.`,
+    );
+  console.log(
+    '| phase | method | GPU ms (median) | ratio (median per round) | worker CPU ms (median) | CPU ratio (of totals) | GFLOP/s | FLOP/B | % of roof (bound) |',
+  );
+  console.log('|---|---|---|---|---|---|---|---|---|');
   for (const phase of o.phases) {
     const ref = samples.get(key(base, phase));
     if (!ref) continue;
@@ -111,16 +138,43 @@ async function main() {
       // The kernel counts CPU time in 10 ms ticks, so the CPU ratio is one of totals over all rounds.
       const total = (xs: Sample[]) => xs.reduce((a, x) => a + x.cpu!, 0);
       const cpuRatio = cpuOk ? total(s) / Math.max(total(ref), 1e-9) : null;
-      rows.push({ phase, method, baseline: base, ...shape, gpuMs: gpu, gpuRatio, cpuMs: cpu, cpuRatio, samples: s });
+      const it = inst.get(method)!;
+      const flops = it.flops[phase] ?? null;
+      const minBytes = minimumBytes(phase, { ...shape, params: it.params });
+      const roof = flops && ceilings ? roofline(ceilings, flops, minBytes, gpu) : null;
+      const gflops = flops ? flops / gpu / 1e6 : null;
+      rows.push({
+        phase,
+        method,
+        baseline: base,
+        ...shape,
+        gpuMs: gpu,
+        gpuRatio,
+        cpuMs: cpu,
+        cpuRatio,
+        flops,
+        gflops,
+        minBytes,
+        intensity: flops ? flops / minBytes : null,
+        attainableGflops: roof?.attainableGflops ?? null,
+        roofShare: roof?.share ?? null,
+        bound: roof?.bound ?? null,
+        samples: s,
+      });
       console.log(
-        `| ${phase} | ${method} | ${gpu.toFixed(2)} | ${gpuRatio.toFixed(2)} | ${cpu === null ? '–' : cpu.toFixed(2)} | ${cpuRatio === null ? '–' : cpuRatio.toFixed(2)} |`,
+        `| ${phase} | ${method} | ${gpu.toFixed(2)} | ${gpuRatio.toFixed(2)} | ${cpu === null ? '–' : cpu.toFixed(2)} | ${cpuRatio === null ? '–' : cpuRatio.toFixed(2)} | ` +
+          `${gflops === null ? '–' : gflops.toFixed(2)} | ${flops ? (flops / minBytes).toFixed(1) : '–'} | ${roof ? `${(roof.share * 100).toFixed(0)} % (${roof.bound})` : '–'} |`,
       );
     }
   }
   if (o.json)
     writeFileSync(
       o.json,
-      JSON.stringify({ date: new Date().toISOString(), device: ctx.adapterInfo, rounds: o.rounds, calls: o.calls, rows }, null, 2),
+      JSON.stringify(
+        { date: new Date().toISOString(), device: ctx.adapterInfo, matmul: ctx.tuning.matmul, rounds: o.rounds, calls: o.calls, ceilings, rows },
+        null,
+        2,
+      ),
     );
   for (const i of inst.values()) i.destroy();
   ctx.destroy();

@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchShape } from './methods/types.js';
 import { ORDER, type Unavailable } from './methods/index.js';
+import { ceilingsMarkdown, type Ceilings } from './ceilings.js';
 
 export interface BenchRow {
   method: string;
@@ -41,6 +42,16 @@ export interface BenchRow {
   /** Peer rows: median (and mean worker CPU) of our same phase, timed run by run alternately with the peer's. */
   pairedOursMs?: number | null;
   pairedOursCpuMs?: number | null;
+  /** The least the phase must move (bench/ceilings.ts minimumBytes): inputs read once, outputs written once. */
+  minBytes?: number | null;
+  /** Arithmetic intensity: flops / minBytes, FLOP per byte. */
+  intensity?: number | null;
+  /** The roof above the row: min(peak GFLOP/s, intensity × bandwidth) of the run's ceilings. */
+  attainableGflops?: number | null;
+  /** gflops / attainableGflops. */
+  roofShare?: number | null;
+  /** Which roof is the lower at this intensity. */
+  bound?: 'compute' | 'memory' | null;
 }
 
 export interface Check {
@@ -67,6 +78,8 @@ export interface BenchResult {
   matmulDefault: string;
   warmup: number;
   reps: number;
+  /** The device's measured ceilings (null with --no-ceilings): the roofline of every row. */
+  ceilings?: Ceilings | null;
   rows: BenchRow[];
   checks: Check[];
   unavailable: Unavailable[];
@@ -126,16 +139,28 @@ export function markdown(res: BenchResult, svgs: string[] = []): string {
     `- Matmul kernel variant in use: \`${res.matmulDefault}\`. FLOPs are each method's analytic count (its descriptor's \`flops\`, docs/math.md; a multiply-add counts 2).`,
     '',
   );
-  for (const s of svgs) L.push(`![${s}](${s})`, '');
+  if (res.ceilings) {
+    L.push('## Roofline', '');
+    L.push(
+      `Ceilings of this device, measured at the start of this run (bench/ceilings.ts; best of ${res.ceilings.computeF32.samplesMs.length} timed samples per configuration, the median beside it):`,
+      '',
+      ...ceilingsMarkdown(res.ceilings),
+      '',
+      'Every row below carries its arithmetic intensity (FLOP/B: the analytic FLOPs over the least bytes the phase must move, each input read once and each output written once) and its share of the roof above it, min(peak, intensity × bandwidth), with the roof that bounds it. A share near 100 % means the kernel does what the device allows at that intensity; a low share under the compute roof means the arithmetic, not the data, is slow.',
+      '',
+    );
+    for (const s of svgs.filter((x) => x.includes('-roofline-'))) L.push(`![${s}](${s})`, '');
+  }
+  for (const s of svgs.filter((x) => !res.ceilings || !x.includes('-roofline-'))) L.push(`![${s}](${s})`, '');
 
   const ours = res.rows.filter((r) => r.impl === 'peft-wgsl' && r.phase !== 'matmul');
   const shapes = [...new Set(ours.map(shapeKey))];
   for (const sk of shapes) {
     L.push(`## Methods, ${sk}`, '');
     L.push(
-      '| method | r | b | phase | median ms (min–max) | worker CPU ms (mean) | GFLOP | GFLOP/s | ×LoRA time | ×LoRA CPU | trainable params | device MiB |',
+      '| method | r | b | phase | median ms (min–max) | worker CPU ms (mean) | GFLOP | GFLOP/s | FLOP/B | % of roof (bound) | ×LoRA time | ×LoRA CPU | trainable params | device MiB |',
     );
-    L.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    L.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     const rows = ours
       .filter((r) => shapeKey(r) === sk)
       .sort(
@@ -144,7 +169,7 @@ export function markdown(res: BenchResult, svgs: string[] = []): string {
       );
     for (const r of rows) {
       L.push(
-        `| ${r.method} | ${r.r} | ${r.b ?? '—'} | ${r.phase} | ${ms(r.medianMs)} (${ms(r.minMs)}–${ms(r.maxMs)}) | ${r.cpuMs ? ms(r.cpuMs) : '—'} | ${f(r.flops === null ? null : r.flops / 1e9, 3)} | ${f(r.gflops)} | ${f(r.vsLora)} | ${f(r.vsLoraCpu)} | ${r.params ?? '—'} | ${mib(r.bytes)} |`,
+        `| ${r.method} | ${r.r} | ${r.b ?? '—'} | ${r.phase} | ${ms(r.medianMs)} (${ms(r.minMs)}–${ms(r.maxMs)}) | ${r.cpuMs ? ms(r.cpuMs) : '—'} | ${f(r.flops === null ? null : r.flops / 1e9, 3)} | ${f(r.gflops)} | ${f(r.intensity, 1)} | ${roofCell(r)} | ${f(r.vsLora)} | ${f(r.vsLoraCpu)} | ${r.params ?? '—'} | ${mib(r.bytes)} |`,
       );
     }
     L.push('');
@@ -153,11 +178,13 @@ export function markdown(res: BenchResult, svgs: string[] = []): string {
   const mm = res.rows.filter((r) => r.phase === 'matmul');
   if (mm.length) {
     L.push('## Base matrix product Y = X W0ᵀ', '');
-    L.push('| implementation | variant | T | n=m | median ms (min–max) | GFLOP/s | worker CPU ms | GFLOP per CPU-s | rel. error vs ours |');
-    L.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    L.push(
+      '| implementation | variant | T | n=m | median ms (min–max) | GFLOP/s | FLOP/B | % of roof (bound) | worker CPU ms | GFLOP per CPU-s | rel. error vs ours |',
+    );
+    L.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const r of mm) {
       L.push(
-        `| ${IMPL_NAME[r.impl]} | ${r.variant ?? '—'}${r.method === 'matmul' && r.impl === 'peft-wgsl' ? ' (default)' : ''} | ${r.T} | ${r.n} | ${ms(r.medianMs)} (${ms(r.minMs)}–${ms(r.maxMs)}) | ${f(r.gflops)} | ${r.cpuMs ? ms(r.cpuMs) : '—'} | ${r.cpuMs && r.flops ? f(r.flops / r.cpuMs / 1e6) : '—'} | ${r.relErr === undefined || r.relErr === null ? '—' : r.relErr.toExponential(1)} |`,
+        `| ${IMPL_NAME[r.impl]} | ${r.variant ?? '—'}${r.method === 'matmul' && r.impl === 'peft-wgsl' ? ' (default)' : ''} | ${r.T} | ${r.n} | ${ms(r.medianMs)} (${ms(r.minMs)}–${ms(r.maxMs)}) | ${f(r.gflops)} | ${f(r.intensity, 1)} | ${roofCell(r)} | ${r.cpuMs ? ms(r.cpuMs) : '—'} | ${r.cpuMs && r.flops ? f(r.flops / r.cpuMs / 1e6) : '—'} | ${r.relErr === undefined || r.relErr === null ? '—' : r.relErr.toExponential(1)} |`,
       );
     }
     L.push('');
@@ -213,6 +240,11 @@ export function markdown(res: BenchResult, svgs: string[] = []): string {
 }
 
 const PH = ['forward', 'backward', 'step', 'matmul'];
+
+/** '23 % (compute)': the row's share of the roof above it, and which roof that is. */
+function roofCell(r: BenchRow): string {
+  return r.roofShare === null || r.roofShare === undefined ? '—' : `${(r.roofShare * 100).toFixed(0)} % (${r.bound})`;
+}
 /**
  * Our time and worker CPU time to set against a peer row: the runs of ours alternated with the
  * peer's (pairedOursMs) where the run has them, else our methods-table row.
@@ -442,5 +474,138 @@ export function svgCharts(res: BenchResult): [string, string][] {
       ),
     ]);
   }
+  if (res.ceilings) {
+    // One roofline per (T, n, r): every method and phase of ours at that shape, the base product's
+    // variants and the peers' rows at the same (T, n).
+    const shapes = [...new Set(res.rows.filter((x) => x.r !== null).map((x) => `${x.T}|${x.n}|${x.r}`))];
+    for (const k of shapes) {
+      const [T, n, r] = k.split('|').map(Number);
+      const rows = res.rows.filter((x) => x.T === T && x.n === n && (x.r === r || x.r === null) && x.intensity && x.gflops);
+      charts.push([`roofline-T${T}-n${n}-r${r}`, rooflineChart(res.ceilings, rows, `T=${T}, n=m=${n}, r=${r}`, res.device.split(':')[0])]);
+    }
+  }
   return charts;
+}
+
+const PHASE_SHORT: Record<string, string> = { forward: 'fwd', backward: 'bwd', step: 'step', matmul: '' };
+
+/**
+ * A log-log roofline: x is arithmetic intensity (FLOP/byte), y GFLOP/s. The roof is the f32 FMA
+ * ceiling (horizontal) and the best streaming bandwidth (the slope, GFLOP/s = intensity × GB/s),
+ * meeting at the ridge; the f16 ceiling and the copy bandwidth are drawn dashed for reference.
+ * Each row is a point, labelled in a column on the right (sorted by height, with a leader line),
+ * since rows of one shape crowd the same intensity.
+ */
+function rooflineChart(c: Ceilings, rows: BenchRow[], shape: string, device: string): string {
+  const left = 64;
+  const top = 48;
+  const plotW = 440;
+  const labelX = left + plotW + 40;
+  const width = labelX + 330;
+  const lineH = 12;
+  const plotH = Math.max(320, rows.length * lineH);
+  const height = top + plotH + 50;
+  const xs = rows.map((x) => x.intensity!);
+  const ys = rows.map((x) => x.gflops!);
+  const peaks = [c.peakGflops, ...(c.computeF16 ? [c.computeF16.best] : [])];
+  const x0 = Math.floor(Math.log10(Math.min(c.ridge, ...xs) / 2));
+  const x1 = Math.ceil(Math.log10(Math.max(c.ridge, ...xs) * 2));
+  const y0 = Math.floor(Math.log10(Math.min(...ys, c.bandwidthGBs * 10 ** x0) / 1.5));
+  const y1 = Math.ceil(Math.log10(Math.max(...peaks, ...ys) * 1.5));
+  const px = (v: number) => left + ((Math.log10(v) - x0) / (x1 - x0)) * plotW;
+  const py = (v: number) => top + plotH - ((Math.log10(v) - y0) / (y1 - y0)) * plotH;
+  const fmt = (v: number) => (v >= 1 ? `${+v.toPrecision(3)}` : v.toPrecision(1));
+  const parts: string[] = [];
+  for (let e = x0; e <= x1; e++) {
+    const x = px(10 ** e);
+    parts.push(`<line x1="${x.toFixed(1)}" y1="${top}" x2="${x.toFixed(1)}" y2="${top + plotH}" stroke="#eee"/>`);
+    parts.push(`<text x="${x.toFixed(1)}" y="${top + plotH + 14}" text-anchor="middle" font-size="10">${fmt(10 ** e)}</text>`);
+  }
+  for (let e = y0; e <= y1; e++) {
+    const y = py(10 ** e);
+    parts.push(`<line x1="${left}" y1="${y.toFixed(1)}" x2="${left + plotW}" y2="${y.toFixed(1)}" stroke="#eee"/>`);
+    parts.push(`<text x="${left - 4}" y="${(y + 3).toFixed(1)}" text-anchor="end" font-size="10">${fmt(10 ** e)}</text>`);
+  }
+  parts.push(
+    `<text x="${left + plotW / 2}" y="${top + plotH + 30}" text-anchor="middle" font-size="11">arithmetic intensity, FLOP per byte moved at minimum (log)</text>`,
+    `<text x="14" y="${top + plotH / 2}" text-anchor="middle" font-size="11" transform="rotate(-90 14 ${top + plotH / 2})">GFLOP/s (log)</text>`,
+    `<rect x="${left}" y="${top}" width="${plotW}" height="${plotH}" fill="none" stroke="#999"/>`,
+  );
+  // A roof: bandwidth slope up to where it meets `peak`, then flat.
+  const roof = (peak: number, bw: number, style: string, label: string) => {
+    const lo = 10 ** x0;
+    const hi = 10 ** x1;
+    const ridge = peak / bw;
+    const pts: [number, number][] = [];
+    const start = Math.max(lo, 10 ** y0 / bw);
+    if (ridge > start) pts.push([start, start * bw], [Math.min(ridge, hi), Math.min(ridge, hi) * bw]);
+    if (ridge < hi) pts.push([Math.max(ridge, lo), peak], [hi, peak]);
+    parts.push(`<polyline points="${pts.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}" fill="none" ${style}/>`);
+    const [lx, ly] = pts[pts.length - 1];
+    parts.push(`<text x="${(px(lx) - 4).toFixed(1)}" y="${(py(ly) - 4).toFixed(1)}" text-anchor="end" font-size="10">${esc(label)}</text>`);
+  };
+  if (c.computeF16) roof(c.computeF16.best, c.bandwidthGBs, 'stroke="#999" stroke-dasharray="5 3"', `f16 FMA ${fmt(c.computeF16.best)} GFLOP/s`);
+  const [main, other] = c.read.best >= c.copy.best ? [c.read, c.copy] : [c.copy, c.read];
+  roof(c.peakGflops, other.best, 'stroke="#bbb" stroke-dasharray="2 3"', '');
+  roof(c.peakGflops, c.bandwidthGBs, 'stroke="#333" stroke-width="2"', `f32 FMA ${fmt(c.peakGflops)} GFLOP/s`);
+  // The slope's label, along it, a third of the way from where it enters the plot to the ridge.
+  const enter = Math.max(10 ** x0, 10 ** y0 / c.bandwidthGBs);
+  if (enter < c.ridge) {
+    const at = 10 ** (Math.log10(enter) + 0.3 * (Math.log10(Math.min(c.ridge, 10 ** x1)) - Math.log10(enter)));
+    const angle = (-Math.atan(plotH / (y1 - y0) / (plotW / (x1 - x0))) * 180) / Math.PI;
+    const [sx, sy] = [px(at), py(at * c.bandwidthGBs) - 5];
+    parts.push(
+      `<text x="${sx.toFixed(1)}" y="${sy.toFixed(1)}" font-size="10" transform="rotate(${angle.toFixed(1)} ${sx.toFixed(1)} ${sy.toFixed(1)})">${esc(`${main.name} ${fmt(main.best)} GB/s (${other.name} ${fmt(other.best)}, dotted)`)}</text>`,
+    );
+  }
+  // Points, then labels in a column ordered by height, pushed apart to one line each.
+  const pts = rows.map((x) => ({ row: x, x: px(x.intensity!), y: py(x.gflops!) })).sort((a, b) => a.y - b.y || a.x - b.x);
+  let ly = top - lineH;
+  const labelYs = pts.map((p) => (ly = Math.max(p.y, ly + lineH)));
+  const overflow = labelYs.length ? labelYs[labelYs.length - 1] - (top + plotH) : 0;
+  if (overflow > 0) for (let i = labelYs.length - 1, floor = top + plotH; i >= 0; i--, floor -= lineH) labelYs[i] = Math.min(labelYs[i], floor);
+  pts.forEach((p, i) => {
+    const x = p.row;
+    const color = x.impl === 'peft-wgsl' ? COLORS[x.phase] : COLORS[x.impl];
+    const name =
+      x.impl === 'peft-wgsl'
+        ? x.phase === 'matmul'
+          ? `matmul ${x.variant ?? ''}`
+          : `${x.method}${x.b ? ` b=${x.b}` : ''} ${PHASE_SHORT[x.phase]}`
+        : `${IMPL_NAME[x.impl]} ${x.method} ${PHASE_SHORT[x.phase]}`.trim();
+    const share = x.roofShare === null || x.roofShare === undefined ? '' : ` ${(x.roofShare * 100).toFixed(0)}% of ${x.bound}`;
+    const title = `${name}: ${x.intensity!.toFixed(1)} FLOP/B, ${x.gflops!.toFixed(2)} GFLOP/s${share}`;
+    const mark =
+      x.impl === 'peft-wgsl'
+        ? `<circle cx="${p.x.toFixed(1)}" cy="${p.y.toFixed(1)}" r="3.5" fill="${color}"><title>${esc(title)}</title></circle>`
+        : `<rect x="${(p.x - 3.5).toFixed(1)}" y="${(p.y - 3.5).toFixed(1)}" width="7" height="7" fill="${color}"><title>${esc(title)}</title></rect>`;
+    parts.push(
+      `<polyline points="${(p.x + 4).toFixed(1)},${p.y.toFixed(1)} ${(labelX - 6).toFixed(1)},${labelYs[i].toFixed(1)}" fill="none" stroke="${color}" stroke-opacity="0.35"/>`,
+      mark,
+      `<text x="${labelX}" y="${(labelYs[i] + 3.5).toFixed(1)}" font-size="10" fill="#333">${esc(`${name}: ${x.gflops!.toPrecision(3)} GFLOP/s${share}`)}</text>`,
+    );
+  });
+  const legend: [string, string][] = [
+    ['forward', COLORS.forward],
+    ['backward', COLORS.backward],
+    ['step', COLORS.step],
+    ['matmul', COLORS.matmul],
+    ['TF.js (square)', COLORS['tfjs-webgpu']],
+    ['gpu.js (square)', COLORS['gpujs-webgpu']],
+  ];
+  let lx = left;
+  const leg = legend.map(([name, color]) => {
+    const t = `<rect x="${lx}" y="26" width="10" height="10" fill="${color}"/><text x="${lx + 14}" y="35" font-size="11">${esc(name)}</text>`;
+    lx += 24 + name.length * 6.5;
+    return t;
+  });
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="10" y="16" font-size="14" font-weight="bold">${esc(`Roofline, ${shape} — ${device} (ceilings measured in the same run)`)}</text>`,
+    ...leg,
+    ...parts,
+    '</svg>',
+    '',
+  ].join('\n');
 }

@@ -7,16 +7,20 @@
 //   npm run bench -- --full --sizes 768,1024   the same without n = 4096 (about an hour of it on lavapipe)
 //   options: --json FILE  --out DIR  --docs  --reps N  --warmup N  --methods lora,bora  --no-peers
 //            --T N --n N --r N --b N (one custom shape)  --no-progress (plain lines)  --list (print the shapes)
+//            --no-ceilings (skip the device ceilings and the roofline columns)
+//            --ceilings-only (measure the device's ceilings, print them, write them to --json FILE if given)
+//            --matmul tiled|direct (the matrix-product kernels every method uses; default: the adapter's choice)
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { SingleBar, Presets } from 'cli-progress';
-import { Context } from '../src/runtime.js';
+import { Context, type Tuning } from '../src/runtime.js';
 import { matmul } from '../src/ops/matmul.js';
 import { loraBackward, loraForward } from '../src/methods/lora/index.js';
 import * as boraFamily from '../src/methods/bora/index.js';
 import { relativeError } from '../src/reference/linalg.js';
 import { timeEncoded } from './timing.js';
+import { ceilingsMarkdown, measureCeilings, minimumBytes, roofline, type Ceilings } from './ceilings.js';
 import { BLOCK_METHODS, loadMethods, type Unavailable } from './methods/index.js';
 import type { BenchMethod, BenchShape, Phase } from './methods/types.js';
 import { ensureNavigatorGpu, peerInputs, summarize, type Peer, type PeerInputs, type PeerMethod, type PeerPhase } from './peers/common.js';
@@ -33,13 +37,28 @@ interface Options {
   progress: boolean;
   /** Print the planned shapes and exit. */
   list: boolean;
+  /** Measure the device's FMA and streaming ceilings first (bench/ceilings.ts). */
+  ceilings: boolean;
+  ceilingsOnly: boolean;
+  /** The context's matmul kernels (the GPU kit runs both); the adapter's default when absent. */
+  matmul?: Tuning['matmul'];
   custom?: Partial<BenchShape>;
   /** --full restricted to these n (each with its T). */
   sizes?: number[];
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { full: false, out: 'bench/results', reps: 5, warmup: 1, peers: true, progress: true, list: false };
+  const o: Options = {
+    full: false,
+    out: 'bench/results',
+    reps: 5,
+    warmup: 1,
+    peers: true,
+    progress: true,
+    list: false,
+    ceilings: true,
+    ceilingsOnly: false,
+  };
   const custom: Partial<BenchShape> = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -65,7 +84,13 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--no-peers') o.peers = false;
     else if (a === '--no-progress') o.progress = false;
     else if (a === '--list') o.list = true;
-    else if (a === '--sizes') {
+    else if (a === '--no-ceilings') o.ceilings = false;
+    else if (a === '--ceilings-only') o.ceilingsOnly = true;
+    else if (a === '--matmul') {
+      const v = next();
+      if (v !== 'tiled' && v !== 'direct' && v !== 'direct-scalar') throw new Error(`bench: --matmul takes tiled, direct or direct-scalar, got ${v}`);
+      o.matmul = v;
+    } else if (a === '--sizes') {
       o.sizes = next().split(',').map(Number);
       for (const v of o.sizes)
         if (![768, 1024, 4096].includes(v)) throw new Error(`bench: --sizes takes 768, 1024 and/or 4096 (the --full sizes), got ${v}`);
@@ -74,7 +99,7 @@ function parseArgs(argv: string[]): Options {
       custom[key] = int(a);
     } else if (a === '--help' || a === '-h') {
       console.log(
-        'usage: npm run bench -- [--full [--sizes 768,1024,4096]] [--json FILE] [--out DIR (default bench/results)] [--docs (write docs/benchmarks instead)] [--reps N] [--warmup N] [--methods a,b] [--no-peers] [--T N --n N --r N --b N]',
+        'usage: npm run bench -- [--full [--sizes 768,1024,4096]] [--json FILE] [--out DIR (default bench/results)] [--docs (write docs/benchmarks instead)] [--reps N] [--warmup N] [--methods a,b] [--no-peers] [--no-ceilings | --ceilings-only] [--matmul tiled|direct] [--T N --n N --r N --b N]',
       );
       process.exit(0);
     } else throw new Error(`bench: unknown option ${a}`);
@@ -141,9 +166,28 @@ async function main() {
     return;
   }
   await ensureNavigatorGpu();
-  const ctx = await Context.create();
+  const ctx = await Context.create(o.matmul ? { tuning: { matmul: o.matmul } } : {});
   const device = ctx.adapterInfo.description || `${ctx.adapterInfo.vendor} ${ctx.adapterInfo.architecture}`.trim() || 'unknown';
   const defaultVariant = ctx.tuning.matmul;
+  // Once per run, before the methods, on the same device: the roof every row is placed under.
+  let ceilings: Ceilings | null = null;
+  if (o.ceilings || o.ceilingsOnly) {
+    console.error('bench: measuring the device ceilings (FMA loop, streaming read and copy)');
+    ceilings = await measureCeilings(ctx, { log: (msg) => console.error(msg) });
+    console.error(
+      `bench: roof ${ceilings.peakGflops.toFixed(2)} GFLOP/s, ${ceilings.bandwidthGBs.toFixed(2)} GB/s, ridge ${ceilings.ridge.toFixed(2)} FLOP/byte (${ceilings.seconds.toFixed(0)} s)`,
+    );
+  }
+  if (o.ceilingsOnly) {
+    console.log(`# Ceilings of ${device}, ${ceilings!.date}\n\n${ceilingsMarkdown(ceilings!).join('\n')}`);
+    if (o.json) {
+      mkdirSync(dirnameOf(o.json), { recursive: true });
+      writeFileSync(o.json, JSON.stringify({ device, ...ceilings }, null, 2));
+      console.log(`wrote ${o.json}`);
+    }
+    ctx.destroy();
+    process.exit(0);
+  }
   const { methods, unavailable } = await loadMethods(o.methods);
   const peers: Peer[] = [];
   const peerFailures: Unavailable[] = [];
@@ -430,7 +474,8 @@ async function main() {
     matmulDefault: defaultVariant,
     warmup: o.warmup,
     reps: o.reps,
-    rows: finishRows(rows),
+    ceilings,
+    rows: finishRows(rows, ceilings),
     checks,
     unavailable: [...unavailable, ...peerFailures],
     failures,
@@ -452,10 +497,22 @@ function dirnameOf(p: string): string {
   return i <= 0 ? '.' : p.slice(0, i);
 }
 
-/** Achieved GFLOP/s, ratio to LoRA (same impl, shape, r, phase) and our speed-up over each peer. */
-function finishRows(rows: BenchRow[]): BenchRow[] {
+/**
+ * Achieved GFLOP/s, the row's place under the roofline (intensity over the minimum bytes of
+ * bench/ceilings.ts, share of the roof above it), ratio to LoRA (same impl, shape, r, phase) and
+ * our speed-up over each peer.
+ */
+function finishRows(rows: BenchRow[], ceilings: Ceilings | null): BenchRow[] {
   for (const row of rows) {
     row.gflops = row.flops ? row.flops / row.medianMs / 1e6 : null;
+    row.minBytes = minimumBytes(row.phase, row);
+    if (row.flops) {
+      const p = ceilings ? roofline(ceilings, row.flops, row.minBytes, row.medianMs) : null;
+      row.intensity = row.flops / row.minBytes;
+      row.attainableGflops = p?.attainableGflops ?? null;
+      row.roofShare = p?.share ?? null;
+      row.bound = p?.bound ?? null;
+    }
     const loraRow = rows.find(
       (x) => x.method === 'lora' && x.impl === row.impl && x.phase === row.phase && x.T === row.T && x.n === row.n && x.r === row.r,
     );
@@ -541,7 +598,8 @@ function printSummary(res: BenchResult) {
         : `ours ${fmt(row.oursSpeedup)}× faster (cpu ${fmt(row.oursSpeedupCpu)}×), rel.err ${row.relErr === null || row.relErr === undefined ? '—' : row.relErr.toExponential(1)}`;
     console.log(
       `${row.method.padEnd(14)} ${row.impl.padEnd(13)} ${row.phase.padEnd(9)} T=${row.T} n=${row.n} r=${row.r ?? '-'} b=${row.b ?? '-'}  ` +
-        `${fmt(row.medianMs, 1).padStart(8)} ms (cpu ${fmt(row.cpuMs, 0)})  ${fmt(row.gflops).padStart(6)} GFLOP/s  ${extra}`,
+        `${fmt(row.medianMs, 1).padStart(8)} ms (cpu ${fmt(row.cpuMs, 0)})  ${fmt(row.gflops).padStart(6)} GFLOP/s  ` +
+        `${fmt(row.intensity, 1).padStart(6)} FLOP/B ${row.roofShare == null ? '' : `${(row.roofShare * 100).toFixed(0)}% of ${row.bound} roof  `}${extra}`,
     );
   }
   for (const u of res.unavailable) console.log(`not available: ${u.method}: ${u.reason}`);
