@@ -7,9 +7,20 @@
 // outputs (no accumulation), so gradients need no zeroing between steps.
 
 import type { Context } from './runtime.js';
-import type { Tensor } from './tensor.js';
+import { Tensor } from './tensor.js';
 import { matmul } from './ops/matmul.js';
-import { PeftError, checkDim, checkDistinct, checkTensor } from './validate.js';
+import {
+  PeftError,
+  asTensor,
+  checkArgObject,
+  checkContext,
+  checkDim,
+  checkDistinct,
+  checkMatrix,
+  checkOwner,
+  checkTensor,
+  describeValue,
+} from './validate.js';
 
 export interface NnEncodeOptions {
   /** Encode into this encoder instead of submitting now. */
@@ -32,18 +43,37 @@ function actConstants(where: string, fn: Activation | undefined): { ACT: number 
 }
 
 function matrix(where: string, name: string, t: Tensor | undefined, dims: string): [number, number] {
-  if (!t || typeof t !== 'object' || !('buffer' in t) || t.shape.length !== 2) {
-    throw new PeftError(`${where}: '${name}' must be a 2-D Tensor ${dims}${t && 'shape' in t ? `, got shape [${t.shape.join(', ')}]` : ''}`);
-  }
-  return [t.shape[0], t.shape[1]];
+  return checkMatrix(where, name, t, dims);
 }
 
 function idsShape(where: string, name: string, t: Tensor | undefined): number[] {
-  if (!t || typeof t !== 'object' || !('buffer' in t) || t.shape.length < 1 || t.shape.length > 2) {
-    throw new PeftError(`${where}: '${name}' must be a u32 Tensor of shape [N] or [B, C]`);
+  const ids = asTensor(where, name, t, 'a u32 Tensor of shape [N] or [B, C]');
+  if (ids.shape.length < 1 || ids.shape.length > 2) throw new PeftError(`${where}: '${name}' must be a u32 Tensor of shape [N] or [B, C]`);
+  if (ids.dtype !== 'u32') throw new PeftError(`${where}: '${name}' is ${ids.dtype}, expected u32`);
+  return [...ids.shape];
+}
+
+/** Every tensor of the call is one of `ctx`'s, and no two share a buffer. */
+function checkDistinctOwned(where: string, ctx: Context, tensors: Record<string, Tensor | undefined>): void {
+  for (const [name, t] of Object.entries(tensors)) if (t !== undefined) checkOwner(where, name, ctx, asTensor(where, name, t));
+  checkDistinct(where, tensors);
+}
+
+/** What every layer call checks first: a live context, an argument object and an options object. */
+function checkLayerCall(where: string, ctx: Context, p: unknown, opts: unknown): void {
+  checkContext(where, ctx);
+  checkArgObject(where, p, '');
+  // Before anything is allocated: a foreign tensor would otherwise leak the call's new outputs.
+  const given: Record<string, Tensor> = {};
+  for (const [name, v] of Object.entries(p as object)) {
+    if (!Tensor.isTensor(v)) continue;
+    checkOwner(where, name, ctx, v);
+    given[name] = v;
   }
-  if (t.dtype !== 'u32') throw new PeftError(`${where}: '${name}' is ${t.dtype}, expected u32`);
-  return [...t.shape];
+  // The layer calls take no two arguments on one buffer (checkDistinctOwned below, after outputs
+  // are made); the caller's own tensors are checked here, before anything is allocated.
+  checkDistinct(where, given);
+  if (opts === null || typeof opts !== 'object') throw new PeftError(`${where}: options must be an object, got ${describeValue(opts)}`);
 }
 
 /** Output shape of an embedding lookup: [N, D] for ids [N], [B, C·D] (flattened context) for ids [B, C]. */
@@ -58,6 +88,7 @@ function embeddedShape(ids: readonly number[], D: number): [number, number] {
  */
 export function uploadIds(ctx: Context, data: ArrayLike<number>, shape: readonly number[], vocab: number, into?: Tensor): Tensor {
   const where = 'nn.uploadIds';
+  checkContext(where, ctx);
   checkDim(where, 'vocab', vocab);
   const count = shape.reduce((a, b) => a * b, 1);
   if (!data || typeof data.length !== 'number') throw new PeftError(`${where}: 'ids' must be an array of ${count} token ids`);
@@ -78,13 +109,14 @@ export function uploadIds(ctx: Context, data: ArrayLike<number>, shape: readonly
 /** out[t] = table[ids[t]]: ids [N] → out [N, D]; ids [B, C] → out [B, C·D] (rows concatenated). */
 export async function embeddingForward(ctx: Context, p: { table: Tensor; ids: Tensor; out?: Tensor }, opts: NnEncodeOptions = {}): Promise<Tensor> {
   const where = 'nn.embedding';
+  checkLayerCall(where, ctx, p, opts);
   const [V, D] = matrix(where, 'table', p.table, '[V, D]');
   checkTensor(where, 'table', p.table, [V, D], '[V, D]');
   const ids = idsShape(where, 'ids', p.ids);
   const N = p.ids.size;
   const shape = embeddedShape(ids, D);
   const out = p.out ? checkTensor(where, 'out', p.out, shape, ids.length === 1 ? '[N, D]' : '[B, C·D]') : ctx.tensor(shape, 'f32', 'nn.embedded');
-  checkDistinct(where, { out, table: p.table, ids: p.ids });
+  checkDistinctOwned(where, ctx, { out, table: p.table, ids: p.ids });
   await ctx.prepare([{ shader: SHADER, entry: 'embedding_forward' }]);
   await ctx.encode(opts.encoder, (enc) =>
     ctx.dispatch(enc, {
@@ -109,6 +141,7 @@ export async function embeddingBackward(
   opts: NnEncodeOptions = {},
 ): Promise<Tensor> {
   const where = 'nn.embeddingBackward';
+  checkLayerCall(where, ctx, p, opts);
   const V = checkDim(where, 'vocab', p.vocab);
   const ids = idsShape(where, 'ids', p.ids);
   const N = p.ids.size;
@@ -119,7 +152,7 @@ export async function embeddingBackward(
   }
   checkTensor(where, 'g', p.g, embeddedShape(ids, D), ids.length === 1 ? '[N, D]' : '[B, C·D]');
   const dtable = p.dtable ? checkTensor(where, 'dtable', p.dtable, [V, D], '[V, D]') : ctx.tensor([V, D], 'f32', 'nn.dtable');
-  checkDistinct(where, { dtable, g: p.g, ids: p.ids });
+  checkDistinctOwned(where, ctx, { dtable, g: p.g, ids: p.ids });
   // Row blocks per column: enough invocations (about 64) to spread over cores, and no more, since
   // every block walks all N tokens.
   const blocks = Math.min(V, Math.max(1, Math.ceil(64 / D)));
@@ -143,10 +176,11 @@ export async function embeddingBackward(
 /** y[t, j] += b[j], in place. */
 export async function addBias(ctx: Context, p: { y: Tensor; b: Tensor }, opts: NnEncodeOptions = {}): Promise<Tensor> {
   const where = 'nn.addBias';
+  checkLayerCall(where, ctx, p, opts);
   const [T, n] = matrix(where, 'y', p.y, '[T, n]');
   checkTensor(where, 'y', p.y, [T, n], '[T, n]');
   checkTensor(where, 'b', p.b, [n], '[n]');
-  checkDistinct(where, { y: p.y, b: p.b });
+  checkDistinctOwned(where, ctx, { y: p.y, b: p.b });
   await ctx.prepare([{ shader: SHADER, entry: 'add_bias' }]);
   await ctx.encode(opts.encoder, (enc) =>
     ctx.dispatch(enc, {
@@ -164,10 +198,11 @@ export async function addBias(ctx: Context, p: { y: Tensor; b: Tensor }, opts: N
 /** db[j] = Σ_t g[t, j]: the gradient of a bias added to every row. */
 export async function biasGrad(ctx: Context, p: { g: Tensor; db?: Tensor }, opts: NnEncodeOptions = {}): Promise<Tensor> {
   const where = 'nn.biasGrad';
+  checkLayerCall(where, ctx, p, opts);
   const [T, n] = matrix(where, 'g', p.g, '[T, n]');
   checkTensor(where, 'g', p.g, [T, n], '[T, n]');
   const db = p.db ? checkTensor(where, 'db', p.db, [n], '[n]') : ctx.tensor([n], 'f32', 'nn.db');
-  checkDistinct(where, { db, g: p.g });
+  checkDistinctOwned(where, ctx, { db, g: p.g });
   await ctx.prepare([{ shader: SHADER, entry: 'bias_grad' }]);
   await ctx.encode(opts.encoder, (enc) =>
     ctx.dispatch(enc, {
@@ -187,13 +222,14 @@ export async function biasGrad(ctx: Context, p: { g: Tensor; db?: Tensor }, opts
 /** y = x wᵀ (+ b): x [T, n], w [m, n] (PyTorch's nn.Linear layout), b [m], y [T, m]. 1–2 dispatches. */
 export async function linearForward(ctx: Context, p: { x: Tensor; w: Tensor; b?: Tensor; y?: Tensor }, opts: NnEncodeOptions = {}): Promise<Tensor> {
   const where = 'nn.linear';
+  checkLayerCall(where, ctx, p, opts);
   const [m, n] = matrix(where, 'w', p.w, '[m, n]');
   const [T] = matrix(where, 'x', p.x, '[T, n]');
   checkTensor(where, 'x', p.x, [T, n], '[T, n]');
   checkTensor(where, 'w', p.w, [m, n], '[m, n]');
   if (p.b) checkTensor(where, 'b', p.b, [m], '[m]');
   const y = p.y ? checkTensor(where, 'y', p.y, [T, m], '[T, m]') : ctx.tensor([T, m], 'f32', 'nn.linear.y');
-  checkDistinct(where, { y, x: p.x, w: p.w, b: p.b });
+  checkDistinctOwned(where, ctx, { y, x: p.x, w: p.w, b: p.b });
   await ctx.encode(opts.encoder, async (enc) => {
     await matmul(ctx, { a: p.x, b: p.w, c: y, M: T, N: m, K: n, transB: true }, enc);
     if (p.b) await addBias(ctx, { y, b: p.b }, { encoder: enc });
@@ -217,6 +253,7 @@ export async function linearBackward(
   opts: LinearBackwardOptions = {},
 ): Promise<{ dx?: Tensor; dw?: Tensor; db?: Tensor }> {
   const where = 'nn.linearBackward';
+  checkLayerCall(where, ctx, p, opts);
   const [m, n] = matrix(where, 'w', p.w, '[m, n]');
   const [T] = matrix(where, 'x', p.x, '[T, n]');
   checkTensor(where, 'x', p.x, [T, n], '[T, n]');
@@ -226,7 +263,7 @@ export async function linearBackward(
   const dx = want.dx ? (p.dx ? checkTensor(where, 'dx', p.dx, [T, n], '[T, n]') : ctx.tensor([T, n], 'f32', 'nn.linear.dx')) : undefined;
   const dw = want.dw ? (p.dw ? checkTensor(where, 'dw', p.dw, [m, n], '[m, n]') : ctx.tensor([m, n], 'f32', 'nn.linear.dw')) : undefined;
   const db = want.db ? (p.db ? checkTensor(where, 'db', p.db, [m], '[m]') : ctx.tensor([m], 'f32', 'nn.linear.db')) : undefined;
-  checkDistinct(where, { dx, dw, db, x: p.x, w: p.w, g: p.g });
+  checkDistinctOwned(where, ctx, { dx, dw, db, x: p.x, w: p.w, g: p.g });
   await ctx.encode(opts.encoder, async (enc) => {
     if (dx) await matmul(ctx, { a: p.g, b: p.w, c: dx, M: T, N: n, K: m }, enc);
     if (dw) await matmul(ctx, { a: p.g, b: p.x, c: dw, M: m, N: n, K: T, transA: true }, enc);
@@ -247,12 +284,13 @@ export async function activationForward(
   opts: NnEncodeOptions = {},
 ): Promise<Tensor> {
   const where = 'nn.activation';
+  checkLayerCall(where, ctx, p, opts);
   const constants = actConstants(where, p.fn);
   const [T, n] = matrix(where, 'x', p.x, '[T, n]');
   checkTensor(where, 'x', p.x, [T, n], '[T, n]');
   if (p.b) checkTensor(where, 'b', p.b, [n], '[n]');
   const y = p.y ? checkTensor(where, 'y', p.y, [T, n], '[T, n]') : ctx.tensor([T, n], 'f32', 'nn.activation.y');
-  checkDistinct(where, { y, x: p.x, b: p.b });
+  checkDistinctOwned(where, ctx, { y, x: p.x, b: p.b });
   const entry = p.b ? 'bias_activation_forward' : 'activation_forward';
   await ctx.prepare([{ shader: SHADER, entry, constants }]);
   await ctx.encode(opts.encoder, (enc) =>
@@ -279,6 +317,7 @@ export async function activationBackward(
   opts: NnEncodeOptions & { bias?: boolean } = {},
 ): Promise<{ dx: Tensor; db?: Tensor }> {
   const where = 'nn.activationBackward';
+  checkLayerCall(where, ctx, p, opts);
   const constants = actConstants(where, p.fn);
   const [T, n] = matrix(where, 'x', p.x, '[T, n]');
   checkTensor(where, 'x', p.x, [T, n], '[T, n]');
@@ -286,7 +325,7 @@ export async function activationBackward(
   const dx = p.dx ? checkTensor(where, 'dx', p.dx, [T, n], '[T, n]') : ctx.tensor([T, n], 'f32', 'nn.activation.dx');
   const withBias = opts.bias === true || p.db !== undefined;
   const db = withBias ? (p.db ? checkTensor(where, 'db', p.db, [n], '[n]') : ctx.tensor([n], 'f32', 'nn.activation.db')) : undefined;
-  checkDistinct(where, { dx, db, x: p.x, g: p.g });
+  checkDistinctOwned(where, ctx, { dx, db, x: p.x, g: p.g });
   const entry = withBias ? 'activation_backward_bias' : 'activation_backward';
   await ctx.prepare([{ shader: SHADER, entry, constants }]);
   await ctx.encode(opts.encoder, (enc) =>
@@ -315,6 +354,7 @@ export async function layerNormForward(
   opts: NnEncodeOptions = {},
 ): Promise<{ y: Tensor; mean: Tensor; rstd: Tensor }> {
   const where = 'nn.layerNorm';
+  checkLayerCall(where, ctx, p, opts);
   const [T, n] = matrix(where, 'x', p.x, '[T, n]');
   checkTensor(where, 'x', p.x, [T, n], '[T, n]');
   checkTensor(where, 'gamma', p.gamma, [n], '[n]');
@@ -325,7 +365,7 @@ export async function layerNormForward(
   const y = p.y ? checkTensor(where, 'y', p.y, [T, n], '[T, n]') : ctx.tensor([T, n], 'f32', 'nn.layerNorm.y');
   const mean = p.mean ? checkTensor(where, 'mean', p.mean, [T], '[T]') : ctx.tensor([T], 'f32', 'nn.layerNorm.mean');
   const rstd = p.rstd ? checkTensor(where, 'rstd', p.rstd, [T], '[T]') : ctx.tensor([T], 'f32', 'nn.layerNorm.rstd');
-  checkDistinct(where, { y, mean, rstd, x: p.x, gamma: p.gamma, beta: p.beta });
+  checkDistinctOwned(where, ctx, { y, mean, rstd, x: p.x, gamma: p.gamma, beta: p.beta });
   await ctx.prepare([{ shader: SHADER, entry: 'layer_norm_forward' }]);
   await ctx.encode(opts.encoder, (enc) =>
     ctx.dispatch(enc, {
@@ -350,6 +390,7 @@ export async function layerNormBackward(
   opts: NnEncodeOptions & { params?: boolean } = {},
 ): Promise<{ dx: Tensor; dgamma?: Tensor; dbeta?: Tensor }> {
   const where = 'nn.layerNormBackward';
+  checkLayerCall(where, ctx, p, opts);
   const [T, n] = matrix(where, 'x', p.x, '[T, n]');
   checkTensor(where, 'x', p.x, [T, n], '[T, n]');
   checkTensor(where, 'gamma', p.gamma, [n], '[n]');
@@ -364,7 +405,7 @@ export async function layerNormBackward(
       : ctx.tensor([n], 'f32', 'nn.layerNorm.dgamma')
     : undefined;
   const dbeta = withParams ? (p.dbeta ? checkTensor(where, 'dbeta', p.dbeta, [n], '[n]') : ctx.tensor([n], 'f32', 'nn.layerNorm.dbeta')) : undefined;
-  checkDistinct(where, { dx, dgamma, dbeta, x: p.x, gamma: p.gamma, g: p.g, mean: p.mean, rstd: p.rstd });
+  checkDistinctOwned(where, ctx, { dx, dgamma, dbeta, x: p.x, gamma: p.gamma, g: p.g, mean: p.mean, rstd: p.rstd });
   await ctx.prepare([
     { shader: SHADER, entry: 'layer_norm_backward_dx' },
     ...(withParams ? [{ shader: SHADER, entry: 'layer_norm_backward_params' }] : []),
@@ -406,12 +447,13 @@ export async function softmaxCrossEntropy(
   opts: NnEncodeOptions = {},
 ): Promise<{ loss: Tensor; dlogits: Tensor }> {
   const where = 'nn.softmaxCrossEntropy';
+  checkLayerCall(where, ctx, p, opts);
   const [T, V] = matrix(where, 'logits', p.logits, '[T, V]');
   checkTensor(where, 'logits', p.logits, [T, V], '[T, V]');
   checkTensor(where, 'targets', p.targets, [T], '[T]', 'u32');
   const loss = p.loss ? checkTensor(where, 'loss', p.loss, [1], '[1]') : ctx.tensor([1], 'f32', 'nn.loss');
   const dlogits = p.dlogits ? checkTensor(where, 'dlogits', p.dlogits, [T, V], '[T, V]') : ctx.tensor([T, V], 'f32', 'nn.dlogits');
-  checkDistinct(where, { loss, dlogits, logits: p.logits, targets: p.targets });
+  checkDistinctOwned(where, ctx, { loss, dlogits, logits: p.logits, targets: p.targets });
   await ctx.prepare([{ shader: SHADER, entry: 'softmax_cross_entropy' }]);
   await ctx.encode(opts.encoder, (enc) =>
     ctx.dispatch(enc, {

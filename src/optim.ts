@@ -4,11 +4,15 @@
 
 import type { Context } from './runtime.js';
 import type { Tensor } from './tensor.js';
-import { PeftError, checkDistinct, checkTensor } from './validate.js';
+import { PeftError, asTensor, checkContext, checkDistinct, checkOwner, checkTensor, describeValue } from './validate.js';
 
 const SHADER = 'adamw';
 const WG = 64;
 const CHUNK = 4096; // elements per sum_squares workgroup (shaders/adamw.wgsl)
+const SLOT = 4; // floats per partial sum: exponent, scaled sum of squares, NaNs, Infs
+// The optimizer's state on the device (shaders/adamw.wgsl, clip_scale): [‖g‖, clip scale, its
+// power-of-two shift, non-finite gradients of the last step, steps skipped].
+const STATE = [0, 1, 0, 0, 0];
 
 export interface ScheduleOptions {
   /** Steps of linear warm-up from lr/warmup to lr (0: none). */
@@ -58,6 +62,13 @@ export interface AdamWOptions {
   maxGradNorm?: number;
   /** Compute the global gradient norm every step even without clipping (for `gradNorm()`). */
   trackNorm?: boolean;
+  /**
+   * Skip a step on the device when any gradient is NaN or ±Inf, as mixed-precision trainers do:
+   * no parameter, moment or weight-decay change. The step still counts for the schedule and the
+   * bias correction. `lastStepSkipped()` and `skippedSteps()` read it back on demand; nothing
+   * waits for the device during the step. Implies the norm pass (so `gradNorm()` works too).
+   */
+  skipNonFinite?: boolean;
   schedule?: ScheduleOptions;
   /**
    * Pack every buffer into one arena so a step is 3 dispatches whatever the number of buffers
@@ -83,6 +94,7 @@ export class AdamW {
   readonly maxGradNorm: number | undefined;
   readonly schedule: ScheduleOptions | undefined;
   readonly trackNorm: boolean;
+  readonly skipNonFinite: boolean;
   /** True when every buffer is packed into one arena (3 dispatches a step); see AdamWOptions.fused. */
   readonly fused: boolean;
   #t = 0;
@@ -101,10 +113,15 @@ export class AdamW {
 
   constructor(ctx: Context, params: TrainableParam[], options: AdamWOptions) {
     const where = 'AdamW';
+    checkContext(where, ctx);
     if (!Array.isArray(params) || params.length === 0) throw new PeftError(`${where}: 'params' must be a non-empty array of { param, grad }`);
     const named = params.map((p, i) => {
       const name = p?.name ?? `params[${i}]`;
-      if (!p || !p.param || !('buffer' in p.param)) throw new PeftError(`${where}: '${name}.param' must be a Tensor`);
+      if (!p || typeof p !== 'object') throw new PeftError(`${where}: '${name}' must be { param, grad }, got ${describeValue(p)}`);
+      asTensor(where, `${name}.param`, p.param);
+      checkOwner(where, `${name}.param`, ctx, p.param);
+      asTensor(where, `${name}.grad`, p.grad);
+      checkOwner(where, `${name}.grad`, ctx, p.grad);
       checkTensor(where, `${name}.param`, p.param, p.param.shape, `[${p.param.shape.join(', ')}]`);
       checkTensor(where, `${name}.grad`, p.grad, p.param.shape, `the shape of ${name}.param`);
       return { param: p.param, grad: p.grad, decay: p.decay !== false, name };
@@ -139,7 +156,11 @@ export class AdamW {
       }
       this.schedule = { ...s };
     }
-    this.trackNorm = !!options.trackNorm || this.maxGradNorm !== undefined;
+    if (options.skipNonFinite !== undefined && typeof options.skipNonFinite !== 'boolean') {
+      throw new PeftError(`${where}: 'skipNonFinite' must be a boolean, got ${typeof options.skipNonFinite}`);
+    }
+    this.skipNonFinite = !!options.skipNonFinite;
+    this.trackNorm = !!options.trackNorm || this.maxGradNorm !== undefined || this.skipNonFinite;
     this.ctx = ctx;
     this.params = named;
     this.#total = named.reduce((a, p) => a + p.param.size, 0);
@@ -176,9 +197,8 @@ export class AdamW {
       }
       this.#totalSlots = slots;
     }
-    this.#partial = ctx.zeros([this.#totalSlots], 'f32', 'adamw.partial');
-    // [‖g‖, clip scale]
-    this.#state = ctx.upload([0, 1], [2], 'f32', 'adamw.state');
+    this.#partial = ctx.zeros([this.#totalSlots, SLOT], 'f32', 'adamw.partial');
+    this.#state = ctx.upload(STATE, [STATE.length], 'f32', 'adamw.state');
   }
 
   /** Steps taken so far. */
@@ -199,6 +219,8 @@ export class AdamW {
    */
   async step(opts: { encoder?: GPUCommandEncoder } = {}): Promise<void> {
     const ctx = this.ctx;
+    checkContext('AdamW.step', ctx);
+    if (opts === null || typeof opts !== 'object') throw new PeftError(`AdamW.step: options must be an object, got ${describeValue(opts)}`);
     await ctx.prepare([
       { shader: SHADER, entry: 'adamw_update' },
       ...(this.trackNorm
@@ -215,6 +237,7 @@ export class AdamW {
     // The step's hyperparameters, the same for every binding (shaders/adamw.wgsl, AdamWParams).
     const hyper = {
       clip: this.maxGradNorm !== undefined ? 1 : 0,
+      skip: this.skipNonFinite ? 1 : 0,
       lr,
       beta1: b1,
       beta2: b2,
@@ -251,7 +274,7 @@ export class AdamW {
         ctx.dispatch(enc, {
           shader: SHADER,
           entry: 'clip_scale',
-          params: { slots: this.#totalSlots, max_norm: this.maxGradNorm ?? 3.4e38 },
+          params: { slots: this.#totalSlots, max_norm: this.maxGradNorm ?? 3.4e38, nan_bits: 0x7fc00000, skip: this.skipNonFinite ? 1 : 0 },
           bindings: [this.#partial, this.#state],
           workgroups: 1,
           label: 'adamw clip scale',
@@ -273,10 +296,29 @@ export class AdamW {
     });
   }
 
-  /** The global gradient norm (before clipping) of the last step; needs maxGradNorm or trackNorm. */
+  /**
+   * The global gradient norm (before clipping) of the last step; needs maxGradNorm, trackNorm or
+   * skipNonFinite. NaN when a gradient was NaN, Infinity when one was ±Inf or the norm passes f32.
+   */
   async gradNorm(): Promise<number> {
-    if (!this.trackNorm) throw new PeftError("AdamW.gradNorm: the norm is only computed with 'maxGradNorm' or 'trackNorm' set");
+    if (!this.trackNorm) throw new PeftError("AdamW.gradNorm: the norm is only computed with 'maxGradNorm' or 'trackNorm' set (or 'skipNonFinite')");
     return (await this.ctx.read(this.#state))[0];
+  }
+
+  /** Whether the last step was skipped for a non-finite gradient (needs skipNonFinite; reads the device). */
+  async lastStepSkipped(): Promise<boolean> {
+    this.#needGuard('lastStepSkipped');
+    return this.#t > 0 && (await this.ctx.read(this.#state))[3] > 0;
+  }
+
+  /** Steps skipped for non-finite gradients since construction or reset() (needs skipNonFinite; reads the device). */
+  async skippedSteps(): Promise<number> {
+    this.#needGuard('skippedSteps');
+    return (await this.ctx.read(this.#state))[4];
+  }
+
+  #needGuard(what: string): void {
+    if (!this.skipNonFinite) throw new PeftError(`AdamW.${what}: steps are only checked for non-finite gradients with 'skipNonFinite' set`);
   }
 
   /** Reads buffer k's first and second moments back (for checkpoints and tests). */
@@ -292,7 +334,7 @@ export class AdamW {
   /** Zeroes the moments and the step count (the schedule starts over). */
   reset(): void {
     for (const t of [...this.#m, ...this.#v]) this.ctx.fill(t, 0);
-    this.ctx.write(this.#state, [0, 1]);
+    this.ctx.write(this.#state, STATE);
     this.#t = 0;
   }
 

@@ -11,9 +11,26 @@
 //   uniforms.ts    uniform parameters packed by layout, one buffer per content, LRU
 //   dispatcher.ts  workgroup grids, prepare / dispatch / encode, submit and sync in error scopes
 //   wgsl.ts        what the runtime reads out of WGSL: `//#each` variants and uniform layouts
+//
+// Faults. A destroyed context or a lost device never ends the process: every public function
+// checks the context first and rejects with a PeftError naming the call and what was lost
+// ("lora.forward: this context was destroyed", "...: the GPU device was lost (reason: message);
+// create a new context"), and a loss in the middle of a call rejects that call's own promise.
+// `ctx.lost` resolves and `ctx.onLost(fn)` runs when the device is lost; `ctx.isLost` and
+// `ctx.isDestroyed` say so synchronously (Dawn reports a `device.destroy()` a task later, so a
+// call started in the same task learns of it when its own work is checked).
+//
+// Ordering. The queue runs work in the order it is issued. ctx.write / upload / fill / copy are
+// issued at once; a kernel call issues its work when its pipelines are ready, after its first
+// await. So a call issued without awaiting it may run after a ctx.write that follows it in the
+// program: write a call's inputs before starting it, and change them only after its promise
+// resolves. Reads and sync() wait until every call started before them has issued its work, so
+// `ctx.read(y)` after an un-awaited call reads that call's result. Writes are not held back the
+// same way: kernels themselves write tables and index sets while encoding, and those writes must
+// land before their own call's work, not after it.
 
 import type { DType, HostArray, HostArrayOf, Tensor } from './tensor.js';
-import { PeftError } from './validate.js';
+import { PeftError, asTensor, checkContext, checkOwner } from './validate.js';
 import { BufferAllocator, type AllocationRecord } from './runtime/buffers.js';
 import {
   DeviceHealth,
@@ -78,8 +95,44 @@ export class Context {
     return new Context(device, info, owns, options.tuning);
   }
 
+  /**
+   * True once the device is lost (a driver reset, a browser tab's GPU process restarted,
+   * device.destroy()); the context cannot be used again, create a new one.
+   */
   get isLost(): boolean {
     return this.#health.isLost;
+  }
+
+  /** True once destroy() was called. */
+  get isDestroyed(): boolean {
+    return this.#health.destroyed;
+  }
+
+  /**
+   * Calls `fn` once when the device is lost (at once, on a later task, if it already was); returns
+   * an unsubscribe. A throwing `fn` is reported to the console, never as an unhandled rejection.
+   */
+  onLost(fn: (info: GPUDeviceLostInfo) => void): () => void {
+    let active = true;
+    void this.lost.then((info) => {
+      if (!active) return;
+      try {
+        fn(info);
+      } catch (e) {
+        console.error('peft-wgsl: an onLost listener threw', e);
+      }
+    });
+    return () => {
+      active = false;
+    };
+  }
+
+  /**
+   * What a call named `where` that failed with `e` should reject with: the loss or destruction
+   * under that call's name when the context died under it, else `e`. For the kernel calls.
+   */
+  explainFailure(where: string, e: unknown): Promise<unknown> {
+    return this.#health.explain(where, e);
   }
 
   /** Throws when the device is lost or the context destroyed. Every operation calls it first. */
@@ -132,15 +185,19 @@ export class Context {
 
   /** Writes host data into a tensor; the length must match exactly. */
   write(t: Tensor, data: HostArray): void {
+    this.#mine('write', t);
     this.#buffers.write(t, data);
   }
 
   fill(t: Tensor, value: number): void {
+    this.#mine('fill', t);
     this.#buffers.fill(t, value);
   }
 
   /** Copies `src` into `dst` (same element count), on the given encoder or a new submission. */
   copy(src: Tensor, dst: Tensor, encoder?: GPUCommandEncoder): void {
+    this.#mine('copy', src, 'src');
+    this.#mine('copy', dst, 'dst');
     this.#buffers.copy(src, dst, encoder);
   }
 
@@ -148,8 +205,23 @@ export class Context {
    * Reads a tensor back to the host: a Float32Array for an f32 tensor, Uint32Array for u32,
    * Int32Array for i32. Throws any GPU error raised by work submitted before it.
    */
-  read<D extends DType>(t: Tensor<D>): Promise<HostArrayOf<D>> {
-    return this.#buffers.read(t);
+  async read<D extends DType>(t: Tensor<D>): Promise<HostArrayOf<D>> {
+    const what = this.#mine('read', t);
+    try {
+      await this.#dispatcher.settled();
+      return await this.#buffers.read(t);
+    } catch (e) {
+      throw await this.#health.explain(what, e);
+    }
+  }
+
+  /** Throws unless this context is alive and `t` is one of its tensors; returns the call's name. */
+  #mine(op: string, t: Tensor, name = 't'): string {
+    const tensor = asTensor(op, name, t);
+    const where = `${op} '${tensor.label}'`;
+    checkContext(where, this);
+    checkOwner(where, name, this, tensor);
+    return where;
   }
 
   async readF32(t: Tensor): Promise<Float32Array> {
@@ -182,8 +254,12 @@ export class Context {
    * Waits for the queue and throws the first error raised by work this context submitted or by
    * anything uncaptured on the device since the last sync.
    */
-  sync(): Promise<void> {
-    return this.#dispatcher.sync();
+  async sync(): Promise<void> {
+    try {
+      await this.#dispatcher.sync();
+    } catch (e) {
+      throw await this.#health.explain('sync', e);
+    }
   }
 
   // ---------------------------------------------------------------- pipelines and dispatch

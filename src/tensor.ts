@@ -2,7 +2,7 @@
 // `Tensor.wrap` adopts a caller's GPUBuffer without copying (the caller keeps ownership).
 
 import type { Context } from './runtime.js';
-import { PeftError } from './validate.js';
+import { PeftError, describeValue, isValidShape } from './validate.js';
 
 export type DType = 'f32' | 'u32' | 'i32';
 export type HostArray = Float32Array | Float64Array | Uint32Array | Int32Array | number[];
@@ -12,6 +12,10 @@ export type HostArrayOf<D extends DType> = D extends 'f32' ? Float32Array : D ex
 export function bytesPerElement(_dtype: DType): number {
   return 4;
 }
+
+// A registered symbol rather than instanceof: a program that loads the package twice (CommonJS and
+// ESM copies under a test runner, two bundles) still recognises the other copy's tensors.
+const TENSOR_BRAND = Symbol.for('peft-wgsl.Tensor');
 
 /**
  * `D` is the element type where it is known (`ctx.tensor([n])` is a Tensor<'f32'>), so `ctx.read`
@@ -33,7 +37,20 @@ export class Tensor<D extends DType = DType> {
     readonly label: string,
   ) {}
 
-  /** Wraps a caller's buffer (usage must include STORAGE) as a tensor of the given shape. */
+  get [TENSOR_BRAND](): true {
+    return true;
+  }
+
+  /** Whether `v` is a Tensor (of this or another copy of the package). */
+  static isTensor(v: unknown): v is Tensor {
+    return typeof v === 'object' && v !== null && (v as Record<symbol, unknown>)[TENSOR_BRAND] === true;
+  }
+
+  /**
+   * Wraps a caller's buffer (usage must include STORAGE) as a tensor of the given shape: a
+   * non-empty array of positive integers whose elements fit in the buffer. The tensor belongs to
+   * `ctx`: kernels of another context refuse it.
+   */
   static wrap<D extends DType = 'f32'>(
     ctx: Context,
     buffer: GPUBuffer,
@@ -41,13 +58,30 @@ export class Tensor<D extends DType = DType> {
     dtype: D = 'f32' as D,
     label = 'buffer',
   ): Tensor<D> {
-    const count = shape.reduce((a, b) => a * b, 1);
-    const need = count * bytesPerElement(dtype);
-    if (buffer.size < need) {
-      throw new PeftError(`'${label}': buffer has ${buffer.size} bytes, shape [${shape.join(', ')}] of ${dtype} needs ${need}`);
+    const where = `Tensor.wrap '${String(label)}'`;
+    const c = ctx as Context | null | undefined;
+    if (!c || typeof c !== 'object' || typeof c.assertAlive !== 'function') {
+      throw new PeftError(`${where}: 'ctx' must be a Context, got ${describeValue(ctx)}`);
     }
-    if ((buffer.usage & 0x80) === 0) throw new PeftError(`'${label}': buffer usage lacks STORAGE`);
-    return new Tensor(ctx, buffer, shape, dtype, false, label);
+    c.assertAlive(where);
+    const b = buffer as GPUBuffer | null | undefined;
+    if (!b || typeof b !== 'object' || typeof b.size !== 'number' || typeof b.usage !== 'number') {
+      throw new PeftError(`${where}: 'buffer' must be a GPUBuffer, got ${describeValue(buffer)}`);
+    }
+    if (!isValidShape(shape)) {
+      throw new PeftError(
+        `${where}: 'shape' must be a non-empty array of positive integers, got ${Array.isArray(shape) ? `[${(shape as unknown[]).map(String).join(', ')}]` : describeValue(shape)}`,
+      );
+    }
+    if (dtype !== 'f32' && dtype !== 'u32' && dtype !== 'i32')
+      throw new PeftError(`${where}: 'dtype' must be 'f32', 'u32' or 'i32', got ${describeValue(dtype)}`);
+    const count = shape.reduce((a, d) => a * d, 1);
+    const need = count * bytesPerElement(dtype);
+    if (b.size < need) {
+      throw new PeftError(`${where}: buffer has ${b.size} bytes, shape [${shape.join(', ')}] of ${dtype} needs ${need}`);
+    }
+    if ((b.usage & 0x80) === 0) throw new PeftError(`${where}: 'buffer' usage lacks STORAGE`);
+    return new Tensor(c, b, [...shape], dtype, false, label);
   }
 
   get size(): number {

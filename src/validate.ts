@@ -1,10 +1,32 @@
 // Argument checks shared by every kernel. Each error names the call, the argument and what was
-// expected, so a wrong shape never turns into a silently wrong answer.
+// expected, so a wrong shape never turns into a silently wrong answer, and a JavaScript caller's
+// null, typed array or foreign tensor gets a PeftError rather than a TypeError from deep inside.
 
-import type { Tensor } from './tensor.js';
+import { Tensor } from './tensor.js';
+import type { Context } from './runtime.js';
 
 export class PeftError extends Error {
   override name = 'PeftError';
+}
+
+/** The largest finite float32: a scale past it is Infinity on the device. */
+export const F32_MAX = 3.4028234663852886e38;
+
+/** How a value reads in an error message: 'nothing', 'null', 'a Float32Array', 'the number 3'. */
+export function describeValue(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  if (typeof v === 'number' || typeof v === 'boolean') return `${typeof v} ${String(v)}`;
+  if (typeof v === 'string') return `string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
+  if (typeof v !== 'object') return typeof v;
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  const name = (v as object).constructor?.name;
+  return name && name !== 'Object' ? `a ${name}` : 'an object';
+}
+
+/** Whether `shape` is a non-empty array of positive safe integers. */
+export function isValidShape(shape: unknown): shape is readonly number[] {
+  return Array.isArray(shape) && shape.length > 0 && shape.every((d) => Number.isSafeInteger(d) && d > 0);
 }
 
 /** A dimension: a positive integer. */
@@ -15,9 +37,13 @@ export function checkDim(where: string, name: string, value: unknown): number {
   return value;
 }
 
+/** A scale the kernels multiply by: finite in float32, where it is used (1e39 is Infinity there). */
 export function checkScale(where: string, name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isFinite(value)) {
-    throw new PeftError(`${where}: '${name}' must be a finite number, got ${String(value)}`);
+    throw new PeftError(`${where}: '${name}' must be a finite number, got ${typeof value === 'number' ? String(value) : describeValue(value)}`);
+  }
+  if (Math.abs(value) > F32_MAX) {
+    throw new PeftError(`${where}: '${name}' is ${value}, past float32's largest finite value ${F32_MAX} (the kernels compute in f32)`);
   }
   return value;
 }
@@ -28,37 +54,104 @@ export function checkRank(where: string, r: number, n: number, m: number): void 
   }
 }
 
-/** A device tensor of exactly this shape (named dims in the message) and dtype. */
-export function checkTensor(where: string, name: string, t: Tensor | undefined, shape: readonly number[], dims: string, dtype = 'f32'): Tensor {
-  if (!t || typeof t !== 'object' || !('buffer' in t)) {
-    throw new PeftError(
-      `${where}: '${name}' must be a Tensor of shape ${dims} = [${shape.join(', ')}], got ${t === undefined ? 'nothing' : typeof t}`,
-    );
+/** The call's argument object: a non-null object (`expected` says what it holds). */
+export function checkArgObject(where: string, p: unknown, expected: string): void {
+  if (p === null || typeof p !== 'object' || Array.isArray(p)) {
+    throw new PeftError(`${where}: expected an argument object${expected ? ` ${expected}` : ''}, got ${describeValue(p)}`);
   }
-  const same = t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
-  if (!same) {
-    throw new PeftError(`${where}: '${name}' has shape [${t.shape.join(', ')}], expected ${dims} = [${shape.join(', ')}]`);
+}
+
+/**
+ * The call's context: a live Context. Every public function checks it first, so a destroyed
+ * context or a lost device is reported by name before anything is allocated.
+ */
+export function checkContext(where: string, ctx: unknown): Context {
+  const c = ctx as Context | null | undefined;
+  if (!c || typeof c !== 'object' || typeof c.assertAlive !== 'function' || !('device' in c)) {
+    throw new PeftError(`${where}: the first argument must be a Context (from createContext), got ${describeValue(ctx)}`);
   }
-  if (t.dtype !== dtype) throw new PeftError(`${where}: '${name}' is ${t.dtype}, expected ${dtype}`);
-  const need = shape.reduce((a, b) => a * b, 1) * 4;
-  if (t.buffer.size < need) throw new PeftError(`${where}: '${name}' buffer has ${t.buffer.size} bytes, needs ${need}`);
+  c.assertAlive(where);
+  return c;
+}
+
+/** `t` as a Tensor, or a PeftError naming `name` and what it is instead. */
+export function asTensor(where: string, name: string, t: unknown, expected = 'a Tensor'): Tensor {
+  if (!Tensor.isTensor(t)) throw new PeftError(`${where}: '${name}' must be ${expected}, got ${describeValue(t)}`);
+  if (!isValidShape(t.shape)) throw new PeftError(`${where}: '${name}' has an invalid shape [${String(t.shape)}]`);
   return t;
+}
+
+/** A 2-D Tensor; returns its shape, from which the call reads its sizes. */
+export function checkMatrix(where: string, name: string, t: unknown, dims: string): [number, number] {
+  const m = asTensor(where, name, t, `a 2-D Tensor ${dims}`);
+  if (m.shape.length !== 2) throw new PeftError(`${where}: '${name}' must be a 2-D Tensor ${dims}, got shape [${m.shape.join(', ')}]`);
+  return [m.shape[0], m.shape[1]];
+}
+
+/** A device tensor of exactly this shape (named dims in the message) and dtype. */
+export function checkTensor(where: string, name: string, t: unknown, shape: readonly number[], dims: string, dtype = 'f32'): Tensor {
+  const tensor = asTensor(where, name, t, `a Tensor of shape ${dims} = [${shape.join(', ')}]`);
+  const same = tensor.shape.length === shape.length && tensor.shape.every((d, i) => d === shape[i]);
+  if (!same) {
+    throw new PeftError(`${where}: '${name}' has shape [${tensor.shape.join(', ')}], expected ${dims} = [${shape.join(', ')}]`);
+  }
+  if (tensor.dtype !== dtype) throw new PeftError(`${where}: '${name}' is ${tensor.dtype}, expected ${dtype}`);
+  const need = shape.reduce((a, b) => a * b, 1) * 4;
+  if (tensor.buffer.size < need) throw new PeftError(`${where}: '${name}' buffer has ${tensor.buffer.size} bytes, needs ${need}`);
+  return tensor;
 }
 
 /** A host array of exactly `length` finite numbers. */
 export function checkHost(where: string, name: string, data: ArrayLike<number> | undefined, shape: readonly number[], dims: string): void {
   const length = shape.reduce((a, b) => a * b, 1);
   if (!data || typeof data !== 'object' || typeof (data as ArrayLike<number>).length !== 'number') {
-    throw new PeftError(
-      `${where}: '${name}' must be an array of ${length} numbers (${dims} = [${shape.join(', ')}]), got ${data === undefined ? 'nothing' : typeof data}`,
-    );
+    throw new PeftError(`${where}: '${name}' must be an array of ${length} numbers (${dims} = [${shape.join(', ')}]), got ${describeValue(data)}`);
   }
   if (data.length !== length) {
     throw new PeftError(`${where}: '${name}' has ${data.length} values, expected ${dims} = [${shape.join(', ')}] = ${length}`);
   }
 }
 
-/** Rejects aliasing of an output with an input: WebGPU forbids it and the result would be wrong. */
+/** Why a tensor of another context cannot be used here (its context's state included). */
+function foreignMessage(where: string, name: string, t: Tensor): string {
+  const other = t.ctx as Context | undefined;
+  const state = !other ? '' : other.isDestroyed ? ' (which was destroyed)' : other.isLost ? ' (whose GPU device was lost)' : '';
+  return `${where}: '${name}' belongs to another context${state}; upload its values to this one`;
+}
+
+/** Throws when `t` was made on a context other than `ctx`. */
+export function checkOwner(where: string, name: string, ctx: Context, t: Tensor): void {
+  if (t.ctx !== ctx) throw new PeftError(foreignMessage(where, name, t));
+}
+
+/**
+ * Every tensor of a call: each given one a Tensor of `ctx`, and no output sharing a GPUBuffer with
+ * another output or any input (WebGPU forbids a writable binding that aliases another binding,
+ * and the result would be wrong). Inputs may share a buffer: two read-only bindings may alias.
+ * Called before anything is allocated, with the caller's outputs (undefined when not given).
+ */
+export function checkIo(where: string, ctx: Context, outputs: Record<string, unknown>, inputs: Record<string, unknown>): void {
+  const owners = new Map<GPUBuffer, string>();
+  for (const [name, t] of Object.entries(inputs)) {
+    if (t === undefined) continue;
+    const tensor = asTensor(where, name, t);
+    checkOwner(where, name, ctx, tensor);
+    if (!owners.has(tensor.buffer)) owners.set(tensor.buffer, name);
+  }
+  const written = new Map<GPUBuffer, string>();
+  for (const [name, t] of Object.entries(outputs)) {
+    if (t === undefined) continue;
+    const tensor = asTensor(where, name, t);
+    checkOwner(where, name, ctx, tensor);
+    const other = written.get(tensor.buffer) ?? owners.get(tensor.buffer);
+    if (other !== undefined) {
+      throw new PeftError(`${where}: '${name}' and '${other}' are the same buffer; an output must not alias another argument`);
+    }
+    written.set(tensor.buffer, name);
+  }
+}
+
+/** Rejects aliasing between any two of `tensors` (every one treated as written). */
 export function checkDistinct(where: string, tensors: Record<string, Tensor | undefined>): void {
   const seen = new Map<GPUBuffer, string>();
   for (const [name, t] of Object.entries(tensors)) {

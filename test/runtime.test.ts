@@ -27,7 +27,7 @@ describe('runtime', () => {
     await expectThrows(() => ctx.pipeline('nope'), /unknown shader 'nope': expected one of .*matmul/);
   });
 
-  it('turns a GPU validation error into a thrown Error at the next sync', async () => {
+  it('turns a GPU validation error into a rejection of the call that caused it', async () => {
     const ctx = await gpu();
     ctx.addShader(
       'writer',
@@ -36,8 +36,10 @@ describe('runtime', () => {
     await ctx.prepare([{ shader: 'writer' }]);
     // A uniform-only buffer where a storage buffer is required: invalid bind group.
     const wrong = ctx.device.createBuffer({ size: 16, usage: 0x40 });
-    await ctx.encode(undefined, (enc) => ctx.dispatch(enc, { shader: 'writer', bindings: [wrong], workgroups: 1 }));
-    await expectThrows(() => ctx.sync(), /GPU validation error/);
+    await expectThrows(
+      () => ctx.encode(undefined, (enc) => ctx.dispatch(enc, { shader: 'writer', bindings: [wrong], workgroups: 1 })),
+      /GPU validation error/,
+    );
     wrong.destroy();
     await ctx.sync(); // the error was consumed; the context keeps working
   });

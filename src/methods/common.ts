@@ -2,8 +2,9 @@
 // path (W' = W0 ± ΔW into a new tensor, a caller's tensor, or W0 itself).
 
 import type { Context } from '../runtime.js';
+import { checkDropout, type Dropout } from '../ops/dropout.js';
 import type { Tensor } from '../tensor.js';
-import { PeftError, checkDistinct, checkTensor } from '../validate.js';
+import { PeftError, checkArgObject, checkContext, checkIo, checkTensor, describeValue } from '../validate.js';
 import { encodeFiniteCheck, finiteResult, prepareFiniteCheck, readFiniteCheck } from '../ops/finite.js';
 import type { HostValues, LayerSpec, Trainable } from './types.js';
 
@@ -49,9 +50,9 @@ export const MERGE_OPTIONS = ['encoder', 'inPlace', 'unmerge', 'deltaOnly', 'saf
  * Rejects option names the call does not know, so a misspelt or unsupported option is an error
  * rather than silently ignored.
  */
-export function checkOptions(where: string, opts: object | undefined, known: readonly string[]): void {
+export function checkOptions(where: string, opts: object | null | undefined, known: readonly string[]): void {
   if (opts === undefined) return;
-  if (opts === null || typeof opts !== 'object')
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
     throw new PeftError(`${where}: options must be an object, got ${opts === null ? 'null' : typeof opts}`);
   for (const k of Object.keys(opts)) {
     if (!known.includes(k)) throw new PeftError(`${where}: unknown option '${k}' (this call takes ${known.join(', ')})`);
@@ -72,10 +73,75 @@ export function outputOrNew(
 }
 
 /**
+ * What every public call checks first, before it reads a size: a live Context (a destroyed one or
+ * a lost device is named here) and an argument object (`expected` lists its fields).
+ */
+export function checkCall(where: string, ctx: Context, p: unknown, expected: string): void {
+  checkContext(where, ctx);
+  checkArgObject(where, p, expected);
+}
+
+/** The call's `dropout` argument: absent, or { p, seed } checked by checkDropout. */
+export function checkDropoutArg(where: string, d: unknown): Dropout | undefined {
+  if (d === undefined) return undefined;
+  if (d === null || typeof d !== 'object' || Array.isArray(d)) {
+    throw new PeftError(`${where}: 'dropout' must be an object { p, seed }, got ${describeValue(d)}`);
+  }
+  return checkDropout(where, d as Dropout);
+}
+
+/**
+ * The tensors one call allocates for its caller. If the call fails after allocating (a check that
+ * needs the device, a pipeline that fails to compile, a lost device, an error its own submission
+ * raised), they are freed before the error reaches the caller; the caller's tensors never are.
+ */
+export class CallOutputs {
+  readonly #made: Tensor[] = [];
+  constructor(
+    private readonly ctx: Context,
+    private readonly where: string,
+  ) {}
+
+  /** The caller's tensor `given` (checked against `shape`), or a new one this call owns. */
+  output(name: string, given: Tensor | undefined, shape: number[], dims: string, label: string): Tensor {
+    return given ? checkTensor(this.where, name, given, shape, dims) : this.tensor(shape, label);
+  }
+
+  /** A new f32 tensor, freed if the call fails. */
+  tensor(shape: number[], label: string): Tensor {
+    const t = this.ctx.tensor(shape, 'f32', label);
+    this.#made.push(t);
+    return t;
+  }
+
+  free(): void {
+    for (const t of this.#made.splice(0)) t.destroy();
+  }
+}
+
+/**
+ * Runs a call's allocating part: on failure frees what it allocated and rejects with the loss
+ * under the call's name when the context died during it, else with the error itself.
+ */
+export async function withOutputs<T>(ctx: Context, where: string, fn: (out: CallOutputs) => Promise<T>): Promise<T> {
+  const out = new CallOutputs(ctx, where);
+  try {
+    return await fn(out);
+  } catch (e) {
+    out.free();
+    const why = await ctx.explainFailure(where, e);
+    // A scope's error is reported by encode() without the call's name; the caller gets it here.
+    if (why instanceof PeftError && /^(GPU validation error|out of GPU memory)/.test(why.message)) throw new PeftError(`${where}: ${why.message}`);
+    throw why;
+  }
+}
+
+/**
  * The one merge path. Picks the target (W0 itself with inPlace, the caller's `out`, or a new
  * [m, n] tensor), starts it from W0 (or zero with deltaOnly), then lets `accumulate` add
- * sign·ΔW into it with sign = −1 for unmerge. With safeMerge the result is checked for NaN and
- * ±Inf on the device before the caller's W0 or `out` is written (see MergeOptions.safeMerge).
+ * sign·ΔW into it with sign = −1 for unmerge. Every check comes before the target is allocated,
+ * and a failure afterwards frees it. With safeMerge the result is checked for NaN and ±Inf on the
+ * device before the caller's W0 or `out` is written (MergeOptions.safeMerge).
  */
 export async function mergeInto(
   ctx: Context,
@@ -90,56 +156,49 @@ export async function mergeInto(
   if (opts.inPlace) {
     if (opts.deltaOnly) throw new PeftError(`${where}: 'inPlace' and 'deltaOnly' exclude each other`);
     if (out) throw new PeftError(`${where}: 'out' is not used with 'inPlace' (W0 itself is updated)`);
-    checkDistinct(where, { w0, ...inputs });
+    checkIo(where, ctx, { w0 }, inputs);
   } else {
     if (out) checkTensor(where, 'out', out, [m, n], '[m, n]');
-    checkDistinct(where, { out, w0, ...inputs });
+    checkIo(where, ctx, { out }, { w0, ...inputs });
   }
   const safe = opts.safeMerge;
-  if (safe !== undefined && typeof safe !== 'boolean') throw new PeftError(`${where}: 'safeMerge' must be a boolean, got ${typeof safe}`);
+  if (safe !== undefined && typeof safe !== 'boolean') throw new PeftError(`${where}: 'safeMerge' must be a boolean, got ${describeValue(safe)}`);
   if (safe && opts.encoder) {
     throw new PeftError(`${where}: 'safeMerge' waits for the device's check before returning, so it cannot record into the caller's 'encoder'`);
   }
   // The caller's tensor the result lands in (W0 or out); without one, a new tensor is the result.
   const dest = opts.inPlace ? w0 : out;
-  // safeMerge never writes the caller's tensor before the check: it merges into a temporary.
-  const direct = !safe || !dest;
-  const target = direct && dest ? dest : ctx.tensor([m, n], 'f32', safe && dest ? `${where}.safe` : `${where}.out`);
-  const owned = target !== dest;
-  let result: Tensor<'u32'> | undefined;
-  try {
+  return withOutputs(ctx, where, async (made) => {
+    // safeMerge never writes the caller's tensor before the check: it merges into a temporary.
+    const target = dest && !safe ? dest : made.tensor([m, n], dest ? `${where}.safe` : `${where}.out`);
     if (safe) await prepareFiniteCheck(ctx);
-    await ctx.encode(opts.encoder, async (enc) => {
-      if (opts.deltaOnly) enc.clearBuffer(target.buffer, 0, target.byteLength);
-      else if (target !== w0) ctx.copy(w0, target, enc);
-      await accumulate(enc, target, opts.unmerge ? -1 : 1);
-      if (safe) {
-        result = finiteResult(ctx, `${where}.check`);
-        encodeFiniteCheck(ctx, enc, target, result);
-      }
-    });
-    if (result) {
-      const bad = await readFiniteCheck(ctx, result);
+    let check: Tensor<'u32'> | undefined;
+    try {
+      await ctx.encode(opts.encoder, async (enc) => {
+        if (opts.deltaOnly) enc.clearBuffer(target.buffer, 0, target.byteLength);
+        else if (target !== w0) ctx.copy(w0, target, enc);
+        await accumulate(enc, target, opts.unmerge ? -1 : 1);
+        if (safe) {
+          check = finiteResult(ctx, `${where}.check`);
+          encodeFiniteCheck(ctx, enc, target, check);
+        }
+      });
+      const bad = check && (await readFiniteCheck(ctx, check));
       if (bad) {
-        const at = `[${Math.floor(bad.first / n)}, ${bad.first % n}]`;
         const kept = dest ? `'${opts.inPlace ? 'w0' : 'out'}' is unchanged` : 'no tensor was returned';
         throw new PeftError(
-          `${where}: safeMerge: the merged weight has ${bad.count} non-finite value${bad.count === 1 ? '' : 's'} (NaN or ±Inf), the first at ${at}; ${kept}`,
+          `${where}: safeMerge: the merged weight has ${bad.count} non-finite value${bad.count === 1 ? '' : 's'} (NaN or ±Inf), ` +
+            `the first at [${Math.floor(bad.first / n)}, ${bad.first % n}]; ${kept}`,
         );
       }
-      if (dest && owned) ctx.copy(target, dest);
+    } finally {
+      check?.destroy();
     }
-  } catch (e) {
-    if (owned) target.destroy();
-    throw e;
-  } finally {
-    result?.destroy();
-  }
-  if (dest && owned) {
+    if (!dest || target === dest) return target;
+    ctx.copy(target, dest);
     target.destroy();
     return dest;
-  }
-  return target;
+  });
 }
 
 /** Splits `where` for merge calls: 'bora.merge' or 'bora.unmerge'. */

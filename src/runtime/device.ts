@@ -255,11 +255,34 @@ export class DeviceHealth {
     this.#destroyed = true;
   }
 
+  /** The error for `what` on a destroyed context or lost device; null while it is alive. */
+  deadError(what: string): PeftError | null {
+    if (this.#destroyed) return new PeftError(`${what}: this context was destroyed`);
+    if (this.#lostInfo) {
+      return new PeftError(`${what}: the GPU device was lost (${this.#lostInfo.reason}: ${this.#lostInfo.message}); create a new context`);
+    }
+    return null;
+  }
+
   /** Throws when the device is lost or the context destroyed. */
   assertAlive(what = 'operation'): void {
-    if (this.#destroyed) throw new PeftError(`${what}: this context was destroyed`);
-    if (this.#lostInfo) {
-      throw new PeftError(`${what}: the GPU device was lost (${this.#lostInfo.reason}: ${this.#lostInfo.message}); create a new context`);
+    const e = this.deadError(what);
+    if (e) throw e;
+  }
+
+  /**
+   * What a failed operation of `what` should throw: the loss, when the device went away under it
+   * (Dawn rejects a pending map with a bare AbortError, and the loss is reported a task later, so
+   * a non-PeftError waits briefly for it), else the error itself.
+   */
+  async explain(what: string, e: unknown): Promise<unknown> {
+    let dead = this.deadError(what);
+    if (!dead && !(e instanceof PeftError)) {
+      await Promise.race([this.lost, new Promise((resolve) => setTimeout(resolve, 50))]);
+      dead = this.deadError(what);
     }
+    if (!dead) return e;
+    if (e instanceof PeftError && / (was destroyed|device was lost)/.test(e.message) && e.message.startsWith(`${what}:`)) return e;
+    return dead;
   }
 }

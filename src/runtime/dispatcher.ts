@@ -22,11 +22,24 @@ export interface DispatchSpec {
    * by the struct's layout; a missing or unknown field is an error.
    */
   params?: ParamValues;
-  /** Storage bindings, at binding 1, 2, ... in this order (binding 0 is params when given). */
-  bindings: (Tensor | GPUBuffer)[];
+  /**
+   * Storage bindings, at binding 1, 2, ... in this order (binding 0 is params when given): a
+   * whole tensor or buffer (at most maxStorageBufferBindingSize bytes), or a range of one.
+   */
+  bindings: (Tensor | GPUBuffer | BufferRange)[];
   /** Workgroup count; a single number is split across x and y when it passes the device limit. */
   workgroups: number | [number, number?, number?];
   label?: string;
+}
+
+/**
+ * `size` bytes of `buffer` from `offset`: how a kernel binds part of a tensor larger than one
+ * storage binding. `offset` is a multiple of minStorageBufferOffsetAlignment.
+ */
+export interface BufferRange {
+  buffer: Tensor | GPUBuffer;
+  offset: number;
+  size: number;
 }
 
 export interface PipelineSpec {
@@ -42,6 +55,12 @@ export class Dispatcher {
   #uniforms: UniformCache;
   #pending: Promise<GPUError | null>[] = [];
   #uncaptured: GPUError[] = [];
+  /** The scopes of each encoder's bind groups and submission, so its call can report them. */
+  #scopes = new WeakMap<GPUCommandEncoder, Promise<GPUError | null>[]>();
+  /** Errors already thrown by the call that caused them; sync() does not throw them again. */
+  #reported = new WeakSet<GPUError>();
+  /** Calls between encode() and their submission; read() and sync() wait for them. */
+  #inflight = new Set<Promise<unknown>>();
 
   constructor(device: GPUDevice, health: DeviceHealth, pipelines: PipelineCache, uniforms: UniformCache) {
     this.#device = device;
@@ -49,9 +68,13 @@ export class Dispatcher {
     this.#pipelines = pipelines;
     this.#uniforms = uniforms;
     // Errors outside our scopes (a bad bind group while encoding, the caller's own submits) are
-    // kept and thrown by the next sync() or read().
+    // kept and thrown by the next sync() or read(). Dawn's device holds its handler from native
+    // code, where the garbage collector cannot see a cycle: a handler that reached the dispatcher
+    // (and so the device, its pipelines and buffers) kept every context's device alive forever,
+    // 1.5–3 MiB per context. The handler reaches only this list.
+    const uncaptured = this.#uncaptured;
     device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
-      this.#uncaptured.push(ev.error);
+      uncaptured.push(ev.error);
     };
   }
 
@@ -95,12 +118,17 @@ export class Dispatcher {
     else if (this.#pipelines.paramLayout(spec.shader, entry))
       throw new PeftError(`${spec.shader}.wgsl:${entry} reads uniform parameters, but none were given`);
     for (const b of spec.bindings) {
-      const buffer = b instanceof Tensor ? b.buffer : b;
-      entries.push({ binding: binding++, resource: { buffer } });
+      // The safety net under the calls' own checks: Dawn's message for another device's buffer
+      // names neither the call nor the tensor.
+      if (b instanceof Tensor && b.ctx?.device !== this.#device) {
+        throw new PeftError(`${spec.label ?? spec.shader}: tensor '${b.label}' belongs to another context`);
+      }
+      entries.push({ binding, resource: this.#bufferBinding(spec, b, binding) });
+      binding++;
     }
     this.#device.pushErrorScope('validation');
     const bindGroup = this.#device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: spec.label });
-    this.#pending.push(this.#device.popErrorScope());
+    this.#track(encoder, this.#device.popErrorScope());
     const pass = encoder.beginComputePass({ label: spec.label ?? `${spec.shader}.${entry}` });
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
@@ -108,12 +136,92 @@ export class Dispatcher {
     pass.end();
   }
 
+  // Checked here rather than left to createBindGroup, whose error would surface later and name
+  // neither the kernel nor the tensor.
+  #bufferBinding(spec: DispatchSpec, b: Tensor | GPUBuffer | BufferRange, index: number): GPUBufferBinding {
+    const limits = this.#device.limits;
+    const kernel = spec.label ?? `${spec.shader}.wgsl:${spec.entry ?? 'main'}`;
+    const range = !(b instanceof Tensor) && 'buffer' in b && 'offset' in b ? b : undefined;
+    const target = range ? range.buffer : (b as Tensor | GPUBuffer);
+    if (range && target instanceof Tensor && target.ctx?.device !== this.#device) {
+      throw new PeftError(`${kernel}: tensor '${target.label}' belongs to another context`);
+    }
+    const buffer = target instanceof Tensor ? target.buffer : target;
+    const name = target instanceof Tensor ? `'${target.label}' (shape [${target.shape.join(', ')}])` : `buffer '${buffer.label}'`;
+    if (!range) {
+      if (buffer.size > limits.maxStorageBufferBindingSize) {
+        throw new PeftError(
+          `${kernel}: binding ${index} is ${name}, ${buffer.size} bytes, past this device's maxStorageBufferBindingSize of ` +
+            `${limits.maxStorageBufferBindingSize} bytes; this kernel reads the tensor whole and cannot split it across bindings`,
+        );
+      }
+      return { buffer };
+    }
+    const { offset, size } = range;
+    const ok =
+      Number.isInteger(offset) &&
+      Number.isInteger(size) &&
+      offset >= 0 &&
+      size > 0 &&
+      offset % limits.minStorageBufferOffsetAlignment === 0 &&
+      size % 4 === 0 &&
+      offset + size <= buffer.size &&
+      size <= limits.maxStorageBufferBindingSize;
+    if (!ok) {
+      throw new PeftError(
+        `${kernel}: binding ${index} is bytes [${offset}, ${offset + size}) of ${name}, ${buffer.size} bytes; a range needs an offset ` +
+          `that is a multiple of minStorageBufferOffsetAlignment (${limits.minStorageBufferOffsetAlignment}), a positive size that is a ` +
+          `multiple of 4 and at most maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize}), inside the buffer`,
+      );
+    }
+    return { buffer, offset, size };
+  }
+
+  /**
+   * Runs `fn` on the caller's encoder, or on a new one submitted afterwards. The returned promise
+   * rejects with the errors of this call's own error scopes (its bind groups and, when it
+   * submitted, its submission): WebGPU resolves a scope when the call is validated, not when the
+   * GPU finishes, so this adds no wait on the queue.
+   */
   async encode<T>(encoder: GPUCommandEncoder | undefined, fn: (enc: GPUCommandEncoder) => T | Promise<T>): Promise<T> {
+    // On the caller's encoder (or nested in one of our calls) the errors wait for whoever submits.
     if (encoder) return await fn(encoder);
     const enc = this.#device.createCommandEncoder({ label: 'peft-wgsl' });
-    const out = await fn(enc);
-    this.submit(enc);
-    return out;
+    const run = (async () => {
+      const out = await fn(enc);
+      this.submit(enc);
+      return out;
+    })();
+    this.#inflight.add(run);
+    try {
+      const out = await run;
+      await this.#reportScopes(enc);
+      return out;
+    } finally {
+      this.#inflight.delete(run);
+    }
+  }
+
+  /** Waits until every call that began encoding before now has submitted (or failed). */
+  async settled(): Promise<void> {
+    if (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+  }
+
+  #track(encoder: GPUCommandEncoder, scope: Promise<GPUError | null>): void {
+    this.#pending.push(scope);
+    let list = this.#scopes.get(encoder);
+    if (!list) this.#scopes.set(encoder, (list = []));
+    list.push(scope);
+  }
+
+  async #reportScopes(encoder: GPUCommandEncoder): Promise<void> {
+    const list = this.#scopes.get(encoder);
+    if (!list) return;
+    this.#scopes.delete(encoder);
+    const errors = (await Promise.all(list)).filter((e): e is GPUError => e !== null);
+    // The first is the cause; the rest (a submit that met the invalid bind group) are its echo.
+    for (const e of errors) this.#reported.add(e);
+    if (errors[0]) throw scopeError(errors[0]);
   }
 
   submit(encoder: GPUCommandEncoder): void {
@@ -123,22 +231,25 @@ export class Dispatcher {
     this.#device.queue.submit([encoder.finish()]);
     const validation = this.#device.popErrorScope();
     const oom = this.#device.popErrorScope();
-    this.#pending.push(validation, oom);
+    this.#track(encoder, validation);
+    this.#track(encoder, oom);
   }
 
   async sync(): Promise<void> {
     this.#health.assertAlive('sync');
+    await this.settled();
     const pending = this.#pending;
     this.#pending = [];
-    const errors = (await Promise.all(pending)).filter((e): e is GPUError => e !== null);
+    const errors = (await Promise.all(pending)).filter((e): e is GPUError => e !== null && !this.#reported.has(e));
     const uncaptured = this.#uncaptured.splice(0);
     const first = errors[0] ?? uncaptured[0];
-    if (first) {
-      const kind =
-        first.constructor?.name === 'GPUOutOfMemoryError' || /out of memory/i.test(first.message) ? 'out of GPU memory' : 'GPU validation error';
-      throw new PeftError(`${kind}: ${first.message}`);
-    }
+    if (first) throw scopeError(first);
     await Promise.race([this.#device.queue.onSubmittedWorkDone(), this.#health.lost]);
     this.#health.assertAlive('sync');
   }
+}
+
+function scopeError(e: GPUError): PeftError {
+  const kind = e.constructor?.name === 'GPUOutOfMemoryError' || /out of memory/i.test(e.message) ? 'out of GPU memory' : 'GPU validation error';
+  return new PeftError(`${kind}: ${e.message}`);
 }

@@ -15,12 +15,12 @@ import type { Tensor } from '../../tensor.js';
 import { matmul } from '../../ops/matmul.js';
 import { kaimingUniform } from '../../random.js';
 import { rankReport, type RankReport } from '../../rank.js';
-import { PeftError, checkDim, checkDistinct, checkRank, checkScale, checkTensor } from '../../validate.js';
+import { PeftError, asTensor, checkContext, checkDim, checkIo, checkMatrix, checkRank, checkScale, checkTensor } from '../../validate.js';
 import {
   checkOptions,
   mergeInto,
   mergeName,
-  outputOrNew,
+  withOutputs,
   type BackwardOptions,
   type EncodeOptions,
   type ForwardOptions,
@@ -184,13 +184,11 @@ function checkDivides(where: string, blocks: number, n: number, m: number): void
   if (why) throw new PeftError(`${where}: ${why}`);
 }
 
-function layerDims(where: string, p: BoraParams, x?: Tensor): BoraDims {
+function layerDims(where: string, p: BoraParams, x?: Tensor, needX = false): BoraDims {
   const variant = checkVariant(where, p.variant);
   const blocks = checkBlocks(where, p.blocks);
-  if (!p.w0 || p.w0.shape.length !== 2) throw new PeftError(`${where}: 'w0' must be a 2-D Tensor [m, n]`);
-  const [m, n] = p.w0.shape;
-  if (!p.a || p.a.shape.length !== 2) throw new PeftError(`${where}: 'a' must be a 2-D Tensor [r, n]`);
-  const r = p.a.shape[0];
+  const [m, n] = checkMatrix(where, 'w0', p.w0, '[m, n]');
+  const [r] = checkMatrix(where, 'a', p.a, '[r, n]');
   checkTensor(where, 'w0', p.w0, [m, n], '[m, n]');
   checkTensor(where, 'a', p.a, [r, n], '[r, n]');
   checkTensor(where, 'b', p.b, [m, r], '[m, r]');
@@ -201,19 +199,21 @@ function layerDims(where: string, p: BoraParams, x?: Tensor): BoraDims {
   if (variant === 'bora') {
     sigmaTransform = checkSigmaTransform(where, p.sigmaTransform);
     checkTensor(where, 'sigma', p.sigma, [blocks, blocks, r], '[b, b, r]');
-    if (p.sigmaEff) {
+    if (p.sigmaEff !== undefined) {
+      if (p.sigmaEff === null || typeof p.sigmaEff !== 'object') throw new PeftError(`${where}: 'sigmaEff' must be { eff, mu } from boraSigma`);
       checkTensor(where, 'sigmaEff.eff', p.sigmaEff.eff, [blocks, blocks, r], '[b, b, r]');
       checkTensor(where, 'sigmaEff.mu', p.sigmaEff.mu, [1], '[1]');
     }
   } else if (p.sigma || p.sigmaEff || p.sigmaTransform !== undefined) {
     throw new PeftError(`${where}: variant 'melora' has a fixed block-identity Σ; do not pass 'sigma', 'sigmaTransform' or 'sigmaEff'`);
   }
-  let T = 1;
-  if (x) {
-    if (x.shape.length !== 2) throw new PeftError(`${where}: 'x' must be a 2-D Tensor [T, n]`);
-    T = x.shape[0];
-  }
+  const T = needX ? checkMatrix(where, 'x', x, '[T, n]')[0] : 1;
   return { T, n, m, r, blocks, blockN: n / blocks, blockM: m / blocks, variant, sigmaTransform };
+}
+
+/** The caller's Σ of this step, an input every output must stay clear of. */
+function sigmaInputs(p: BoraParams): Record<string, Tensor | undefined> {
+  return p.sigmaEff ? { 'sigmaEff.eff': p.sigmaEff.eff, 'sigmaEff.mu': p.sigmaEff.mu } : {};
 }
 
 /** Tokens per workgroup of the fused kernel: Z and S tiles (2·TT·b·r floats) must fit workgroup memory. */
@@ -237,19 +237,25 @@ export async function boraSigma(
   opts: EncodeOptions = {},
 ): Promise<BoraSigma> {
   const where = 'bora.sigma';
-  checkOptions(where, opts, ['encoder']);
+  checkContext(where, ctx);
   checkArgs(where, p, ['sigma', 'sigmaTransform', 'out']);
+  checkOptions(where, opts, ['encoder']);
   const transform = checkSigmaTransform(where, p.sigmaTransform);
-  if (!p.sigma || p.sigma.shape.length !== 3 || p.sigma.shape[0] !== p.sigma.shape[1]) {
-    throw new PeftError(`${where}: 'sigma' must be a Tensor of shape [b, b, r], got ${p.sigma ? `[${p.sigma.shape.join(', ')}]` : 'nothing'}`);
+  const sigma = asTensor(where, 'sigma', p.sigma, 'a Tensor of shape [b, b, r]');
+  if (sigma.shape.length !== 3 || sigma.shape[0] !== sigma.shape[1]) {
+    throw new PeftError(`${where}: 'sigma' must be a Tensor of shape [b, b, r], got [${sigma.shape.join(', ')}]`);
   }
-  const [blocks, , r] = p.sigma.shape;
-  checkTensor(where, 'sigma', p.sigma, [blocks, blocks, r], '[b, b, r]');
-  const eff = outputOrNew(ctx, where, 'out.eff', p.out?.eff, [blocks, blocks, r], '[b, b, r]', 'bora.sigmaEff');
-  const mu = outputOrNew(ctx, where, 'out.mu', p.out?.mu, [1], '[1]', 'bora.mu');
-  checkDistinct(where, { eff, mu, sigma: p.sigma });
-  await encodeSigma(ctx, p.sigma, { eff, mu }, blocks, r, transform, opts.encoder);
-  return { eff, mu };
+  const [blocks, , r] = sigma.shape;
+  if (p.out !== undefined && (p.out === null || typeof p.out !== 'object')) throw new PeftError(`${where}: 'out' must be { eff, mu }`);
+  if (p.out?.eff) checkTensor(where, 'out.eff', p.out.eff, [blocks, blocks, r], '[b, b, r]');
+  if (p.out?.mu) checkTensor(where, 'out.mu', p.out.mu, [1], '[1]');
+  checkIo(where, ctx, { 'out.eff': p.out?.eff, 'out.mu': p.out?.mu }, { sigma });
+  return withOutputs(ctx, where, async (made) => {
+    const eff = made.output('out.eff', p.out?.eff, [blocks, blocks, r], '[b, b, r]', 'bora.sigmaEff');
+    const mu = made.output('out.mu', p.out?.mu, [1], '[1]', 'bora.mu');
+    await encodeSigma(ctx, sigma, { eff, mu }, blocks, r, transform, opts.encoder);
+    return { eff, mu };
+  });
 }
 
 async function encodeSigma(
@@ -407,82 +413,24 @@ async function encodeWeightGrad(
  */
 export async function boraForward(ctx: Context, p: BoraForwardArgs, opts: BoraForwardOptions = {}): Promise<{ y: Tensor; z?: Tensor; s?: Tensor }> {
   const where = 'bora.forward';
-  checkOptions(where, opts, BORA_FORWARD_OPTIONS);
+  checkContext(where, ctx);
   checkArgs(where, p, FORWARD_ARGS);
-  const d = layerDims(where, p, p.x);
+  checkOptions(where, opts, BORA_FORWARD_OPTIONS);
+  const d = layerDims(where, p, p.x, true);
   checkTensor(where, 'x', p.x, [d.T, d.n], '[T, n]');
   const br = d.blocks * d.r;
-  const y = outputOrNew(ctx, where, 'y', p.y, [d.T, d.m], '[T, m]', 'bora.y');
-  const save = opts.save || !!p.z || !!p.s;
-  const z = save ? outputOrNew(ctx, where, 'z', p.z, [d.T, br], '[T, b·r]', 'bora.z') : undefined;
-  const s = save ? outputOrNew(ctx, where, 's', p.s, [d.T, br], '[T, b·r]', 'bora.s') : undefined;
-  checkDistinct(where, { y, z, s, x: p.x, w0: p.w0, a: p.a, b: p.b, sigma: p.sigma });
-  await ctx.encode(opts.encoder, async (enc) => {
-    const sig = await sigmaFor(ctx, p, d, enc);
-    if (!opts.adapterOnly) await matmul(ctx, { a: p.x, b: p.w0, c: y, M: d.T, N: d.m, K: d.n, transB: true }, enc);
-    await encodeFused(
-      ctx,
-      where,
-      d,
-      {
-        input: p.x,
-        downWeight: p.a,
-        sigma: sig?.eff ?? null,
-        upWeight: p.b,
-        output: y,
-        downSave: z ?? null,
-        mixSave: s ?? null,
-        nIn: d.n,
-        nOut: d.m,
-        backward: false,
-        scaleDown: 1,
-        scaleUp: p.scale,
-        accumulate: !opts.adapterOnly,
-      },
-      enc,
-    );
-  });
-  return save ? { y, z, s } : { y };
-}
-
-/**
- * dX, dA, dB and (BoRA) dσ of L = sum(Y ⊙ G). Pass the forward's Z and S to skip recomputing
- * them; dΣ is written to `dsigmaEff` when given.
- */
-export async function boraBackward(ctx: Context, p: BoraBackwardArgs, opts: BackwardOptions = {}): Promise<BoraGrads> {
-  const where = 'bora.backward';
-  checkOptions(where, opts, BACKWARD_OPTIONS);
-  checkArgs(where, p, BACKWARD_ARGS);
-  const d = layerDims(where, p, p.x);
-  const br = d.blocks * d.r;
-  checkTensor(where, 'x', p.x, [d.T, d.n], '[T, n]');
-  checkTensor(where, 'g', p.g, [d.T, d.m], '[T, m]');
-  if (!!p.z !== !!p.s) throw new PeftError(`${where}: pass both 'z' and 's' from the forward, or neither`);
+  const save = !!opts.save || !!p.z || !!p.s;
+  if (p.y) checkTensor(where, 'y', p.y, [d.T, d.m], '[T, m]');
   if (p.z) checkTensor(where, 'z', p.z, [d.T, br], '[T, b·r]');
   if (p.s) checkTensor(where, 's', p.s, [d.T, br], '[T, b·r]');
-  const dx = outputOrNew(ctx, where, 'dx', p.dx, [d.T, d.n], '[T, n]', 'bora.dx');
-  const da = outputOrNew(ctx, where, 'da', p.da, [d.r, d.n], '[r, n]', 'bora.da');
-  const db = outputOrNew(ctx, where, 'db', p.db, [d.m, d.r], '[m, r]', 'bora.db');
-  let dsigma: Tensor | undefined;
-  let dSigmaEff: Tensor | undefined;
-  if (p.variant !== 'melora') {
-    dsigma = outputOrNew(ctx, where, 'dsigma', p.dsigma, [d.blocks, d.blocks, d.r], '[b, b, r]', 'bora.dsigma');
-    dSigmaEff = p.dsigmaEff
-      ? checkTensor(where, 'dsigmaEff', p.dsigmaEff, [d.blocks, d.blocks, d.r], '[b, b, r]')
-      : ctx.scratch('bora.dsigmaEff', [d.blocks, d.blocks, d.r]);
-  } else if (p.dsigma || p.dsigmaEff) {
-    throw new PeftError(`${where}: variant 'melora' has no σ; do not pass 'dsigma' or 'dsigmaEff'`);
-  }
-  checkDistinct(where, { dx, da, db, dsigma, dsigmaEff: p.dsigmaEff, x: p.x, g: p.g, w0: p.w0, a: p.a, b: p.b, z: p.z, s: p.s, sigma: p.sigma });
-  const ds = ctx.scratch('bora.ds', [d.T, br]);
-  const dz = ctx.scratch('bora.dz', [d.T, br]);
-  await ctx.encode(opts.encoder, async (enc) => {
-    const sig = await sigmaFor(ctx, p, d, enc);
-    let z = p.z;
-    let s = p.s;
-    if (!z || !s) {
-      z = ctx.scratch('bora.z', [d.T, br]);
-      s = ctx.scratch('bora.s', [d.T, br]);
+  checkIo(where, ctx, { y: p.y, z: p.z, s: p.s }, { x: p.x, w0: p.w0, a: p.a, b: p.b, sigma: p.sigma, ...sigmaInputs(p) });
+  return withOutputs(ctx, where, async (made) => {
+    const y = made.output('y', p.y, [d.T, d.m], '[T, m]', 'bora.y');
+    const z = save ? made.output('z', p.z, [d.T, br], '[T, b·r]', 'bora.z') : undefined;
+    const s = save ? made.output('s', p.s, [d.T, br], '[T, b·r]', 'bora.s') : undefined;
+    await ctx.encode(opts.encoder, async (enc) => {
+      const sig = await sigmaFor(ctx, p, d, enc);
+      if (!opts.adapterOnly) await matmul(ctx, { a: p.x, b: p.w0, c: y, M: d.T, N: d.m, K: d.n, transB: true }, enc);
       await encodeFused(
         ctx,
         where,
@@ -492,73 +440,149 @@ export async function boraBackward(ctx: Context, p: BoraBackwardArgs, opts: Back
           downWeight: p.a,
           sigma: sig?.eff ?? null,
           upWeight: p.b,
-          output: null,
-          downSave: z,
-          mixSave: s,
+          output: y,
+          downSave: z ?? null,
+          mixSave: s ?? null,
           nIn: d.n,
           nOut: d.m,
           backward: false,
           scaleDown: 1,
-          scaleUp: 1,
-          accumulate: false,
+          scaleUp: p.scale,
+          accumulate: !opts.adapterOnly,
         },
         enc,
       );
-    }
-    if (!opts.adapterOnly) await matmul(ctx, { a: p.g, b: p.w0, c: dx, M: d.T, N: d.n, K: d.m }, enc);
-    // The transpose of the forward: G → dS = s·G_j B_j → dZ = Σᵀ-mix → dX += A_k dZ_k.
-    await encodeFused(
-      ctx,
-      where,
-      d,
-      {
-        input: p.g,
-        downWeight: p.b,
-        sigma: sig?.eff ?? null,
-        upWeight: p.a,
-        output: dx,
-        downSave: ds,
-        mixSave: dz,
-        nIn: d.m,
-        nOut: d.n,
-        backward: true,
-        scaleDown: p.scale,
-        scaleUp: 1,
-        accumulate: !opts.adapterOnly,
-      },
-      enc,
-    );
-    await encodeWeightGrad(ctx, d, p.g, s, db, d.m, p.scale, false, 'bora.db', enc);
-    await encodeWeightGrad(ctx, d, p.x, dz, da, d.n, 1, true, 'bora.da', enc);
-    if (sig && dsigma && dSigmaEff && p.sigma) {
-      const mixConstants = { R: d.r, BLOCKS: d.blocks, WG };
-      const sigmaConstants = { R: d.r, BLOCKS: d.blocks, TRANSFORM: TRANSFORM_ID[d.sigmaTransform] };
-      await ctx.prepare([
-        { shader: 'bora', entry: 'mix_grad', constants: mixConstants },
-        { shader: 'bora', entry: 'sigma_raw_grad', constants: sigmaConstants },
-      ]);
-      const count = d.blocks * br;
-      ctx.dispatch(enc, {
-        shader: 'bora',
-        entry: 'mix_grad',
-        constants: mixConstants,
-        params: { tokens: d.T },
-        bindings: [ds, z, dSigmaEff],
-        workgroups: Math.ceil(count / WG),
-        label: 'bora.dSigma',
-      });
-      ctx.dispatch(enc, {
-        shader: 'bora',
-        entry: 'sigma_raw_grad',
-        constants: sigmaConstants,
-        params: { count },
-        bindings: [p.sigma, sig.eff, sig.mu, dSigmaEff, dsigma],
-        workgroups: 1,
-        label: 'bora.dsigma',
-      });
-    }
+    });
+    return save ? { y, z, s } : { y };
   });
-  return dsigma ? { dx, da, db, dsigma } : { dx, da, db };
+}
+
+/**
+ * dX, dA, dB and (BoRA) dσ of L = sum(Y ⊙ G). Pass the forward's Z and S to skip recomputing
+ * them; dΣ is written to `dsigmaEff` when given.
+ */
+export async function boraBackward(ctx: Context, p: BoraBackwardArgs, opts: BackwardOptions = {}): Promise<BoraGrads> {
+  const where = 'bora.backward';
+  checkContext(where, ctx);
+  checkArgs(where, p, BACKWARD_ARGS);
+  checkOptions(where, opts, BACKWARD_OPTIONS);
+  const d = layerDims(where, p, p.x, true);
+  const br = d.blocks * d.r;
+  checkTensor(where, 'x', p.x, [d.T, d.n], '[T, n]');
+  checkTensor(where, 'g', p.g, [d.T, d.m], '[T, m]');
+  if (!!p.z !== !!p.s) throw new PeftError(`${where}: pass both 'z' and 's' from the forward, or neither`);
+  if (p.z) checkTensor(where, 'z', p.z, [d.T, br], '[T, b·r]');
+  if (p.s) checkTensor(where, 's', p.s, [d.T, br], '[T, b·r]');
+  if (p.dx) checkTensor(where, 'dx', p.dx, [d.T, d.n], '[T, n]');
+  if (p.da) checkTensor(where, 'da', p.da, [d.r, d.n], '[r, n]');
+  if (p.db) checkTensor(where, 'db', p.db, [d.m, d.r], '[m, r]');
+  if (p.variant === 'melora' && (p.dsigma || p.dsigmaEff)) {
+    throw new PeftError(`${where}: variant 'melora' has no σ; do not pass 'dsigma' or 'dsigmaEff'`);
+  }
+  if (p.dsigma) checkTensor(where, 'dsigma', p.dsigma, [d.blocks, d.blocks, d.r], '[b, b, r]');
+  if (p.dsigmaEff) checkTensor(where, 'dsigmaEff', p.dsigmaEff, [d.blocks, d.blocks, d.r], '[b, b, r]');
+  checkIo(
+    where,
+    ctx,
+    { dx: p.dx, da: p.da, db: p.db, dsigma: p.dsigma, dsigmaEff: p.dsigmaEff },
+    { x: p.x, g: p.g, w0: p.w0, a: p.a, b: p.b, z: p.z, s: p.s, sigma: p.sigma, ...sigmaInputs(p) },
+  );
+  return withOutputs(ctx, where, async (made) => {
+    const dx = made.output('dx', p.dx, [d.T, d.n], '[T, n]', 'bora.dx');
+    const da = made.output('da', p.da, [d.r, d.n], '[r, n]', 'bora.da');
+    const db = made.output('db', p.db, [d.m, d.r], '[m, r]', 'bora.db');
+    let dsigma: Tensor | undefined;
+    let dSigmaEff: Tensor | undefined;
+    if (p.variant !== 'melora') {
+      dsigma = made.output('dsigma', p.dsigma, [d.blocks, d.blocks, d.r], '[b, b, r]', 'bora.dsigma');
+      dSigmaEff = p.dsigmaEff ?? ctx.scratch('bora.dsigmaEff', [d.blocks, d.blocks, d.r]);
+    }
+    const ds = ctx.scratch('bora.ds', [d.T, br]);
+    const dz = ctx.scratch('bora.dz', [d.T, br]);
+    await ctx.encode(opts.encoder, async (enc) => {
+      const sig = await sigmaFor(ctx, p, d, enc);
+      let z = p.z;
+      let s = p.s;
+      if (!z || !s) {
+        z = ctx.scratch('bora.z', [d.T, br]);
+        s = ctx.scratch('bora.s', [d.T, br]);
+        await encodeFused(
+          ctx,
+          where,
+          d,
+          {
+            input: p.x,
+            downWeight: p.a,
+            sigma: sig?.eff ?? null,
+            upWeight: p.b,
+            output: null,
+            downSave: z,
+            mixSave: s,
+            nIn: d.n,
+            nOut: d.m,
+            backward: false,
+            scaleDown: 1,
+            scaleUp: 1,
+            accumulate: false,
+          },
+          enc,
+        );
+      }
+      if (!opts.adapterOnly) await matmul(ctx, { a: p.g, b: p.w0, c: dx, M: d.T, N: d.n, K: d.m }, enc);
+      // The transpose of the forward: G → dS = s·G_j B_j → dZ = Σᵀ-mix → dX += A_k dZ_k.
+      await encodeFused(
+        ctx,
+        where,
+        d,
+        {
+          input: p.g,
+          downWeight: p.b,
+          sigma: sig?.eff ?? null,
+          upWeight: p.a,
+          output: dx,
+          downSave: ds,
+          mixSave: dz,
+          nIn: d.m,
+          nOut: d.n,
+          backward: true,
+          scaleDown: p.scale,
+          scaleUp: 1,
+          accumulate: !opts.adapterOnly,
+        },
+        enc,
+      );
+      await encodeWeightGrad(ctx, d, p.g, s, db, d.m, p.scale, false, 'bora.db', enc);
+      await encodeWeightGrad(ctx, d, p.x, dz, da, d.n, 1, true, 'bora.da', enc);
+      if (sig && dsigma && dSigmaEff && p.sigma) {
+        const mixConstants = { R: d.r, BLOCKS: d.blocks, WG };
+        const sigmaConstants = { R: d.r, BLOCKS: d.blocks, TRANSFORM: TRANSFORM_ID[d.sigmaTransform] };
+        await ctx.prepare([
+          { shader: 'bora', entry: 'mix_grad', constants: mixConstants },
+          { shader: 'bora', entry: 'sigma_raw_grad', constants: sigmaConstants },
+        ]);
+        const count = d.blocks * br;
+        ctx.dispatch(enc, {
+          shader: 'bora',
+          entry: 'mix_grad',
+          constants: mixConstants,
+          params: { tokens: d.T },
+          bindings: [ds, z, dSigmaEff],
+          workgroups: Math.ceil(count / WG),
+          label: 'bora.dSigma',
+        });
+        ctx.dispatch(enc, {
+          shader: 'bora',
+          entry: 'sigma_raw_grad',
+          constants: sigmaConstants,
+          params: { count },
+          bindings: [p.sigma, sig.eff, sig.mu, dSigmaEff, dsigma],
+          workgroups: 1,
+          label: 'bora.dsigma',
+        });
+      }
+    });
+    return dsigma ? { dx, da, db, dsigma } : { dx, da, db };
+  });
 }
 
 // ------------------------------------------------------------------------------ merge
@@ -568,13 +592,14 @@ export async function boraBackward(ctx: Context, p: BoraBackwardArgs, opts: Back
  * default). `inPlace` updates W0 itself (with `unmerge`, W' − ΔW); `deltaOnly` writes ΔW.
  */
 export async function boraMerge(ctx: Context, p: BoraMergeArgs, opts: MergeOptions = {}): Promise<Tensor> {
-  const where = mergeName('bora', opts);
-  checkOptions(where, opts, MERGE_OPTIONS);
+  const where = mergeName('bora', opts ?? {});
+  checkContext(where, ctx);
   checkArgs(where, p, MERGE_ARGS);
+  checkOptions(where, opts, MERGE_OPTIONS);
   const d = layerDims(where, p);
   const constants = { R: d.r, BLOCKS: d.blocks, WG, MIX: d.variant === 'bora' };
   await ctx.prepare([{ shader: 'bora', entry: 'delta', constants }]);
-  return mergeInto(ctx, where, p.w0, p.out, opts, { a: p.a, b: p.b, sigma: p.sigma }, async (enc, target, sign) => {
+  return mergeInto(ctx, where, p.w0, p.out, opts, { a: p.a, b: p.b, sigma: p.sigma, ...sigmaInputs(p) }, async (enc, target, sign) => {
     const sig = await sigmaFor(ctx, p, d, enc);
     ctx.dispatch(enc, {
       shader: 'bora',
@@ -668,6 +693,8 @@ export function recommendedBlocks(n: number, m: number): number {
 
 /** Singular-value report of ΔW, computed on the device and analysed on the CPU (paper's Figure 4). */
 export async function boraRank(ctx: Context, p: BoraParams, threshold = 0.005): Promise<RankReport> {
+  checkContext('bora.rank', ctx);
+  checkArgs('bora.rank', p, LAYER_ARGS);
   const d = layerDims('bora.rank', p);
   const delta = await boraMerge(ctx, p, { deltaOnly: true });
   try {

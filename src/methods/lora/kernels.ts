@@ -13,13 +13,15 @@ import type { Context } from '../../runtime.js';
 import type { Tensor } from '../../tensor.js';
 import { kaimingUniform } from '../../random.js';
 import { matmul } from '../../ops/matmul.js';
-import { checkDropout, dropoutApply, dropoutMaskedAdd, type Dropout } from '../../ops/dropout.js';
-import { PeftError, checkDim, checkDistinct, checkRank, checkScale, checkTensor } from '../../validate.js';
+import { dropoutApply, dropoutMaskedAdd, type Dropout } from '../../ops/dropout.js';
+import { PeftError, checkDim, checkIo, checkMatrix, checkRank, checkScale, checkTensor } from '../../validate.js';
 import {
+  checkCall,
+  checkDropoutArg,
   checkOptions,
   mergeInto,
   mergeName,
-  outputOrNew,
+  withOutputs,
   type BackwardOptions,
   type ForwardOptions,
   type MergeOptions,
@@ -70,81 +72,88 @@ export interface LoraDims {
   r: number;
 }
 
-function layerDims(where: string, p: LoraParams, x?: Tensor): LoraDims {
-  if (!p.w0 || p.w0.shape.length !== 2) throw new PeftError(`${where}: 'w0' must be a 2-D Tensor [m, n]`);
-  const [m, n] = p.w0.shape;
-  if (!p.a || p.a.shape.length !== 2) throw new PeftError(`${where}: 'a' must be a 2-D Tensor [r, n]`);
-  const r = p.a.shape[0];
-  checkTensor(where, 'w0', p.w0, [m, n], '[m, n]');
+const LAYER_FIELDS = '{ w0, a, b, scale }';
+
+function layerDims(where: string, p: LoraParams, x?: Tensor, needX = false): LoraDims {
+  const [m, n] = checkMatrix(where, 'w0', p.w0, '[m, n]');
+  const [r] = checkMatrix(where, 'a', p.a, '[r, n]');
   checkTensor(where, 'a', p.a, [r, n], '[r, n]');
   checkTensor(where, 'b', p.b, [m, r], '[m, r]');
   checkRank(where, r, n, m);
   checkScale(where, 'scale', p.scale);
   let T = 1;
-  if (x) {
-    if (x.shape.length !== 2) throw new PeftError(`${where}: 'x' must be a 2-D Tensor [T, n]`);
-    T = x.shape[0];
-  }
+  if (needX) T = checkMatrix(where, 'x', x, '[T, n]')[0];
   return { T, n, m, r };
 }
 
 /** Y = X W0ᵀ + s·(X Aᵀ)Bᵀ (adapterOnly: the second term alone). Returns Y and Z = X Aᵀ (kept for the backward). */
 export async function loraForward(ctx: Context, p: LoraForwardArgs, opts: ForwardOptions = {}): Promise<{ y: Tensor; z: Tensor }> {
   const where = 'lora.forward';
+  checkCall(where, ctx, p, `{ x, ${LAYER_FIELDS.slice(2)}`);
   checkOptions(where, opts, FORWARD_OPTIONS);
-  const d = layerDims(where, p, p.x);
+  const d = layerDims(where, p, p.x, true);
   checkTensor(where, 'x', p.x, [d.T, d.n], '[T, n]');
-  const y = outputOrNew(ctx, where, 'y', p.y, [d.T, d.m], '[T, m]', 'lora.y');
-  const z = outputOrNew(ctx, where, 'z', p.z, [d.T, d.r], '[T, r]', 'lora.z');
-  checkDistinct(where, { y, z, x: p.x, w0: p.w0, a: p.a, b: p.b });
-  const drop = checkDropout(where, p.dropout);
-  await ctx.encode(opts.encoder, async (enc) => {
-    await downProject(ctx, p.x, p.a, z, d, drop, enc);
-    if (opts.adapterOnly) {
-      await matmul(ctx, { a: z, b: p.b, c: y, M: d.T, N: d.m, K: d.r, transB: true, alpha: p.scale }, enc);
-    } else {
-      await matmul(ctx, { a: p.x, b: p.w0, c: y, M: d.T, N: d.m, K: d.n, transB: true, second: { a: z, b: p.b, K: d.r, alpha: p.scale } }, enc);
-    }
+  if (p.y) checkTensor(where, 'y', p.y, [d.T, d.m], '[T, m]');
+  if (p.z) checkTensor(where, 'z', p.z, [d.T, d.r], '[T, r]');
+  checkIo(where, ctx, { y: p.y, z: p.z }, { x: p.x, w0: p.w0, a: p.a, b: p.b });
+  const drop = checkDropoutArg(where, p.dropout);
+  return withOutputs(ctx, where, async (out) => {
+    const y = out.output('y', p.y, [d.T, d.m], '[T, m]', 'lora.y');
+    const z = out.output('z', p.z, [d.T, d.r], '[T, r]', 'lora.z');
+    await ctx.encode(opts.encoder, async (enc) => {
+      await downProject(ctx, p.x, p.a, z, d, drop, enc);
+      if (opts.adapterOnly) {
+        await matmul(ctx, { a: z, b: p.b, c: y, M: d.T, N: d.m, K: d.r, transB: true, alpha: p.scale }, enc);
+      } else {
+        await matmul(ctx, { a: p.x, b: p.w0, c: y, M: d.T, N: d.m, K: d.n, transB: true, second: { a: z, b: p.b, K: d.r, alpha: p.scale } }, enc);
+      }
+    });
+    return { y, z };
   });
-  return { y, z };
 }
 
 /** dX, dA, dB of L = sum(Y ⊙ G) (adapterOnly: dX without G W0). Pass the forward's Z to skip recomputing it. */
 export async function loraBackward(ctx: Context, p: LoraBackwardArgs, opts: BackwardOptions = {}): Promise<{ dx: Tensor; da: Tensor; db: Tensor }> {
   const where = 'lora.backward';
+  checkCall(where, ctx, p, `{ x, g, ${LAYER_FIELDS.slice(2)}`);
   checkOptions(where, opts, BACKWARD_OPTIONS);
-  const d = layerDims(where, p, p.x);
+  const d = layerDims(where, p, p.x, true);
   checkTensor(where, 'x', p.x, [d.T, d.n], '[T, n]');
   checkTensor(where, 'g', p.g, [d.T, d.m], '[T, m]');
   if (p.z) checkTensor(where, 'z', p.z, [d.T, d.r], '[T, r]');
-  const dx = outputOrNew(ctx, where, 'dx', p.dx, [d.T, d.n], '[T, n]', 'lora.dx');
-  const da = outputOrNew(ctx, where, 'da', p.da, [d.r, d.n], '[r, n]', 'lora.da');
-  const db = outputOrNew(ctx, where, 'db', p.db, [d.m, d.r], '[m, r]', 'lora.db');
-  checkDistinct(where, { dx, da, db, x: p.x, g: p.g, w0: p.w0, a: p.a, b: p.b, z: p.z });
-  const h = ctx.scratch('lora.h', [d.T, d.r]); // H = G B
-  const z = p.z ?? ctx.scratch('lora.z', [d.T, d.r]);
-  const drop = checkDropout(where, p.dropout);
-  await ctx.encode(opts.encoder, async (enc) => {
-    if (!p.z) await downProject(ctx, p.x, p.a, z, d, drop, enc);
-    await matmul(ctx, { a: p.g, b: p.b, c: h, M: d.T, N: d.r, K: d.m }, enc);
-    if (drop) {
-      // The mask cannot ride in the matmul epilogue, so H A goes through a scratch tensor.
-      const hA = ctx.scratch('lora.ha', [d.T, d.n]);
-      await matmul(ctx, { a: h, b: p.a, c: hA, M: d.T, N: d.n, K: d.r }, enc);
-      if (opts.adapterOnly) enc.clearBuffer(dx.buffer, 0, dx.byteLength);
-      else await matmul(ctx, { a: p.g, b: p.w0, c: dx, M: d.T, N: d.n, K: d.m }, enc);
-      await dropoutMaskedAdd(ctx, hA, dx, drop, p.scale, enc);
-    } else if (opts.adapterOnly) {
-      await matmul(ctx, { a: h, b: p.a, c: dx, M: d.T, N: d.n, K: d.r, alpha: p.scale }, enc);
-    } else {
-      await matmul(ctx, { a: p.g, b: p.w0, c: dx, M: d.T, N: d.n, K: d.m, second: { a: h, b: p.a, K: d.r, alpha: p.scale } }, enc);
-    }
-    await matmul(ctx, { a: p.g, b: z, c: db, M: d.m, N: d.r, K: d.T, transA: true, alpha: p.scale }, enc);
-    const xDropped = drop ? ctx.scratch('lora.xdrop', [d.T, d.n]) : p.x;
-    if (drop) await dropoutApply(ctx, p.x, xDropped, drop, enc);
-    await matmul(ctx, { a: h, b: xDropped, c: da, M: d.r, N: d.n, K: d.T, transA: true, alpha: p.scale }, enc);
+  if (p.dx) checkTensor(where, 'dx', p.dx, [d.T, d.n], '[T, n]');
+  if (p.da) checkTensor(where, 'da', p.da, [d.r, d.n], '[r, n]');
+  if (p.db) checkTensor(where, 'db', p.db, [d.m, d.r], '[m, r]');
+  checkIo(where, ctx, { dx: p.dx, da: p.da, db: p.db }, { x: p.x, g: p.g, w0: p.w0, a: p.a, b: p.b, z: p.z });
+  const drop = checkDropoutArg(where, p.dropout);
+  return withOutputs(ctx, where, async (out) => {
+    const dx = out.output('dx', p.dx, [d.T, d.n], '[T, n]', 'lora.dx');
+    const da = out.output('da', p.da, [d.r, d.n], '[r, n]', 'lora.da');
+    const db = out.output('db', p.db, [d.m, d.r], '[m, r]', 'lora.db');
+    const h = ctx.scratch('lora.h', [d.T, d.r]); // H = G B
+    const z = p.z ?? ctx.scratch('lora.z', [d.T, d.r]);
+    await ctx.encode(opts.encoder, async (enc) => {
+      if (!p.z) await downProject(ctx, p.x, p.a, z, d, drop, enc);
+      await matmul(ctx, { a: p.g, b: p.b, c: h, M: d.T, N: d.r, K: d.m }, enc);
+      if (drop) {
+        // The mask cannot ride in the matmul epilogue, so H A goes through a scratch tensor.
+        const hA = ctx.scratch('lora.ha', [d.T, d.n]);
+        await matmul(ctx, { a: h, b: p.a, c: hA, M: d.T, N: d.n, K: d.r }, enc);
+        if (opts.adapterOnly) enc.clearBuffer(dx.buffer, 0, dx.byteLength);
+        else await matmul(ctx, { a: p.g, b: p.w0, c: dx, M: d.T, N: d.n, K: d.m }, enc);
+        await dropoutMaskedAdd(ctx, hA, dx, drop, p.scale, enc);
+      } else if (opts.adapterOnly) {
+        await matmul(ctx, { a: h, b: p.a, c: dx, M: d.T, N: d.n, K: d.r, alpha: p.scale }, enc);
+      } else {
+        await matmul(ctx, { a: p.g, b: p.w0, c: dx, M: d.T, N: d.n, K: d.m, second: { a: h, b: p.a, K: d.r, alpha: p.scale } }, enc);
+      }
+      await matmul(ctx, { a: p.g, b: z, c: db, M: d.m, N: d.r, K: d.T, transA: true, alpha: p.scale }, enc);
+      const xDropped = drop ? ctx.scratch('lora.xdrop', [d.T, d.n]) : p.x;
+      if (drop) await dropoutApply(ctx, p.x, xDropped, drop, enc);
+      await matmul(ctx, { a: h, b: xDropped, c: da, M: d.r, N: d.n, K: d.T, transA: true, alpha: p.scale }, enc);
+    });
+    return { dx, da, db };
   });
-  return { dx, da, db };
 }
 
 /** Z = drop(X) Aᵀ. */
@@ -162,7 +171,8 @@ async function downProject(ctx: Context, x: Tensor, a: Tensor, z: Tensor, d: Lor
  * subtracts, `deltaOnly` writes ΔW = s·B A alone.
  */
 export async function loraMerge(ctx: Context, p: LoraMergeArgs, opts: MergeOptions = {}): Promise<Tensor> {
-  const where = mergeName('lora', opts);
+  const where = mergeName('lora', opts ?? {});
+  checkCall(where, ctx, p, LAYER_FIELDS);
   checkOptions(where, opts, MERGE_OPTIONS);
   const d = layerDims(where, p);
   return mergeInto(ctx, where, p.w0, p.out, opts, { a: p.a, b: p.b }, (enc, target, sign) =>

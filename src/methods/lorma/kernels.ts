@@ -23,12 +23,12 @@
 // backward refuse `adapterOnly` rather than return the whole layer under that name.
 
 import type { Context } from '../../runtime.js';
-import type { Tensor } from '../../tensor.js';
+import { Tensor } from '../../tensor.js';
 import { matmul } from '../../ops/matmul.js';
 import { fftBatched, fftStride, isPowerOfTwo } from '../../ops/fft.js';
 import { kaimingUniform } from '../../random.js';
-import { PeftError, checkDim, checkDistinct, checkScale, checkTensor } from '../../validate.js';
-import { checkOptions, mergeInto, outputOrNew, type BackwardOptions, type ForwardOptions, type MergeOptions } from '../common.js';
+import { PeftError, checkContext, checkDim, checkIo, checkMatrix, checkScale, checkTensor, describeValue } from '../../validate.js';
+import { checkOptions, mergeInto, withOutputs, type BackwardOptions, type ForwardOptions, type MergeOptions } from '../common.js';
 
 /** pi: M = s·π(BA) (LoRMA_π); plus: M = I + s·BA (LoRMA₊); none: M = s·BA (the paper's naive form). */
 export type LormaVariant = 'pi' | 'plus' | 'none';
@@ -132,8 +132,8 @@ function checkPiChoice(where: string, name: string, v: unknown): LormaPiChoice {
 
 // ------------------------------------------------------------------ argument checks
 
-function dims(ctx: Context, where: string, p: LormaParams, x?: Tensor, xName = 'x'): LormaDims {
-  if (!p || typeof p !== 'object') throw new PeftError(`${where}: expected parameters {w0, a, b, scale, variant}`);
+function dims(ctx: Context, where: string, p: LormaParams, x?: Tensor, xName = 'x', needX = false): LormaDims {
+  if (!p || typeof p !== 'object') throw new PeftError(`${where}: expected an argument object {w0, a, b, scale, variant}, got ${describeValue(p)}`);
   const any = p as AnyArgs & { inflation?: unknown };
   if (any.variant === undefined && any.inflation !== undefined) {
     throw new PeftError(`${where}: 'inflation' is now 'variant' (one of ${LORMA_VARIANTS.map((s) => `'${s}'`).join(', ')})`);
@@ -146,29 +146,23 @@ function dims(ctx: Context, where: string, p: LormaParams, x?: Tensor, xName = '
   if (any.piPath !== undefined && any.variant !== 'pi')
     throw new PeftError(`${where}: 'piPath' belongs to the pi variant; ${any.variant} takes none`);
   const piChoice = any.piPath === undefined ? lormaTuning(ctx).pi : checkPiChoice(where, 'piPath', any.piPath);
-  if (!p.w0 || !Array.isArray(p.w0.shape) || p.w0.shape.length !== 2) throw new PeftError(`${where}: 'w0' must be a 2-D Tensor [m, n]`);
-  const [m, n] = p.w0.shape;
+  const [m, n] = checkMatrix(where, 'w0', p.w0, '[m, n]');
   const d = order === 'pre' ? m : n;
   const dName = order === 'pre' ? `d = m = ${m} for pre-multiplication` : `d = n = ${n} for post-multiplication`;
-  if (!p.a || !Array.isArray(p.a.shape) || p.a.shape.length !== 2) throw new PeftError(`${where}: 'a' must be a 2-D Tensor [r, d] (${dName})`);
-  const r = p.a.shape[0];
+  const [r] = checkMatrix(where, 'a', p.a, `[r, d] (${dName})`);
   checkTensor(where, 'w0', p.w0, [m, n], '[m, n]');
   if (p.a.shape[1] !== d) {
     throw new PeftError(`${where}: 'a' has shape [${p.a.shape.join(', ')}], expected [r, d] = [${r}, ${d}] (${dName})`);
   }
   checkTensor(where, 'a', p.a, [r, d], '[r, d]');
-  if (p.b && Array.isArray(p.b.shape) && p.b.shape.length === 2 && p.b.shape[0] !== d) {
+  if (Tensor.isTensor(p.b) && p.b.shape.length === 2 && p.b.shape[0] !== d) {
     throw new PeftError(`${where}: 'b' has shape [${p.b.shape.join(', ')}], expected [d, r] = [${d}, ${r}] (${dName})`);
   }
   checkTensor(where, 'b', p.b, [d, r], '[d, r]');
   if (r > d) throw new PeftError(`${where}: rank r = ${r} is above d = ${d} (${dName})`);
   checkScale(where, 'scale', p.scale);
   let T = 1;
-  if (x) {
-    if (!Array.isArray(x.shape) || x.shape.length !== 2)
-      throw new PeftError(`${where}: '${xName}' must be a 2-D Tensor [T, ${xName === 'x' ? 'n' : 'm'}]`);
-    T = x.shape[0];
-  }
+  if (needX) T = checkMatrix(where, xName, x, `[T, ${xName === 'x' ? 'n' : 'm'}]`)[0];
   return { T, n, m, r, d, order, variant: any.variant, piChoice };
 }
 
@@ -321,13 +315,29 @@ const lanes = (n: number) => Math.ceil(n / 64);
 const rowBlocks = (n: number) => Math.ceil(n / 16);
 const binSteps = (d: number) => Math.min(d, 64);
 
+// Sections of the non-finite flags (shaders/lorma.wgsl, `bad`): which input fft_pack flags, and
+// which output fft_unpack writes.
+const FLAG_IN = 0;
+const FLAG_A = 1;
+const UNPACK_DIN = 0;
+const UNPACK_DA = 1;
+
+/**
+ * The flags of non-finite input rows, [T + 1 | r + 1 | T + 1 | r + 1] u32 for In, A, dOut, B:
+ * cleared at the start of every call, set by the kernels that feed transforms, read by those that
+ * write outputs, so NaN and ±Inf reach exactly the outputs the reference has them in.
+ */
+function fftFlags(ctx: Context, T: number, r: number): Tensor {
+  return ctx.scratch('lorma.fft.bad', [2 * T + 2 * r + 4], 'u32');
+}
+
 /** `grid`: workgroups [x, y], or a 1-D count of invocations (split into workgroups of 64). */
 function fftDispatch(
   ctx: Context,
   enc: GPUCommandEncoder,
   entry: FftEntry,
   dm: FftDims,
-  extra: { rows?: number; scale?: number },
+  extra: { rows?: number; scale?: number; flags?: number },
   bindings: Tensor[],
   grid: number | [number, number],
 ): void {
@@ -346,6 +356,8 @@ function fftDispatch(
     scale: extra.scale ?? 1,
     w_stride: fftStride(pairs * T),
     packed_stride: fftStride(rowPairs),
+    flags: extra.flags ?? 0,
+    nan_bits: 0x7fc00000,
   };
   const workgroups = typeof grid === 'number' ? lanes(grid) : grid;
   ctx.dispatch(enc, { shader: 'lorma', entry, params, bindings, workgroups, label: `lorma.pi.${entry}` });
@@ -361,12 +373,14 @@ async function fftSpectra(ctx: Context, enc: GPUCommandEncoder, dm: FftDims, inp
   const fa = ctx.scratch('lorma.fft.fa', [d, r, 2]);
   const pin = ctx.scratch('lorma.fft.pin', [d, fftStride(nbt), 2]);
   const fin = ctx.scratch('lorma.fft.fin', [d, T, 2]);
-  for (const [src, rows, packed, spec] of [
-    [a, r, pa, fa],
-    [input, T, pin, fin],
+  const bad = fftFlags(ctx, T, r);
+  enc.clearBuffer(bad.buffer, 0, bad.byteLength);
+  for (const [src, rows, packed, spec, flags] of [
+    [a, r, pa, fa, FLAG_A],
+    [input, T, pin, fin, FLAG_IN],
   ] as const) {
     const nbp = Math.ceil(rows / 2);
-    fftDispatch(ctx, enc, 'fft_pack', dm, { rows }, [src, packed], [lanes(d), rowBlocks(nbp)]);
+    fftDispatch(ctx, enc, 'fft_pack', dm, { rows, flags }, [src, packed, bad], [lanes(d), rowBlocks(nbp)]);
     await fftBatched(ctx, enc, { data: packed, n: d, nb: nbp, stride: fftStride(nbp), inverse: false });
     fftDispatch(ctx, enc, 'fft_split', dm, { rows }, [packed, spec], [lanes(nbp), binSteps(d)]);
   }
@@ -403,7 +417,8 @@ async function piFftMixT(
   const dm = { T: a.T, d: a.d, r: a.r, s: a.s };
   const { fa, fin } = await fftSpectra(ctx, enc, dm, a.input, a.a);
   const w = await fftCorrelations(ctx, enc, dm, fa, fin, a.c);
-  fftDispatch(ctx, enc, 'fft_mix_out', dm, { scale: a.s / a.d }, [w, a.b, a.out], [lanes(a.d), rowBlocks(a.T)]);
+  const bad = fftFlags(ctx, a.T, a.r);
+  fftDispatch(ctx, enc, 'fft_mix_out', dm, { scale: a.s / a.d }, [w, a.b, a.out, bad], [lanes(a.d), rowBlocks(a.T)]);
 }
 
 /**
@@ -434,24 +449,25 @@ async function piFftBackward(
   const nb = np * T;
   const nbt = Math.ceil(T / 2);
   const { fa, fin } = await fftSpectra(ctx, enc, dm, a.input, a.a);
+  const bad = fftFlags(ctx, T, r);
   // W = F(H_2p + i·H_2p+1), H_q[t, i] = dOut[t, i]·B[i, q].
   const w = ctx.scratch('lorma.fft.w', lormaCorrelationsShape(T, d, r));
-  fftDispatch(ctx, enc, 'fft_pack_h', dm, {}, [a.dOut, a.b, w], [lanes(d), rowBlocks(T)]);
+  fftDispatch(ctx, enc, 'fft_pack_h', dm, {}, [a.dOut, a.b, w, bad], [lanes(d), rowBlocks(T)]);
   await fftBatched(ctx, enc, { data: w, n: d, nb, stride: fftStride(nb), inverse: false });
   // dIn: Σ_q F H_q·F A_q per row, two rows per inverse transform (pin is free again).
   const zin = ctx.scratch('lorma.fft.pin', [d, fftStride(nbt), 2]);
   fftDispatch(ctx, enc, 'fft_du_spec', dm, { rows: T }, [w, fa, zin], [lanes(nbt), binSteps(d)]);
   await fftBatched(ctx, enc, { data: zin, n: d, nb: nbt, stride: fftStride(nbt), inverse: true });
-  fftDispatch(ctx, enc, 'fft_unpack', dm, { rows: T, scale: s / d }, [zin, a.dIn], [lanes(d), rowBlocks(T)]);
+  fftDispatch(ctx, enc, 'fft_unpack', dm, { rows: T, scale: s / d, flags: UNPACK_DIN }, [zin, a.dIn, bad], [lanes(d), rowBlocks(T)]);
   // dA: Σ_t conj(F H_q,t)·F In_t per q, two rows per inverse transform (pa is free again).
   const za = ctx.scratch('lorma.fft.pa', [d, fftStride(np), 2]);
   fftDispatch(ctx, enc, 'fft_da_spec', dm, { rows: r }, [w, fin, za], [lanes(d / 2 + 1), np]);
   await fftBatched(ctx, enc, { data: za, n: d, nb: np, stride: fftStride(np), inverse: true });
-  fftDispatch(ctx, enc, 'fft_unpack', dm, { rows: r, scale: s / d }, [za, a.da], [lanes(d), rowBlocks(r)]);
+  fftDispatch(ctx, enc, 'fft_unpack', dm, { rows: r, scale: s / d, flags: UNPACK_DA }, [za, a.da, bad], [lanes(d), rowBlocks(r)]);
   // dB: the correlations C_q, from the forward (c) or again (into W, no longer needed),
   // contracted with dOut over tokens.
   const wc = a.c ?? (await fftCorrelations(ctx, enc, dm, fa, fin));
-  fftDispatch(ctx, enc, 'fft_db', dm, { scale: s / d }, [wc, a.dOut, a.db], d * np);
+  fftDispatch(ctx, enc, 'fft_db', dm, { scale: s / d }, [wc, a.dOut, a.db, bad], d * np);
 }
 
 // ------------------------------------------------------------------ plus and none: an effective LoRA
@@ -557,35 +573,39 @@ export async function lormaForward(
   opts: ForwardOptions = {},
 ): Promise<{ y: Tensor; u?: Tensor; z?: Tensor; c?: Tensor }> {
   const where = 'lorma.forward';
+  checkContext(where, ctx);
   checkOptions(where, opts, ['encoder', 'adapterOnly']);
   refuseAdapterOnly(where, opts);
-  const dm = dims(ctx, where, args, args?.x);
+  const dm = dims(ctx, where, args, args?.x, 'x', true);
   const p = args as AnyArgs & { x: Tensor; y?: Tensor };
   const { T, n, m, r, d } = dm;
   checkTensor(where, 'x', p.x, [T, n], '[T, n]');
   checkReuse(where, dm, p.u, p.z);
   const fft = checkCorrelations(ctx, where, dm, p.c);
-  const y = outputOrNew(ctx, where, 'y', p.y, [T, m], '[T, m]', 'lorma.y');
+  if (p.y) checkTensor(where, 'y', p.y, [T, m], '[T, m]');
   const pi = dm.variant === 'pi';
   const pre = dm.order === 'pre';
-  const u = pi && pre ? (p.u ?? ctx.tensor([T, m], 'f32', 'lorma.u')) : undefined;
-  const z = pi ? undefined : (p.z ?? ctx.tensor([T, r], 'f32', 'lorma.z'));
-  checkDistinct(where, { y, u, z, c: p.c, x: p.x, w0: p.w0, a: p.a, b: p.b });
-  await ctx.encode(opts.encoder, async (enc) => {
-    if (!pi) {
-      await lowRankForward(ctx, enc, p, dm, p.x, y, z!);
-    } else if (pre) {
-      await matmul(ctx, { a: p.x, b: p.w0, c: u!, M: T, N: m, K: n, transB: true }, enc);
-      if (fft) await piFftMixT(ctx, enc, { input: u!, b: p.b, a: p.a, out: y, c: p.c, T, d, r, s: p.scale });
-      else await piMix(ctx, enc, { input: u!, b: p.b, a: p.a, out: y, rows: T, d, r, s: p.scale, trans: true });
-    } else {
-      const v = ctx.scratch('lorma.v', [T, n]);
-      if (fft) await piFftMixT(ctx, enc, { input: p.x, b: p.b, a: p.a, out: v, c: p.c, T, d, r, s: p.scale });
-      else await piMix(ctx, enc, { input: p.x, b: p.b, a: p.a, out: v, rows: T, d, r, s: p.scale, trans: true });
-      await matmul(ctx, { a: v, b: p.w0, c: y, M: T, N: m, K: n, transB: true }, enc);
-    }
+  checkIo(where, ctx, { y: p.y, u: p.u, z: p.z, c: p.c }, { x: p.x, w0: p.w0, a: p.a, b: p.b });
+  return withOutputs(ctx, where, async (made) => {
+    const y = made.output('y', p.y, [T, m], '[T, m]', 'lorma.y');
+    const u = pi && pre ? (p.u ?? made.tensor([T, m], 'lorma.u')) : undefined;
+    const z = pi ? undefined : (p.z ?? made.tensor([T, r], 'lorma.z'));
+    await ctx.encode(opts.encoder, async (enc) => {
+      if (!pi) {
+        await lowRankForward(ctx, enc, p, dm, p.x, y, z!);
+      } else if (pre) {
+        await matmul(ctx, { a: p.x, b: p.w0, c: u!, M: T, N: m, K: n, transB: true }, enc);
+        if (fft) await piFftMixT(ctx, enc, { input: u!, b: p.b, a: p.a, out: y, c: p.c, T, d, r, s: p.scale });
+        else await piMix(ctx, enc, { input: u!, b: p.b, a: p.a, out: y, rows: T, d, r, s: p.scale, trans: true });
+      } else {
+        const v = ctx.scratch('lorma.v', [T, n]);
+        if (fft) await piFftMixT(ctx, enc, { input: p.x, b: p.b, a: p.a, out: v, c: p.c, T, d, r, s: p.scale });
+        else await piMix(ctx, enc, { input: p.x, b: p.b, a: p.a, out: v, rows: T, d, r, s: p.scale, trans: true });
+        await matmul(ctx, { a: v, b: p.w0, c: y, M: T, N: m, K: n, transB: true }, enc);
+      }
+    });
+    return { y, u, z, c: p.c };
   });
-  return { y, u, z, c: p.c };
 }
 
 // c belongs to π's FFT path; returns whether this call takes that path.
@@ -626,50 +646,56 @@ export async function lormaBackward(
   opts: BackwardOptions = {},
 ): Promise<{ dx: Tensor; da: Tensor; db: Tensor }> {
   const where = 'lorma.backward';
+  checkContext(where, ctx);
   checkOptions(where, opts, ['encoder', 'adapterOnly']);
   refuseAdapterOnly(where, opts);
-  const dm = dims(ctx, where, args, args?.x);
+  const dm = dims(ctx, where, args, args?.x, 'x', true);
   const p = args as AnyArgs & { x: Tensor; g: Tensor; dx?: Tensor; da?: Tensor; db?: Tensor };
   const { T, n, m, r, d } = dm;
   checkTensor(where, 'x', p.x, [T, n], '[T, n]');
   checkTensor(where, 'g', p.g, [T, m], '[T, m]');
   checkReuse(where, dm, p.u, p.z);
   const fft = checkCorrelations(ctx, where, dm, p.c);
-  const dx = outputOrNew(ctx, where, 'dx', p.dx, [T, n], '[T, n]', 'lorma.dx');
-  const da = outputOrNew(ctx, where, 'da', p.da, [r, d], '[r, d]', 'lorma.da');
-  const db = outputOrNew(ctx, where, 'db', p.db, [d, r], '[d, r]', 'lorma.db');
-  checkDistinct(where, { dx, da, db, x: p.x, g: p.g, w0: p.w0, a: p.a, b: p.b, u: p.u, z: p.z, c: p.c });
-  await ctx.encode(opts.encoder, async (enc) => {
-    if (dm.variant !== 'pi') {
-      await lowRankBackward(ctx, enc, p, dm, { x: p.x, g: p.g, z: p.z, dx, da, db });
-    } else if (dm.order === 'pre') {
-      // dU = s·G π(BA) (the transposed mixing), dA, dB from (U, G), dX = dU W0.
-      let u = p.u;
-      if (!u) {
-        u = ctx.scratch('lorma.u', [T, m]);
-        await matmul(ctx, { a: p.x, b: p.w0, c: u, M: T, N: m, K: n, transB: true }, enc);
-      }
-      const du = ctx.scratch('lorma.du', [T, m]);
-      if (fft) {
-        await piFftBackward(ctx, enc, { input: u, dOut: p.g, b: p.b, a: p.a, dIn: du, da, db, c: p.c, T, d, r, s: p.scale });
+  if (p.dx) checkTensor(where, 'dx', p.dx, [T, n], '[T, n]');
+  if (p.da) checkTensor(where, 'da', p.da, [r, d], '[r, d]');
+  if (p.db) checkTensor(where, 'db', p.db, [d, r], '[d, r]');
+  checkIo(where, ctx, { dx: p.dx, da: p.da, db: p.db }, { x: p.x, g: p.g, w0: p.w0, a: p.a, b: p.b, u: p.u, z: p.z, c: p.c });
+  return withOutputs(ctx, where, async (made) => {
+    const dx = made.output('dx', p.dx, [T, n], '[T, n]', 'lorma.dx');
+    const da = made.output('da', p.da, [r, d], '[r, d]', 'lorma.da');
+    const db = made.output('db', p.db, [d, r], '[d, r]', 'lorma.db');
+    await ctx.encode(opts.encoder, async (enc) => {
+      if (dm.variant !== 'pi') {
+        await lowRankBackward(ctx, enc, p, dm, { x: p.x, g: p.g, z: p.z, dx, da, db });
+      } else if (dm.order === 'pre') {
+        // dU = s·G π(BA) (the transposed mixing), dA, dB from (U, G), dX = dU W0.
+        let u = p.u;
+        if (!u) {
+          u = ctx.scratch('lorma.u', [T, m]);
+          await matmul(ctx, { a: p.x, b: p.w0, c: u, M: T, N: m, K: n, transB: true }, enc);
+        }
+        const du = ctx.scratch('lorma.du', [T, m]);
+        if (fft) {
+          await piFftBackward(ctx, enc, { input: u, dOut: p.g, b: p.b, a: p.a, dIn: du, da, db, c: p.c, T, d, r, s: p.scale });
+        } else {
+          await piMix(ctx, enc, { input: p.g, b: p.b, a: p.a, out: du, rows: T, d, r, s: p.scale, trans: false });
+          await piGrads(ctx, enc, { input: u, dOut: p.g, b: p.b, a: p.a, da, db, T, d, r, s: p.scale });
+        }
+        await matmul(ctx, { a: du, b: p.w0, c: dx, M: T, N: n, K: m }, enc);
       } else {
-        await piMix(ctx, enc, { input: p.g, b: p.b, a: p.a, out: du, rows: T, d, r, s: p.scale, trans: false });
-        await piGrads(ctx, enc, { input: u, dOut: p.g, b: p.b, a: p.a, da, db, T, d, r, s: p.scale });
+        // dV = G W0, dX = s·dV π(BA), dA, dB from (X, dV).
+        const dv = ctx.scratch('lorma.dv', [T, n]);
+        await matmul(ctx, { a: p.g, b: p.w0, c: dv, M: T, N: n, K: m }, enc);
+        if (fft) {
+          await piFftBackward(ctx, enc, { input: p.x, dOut: dv, b: p.b, a: p.a, dIn: dx, da, db, c: p.c, T, d, r, s: p.scale });
+        } else {
+          await piMix(ctx, enc, { input: dv, b: p.b, a: p.a, out: dx, rows: T, d, r, s: p.scale, trans: false });
+          await piGrads(ctx, enc, { input: p.x, dOut: dv, b: p.b, a: p.a, da, db, T, d, r, s: p.scale });
+        }
       }
-      await matmul(ctx, { a: du, b: p.w0, c: dx, M: T, N: n, K: m }, enc);
-    } else {
-      // dV = G W0, dX = s·dV π(BA), dA, dB from (X, dV).
-      const dv = ctx.scratch('lorma.dv', [T, n]);
-      await matmul(ctx, { a: p.g, b: p.w0, c: dv, M: T, N: n, K: m }, enc);
-      if (fft) {
-        await piFftBackward(ctx, enc, { input: p.x, dOut: dv, b: p.b, a: p.a, dIn: dx, da, db, c: p.c, T, d, r, s: p.scale });
-      } else {
-        await piMix(ctx, enc, { input: dv, b: p.b, a: p.a, out: dx, rows: T, d, r, s: p.scale, trans: false });
-        await piGrads(ctx, enc, { input: p.x, dOut: dv, b: p.b, a: p.a, da, db, T, d, r, s: p.scale });
-      }
-    }
+    });
+    return { dx, da, db };
   });
-  return { dx, da, db };
 }
 
 /**
@@ -680,7 +706,8 @@ export async function lormaBackward(
  */
 export async function lormaMerge(ctx: Context, args: LormaMergeArgs, opts: MergeOptions = {}): Promise<Tensor> {
   const where = 'lorma.merge';
-  checkOptions(where, opts, ['encoder', 'deltaOnly', 'inPlace', 'unmerge']);
+  checkContext(where, ctx);
+  checkOptions(where, opts, ['encoder', 'deltaOnly', 'inPlace', 'unmerge', 'safeMerge']);
   for (const k of ['inPlace', 'unmerge'] as const) {
     if (opts[k]) throw new PeftError(`${where}: '${k}' is not supported: LoRMA's W' = M·W0 cannot be undone without W0`);
   }

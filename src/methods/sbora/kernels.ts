@@ -19,16 +19,17 @@
 // Adapter dropout (docs/math.md) is applied inside the kernels from the hashed mask: FA masks
 // only the T·r gathered elements of X; neither variant stores a masked copy of X.
 
-import { checkDropout, dropThreshold, type Dropout } from '../../ops/dropout.js';
+import { dropThreshold, type Dropout } from '../../ops/dropout.js';
 import { matmul } from '../../ops/matmul.js';
 import type { Context } from '../../runtime.js';
 import type { Tensor } from '../../tensor.js';
-import { PeftError, checkScale, checkTensor, checkDistinct } from '../../validate.js';
+import { PeftError, checkContext, checkIo, checkMatrix, checkScale, checkTensor, describeValue } from '../../validate.js';
 import {
+  checkDropoutArg,
   checkOptions,
   mergeInto,
   mergeName,
-  outputOrNew,
+  withOutputs,
   type BackwardOptions,
   type ForwardOptions,
   type MergeOptions,
@@ -145,7 +146,10 @@ export function setSboraTuning(ctx: Context, partial: Partial<SboraTuning>): Sbo
 // ---------------------------------------------------------------------------- argument checks
 
 function checkVariant(where: string, p: { variant?: unknown } | undefined): SboraVariant {
-  if (!p || typeof p !== 'object') throw new PeftError(`${where}: expected {variant: 'fa', w0, b, idx, scale} or {variant: 'fb', w0, a, idx, scale}`);
+  if (!p || typeof p !== 'object')
+    throw new PeftError(
+      `${where}: expected an argument object {variant: 'fa', w0, b, idx, scale} or {variant: 'fb', w0, a, idx, scale}, got ${describeValue(p)}`,
+    );
   if (p.variant !== 'fa' && p.variant !== 'fb') throw new PeftError(`${where}: 'variant' must be 'fa' or 'fb', got ${JSON.stringify(p.variant)}`);
   return p.variant;
 }
@@ -164,10 +168,8 @@ function checkIndexSet(where: string, idx: IndexSet | undefined, size: number, s
 }
 
 /** Checks w0, idx, the trained factor and scale; returns the sizes (T from x when given). */
-function dims(where: string, p: SboraArgs, x?: Tensor): SboraDims {
-  if (!p.w0 || !Array.isArray(p.w0.shape) || p.w0.shape.length !== 2) throw new PeftError(`${where}: 'w0' must be a 2-D Tensor [m, n]`);
-  const [m, n] = p.w0.shape;
-  checkTensor(where, 'w0', p.w0, [m, n], '[m, n]');
+function dims(where: string, p: SboraArgs, x?: Tensor, needX = false): SboraDims {
+  const [m, n] = checkMatrix(where, 'w0', p.w0, '[m, n]');
   let r: number;
   if (p.variant === 'fa') {
     r = checkIndexSet(where, p.idx, n, 'n').r;
@@ -178,9 +180,8 @@ function dims(where: string, p: SboraArgs, x?: Tensor): SboraDims {
   }
   checkScale(where, 'scale', p.scale);
   let T = 1;
-  if (x) {
-    if (!x.shape || x.shape.length !== 2) throw new PeftError(`${where}: 'x' must be a 2-D Tensor [T, n]`);
-    T = x.shape[0];
+  if (needX) {
+    T = checkMatrix(where, 'x', x, '[T, n]')[0];
     checkTensor(where, 'x', x, [T, n], '[T, n]');
   }
   return { T, n, m, r };
@@ -347,47 +348,51 @@ function clear(enc: GPUCommandEncoder, t: Tensor): void {
 export async function sboraForward(ctx: Context, p: SboraForwardArgs, opts: ForwardOptions = {}): Promise<{ y: Tensor }> {
   const variant = checkVariant('sbora.forward', p);
   const where = `sbora.${variant}.forward`;
+  checkContext(where, ctx);
   checkOptions(where, opts, FORWARD_OPTIONS);
-  const d = dims(where, p, p.x);
-  const y = outputOrNew(ctx, where, 'y', p.y, [d.T, d.m], '[T, m]', `sbora.${variant}.y`);
-  checkDistinct(where, { y, x: p.x, w0: p.w0, [variant === 'fa' ? 'b' : 'a']: factorOf(p), idx: p.idx.tensor });
-  const dropout = checkDropout(where, p.dropout);
-  // Dropout masks X as the adapter reads it (operand 1): FA's gathered X[:, idx], FB's X rows.
-  const drop: MaskedOperand | undefined = dropout && { operand: 1, d: dropout };
-  await ctx.encode(opts.encoder, async (enc) => {
-    // The base product on the very matmul kernel LoRA's uses, then the adapter term on top.
-    if (p.variant === 'fa') {
-      if (!opts.adapterOnly) await matmul(ctx, { a: p.x, b: p.w0, c: y, M: d.T, N: d.m, K: d.n, transB: true }, enc);
-      await gatherProduct(
-        ctx,
-        enc,
-        {
-          out: y,
-          tokens: p.x,
-          factor: p.b,
-          factorRankMajor: false,
-          idx: p.idx,
-          rows: d.T,
-          cols: d.m,
-          tokenCols: d.n,
-          scale: p.scale,
-          beta: opts.adapterOnly ? 0 : 1,
-          drop,
-        },
-        'sbora.fa.forward.adapter',
-      );
-    } else {
-      if (opts.adapterOnly) clear(enc, y);
-      else await matmul(ctx, { a: p.x, b: p.w0, c: y, M: d.T, N: d.m, K: d.n, transB: true }, enc);
-      await indexAddProduct(
-        ctx,
-        enc,
-        { out: y, tokens: p.x, factor: p.a, factorRankMajor: true, idx: p.idx, rows: d.T, outCols: d.m, depth: d.n, scale: p.scale, drop },
-        'sbora.fb.forward.adapter',
-      );
-    }
+  const d = dims(where, p, p.x, true);
+  if (p.y) checkTensor(where, 'y', p.y, [d.T, d.m], '[T, m]');
+  checkIo(where, ctx, { y: p.y }, { x: p.x, w0: p.w0, [variant === 'fa' ? 'b' : 'a']: factorOf(p), idx: p.idx.tensor });
+  const dropout = checkDropoutArg(where, p.dropout);
+  return withOutputs(ctx, where, async (made) => {
+    const y = made.output('y', p.y, [d.T, d.m], '[T, m]', `sbora.${variant}.y`);
+    // Dropout masks X as the adapter reads it (operand 1): FA's gathered X[:, idx], FB's X rows.
+    const drop: MaskedOperand | undefined = dropout && { operand: 1, d: dropout };
+    await ctx.encode(opts.encoder, async (enc) => {
+      // The base product on the very matmul kernel LoRA's uses, then the adapter term on top.
+      if (p.variant === 'fa') {
+        if (!opts.adapterOnly) await matmul(ctx, { a: p.x, b: p.w0, c: y, M: d.T, N: d.m, K: d.n, transB: true }, enc);
+        await gatherProduct(
+          ctx,
+          enc,
+          {
+            out: y,
+            tokens: p.x,
+            factor: p.b,
+            factorRankMajor: false,
+            idx: p.idx,
+            rows: d.T,
+            cols: d.m,
+            tokenCols: d.n,
+            scale: p.scale,
+            beta: opts.adapterOnly ? 0 : 1,
+            drop,
+          },
+          'sbora.fa.forward.adapter',
+        );
+      } else {
+        if (opts.adapterOnly) clear(enc, y);
+        else await matmul(ctx, { a: p.x, b: p.w0, c: y, M: d.T, N: d.m, K: d.n, transB: true }, enc);
+        await indexAddProduct(
+          ctx,
+          enc,
+          { out: y, tokens: p.x, factor: p.a, factorRankMajor: true, idx: p.idx, rows: d.T, outCols: d.m, depth: d.n, scale: p.scale, drop },
+          'sbora.fb.forward.adapter',
+        );
+      }
+    });
+    return { y };
   });
-  return { y };
 }
 
 /**
@@ -397,70 +402,90 @@ export async function sboraForward(ctx: Context, p: SboraForwardArgs, opts: Forw
 export async function sboraBackward<P extends SboraBackwardArgs>(ctx: Context, p: P, opts: BackwardOptions = {}): Promise<SboraGradients<P>> {
   const variant = checkVariant('sbora.backward', p);
   const where = `sbora.${variant}.backward`;
+  checkContext(where, ctx);
   checkOptions(where, opts, FORWARD_OPTIONS);
   const q = p as SboraBackwardArgs;
-  const d = dims(where, q, q.x);
+  const d = dims(where, q, q.x, true);
   checkTensor(where, 'g', q.g, [d.T, d.m], '[T, m]');
-  const dx = outputOrNew(ctx, where, 'dx', q.dx, [d.T, d.n], '[T, n]', `sbora.${variant}.dx`);
-  const dropout = checkDropout(where, q.dropout);
+  if (q.dx) checkTensor(where, 'dx', q.dx, [d.T, d.n], '[T, n]');
+  const dropout = checkDropoutArg(where, q.dropout);
   if (q.variant === 'fa') {
-    const db = outputOrNew(ctx, where, 'db', q.db, [d.m, d.r], '[m, r]', 'sbora.fa.db');
-    checkDistinct(where, { dx, db, x: q.x, g: q.g, w0: q.w0, b: q.b, idx: q.idx.tensor });
+    if (q.db) checkTensor(where, 'db', q.db, [d.m, d.r], '[m, r]');
+    checkIo(where, ctx, { dx: q.dx, db: q.db }, { x: q.x, g: q.g, w0: q.w0, b: q.b, idx: q.idx.tensor });
+    return withOutputs(ctx, where, async (made) => {
+      const dx = made.output('dx', q.dx, [d.T, d.n], '[T, n]', `sbora.${variant}.dx`);
+      const db = made.output('db', q.db, [d.m, d.r], '[m, r]', 'sbora.fa.db');
+      await ctx.encode(opts.encoder, async (enc) => {
+        if (opts.adapterOnly) clear(enc, dx);
+        else await matmul(ctx, { a: q.g, b: q.w0, c: dx, M: d.T, N: d.n, K: d.m }, enc);
+        // (G B)[:, q] lands in input column idx[q]: the index_add that replaces H A. With dropout,
+        // X's mask lands on the written dX elements (operand 2) and on the gathered X (operand 1).
+        const written: MaskedOperand | undefined = dropout && { operand: 2, d: dropout };
+        const gathered: MaskedOperand | undefined = dropout && { operand: 1, d: dropout };
+        await indexAddProduct(
+          ctx,
+          enc,
+          {
+            out: dx,
+            tokens: q.g,
+            factor: q.b,
+            factorRankMajor: false,
+            idx: q.idx,
+            rows: d.T,
+            outCols: d.n,
+            depth: d.m,
+            scale: q.scale,
+            drop: written,
+          },
+          'sbora.fa.dx',
+        );
+        await gatherOuter(
+          ctx,
+          enc,
+          { out: db, outRankMajor: false, dense: q.g, tokens: q.x, idx: q.idx, cols: d.m, T: d.T, tokenCols: d.n, scale: q.scale, drop: gathered },
+          'sbora.fa.db',
+        );
+      });
+      return { dx, db } as SboraGradients<P>;
+    });
+  }
+  if (q.da) checkTensor(where, 'da', q.da, [d.r, d.n], '[r, n]');
+  checkIo(where, ctx, { dx: q.dx, da: q.da }, { x: q.x, g: q.g, w0: q.w0, a: q.a, idx: q.idx.tensor });
+  return withOutputs(ctx, where, async (made) => {
+    const dx = made.output('dx', q.dx, [d.T, d.n], '[T, n]', `sbora.${variant}.dx`);
+    const da = made.output('da', q.da, [d.r, d.n], '[r, n]', 'sbora.fb.da');
+    // The adapter's share of dX is masked (operand 2 of gather_mm), and so is X in dA (operand 2
+    // of gather_outer, where X is the dense operand).
+    const drop: MaskedOperand | undefined = dropout && { operand: 2, d: dropout };
     await ctx.encode(opts.encoder, async (enc) => {
-      if (opts.adapterOnly) clear(enc, dx);
-      else await matmul(ctx, { a: q.g, b: q.w0, c: dx, M: d.T, N: d.n, K: d.m }, enc);
-      // (G B)[:, q] lands in input column idx[q]: the index_add that replaces H A. With dropout,
-      // X's mask lands on the written dX elements (operand 2) and on the gathered X (operand 1).
-      const written: MaskedOperand | undefined = dropout && { operand: 2, d: dropout };
-      const gathered: MaskedOperand | undefined = dropout && { operand: 1, d: dropout };
-      await indexAddProduct(
+      if (!opts.adapterOnly) await matmul(ctx, { a: q.g, b: q.w0, c: dx, M: d.T, N: d.n, K: d.m }, enc);
+      await gatherProduct(
         ctx,
         enc,
-        { out: dx, tokens: q.g, factor: q.b, factorRankMajor: false, idx: q.idx, rows: d.T, outCols: d.n, depth: d.m, scale: q.scale, drop: written },
-        'sbora.fa.dx',
+        {
+          out: dx,
+          tokens: q.g,
+          factor: q.a,
+          factorRankMajor: true,
+          idx: q.idx,
+          rows: d.T,
+          cols: d.n,
+          tokenCols: d.m,
+          scale: q.scale,
+          beta: opts.adapterOnly ? 0 : 1,
+          drop,
+        },
+        'sbora.fb.dx.adapter',
       );
       await gatherOuter(
         ctx,
         enc,
-        { out: db, outRankMajor: false, dense: q.g, tokens: q.x, idx: q.idx, cols: d.m, T: d.T, tokenCols: d.n, scale: q.scale, drop: gathered },
-        'sbora.fa.db',
+        { out: da, outRankMajor: true, dense: q.x, tokens: q.g, idx: q.idx, cols: d.n, T: d.T, tokenCols: d.m, scale: q.scale, drop },
+        'sbora.fb.da',
       );
     });
-    return { dx, db } as SboraGradients<P>;
-  }
-  const da = outputOrNew(ctx, where, 'da', q.da, [d.r, d.n], '[r, n]', 'sbora.fb.da');
-  checkDistinct(where, { dx, da, x: q.x, g: q.g, w0: q.w0, a: q.a, idx: q.idx.tensor });
-  // The adapter's share of dX is masked (operand 2 of gather_mm), and so is X in dA (operand 2
-  // of gather_outer, where X is the dense operand).
-  const drop: MaskedOperand | undefined = dropout && { operand: 2, d: dropout };
-  await ctx.encode(opts.encoder, async (enc) => {
-    if (!opts.adapterOnly) await matmul(ctx, { a: q.g, b: q.w0, c: dx, M: d.T, N: d.n, K: d.m }, enc);
-    await gatherProduct(
-      ctx,
-      enc,
-      {
-        out: dx,
-        tokens: q.g,
-        factor: q.a,
-        factorRankMajor: true,
-        idx: q.idx,
-        rows: d.T,
-        cols: d.n,
-        tokenCols: d.m,
-        scale: q.scale,
-        beta: opts.adapterOnly ? 0 : 1,
-        drop,
-      },
-      'sbora.fb.dx.adapter',
-    );
-    await gatherOuter(
-      ctx,
-      enc,
-      { out: da, outRankMajor: true, dense: q.x, tokens: q.g, idx: q.idx, cols: d.n, T: d.T, tokenCols: d.m, scale: q.scale, drop },
-      'sbora.fb.da',
-    );
+    return { dx, da } as SboraGradients<P>;
   });
-  return { dx, da } as SboraGradients<P>;
 }
 
 // ---------------------------------------------------------------------------------- merging
@@ -473,6 +498,7 @@ export async function sboraBackward<P extends SboraBackwardArgs>(ctx: Context, p
 export async function sboraMerge(ctx: Context, p: SboraMergeArgs, opts: MergeOptions = {}): Promise<Tensor> {
   const variant = checkVariant('sbora.merge', p);
   const where = mergeName(`sbora.${variant}`, opts ?? {});
+  checkContext(where, ctx);
   checkOptions(where, opts, MERGE_OPTIONS);
   dims(where, p);
   const inputs = { [variant === 'fa' ? 'b' : 'a']: factorOf(p), idx: p.idx.tensor };
@@ -496,11 +522,13 @@ export async function sboraMultiMerge(
   opts: MergeOptions = {},
 ): Promise<Tensor> {
   const where = mergeName('sbora.multi', opts ?? {});
+  checkContext(where, ctx);
   checkOptions(where, opts, MERGE_OPTIONS);
-  if (!p || !Array.isArray(p.adapters) || p.adapters.length === 0) {
+  if (!p || typeof p !== 'object') throw new PeftError(`${where}: expected an argument object { w0, adapters, out? }, got ${describeValue(p)}`);
+  if (!Array.isArray(p.adapters) || p.adapters.length === 0) {
     throw new PeftError(`${where}: 'adapters' must be a non-empty array of {variant: 'fa', idx, b, scale} or {variant: 'fb', idx, a, scale}`);
   }
-  if (!p.w0 || !Array.isArray(p.w0.shape) || p.w0.shape.length !== 2) throw new PeftError(`${where}: 'w0' must be a 2-D Tensor [m, n]`);
+  checkMatrix(where, 'w0', p.w0, '[m, n]');
   const inputs: Record<string, Tensor> = {};
   const layers = p.adapters.map((ad, k): SboraArgs => {
     const name = `adapters[${k}]`;
