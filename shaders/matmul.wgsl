@@ -7,6 +7,11 @@
 // it fuses a low-rank adapter term such as s * Z Bᵀ into the base product X W0ᵀ, so the layer
 // output is written once.
 //
+// Every operand is read at an element offset with its own row stride rather than as a whole
+// packed matrix: an operand larger than one storage binding (maxStorageBufferBindingSize) is cut
+// by the host into blocks of rows, each bound as a buffer range whose aligned start leaves a
+// remainder, and the blocks of the other operands and of C then sit inside larger matrices.
+//
 // Each invocation owns a TM x TN block of C in registers. `main` stages BK-deep slices of A and B
 // in workgroup memory (one barrier pair per slice: good where barriers are cheap, as on GPUs);
 // `direct` and `direct4` (below) read them straight from memory.
@@ -31,6 +36,16 @@ struct MatmulParams {
   alpha2: f32,    // multiplier of the second product (dimensionless)
   beta: f32,      // multiplier of C's old values; 0 skips reading C, so NaNs there vanish
   tiles_n: u32,   // workgroup tiles along N = ceil(N / BN), in tiles
+  lda: u32,       // row stride of A as stored ([M, K], or [K, M] with TRANS_A), in elements
+  ldb: u32,       // row stride of B as stored ([K, N], or [N, K] with TRANS_B), in elements
+  ldc: u32,       // row stride of C, in elements
+  lda2: u32,      // row stride of A2 as stored, in elements
+  ldb2: u32,      // row stride of B2 as stored, in elements
+  off_a: u32,     // index of op(A)[0, 0] in the A binding, in elements
+  off_b: u32,     // index of op(B)[0, 0] in the B binding, in elements
+  off_c: u32,     // index of C[0, 0] in the C binding, in elements
+  off_a2: u32,    // index of op(A2)[0, 0] in the A2 binding, in elements
+  off_b2: u32,    // index of op(B2)[0, 0] in the B2 binding, in elements
 }
 
 @group(0) @binding(0) var<uniform> P: MatmulParams;
@@ -43,21 +58,21 @@ struct MatmulParams {
 var<workgroup> As: array<f32, BK * BM>;
 var<workgroup> Bs: array<f32, BK * BN>;
 
-fn a_at(i: u32, k: u32, K: u32) -> f32 {
-  if (TRANS_A) { return A[k * P.M + i]; }
-  return A[i * K + k];
+fn a_at(i: u32, k: u32) -> f32 {
+  if (TRANS_A) { return A[P.off_a + k * P.lda + i]; }
+  return A[P.off_a + i * P.lda + k];
 }
-fn b_at(k: u32, j: u32, K: u32) -> f32 {
-  if (TRANS_B) { return B[j * K + k]; }
-  return B[k * P.N + j];
+fn b_at(k: u32, j: u32) -> f32 {
+  if (TRANS_B) { return B[P.off_b + j * P.ldb + k]; }
+  return B[P.off_b + k * P.ldb + j];
 }
 fn a2_at(i: u32, k: u32) -> f32 {
-  if (TRANS_A) { return A2[k * P.M + i]; }
-  return A2[i * P.K2 + k];
+  if (TRANS_A) { return A2[P.off_a2 + k * P.lda2 + i]; }
+  return A2[P.off_a2 + i * P.lda2 + k];
 }
 fn b2_at(k: u32, j: u32) -> f32 {
-  if (TRANS_B) { return B2[j * P.K2 + k]; }
-  return B2[k * P.N + j];
+  if (TRANS_B) { return B2[P.off_b2 + j * P.ldb2 + k]; }
+  return B2[P.off_b2 + k * P.ldb2 + j];
 }
 
 fn store(row0: u32, col0: u32, acc: ptr<function, array<f32, 16>>) {
@@ -67,9 +82,10 @@ fn store(row0: u32, col0: u32, acc: ptr<function, array<f32, 16>>) {
     for (var j = 0u; j < TN; j++) {
       let col = col0 + j;
       if (col >= P.N) { break; }
+      let at = P.off_c + row * P.ldc + col;
       var v = (*acc)[i * TN + j];
-      if (P.beta != 0.0) { v += P.beta * C[row * P.N + col]; }
-      C[row * P.N + col] = v;
+      if (P.beta != 0.0) { v += P.beta * C[at]; }
+      C[at] = v;
     }
   }
 }
@@ -105,14 +121,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       let ii = e % BM;
       let i = tile_m0 + ii;
       let k = k0 + kk;
-      As[e] = select(0.0, a_at(i, k, P.K), i < P.M && k < P.K);
+      As[e] = select(0.0, a_at(i, k), i < P.M && k < P.K);
     }
     for (var e = lidx; e < BK * BN; e += threads) {
       let kk = e / BN;
       let jj = e % BN;
       let j = tile_n0 + jj;
       let k = k0 + kk;
-      Bs[e] = select(0.0, b_at(k, j, P.K), j < P.N && k < P.K);
+      Bs[e] = select(0.0, b_at(k, j), j < P.N && k < P.K);
     }
     workgroupBarrier();
     for (var kk = 0u; kk < BK; kk++) {
@@ -145,8 +161,8 @@ fn products_scalar(row0: u32, col0: u32) -> array<f32, 16> {
   for (var k = 0u; k < P.K; k++) {
     var a: array<f32, 4>;
     var b: array<f32, 4>;
-    for (var i = 0u; i < TM; i++) { a[i] = select(0.0, a_at(row0 + i, k, P.K), row0 + i < P.M); }
-    for (var j = 0u; j < TN; j++) { b[j] = select(0.0, b_at(k, col0 + j, P.K), col0 + j < P.N); }
+    for (var i = 0u; i < TM; i++) { a[i] = select(0.0, a_at(row0 + i, k), row0 + i < P.M); }
+    for (var j = 0u; j < TN; j++) { b[j] = select(0.0, b_at(k, col0 + j), col0 + j < P.N); }
     for (var i = 0u; i < TM; i++) {
       for (var j = 0u; j < TN; j++) { acc[i * TN + j] += a[i] * b[j]; }
     }
@@ -159,7 +175,8 @@ fn products_scalar(row0: u32, col0: u32) -> array<f32, 16> {
 // (a per-lane loop with bounds checks), so reading four floats per load cuts the loads per fused
 // multiply-add by four. A and B are viewed as vec4 arrays along their contiguous dimension:
 // X W0ᵀ (NT) reads both along k, G W0 (NN) reads A along k and B along n, Gᵀ Z (TN) reads both
-// along the output dimensions. The host uses it only when those dimensions are multiples of 4.
+// along the output dimensions. The host uses it only when those dimensions, the row strides and
+// the offsets are multiples of 4.
 @group(0) @binding(1) var<storage, read> A4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> B4: array<vec4<f32>>;
 
@@ -170,8 +187,8 @@ fn products_vec4(row0: u32, col0: u32) -> array<f32, 16> {
     // Rows past the edge are clamped to the last one: their products are computed and never stored.
     var a_row_start: array<u32, 4>;   // in vec4s
     var b_row_start: array<u32, 4>;   // in vec4s
-    for (var i = 0u; i < 4u; i++) { a_row_start[i] = min(row0 + i, P.M - 1u) * K4; }
-    for (var j = 0u; j < 4u; j++) { b_row_start[j] = min(col0 + j, P.N - 1u) * K4; }
+    for (var i = 0u; i < 4u; i++) { a_row_start[i] = P.off_a / 4u + min(row0 + i, P.M - 1u) * (P.lda / 4u); }
+    for (var j = 0u; j < 4u; j++) { b_row_start[j] = P.off_b / 4u + min(col0 + j, P.N - 1u) * (P.ldb / 4u); }
     for (var k4 = 0u; k4 < K4; k4++) {
       var b: array<vec4<f32>, 4>;
       for (var j = 0u; j < 4u; j++) { b[j] = B4[b_row_start[j] + k4]; }
@@ -182,26 +199,26 @@ fn products_vec4(row0: u32, col0: u32) -> array<f32, 16> {
     }
   } else if (!TRANS_A && !TRANS_B) {
     let K4 = P.K / 4u;
-    let N4 = P.N / 4u;
+    let ldb4 = P.ldb / 4u;
     var a_row_start: array<u32, 4>;   // in vec4s
-    for (var i = 0u; i < 4u; i++) { a_row_start[i] = min(row0 + i, P.M - 1u) * K4; }
-    let b_col4 = col0 / 4u;
+    for (var i = 0u; i < 4u; i++) { a_row_start[i] = P.off_a / 4u + min(row0 + i, P.M - 1u) * (P.lda / 4u); }
+    let b_col4 = P.off_b / 4u + col0 / 4u;
     for (var k4 = 0u; k4 < K4; k4++) {
       var b: array<vec4<f32>, 4>;
-      for (var kk = 0u; kk < 4u; kk++) { b[kk] = B4[(k4 * 4u + kk) * N4 + b_col4]; }
+      for (var kk = 0u; kk < 4u; kk++) { b[kk] = B4[(k4 * 4u + kk) * ldb4 + b_col4]; }
       for (var i = 0u; i < 4u; i++) {
         let a = A4[a_row_start[i] + k4];
         acc[i] += a.x * b[0] + a.y * b[1] + a.z * b[2] + a.w * b[3];
       }
     }
   } else if (TRANS_A && !TRANS_B) {
-    let M4 = P.M / 4u;
-    let N4 = P.N / 4u;
-    let a_col4 = row0 / 4u;
-    let b_col4 = col0 / 4u;
+    let lda4 = P.lda / 4u;
+    let ldb4 = P.ldb / 4u;
+    let a_col4 = P.off_a / 4u + row0 / 4u;
+    let b_col4 = P.off_b / 4u + col0 / 4u;
     for (var k = 0u; k < P.K; k++) {
-      let a = A4[k * M4 + a_col4];
-      let b = B4[k * N4 + b_col4];
+      let a = A4[k * lda4 + a_col4];
+      let b = B4[k * ldb4 + b_col4];
       acc[0] += a.x * b;
       acc[1] += a.y * b;
       acc[2] += a.z * b;

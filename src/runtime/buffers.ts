@@ -1,6 +1,6 @@
 // The buffer allocator: every buffer the package makes goes through here and is recorded, so
 // tests can prove what a kernel allocates (LoRMA_π never a d×d matrix, for one) and benchmarks can
-// report device bytes. Sizes past the device's binding limit are refused with an error that names
+// report device bytes. Sizes past the device's maxBufferSize are refused with an error that names
 // the tensor, rather than left for the driver to fail on. Tensors, host transfers and the
 // context's scratch tensors are built on it.
 
@@ -71,15 +71,14 @@ export class BufferAllocator {
   createBuffer(bytes: number, usage: number, label: string, shape?: readonly number[]): GPUBuffer {
     this.#health.assertAlive(`allocate '${label}'`);
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
-    if (usage & Usage.STORAGE && size > this.#limits.maxStorageBufferBindingSize) {
+    // A storage tensor may pass maxStorageBufferBindingSize: matmul binds it in ranges, and a kernel
+    // that must bind it whole refuses it when it is dispatched (src/runtime/dispatcher.ts).
+    if (size > this.#limits.maxBufferSize) {
       throw new PeftError(
-        `'${label}' needs ${size} bytes, past this device's maxStorageBufferBindingSize of ${this.#limits.maxStorageBufferBindingSize} bytes` +
+        `'${label}' needs ${size} bytes, past this device's maxBufferSize of ${this.#limits.maxBufferSize} bytes` +
           (shape ? ` (shape [${shape.join(', ')}])` : '') +
           '; use smaller tensors (fewer tokens per call)',
       );
-    }
-    if (size > this.#limits.maxBufferSize) {
-      throw new PeftError(`'${label}' needs ${size} bytes, past this device's maxBufferSize of ${this.#limits.maxBufferSize}`);
     }
     const buffer = this.#device.createBuffer({ size, usage, label });
     const rec: AllocationRecord = { label, bytes: size, shape };

@@ -9,9 +9,11 @@ import { noWebGpuMessage } from './device.js';
 import { PeftError } from '../validate.js';
 
 // Dawn's create() result must outlive every device it made: if it is collected the process
-// segfaults. Each context holds its own; this set keeps them alive even if a context is dropped
-// without destroy().
-const dawnRoots = new Set<unknown>();
+// segfaults. It is also heavy (a Dawn instance with its adapters and Vulkan instance: about 2 MiB
+// of RSS each, never returned while it is kept), and one per process serves every context: each
+// context requests its own adapter and device from it. So there is one per distinct `dawnOptions`,
+// made on first use and kept for the life of the process.
+const dawnInstances = new Map<string, GPU>();
 
 type DawnModule = { create: (opts: string[]) => GPU; globals: Record<string, unknown> };
 
@@ -32,11 +34,16 @@ export async function dawnGpu(options: ContextOptions): Promise<{ gpu: GPU; root
   } catch (e) {
     throw new PeftError(noWebGpuMessage({ node: true }, (e as Error).message));
   }
-  const gpu = mod.create(options.dawnOptions ?? []);
-  // Dawn's classes (GPUBufferUsage, GPUShaderStage, ...) for code that expects browser globals.
-  for (const [k, v] of Object.entries(mod.globals)) {
-    if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+  const dawnOptions = options.dawnOptions ?? [];
+  const key = JSON.stringify(dawnOptions);
+  let gpu = dawnInstances.get(key);
+  if (!gpu) {
+    gpu = mod.create(dawnOptions);
+    dawnInstances.set(key, gpu);
+    // Dawn's classes (GPUBufferUsage, GPUShaderStage, ...) for code that expects browser globals.
+    for (const [k, v] of Object.entries(mod.globals)) {
+      if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+    }
   }
-  dawnRoots.add(gpu);
   return { gpu, root: gpu };
 }
