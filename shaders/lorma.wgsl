@@ -223,6 +223,18 @@ fn contract(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 // Pairs of factor rows: p = 0 .. pairs − 1 holds q = 2p (real part) and 2p + 1 (imaginary, zero when
 // 2p + 1 = r). The big spectra W are [bin][p·T + t]. Every buffer the FFT transforms has rows of a
 // padded stride (w_stride for W, packed_stride for the packed rows; src/ops/fft.ts fftStride).
+//
+// NaN and ±Inf. A transform mixes every value of its input into every output, and two real rows
+// share each transform, so one non-finite value would reach its partner row too (token 2 into
+// token 3, A's row 0 into C_1). The reference keeps it to the outputs that depend on it; so do
+// these kernels: the entries that feed transforms (fft_pack, fft_pack_h) write non-finite inputs
+// as 0 and flag their row in `bad`, and the entries that write outputs (fft_mix_out, fft_unpack,
+// fft_db) write NaN exactly where the reference depends on a flagged input:
+//   forward   Out[t, i]  In's row t, any of A         (B[i, :] reaches it by arithmetic)
+//   backward  dIn[t, :]  dOut's row t, any of A or B
+//             dA[q, :]   B's column q, any of dOut or In
+//             dB[i, q]   A's row q, any of In           (dOut[:, i] by arithmetic)
+// A finite call pays one bit test per value read and one flag read per output row.
 
 // Every fft_* entry reads the same struct: the sizes of one layer's spectra, plus `rows`,
 // `row_pairs` and `scale`, which only some entries use (the host passes 0 or 1 to the others).
@@ -237,6 +249,8 @@ struct SpectraParams {
   scale: f32,           // mix_out / unpack / db: factor on the outputs (s / d)
   w_stride: u32,        // row stride of W, complex values (fftStride(pairs·tokens))
   packed_stride: u32,   // row stride of packed rows, complex values (fftStride(row_pairs))
+  flags: u32,           // fft_pack: the section it flags (IN or A); fft_unpack: its output (DIN or DA)
+  nan_bits: u32,        // 0x7fc00000: a NaN literal is a shader-creation error in WGSL
 }
 
 @group(0) @binding(0) var<uniform> SPEC: SpectraParams;
@@ -269,10 +283,37 @@ const ROW_BLOCK: u32 = 16u;
 
 fn lane_index(wid: vec3<u32>, nwg: vec3<u32>, lidx: u32) -> u32 { return linear_workgroup(wid, nwg) * 64u + lidx; }
 
+// The flags `bad` (u32, cleared by the host before fft_pack): a section per input, a word per row
+// (per column of B) then one word for "any row": IN [T + 1], A [r + 1], G (dOut) [T + 1], B [r + 1].
+const SEC_IN: u32 = 0u;
+const SEC_A: u32 = 1u;
+const SEC_G: u32 = 2u;
+const SEC_B: u32 = 3u;
+// fft_unpack's outputs.
+const OUT_DIN: u32 = 0u;
+const OUT_DA: u32 = 1u;
+
+fn sec_rows(sec: u32) -> u32 { return select(SPEC.r, SPEC.tokens, sec == SEC_IN || sec == SEC_G); }
+fn sec_base(sec: u32) -> u32 {
+  let T = SPEC.tokens;
+  let r = SPEC.r;
+  return select(select(2u * T + r + 3u, T + r + 2u, sec == SEC_G), select(T + 1u, 0u, sec == SEC_IN), sec <= SEC_A);
+}
+fn sec_any(sec: u32) -> u32 { return sec_base(sec) + sec_rows(sec); }
+fn non_finite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u; }
+fn nan_f32() -> f32 { return bitcast<f32>(SPEC.nan_bits); }
+
 // Z[j][u] = (R[2u, j], R[2u + 1, j]): rows of a real [rows, d] matrix, two per complex transform.
 // Grid (⌈d/64⌉, ⌈row_pairs/ROW_BLOCK⌉): lanes along j.
+// Non-finite values are written as 0 and their rows flagged in section SPEC.flags of `bad`.
 @group(0) @binding(1) var<storage, read> pk_src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> pk_dst: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read_write> pk_bad: array<atomic<u32>>;
+
+fn pk_flag(row: u32) {
+  atomicOr(&pk_bad[sec_base(SPEC.flags) + row], 1u);
+  atomicOr(&pk_bad[sec_any(SPEC.flags)], 1u);
+}
 
 @compute @workgroup_size(64)
 fn fft_pack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
@@ -281,7 +322,16 @@ fn fft_pack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
   let u1 = min(wid.y * ROW_BLOCK + ROW_BLOCK, SPEC.row_pairs);
   for (var u = wid.y * ROW_BLOCK; u < u1; u++) {
     let r1 = 2u * u + 1u;
-    pk_dst[j * SPEC.packed_stride + u] = vec2<f32>(pk_src[2u * u * SPEC.d + j], select(0.0, pk_src[r1 * SPEC.d + j], r1 < SPEC.rows));
+    var z = vec2<f32>(pk_src[2u * u * SPEC.d + j], select(0.0, pk_src[r1 * SPEC.d + j], r1 < SPEC.rows));
+    if (non_finite(z.x)) {
+      z.x = 0.0;
+      pk_flag(2u * u);
+    }
+    if (non_finite(z.y)) {
+      z.y = 0.0;
+      pk_flag(r1);
+    }
+    pk_dst[j * SPEC.packed_stride + u] = z;
   }
 }
 
@@ -313,17 +363,25 @@ fn fft_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 
 // Out[row, j] = scale·(Re or Im) Z[j][row / 2]: the inverse of fft_pack after an inverse FFT.
 // Grid (⌈d/64⌉, ⌈rows/ROW_BLOCK⌉): lanes along j.
+// SPEC.flags names the output (OUT_DIN: rows are tokens; OUT_DA: rows are factor rows q), and so
+// which flags make a row NaN (see the table above).
 @group(0) @binding(1) var<storage, read> up_src: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read_write> up_dst: array<f32>;
+@group(0) @binding(3) var<storage, read> up_bad: array<u32>;
 
 @compute @workgroup_size(64)
 fn fft_unpack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let j = wid.x * 64u + lidx;
   if (j >= SPEC.d) { return; }
+  let din = SPEC.flags == OUT_DIN;
+  let row_sec = select(SEC_B, SEC_G, din);
+  let all_bad = select(up_bad[sec_any(SEC_G)] | up_bad[sec_any(SEC_IN)], up_bad[sec_any(SEC_A)] | up_bad[sec_any(SEC_B)], din);
   let row1 = min(wid.y * ROW_BLOCK + ROW_BLOCK, SPEC.rows);
   for (var row = wid.y * ROW_BLOCK; row < row1; row++) {
     let z = up_src[j * SPEC.packed_stride + (row >> 1u)];
-    up_dst[row * SPEC.d + j] = SPEC.scale * select(z.x, z.y, (row & 1u) == 1u);
+    var v = SPEC.scale * select(z.x, z.y, (row & 1u) == 1u);
+    if ((all_bad | up_bad[sec_base(row_sec) + row]) != 0u) { v = nan_f32(); }
+    up_dst[row * SPEC.d + j] = v;
   }
 }
 
@@ -354,12 +412,14 @@ fn fft_corr_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 @group(0) @binding(1) var<storage, read> mo_w: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read> mo_b: array<f32>;          // B [d, r]
 @group(0) @binding(3) var<storage, read_write> mo_out: array<f32>;  // [T, d]
+@group(0) @binding(4) var<storage, read> mo_bad: array<u32>;
 
 @compute @workgroup_size(64)
 fn fft_mix_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let T = SPEC.tokens;
   let i = wid.x * 64u + lidx;
   if (i >= SPEC.d) { return; }
+  let a_bad = mo_bad[sec_any(SEC_A)];
   let t1 = min(wid.y * ROW_BLOCK + ROW_BLOCK, T);
   for (var t = wid.y * ROW_BLOCK; t < t1; t++) {
     var acc = 0.0;
@@ -368,7 +428,9 @@ fn fft_mix_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
       acc += mo_b[i * SPEC.r + 2u * p] * w.x;
       if (2u * p + 1u < SPEC.r) { acc += mo_b[i * SPEC.r + 2u * p + 1u] * w.y; }
     }
-    mo_out[t * SPEC.d + i] = SPEC.scale * acc;
+    var v = SPEC.scale * acc;
+    if ((a_bad | mo_bad[sec_base(SEC_IN) + t]) != 0u) { v = nan_f32(); }
+    mo_out[t * SPEC.d + i] = v;
   }
 }
 
@@ -377,7 +439,14 @@ fn fft_mix_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 @group(0) @binding(1) var<storage, read> ph_g: array<f32>;           // dOut [T, d]
 @group(0) @binding(2) var<storage, read> ph_b: array<f32>;           // B [d, r]
 @group(0) @binding(3) var<storage, read_write> ph_w: array<vec2<f32>>;
+@group(0) @binding(4) var<storage, read_write> ph_bad: array<atomic<u32>>;
 
+fn ph_flag(sec: u32, row: u32) {
+  atomicOr(&ph_bad[sec_base(sec) + row], 1u);
+  atomicOr(&ph_bad[sec_any(sec)], 1u);
+}
+
+// Non-finite values of dOut and B are written as 0 and flagged: dOut by token, B by column q.
 @compute @workgroup_size(64)
 fn fft_pack_h(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let T = SPEC.tokens;
@@ -385,10 +454,23 @@ fn fft_pack_h(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
   if (i >= SPEC.d) { return; }
   let t1 = min(wid.y * ROW_BLOCK + ROW_BLOCK, T);
   for (var t = wid.y * ROW_BLOCK; t < t1; t++) {
-    let g = ph_g[t * SPEC.d + i];
+    var g = ph_g[t * SPEC.d + i];
+    if (non_finite(g)) {
+      g = 0.0;
+      ph_flag(SEC_G, t);
+    }
     for (var p = 0u; p < SPEC.pairs; p++) {
       let q1 = 2u * p + 1u;
-      ph_w[i * SPEC.w_stride + p * T + t] = g * vec2<f32>(ph_b[i * SPEC.r + 2u * p], select(0.0, ph_b[i * SPEC.r + q1], q1 < SPEC.r));
+      var b = vec2<f32>(ph_b[i * SPEC.r + 2u * p], select(0.0, ph_b[i * SPEC.r + q1], q1 < SPEC.r));
+      if (non_finite(b.x)) {
+        b.x = 0.0;
+        ph_flag(SEC_B, 2u * p);
+      }
+      if (non_finite(b.y)) {
+        b.y = 0.0;
+        ph_flag(SEC_B, q1);
+      }
+      ph_w[i * SPEC.w_stride + p * T + t] = g * b;
     }
   }
 }
@@ -458,6 +540,7 @@ fn fft_da_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 @group(0) @binding(1) var<storage, read> db_w: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read> db_g: array<f32>;           // dOut [T, d]
 @group(0) @binding(3) var<storage, read_write> db_out: array<f32>;   // dB [d, r]
+@group(0) @binding(4) var<storage, read> db_bad: array<u32>;
 
 @compute @workgroup_size(64)
 fn fft_db(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -476,6 +559,10 @@ fn fft_db(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     a0 += g * w.x;
     a1 += g * w.y;
   }
-  db_out[i * SPEC.r + 2u * p] = SPEC.scale * a0;
-  if (2u * p + 1u < SPEC.r) { db_out[i * SPEC.r + 2u * p + 1u] = SPEC.scale * a1; }
+  let in_bad = db_bad[sec_any(SEC_IN)];
+  let a_rows = sec_base(SEC_A);
+  db_out[i * SPEC.r + 2u * p] = select(SPEC.scale * a0, nan_f32(), (in_bad | db_bad[a_rows + 2u * p]) != 0u);
+  if (2u * p + 1u < SPEC.r) {
+    db_out[i * SPEC.r + 2u * p + 1u] = select(SPEC.scale * a1, nan_f32(), (in_bad | db_bad[a_rows + 2u * p + 1u]) != 0u);
+  }
 }

@@ -581,7 +581,7 @@ describe('lorma options', () => {
     );
     await expectThrows(
       () => lormaMerge(ctx, p, { delta: true } as never),
-      /lorma\.merge: unknown option 'delta' \(this call takes encoder, deltaOnly, inPlace, unmerge\)/,
+      /lorma\.merge: unknown option 'delta' \(this call takes encoder, deltaOnly, inPlace, unmerge, safeMerge\)/,
     );
     expect(() => lormaInit({ d: 8, r: 2, scale: 1, variant: 'plus', inflation: 'pi' } as never)).to.throw(/lorma\.init: unknown option 'inflation'/);
     // W' = M·W0 mixes the base product and the adapter: there is no adapter term to return alone.

@@ -241,3 +241,168 @@ describe('AdamW bad input', () => {
     opt.destroy();
   });
 });
+
+describe('AdamW with non-finite and huge gradients', () => {
+  // Two buffers, the second spanning several norm chunks (4096 elements each).
+  const SHAPES = [[37], [3, 5000]];
+  const sizes = SHAPES.map((s) => s.reduce((a, b) => a * b, 1));
+
+  async function setup(opts: { maxGradNorm?: number; trackNorm?: boolean; skipNonFinite?: boolean; fused: boolean }) {
+    const ctx = await gpu();
+    const host = sizes.map((n) => rand(n));
+    const params = SHAPES.map((s, k) => ctx.upload(host[k], s, 'f32', `p${k}`));
+    const grads = SHAPES.map((s) => ctx.tensor(s, 'f32', 'g'));
+    const opt = new AdamW(
+      ctx,
+      params.map((p, k) => ({ param: p, grad: grads[k], name: `p${k}` })),
+      { lr: 0.05, ...opts },
+    );
+    expect(opt.fused).to.equal(opts.fused);
+    const want = host.map((h) => Float64Array.from(h));
+    const state = ref.adamwInit(sizes);
+    const free = () => {
+      opt.destroy();
+      for (const t of [...params, ...grads]) t.destroy();
+    };
+    return { ctx, opt, params, grads, want, state, free };
+  }
+
+  /** Same non-finite positions as the reference, and within F32_TOL of it elsewhere. */
+  function expectLike(actual: Float32Array, expected: Float64Array, what: string): void {
+    for (let i = 0; i < expected.length; i++) {
+      expect(Number.isNaN(actual[i]), `${what}[${i}] = ${actual[i]}, reference ${expected[i]}`).to.equal(Number.isNaN(expected[i]));
+    }
+    const keep = (a: ArrayLike<number>) => Float64Array.from(a).filter((_, i) => !Number.isNaN(expected[i]));
+    expectClose(keep(actual), keep(expected), what);
+  }
+
+  for (const fused of [true, false]) {
+    const how = fused ? 'fused arena' : 'per buffer';
+
+    it(`a NaN gradient with maxGradNorm makes every update NaN, as PyTorch and the reference do, never an unclipped one (${how})`, async () => {
+      const { ctx, opt, params, grads, want, state, free } = await setup({ maxGradNorm: 1, fused });
+      const g = sizes.map((n) => rand(n));
+      g[1][4321] = NaN;
+      g.forEach((x, k) => ctx.write(grads[k], x));
+      ref.adamwStep(want, g, state, { lr: 0.05, maxGradNorm: 1 });
+      await opt.step();
+      expect(Number.isNaN(await opt.gradNorm())).to.equal(true);
+      for (let k = 0; k < params.length; k++) {
+        expect(want[k].every(Number.isNaN)).to.equal(true);
+        expectLike(await ctx.read(params[k]), want[k], `param ${k}`);
+      }
+      free();
+    });
+
+    it(`a NaN gradient without clipping reaches its own parameter only (${how})`, async () => {
+      const { ctx, opt, params, grads, want, state, free } = await setup({ trackNorm: true, fused });
+      const g = sizes.map((n) => rand(n));
+      g[0][5] = NaN;
+      g.forEach((x, k) => ctx.write(grads[k], x));
+      ref.adamwStep(want, g, state, { lr: 0.05 });
+      await opt.step();
+      expect(Number.isNaN(await opt.gradNorm())).to.equal(true);
+      for (let k = 0; k < params.length; k++) expectLike(await ctx.read(params[k]), want[k], `param ${k}`);
+      expect(want[0].filter(Number.isNaN).length).to.equal(1);
+      free();
+    });
+
+    it(`a finite gradient of 1e20 is clipped by its true norm (the f32 sum of squares would overflow) (${how})`, async () => {
+      // maxGradNorm 1e16 keeps the other clipped gradients (~1e-4) and their v clear of f32's subnormals.
+      const { ctx, opt, params, grads, want, state, free } = await setup({ maxGradNorm: 1e16, fused });
+      for (let step = 0; step < 2; step++) {
+        const g = sizes.map((n) => rand(n));
+        g[1][9000] = step === 0 ? 1e20 : -3e19;
+        g.forEach((x, k) => ctx.write(grads[k], x));
+        const { norm } = ref.adamwStep(want, g, state, { lr: 0.05, maxGradNorm: 1e16 });
+        await opt.step();
+        expect(Math.abs((await opt.gradNorm()) - norm) / norm).to.be.below(2e-6);
+      }
+      for (let k = 0; k < params.length; k++) {
+        const { m, v } = await opt.moments(k);
+        expectClose(await ctx.read(params[k]), want[k], `param ${k}`);
+        expectClose(m, state.m[k], `m ${k}`);
+        expectClose(v, state.v[k], `v ${k}`);
+      }
+      free();
+    });
+
+    it(`gradients near the f32 maximum: a norm past f32 reads as Infinity and still clips to maxGradNorm (${how})`, async () => {
+      const { ctx, opt, params, grads, want, state, free } = await setup({ maxGradNorm: 10, fused });
+      const g = sizes.map((n) => rand(n, 1e-3));
+      g[0][3] = 3e38;
+      g[1][12000] = -3e38;
+      g.forEach((x, k) => ctx.write(grads[k], x));
+      const { norm } = ref.adamwStep(want, g, state, { lr: 0.05, maxGradNorm: 10 });
+      expect(norm).to.be.above(3.5e38);
+      await opt.step();
+      expect(await opt.gradNorm()).to.equal(Infinity);
+      for (let k = 0; k < params.length; k++) expectClose(await ctx.read(params[k]), want[k], `param ${k}`);
+      free();
+    });
+
+    it(`skipNonFinite: a step with an Inf gradient changes nothing and is reported; the run then continues as the reference without it (${how})`, async () => {
+      const { ctx, opt, params, grads, want, state, free } = await setup({ maxGradNorm: 5, skipNonFinite: true, fused });
+      expect(opt.trackNorm).to.equal(true);
+      expect(await opt.skippedSteps()).to.equal(0);
+      for (let step = 0; step < 4; step++) {
+        const g = sizes.map((n) => rand(n));
+        const poisoned = step === 1 || step === 2;
+        if (step === 1) g[1][77] = -Infinity;
+        if (step === 2) g[0][0] = NaN;
+        g.forEach((x, k) => ctx.write(grads[k], x));
+        const before = await Promise.all(params.map((p, k) => Promise.all([ctx.read(p), opt.moments(k)])));
+        if (poisoned)
+          state.t += 1; // the skipped step still counts for the bias correction
+        else ref.adamwStep(want, g, state, { lr: 0.05, maxGradNorm: 5 });
+        await opt.step();
+        expect(await opt.lastStepSkipped(), `step ${step}`).to.equal(poisoned);
+        if (poisoned) {
+          for (let k = 0; k < params.length; k++) {
+            const { m, v } = await opt.moments(k);
+            expect(Array.from(await ctx.read(params[k]))).to.deep.equal(Array.from(before[k][0]));
+            expect(Array.from(m)).to.deep.equal(Array.from(before[k][1].m));
+            expect(Array.from(v)).to.deep.equal(Array.from(before[k][1].v));
+          }
+        }
+      }
+      expect(await opt.skippedSteps()).to.equal(2);
+      for (let k = 0; k < params.length; k++) expectClose(await ctx.read(params[k]), want[k], `param ${k}`);
+      opt.reset();
+      expect(await opt.skippedSteps()).to.equal(0);
+      expect(await opt.lastStepSkipped()).to.equal(false);
+      free();
+    });
+  }
+
+  it('skipNonFinite without clipping or trackNorm still checks every step (one encoder for several steps)', async () => {
+    const { ctx, opt, params, grads, want, state, free } = await setup({ skipNonFinite: true, fused: true });
+    const enc = ctx.device.createCommandEncoder();
+    for (let step = 0; step < 3; step++) {
+      const g = sizes.map((n) => rand(n));
+      if (step === 1) g[1][14999] = Infinity;
+      g.forEach((x, k) => ctx.copy(ctx.upload(x, SHAPES[k]), grads[k], enc));
+      if (step === 1) state.t += 1;
+      else ref.adamwStep(want, g, state, { lr: 0.05 });
+      await opt.step({ encoder: enc });
+    }
+    ctx.submit(enc);
+    expect(await opt.skippedSteps()).to.equal(1);
+    expect(await opt.lastStepSkipped()).to.equal(false);
+    for (let k = 0; k < params.length; k++) expectClose(await ctx.read(params[k]), want[k], `param ${k}`);
+    free();
+  });
+
+  it('the guard is opt-in: its readers need skipNonFinite, which must be a boolean', async () => {
+    const ctx = await gpu();
+    const ok = [{ param: ctx.tensor([3]), grad: ctx.tensor([3]) }];
+    const opt = new AdamW(ctx, ok, { lr: 1 });
+    await expectThrows(
+      () => opt.lastStepSkipped(),
+      /AdamW\.lastStepSkipped: steps are only checked for non-finite gradients with 'skipNonFinite' set/,
+    );
+    await expectThrows(() => opt.skippedSteps(), /AdamW\.skippedSteps: .*'skipNonFinite'/);
+    expect(() => new AdamW(ctx, ok, { lr: 1, skipNonFinite: 1 as never })).to.throw(/AdamW: 'skipNonFinite' must be a boolean, got number/);
+    opt.destroy();
+  });
+});
