@@ -82,9 +82,10 @@ export function asTensor(where: string, name: string, t: unknown, expected = 'a 
 }
 
 /** A 2-D Tensor; returns its shape, from which the call reads its sizes. */
-export function checkMatrix(where: string, name: string, t: unknown, dims: string): [number, number] {
+export function checkMatrix(where: string, name: string, t: unknown, dims: string, dtype = 'f32'): [number, number] {
   const m = asTensor(where, name, t, `a 2-D Tensor ${dims}`);
   if (m.shape.length !== 2) throw new PeftError(`${where}: '${name}' must be a 2-D Tensor ${dims}, got shape [${m.shape.join(', ')}]`);
+  if (m.dtype !== dtype) throw new PeftError(`${where}: '${name}' is ${m.dtype}, expected ${dtype}`);
   return [m.shape[0], m.shape[1]];
 }
 

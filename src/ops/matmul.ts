@@ -10,7 +10,7 @@
 import type { Context, Tuning } from '../runtime.js';
 import type { BufferRange } from '../runtime/dispatcher.js';
 import type { Tensor } from '../tensor.js';
-import { PeftError, checkDim } from '../validate.js';
+import { PeftError, asTensor, checkContext, checkDim, checkOwner } from '../validate.js';
 
 export interface MatmulArgs {
   a: Tensor;
@@ -78,7 +78,9 @@ function config(
   };
 }
 
-function need(where: string, name: string, t: Tensor, elements: number): void {
+function need(ctx: Context, where: string, name: string, t: Tensor, elements: number): void {
+  asTensor(where, name, t, `a Tensor of at least ${elements} f32 values`);
+  checkOwner(where, name, ctx, t);
   if (t.size < elements) throw new PeftError(`${where}: '${name}' has ${t.size} elements, needs at least ${elements}`);
   if (t.dtype !== 'f32') throw new PeftError(`${where}: '${name}' is ${t.dtype}, expected f32`);
 }
@@ -179,18 +181,21 @@ function bindOperand(where: string, op: Operand, dims: Record<Dim, number>, bloc
 /** Encodes C = alpha·op(A)·op(B) (+ second) (+ beta·C) into `encoder` (or submits it now). */
 export async function matmul(ctx: Context, args: MatmulArgs, encoder?: GPUCommandEncoder): Promise<void> {
   const where = 'matmul';
+  checkContext(where, ctx);
+  if (!args || typeof args !== 'object')
+    throw new PeftError(`${where}: the arguments must be an object { a, b, c, M, N, K, … }, got ${args === null ? 'null' : typeof args}`);
   const M = checkDim(where, 'M', args.M);
   const N = checkDim(where, 'N', args.N);
   const K = checkDim(where, 'K', args.K);
-  need(where, 'a', args.a, M * K);
-  need(where, 'b', args.b, K * N);
-  need(where, 'c', args.c, M * N);
+  need(ctx, where, 'a', args.a, M * K);
+  need(ctx, where, 'b', args.b, K * N);
+  need(ctx, where, 'c', args.c, M * N);
   const second = args.second;
   let K2 = 0;
   if (second) {
     K2 = checkDim(where, 'second.K', second.K);
-    need(where, 'second.a', second.a, M * K2);
-    need(where, 'second.b', second.b, K2 * N);
+    need(ctx, where, 'second.a', second.a, M * K2);
+    need(ctx, where, 'second.b', second.b, K2 * N);
   }
   const deviceLimit = ctx.limits.maxStorageBufferBindingSize;
   const limit = args.bindingLimit === undefined ? deviceLimit : checkDim(where, 'bindingLimit', args.bindingLimit);
