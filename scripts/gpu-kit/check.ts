@@ -1,0 +1,312 @@
+// The GPU run kit's correctness suite: every family's forward, backward and merge on a few shapes
+// that are no tile multiple (and one of powers of two, where LoRMA_π takes its FFT path), on the
+// device the kit runs on, against the float64 reference. mocha is not in the kit, and the unit
+// tests are too many for a short run on a borrowed GPU; these cases are the tests' own check (the
+// reference, F32_TOL of max |expected|) in the shape of test vectors, so the `vectors` command's
+// runners and comparison do the GPU side and every family is reached through the registry.
+//
+//   node app/check.mjs [--matmul tiled|direct] [--quick] [--json FILE] [--vectors FILE]...
+//
+// --vectors re-runs a vector file under the same matmul kernels (the `vectors` command itself
+// always takes the adapter's default). Exit status 1 when any output passes the tolerance.
+
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Context, type Tuning } from '../../src/runtime.js';
+import { runVectors, type CaseResult } from '../../src/vectors/index.js';
+import type { VectorCase, VectorFile, VectorTensor } from '../../src/vectors/types.js';
+import * as loraRef from '../../src/methods/lora/reference.js';
+import * as boraRef from '../../src/methods/bora/reference.js';
+import * as sboraRef from '../../src/methods/sbora/reference.js';
+import * as lormaRef from '../../src/methods/lorma/reference.js';
+import { F32_TOL, rand } from '../../test/helpers.js';
+
+interface Shape {
+  T: number;
+  n: number;
+  m: number;
+  r: number;
+  /** BoRA's blocks: divides n and m. */
+  b: number;
+}
+
+const SHAPES: readonly { shape: Shape; why: string }[] = [
+  { shape: { T: 19, n: 135, m: 99, r: 5, b: 3 }, why: 'no size a multiple of a tile or of 4' },
+  { shape: { T: 70, n: 256, m: 128, r: 8, b: 4 }, why: 'powers of two: LoRMA_π on its FFT path (d = 128 pre, 256 post)' },
+  { shape: { T: 1, n: 33, m: 65, r: 1, b: 1 }, why: 'one token, rank 1, one block' },
+];
+
+const tensor = (shape: number[], data: ArrayLike<number>): VectorTensor => ({ shape, data: Array.from(data) });
+
+/** r distinct indices spread over [0, size), deterministic. */
+function spread(r: number, size: number): number[] {
+  const out: number[] = [];
+  for (let q = 0; q < r; q++) out.push(Math.floor(((q + 0.5) * size) / r + q * 7) % size);
+  return [...new Set(out)].length === r ? out : Array.from({ length: r }, (_, q) => q);
+}
+
+function params(method: string, s: Shape, scale: number, extra: Record<string, unknown> = {}): VectorCase['params'] {
+  return { method, T: s.T, inFeatures: s.n, outFeatures: s.m, rank: s.r, scale, ...extra };
+}
+
+function loraCase(s: Shape, tag: string): VectorCase {
+  const { T, n, m, r } = s;
+  const p = { T, n, m, r, scale: 1.5, x: rand(T * n), w0: rand(m * n, 1 / Math.sqrt(n)), a: rand(r * n, 1 / Math.sqrt(n)), b: rand(m * r) };
+  const g = rand(T * m);
+  const back = loraRef.loraBackward({ ...p, g });
+  return {
+    name: `lora ${tag}`,
+    params: params('lora', s, p.scale),
+    inputs: { x: tensor([T, n], p.x), w0: tensor([m, n], p.w0), a: tensor([r, n], p.a), b: tensor([m, r], p.b), dy: tensor([T, m], g) },
+    outputs: {
+      y: tensor([T, m], loraRef.loraForward(p)),
+      dx: tensor([T, n], back.dx),
+      da: tensor([r, n], back.da),
+      db: tensor([m, r], back.db),
+      delta_w: tensor([m, n], loraRef.loraDelta(p)),
+      merged: tensor([m, n], loraRef.loraMerge(p)),
+    },
+  };
+}
+
+/** BoRA with the default σ transform, and MELoRA's math as BoRA with a raw block-identity Σ. */
+function boraCases(s: Shape, tag: string): VectorCase[] {
+  const { T, n, m, r, b: blocks } = s;
+  return (['exp-mav', 'raw'] as const).map((sigmaTransform) => {
+    const raw = sigmaTransform === 'raw';
+    const sigma = raw ? Float32Array.from(boraRef.sigmaFor({ blocks, r, variant: 'melora' })) : rand(blocks * blocks * r);
+    const p = {
+      T,
+      n,
+      m,
+      r,
+      blocks,
+      scale: 2,
+      sigmaTransform,
+      sigma,
+      x: rand(T * n),
+      w0: rand(m * n, 1 / Math.sqrt(n)),
+      a: rand(r * n, 1 / Math.sqrt(n)),
+      b: rand(m * r),
+    };
+    const g = rand(T * m);
+    const back = boraRef.boraBackward({ ...p, g });
+    const outputs: Record<string, VectorTensor> = {
+      y: tensor([T, m], boraRef.boraForward(p)),
+      dx: tensor([T, n], back.dx),
+      da: tensor([r, n], back.da),
+      db: tensor([m, r], back.db),
+      sigma_eff: tensor([blocks, blocks, r], boraRef.sigmaFor(p)),
+      delta_w: tensor([m, n], boraRef.boraDelta(p)),
+      merged: tensor([m, n], boraRef.boraMerge(p)),
+    };
+    if (!raw) outputs.dsigma = tensor([blocks, blocks, r], back.dsigma!);
+    return {
+      name: `bora ${raw ? 'raw block-identity Σ (MELoRA)' : sigmaTransform} ${tag}`,
+      params: params('bora', s, p.scale, { blocks, sigmaTransform }),
+      inputs: {
+        x: tensor([T, n], p.x),
+        w0: tensor([m, n], p.w0),
+        a: tensor([r, n], p.a),
+        b: tensor([m, r], p.b),
+        dy: tensor([T, m], g),
+        [raw ? 'sigma_raw' : 'sigma']: tensor([blocks, blocks, r], sigma),
+      },
+      outputs,
+    };
+  });
+}
+
+function sboraCases(s: Shape, tag: string): VectorCase[] {
+  const { T, n, m, r } = s;
+  const scale = 1.5;
+  const x = rand(T * n);
+  const w0 = rand(m * n, 1 / Math.sqrt(n));
+  const g = rand(T * m);
+  const common = { x: tensor([T, n], x), w0: tensor([m, n], w0), dy: tensor([T, m], g) };
+  const faIdx = spread(r, n);
+  const fa = { T, n, m, r, scale, x, w0, idx: faIdx, b: rand(m * r) };
+  const faBack = sboraRef.faBackward({ ...fa, g });
+  const fbIdx = spread(r, m);
+  const fb = { T, n, m, r, scale, x, w0, idx: fbIdx, a: rand(r * n, 1 / Math.sqrt(n)) };
+  const fbBack = sboraRef.fbBackward({ ...fb, g });
+  return [
+    {
+      name: `sbora-fa ${tag}`,
+      params: params('sbora-fa', s, scale),
+      inputs: { ...common, b: tensor([m, r], fa.b), index: tensor([r], faIdx) },
+      outputs: {
+        y: tensor([T, m], sboraRef.faForward(fa)),
+        dx: tensor([T, n], faBack.dx),
+        db: tensor([m, r], faBack.db),
+        delta_w: tensor([m, n], sboraRef.faDelta(fa)),
+        merged: tensor([m, n], sboraRef.faMerge(fa)),
+      },
+    },
+    {
+      name: `sbora-fb ${tag}`,
+      params: params('sbora-fb', s, scale),
+      inputs: { ...common, a: tensor([r, n], fb.a), index: tensor([r], fbIdx) },
+      outputs: {
+        y: tensor([T, m], sboraRef.fbForward(fb)),
+        dx: tensor([T, n], fbBack.dx),
+        da: tensor([r, n], fbBack.da),
+        delta_w: tensor([m, n], sboraRef.fbDelta(fb)),
+        merged: tensor([m, n], sboraRef.fbMerge(fb)),
+      },
+    },
+  ];
+}
+
+function lormaCases(s: Shape, tag: string): VectorCase[] {
+  const { T, n, m, r } = s;
+  const out: VectorCase[] = [];
+  for (const variant of ['plus', 'pi', 'none'] as const) {
+    for (const order of ['pre', 'post'] as const) {
+      const d = order === 'pre' ? m : n;
+      const p = {
+        T,
+        n,
+        m,
+        r,
+        scale: 1.5,
+        variant,
+        order,
+        x: rand(T * n),
+        w0: rand(m * n, 1 / Math.sqrt(n)),
+        a: rand(r * d, 1 / Math.sqrt(d)),
+        b: rand(d * r),
+      };
+      const g = rand(T * m);
+      const back = lormaRef.lormaBackward({ ...p, g });
+      out.push({
+        name: `lorma ${variant} ${order} (d = ${d}) ${tag}`,
+        params: params('lorma', s, p.scale, { inflation: variant, order }),
+        inputs: { x: tensor([T, n], p.x), w0: tensor([m, n], p.w0), a: tensor([r, d], p.a), b: tensor([d, r], p.b), dy: tensor([T, m], g) },
+        outputs: {
+          y: tensor([T, m], lormaRef.lormaForward(p)),
+          dx: tensor([T, n], back.dx),
+          da: tensor([r, d], back.da),
+          db: tensor([d, r], back.db),
+          delta_w: tensor([m, n], lormaRef.lormaDelta(p)),
+          merged: tensor([m, n], lormaRef.lormaMerge(p)),
+        },
+      });
+    }
+  }
+  return out;
+}
+
+function suiteCases(quick: boolean): VectorCase[] {
+  // --quick keeps the odd shape and the FFT one: the single-token case adds little on a slow adapter.
+  const shapes = quick ? SHAPES.slice(0, 2) : SHAPES;
+  return shapes.flatMap(({ shape: s }) => {
+    const tag = `T=${s.T} n=${s.n} m=${s.m} r=${s.r}`;
+    return [loraCase(s, tag), ...boraCases(s, `${tag} b=${s.b}`), ...sboraCases(s, tag), ...lormaCases(s, tag)];
+  });
+}
+
+interface Options {
+  matmul?: Tuning['matmul'];
+  quick: boolean;
+  json?: string;
+  vectors: string[];
+}
+
+function parse(argv: string[]): Options {
+  const o: Options = { quick: false, vectors: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`check: ${a} needs a value`);
+      return v;
+    };
+    if (a === '--quick') o.quick = true;
+    else if (a === '--json') o.json = value();
+    else if (a === '--vectors') o.vectors.push(value());
+    else if (a === '--matmul') {
+      const v = value();
+      if (v !== 'tiled' && v !== 'direct' && v !== 'direct-scalar')
+        throw new Error(`check: --matmul takes tiled, direct or direct-scalar, got '${v}'`);
+      o.matmul = v;
+    } else throw new Error(`check: unknown option '${a}' (options: --matmul tiled|direct, --quick, --json FILE, --vectors FILE)`);
+  }
+  return o;
+}
+
+interface Summary {
+  suite: string;
+  cases: number;
+  passed: number;
+  failed: number;
+  /** The worst error of each case, by case name. */
+  worst: Record<string, number | null>;
+  failures: { name: string; message: string }[];
+}
+
+function summarize(suite: string, cases: CaseResult[], tol: number): Summary {
+  const s: Summary = { suite, cases: cases.length, passed: 0, failed: 0, worst: {}, failures: [] };
+  for (const c of cases) {
+    const errs = Object.values(c.errors ?? {});
+    const worst = errs.length ? Math.max(...errs) : null;
+    s.worst[c.name] = worst;
+    const ok = c.status === 'ok' && worst !== null && worst <= tol && errs.length === Object.keys(c.outputs ?? {}).length;
+    if (ok) s.passed++;
+    else {
+      s.failed++;
+      s.failures.push({
+        name: c.name,
+        message: c.status === 'ok' ? `worst error ${worst?.toExponential(2) ?? 'none computed'} (tol ${tol})` : (c.message ?? c.status),
+      });
+    }
+  }
+  return s;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const o = parse(argv);
+  const ctx = await Context.create(o.matmul ? { tuning: { matmul: o.matmul } } : {});
+  const started = Date.now();
+  try {
+    const variant = ctx.tuning.matmul;
+    const adapter = ctx.adapterInfo.description || ctx.adapterInfo.vendor || 'unknown adapter';
+    console.log(`check: ${adapter}, matmul ${variant}, tolerance ${F32_TOL} of max |expected|`);
+    const suites: Summary[] = [];
+    const run = async (suite: string, file: VectorFile, tol: number) => {
+      const report = await runVectors(ctx, file, { check: true, tol });
+      for (const line of report.lines) console.log(`  ${line}`);
+      const s = summarize(suite, report.result.cases, tol);
+      console.log(`${suite}: ${s.cases} cases, ${s.passed} passed, ${s.failed} failed`);
+      suites.push(s);
+    };
+    await run('reference', { cases: suiteCases(o.quick) }, F32_TOL);
+    // A vector file is judged at the vectors command's own default tolerance, as `vectors --check` does.
+    for (const file of o.vectors) await run(`vectors ${file}`, JSON.parse(readFileSync(file, 'utf8')) as VectorFile, 1e-5);
+    const failed = suites.reduce((a, s) => a + s.failed, 0);
+    const passed = suites.reduce((a, s) => a + s.passed, 0);
+    console.log(`check (matmul ${variant}): ${passed} passed, ${failed} failed, ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    if (o.json) {
+      const result = {
+        adapter: ctx.adapterInfo,
+        matmul: variant,
+        tol: F32_TOL,
+        shapes: o.quick ? SHAPES.slice(0, 2) : SHAPES,
+        passed,
+        failed,
+        suites,
+      };
+      writeFileSync(o.json, JSON.stringify(result, null, 2));
+    }
+    return failed ? 1 : 0;
+  } finally {
+    ctx.destroy();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    console.error(`check: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(2);
+  },
+);
