@@ -21,7 +21,11 @@ export interface MethodInfo {
 }
 
 /** The registry's methods, as the examples and the demo list them. */
-export const METHODS: MethodInfo[] = REGISTRY.map((d) => ({ method: d.id, label: d.label, rankFor: (r: number, layer: { n: number; m: number }) => d.rankFor(r, layer) }));
+export const METHODS: MethodInfo[] = REGISTRY.map((d) => ({
+  method: d.id,
+  label: d.label,
+  rankFor: (r: number, layer: { n: number; m: number }) => d.rankFor(r, layer),
+}));
 
 export function methodInfo(method: string): MethodInfo {
   const d = methodById(method);
