@@ -260,9 +260,13 @@ export async function linearBackward(
   checkTensor(where, 'w', p.w, [m, n], '[m, n]');
   checkTensor(where, 'g', p.g, [T, m], '[T, m]');
   const want = { dx: opts.dx !== false, dw: opts.dw !== false, db: opts.db !== false };
-  const dx = want.dx ? (p.dx ? checkTensor(where, 'dx', p.dx, [T, n], '[T, n]') : ctx.tensor([T, n], 'f32', 'nn.linear.dx')) : undefined;
-  const dw = want.dw ? (p.dw ? checkTensor(where, 'dw', p.dw, [m, n], '[m, n]') : ctx.tensor([m, n], 'f32', 'nn.linear.dw')) : undefined;
-  const db = want.db ? (p.db ? checkTensor(where, 'db', p.db, [m], '[m]') : ctx.tensor([m], 'f32', 'nn.linear.db')) : undefined;
+  // Every caller output is checked before any is made, so a refused call allocates nothing.
+  if (want.dx && p.dx) checkTensor(where, 'dx', p.dx, [T, n], '[T, n]');
+  if (want.dw && p.dw) checkTensor(where, 'dw', p.dw, [m, n], '[m, n]');
+  if (want.db && p.db) checkTensor(where, 'db', p.db, [m], '[m]');
+  const dx = want.dx ? (p.dx ?? ctx.tensor([T, n], 'f32', 'nn.linear.dx')) : undefined;
+  const dw = want.dw ? (p.dw ?? ctx.tensor([m, n], 'f32', 'nn.linear.dw')) : undefined;
+  const db = want.db ? (p.db ?? ctx.tensor([m], 'f32', 'nn.linear.db')) : undefined;
   checkDistinctOwned(where, ctx, { dx, dw, db, x: p.x, w: p.w, g: p.g });
   await ctx.encode(opts.encoder, async (enc) => {
     if (dx) await matmul(ctx, { a: p.g, b: p.w, c: dx, M: T, N: n, K: m }, enc);
@@ -322,9 +326,12 @@ export async function activationBackward(
   const [T, n] = matrix(where, 'x', p.x, '[T, n]');
   checkTensor(where, 'x', p.x, [T, n], '[T, n]');
   checkTensor(where, 'g', p.g, [T, n], '[T, n]');
-  const dx = p.dx ? checkTensor(where, 'dx', p.dx, [T, n], '[T, n]') : ctx.tensor([T, n], 'f32', 'nn.activation.dx');
   const withBias = opts.bias === true || p.db !== undefined;
-  const db = withBias ? (p.db ? checkTensor(where, 'db', p.db, [n], '[n]') : ctx.tensor([n], 'f32', 'nn.activation.db')) : undefined;
+  // Both caller outputs are checked before either is made, so a refused call allocates nothing.
+  if (p.dx) checkTensor(where, 'dx', p.dx, [T, n], '[T, n]');
+  if (withBias && p.db) checkTensor(where, 'db', p.db, [n], '[n]');
+  const dx = p.dx ?? ctx.tensor([T, n], 'f32', 'nn.activation.dx');
+  const db = withBias ? (p.db ?? ctx.tensor([n], 'f32', 'nn.activation.db')) : undefined;
   checkDistinctOwned(where, ctx, { dx, db, x: p.x, g: p.g });
   const entry = withBias ? 'activation_backward_bias' : 'activation_backward';
   await ctx.prepare([{ shader: SHADER, entry, constants }]);
