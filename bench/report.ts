@@ -26,10 +26,12 @@ export interface BenchRow {
   clock?: string;
   /** Median CPU ms per run of the driver's worker threads (lavapipe executes the shaders there). */
   cpuMs?: number | null;
+  /** --full's blocks-only groups: the b of the group this row was timed in (LoRA is timed in each). */
+  group?: number;
   /** matmul rows: the kernel variant of shaders/matmul.wgsl. */
   variant?: string;
   gflops?: number | null;
-  /** medianMs over LoRA's at the same impl, shape, r and phase. */
+  /** medianMs over LoRA's at the same impl, shape, r and phase, timed in the same group. */
   vsLora?: number | null;
   /** The same ratio in worker CPU time. */
   vsLoraCpu?: number | null;
@@ -107,6 +109,9 @@ export function writeReport(res: BenchResult, dir: string): string[] {
     files.push(p);
   };
   put(`${res.mode}.json`, JSON.stringify(res, null, 2));
+  // The JSON keeps every row; tables and charts show LoRA once per shape (the extra LoRA rows of
+  // --full's blocks-only groups only give their group's ×LoRA ratios).
+  res = { ...res, rows: res.rows.filter((r) => !(r.method === 'lora' && r.group !== undefined)) };
   const charts = svgCharts(res);
   for (const [name, svg] of charts) put(`${res.mode}-${name}.svg`, svg);
   put(

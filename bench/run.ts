@@ -47,6 +47,15 @@ interface Options {
   sizes?: number[];
 }
 
+/**
+ * Whether a method is timed in a shape group. The blocks-only groups of --full (b = 8, 16) time
+ * BoRA and MELoRA, and LoRA beside them, so that every ×LoRA ratio comes from runs interleaved in
+ * the same group rather than from another group's minutes.
+ */
+function inGroup(c: { blockOnly: boolean }, method: string): boolean {
+  return !c.blockOnly || BLOCK_METHODS.has(method) || method === 'lora';
+}
+
 function parseArgs(argv: string[]): Options {
   const o: Options = {
     full: false,
@@ -158,7 +167,7 @@ async function main() {
     for (const c of configs(o)) {
       console.log(
         JSON.stringify(c.shape),
-        c.blockOnly ? 'bora/melora only' : 'all methods',
+        c.blockOnly ? 'bora/melora (and lora, for the ratios)' : 'all methods',
         c.matmul ? '+ matmul variants' : '',
         c.peers && !c.blockOnly ? '+ peers' : '',
       );
@@ -205,7 +214,7 @@ async function main() {
   }
   const cfgs = configs(o);
   const total = cfgs.reduce((sum, c) => {
-    const ms = methods.filter((m) => !c.blockOnly || BLOCK_METHODS.has(m.method)).length;
+    const ms = methods.filter((m) => inGroup(c, m.method)).length;
     return sum + (c.matmul ? MATMUL_VARIANTS.length : 0) + ms * PHASES.length + (c.peers && !c.blockOnly ? peers.length * 5 : 0);
   }, 0);
   // A bar on a terminal; plain lines in logs and CI (and with --no-progress), so a long --full
@@ -279,7 +288,7 @@ async function main() {
     // over every method alike (the same scheme as bench/compare.ts).
     const live: { method: BenchMethod; b: number | null; inst: Awaited<ReturnType<BenchMethod['setup']>> }[] = [];
     for (const method of methods) {
-      if (cfg.blockOnly && !BLOCK_METHODS.has(method.method)) continue;
+      if (!inGroup(cfg, method.method)) continue;
       const b = BLOCK_METHODS.has(method.method) ? sh.b! : null;
       if (method.supports && !method.supports(sh)) {
         for (const _ of PHASES) tick(`${method.method} skipped ${tag}`);
@@ -347,6 +356,7 @@ async function main() {
               device,
               clock: t.clock,
               cpuMs: t.cpuMs ?? null,
+              group: cfg.blockOnly ? sh.b : undefined,
             });
           }
           tick(`${method.method} ${phase}${inst.encode[phase] ? '' : ' n/a'} ${tag}`);
@@ -513,8 +523,16 @@ function finishRows(rows: BenchRow[], ceilings: Ceilings | null): BenchRow[] {
       row.roofShare = p?.share ?? null;
       row.bound = p?.bound ?? null;
     }
+    // The LoRA row timed in the same group (interleaved with this row), if the group had one.
     const loraRow = rows.find(
-      (x) => x.method === 'lora' && x.impl === row.impl && x.phase === row.phase && x.T === row.T && x.n === row.n && x.r === row.r,
+      (x) =>
+        x.method === 'lora' &&
+        x.impl === row.impl &&
+        x.phase === row.phase &&
+        x.T === row.T &&
+        x.n === row.n &&
+        x.r === row.r &&
+        x.group === row.group,
     );
     row.vsLora = loraRow && row.r !== null ? row.medianMs / loraRow.medianMs : null;
     row.vsLoraCpu = loraRow?.cpuMs && row.cpuMs && row.r !== null ? row.cpuMs / loraRow.cpuMs : null;
