@@ -58,8 +58,8 @@ function parse(argv: string[]) {
     } else if (a === '--T' || a === '--n' || a === '--r' || a === '--b' || a === '--rounds' || a === '--calls') o[a.slice(2) as 'T'] = int();
     else if (a === '--json') o.json = v;
     else if (a === '--matmul') {
-      if (v !== 'tiled' && v !== 'direct' && v !== 'direct-scalar')
-        throw new Error(`compare: --matmul takes tiled, direct or direct-scalar, got ${v}`);
+      if (v !== 'tiled' && v !== 'tiled4' && v !== 'direct' && v !== 'direct-scalar')
+        throw new Error(`compare: --matmul takes tiled, tiled4, direct or direct-scalar, got ${v}`);
       o.matmul = v;
     } else throw new Error(`compare: unknown option ${a}`);
   }

@@ -97,7 +97,8 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--ceilings-only') o.ceilingsOnly = true;
     else if (a === '--matmul') {
       const v = next();
-      if (v !== 'tiled' && v !== 'direct' && v !== 'direct-scalar') throw new Error(`bench: --matmul takes tiled, direct or direct-scalar, got ${v}`);
+      if (v !== 'tiled' && v !== 'tiled4' && v !== 'direct' && v !== 'direct-scalar')
+        throw new Error(`bench: --matmul takes tiled, tiled4, direct or direct-scalar, got ${v}`);
       o.matmul = v;
     } else if (a === '--sizes') {
       o.sizes = next().split(',').map(Number);
@@ -152,7 +153,7 @@ function configs(o: Options): Config[] {
 }
 
 const PHASES = ['forward', 'backward', 'step'] as const satisfies readonly Phase[];
-const MATMUL_VARIANTS = ['direct', 'direct-scalar', 'tiled'] as const;
+const MATMUL_VARIANTS = ['direct', 'direct-scalar', 'tiled', 'tiled4'] as const;
 
 function log(bar: SingleBar | null, msg: string) {
   if (bar) {

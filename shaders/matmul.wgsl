@@ -247,3 +247,111 @@ fn $ENTRY(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
   store(row0, col0, &acc);
 }
 //#end
+
+// `tiled4`: the GPU recipe of the fast public WebGPU matmuls (TF.js's matmul_packed, ONNX Runtime
+// Web's, the "1 TFLOP/s" write-ups): workgroup tiles staged with 16-byte loads, and a register
+// block large enough that each workgroup-memory load feeds several fused multiply-adds.
+//
+// 8×8 invocations each own an 8×8 block, so a workgroup covers 64×64 outputs, as `main` does on
+// GPUs, but with 4 multiply-adds per workgroup-memory load instead of 2, and a quarter of the
+// invocations to synchronise. A 128×128 tile would halve the traffic again but leave LoRA's
+// products (T = 256–512 rows) with only 8–32 workgroups, too few to fill a GPU. BK = 32 doubles
+// `main`'s slice depth, halving the barriers: two 32×64 f32 slices are 16 KiB, exactly the
+// maxComputeWorkgroupStorageSize every WebGPU device offers.
+//
+// The host uses it only when the contiguous dimension of each operand (K for A, M for Aᵀ, N for
+// B, K for Bᵀ), the row strides and the offsets are multiples of 4, so a 16-byte load lies wholly
+// inside or wholly outside the matrix; otherwise it falls back to `main`. All four transpose
+// combinations are served: a load along the tile's contiguous workgroup dimension is stored as is,
+// one across it is scattered into four rows of the slice.
+const T4: u32 = 8u;        // outputs per invocation along M and along N
+const T4_WG: u32 = 8u;     // invocations along M and along N
+const T4_BM: u32 = 64u;    // T4_WG * T4: tile rows (and columns), in elements
+const T4_BK: u32 = 32u;    // slice depth, in elements
+const T4_ROW4: u32 = 16u;  // T4_BM / 4: one slice row, in vec4s
+
+var<workgroup> As4: array<vec4<f32>, 512>;  // [T4_BK][T4_BM / 4]: op(A)[tile_m0 + i, k0 + kk]
+var<workgroup> Bs4: array<vec4<f32>, 512>;  // [T4_BK][T4_BM / 4]: op(B)[k0 + kk, tile_n0 + j]
+
+// Stages the k0 slice of both operands; every invocation makes 8 loads of each.
+fn stage_tiled4(lidx: u32, tile_m0: u32, tile_n0: u32, k0: u32) {
+  for (var e = lidx; e < 512u; e += T4_WG * T4_WG) {
+    if (TRANS_A) {
+      // Aᵀ is stored [K, M]: 16 vec4s along M per k.
+      let kk = e / T4_ROW4;
+      let i4 = e % T4_ROW4;
+      var v = vec4<f32>(0.0);
+      if (k0 + kk < P.K && tile_m0 + i4 * 4u < P.M) { v = A4[(P.off_a + (k0 + kk) * P.lda + tile_m0) / 4u + i4]; }
+      As4[kk * T4_ROW4 + i4] = v;
+    } else {
+      // A is stored [M, K]: 8 vec4s along K per row, each scattered over four slice rows.
+      let ii = e / (T4_BK / 4u);
+      let k4 = e % (T4_BK / 4u);
+      var v = vec4<f32>(0.0);
+      if (tile_m0 + ii < P.M && k0 + k4 * 4u < P.K) { v = A4[(P.off_a + (tile_m0 + ii) * P.lda + k0) / 4u + k4]; }
+      for (var c = 0u; c < 4u; c++) { As4[(k4 * 4u + c) * T4_ROW4 + ii / 4u][ii % 4u] = v[c]; }
+    }
+    if (TRANS_B) {
+      // Bᵀ is stored [N, K]: as A above.
+      let jj = e / (T4_BK / 4u);
+      let k4 = e % (T4_BK / 4u);
+      var v = vec4<f32>(0.0);
+      if (tile_n0 + jj < P.N && k0 + k4 * 4u < P.K) { v = B4[(P.off_b + (tile_n0 + jj) * P.ldb + k0) / 4u + k4]; }
+      for (var c = 0u; c < 4u; c++) { Bs4[(k4 * 4u + c) * T4_ROW4 + jj / 4u][jj % 4u] = v[c]; }
+    } else {
+      let kk = e / T4_ROW4;
+      let j4 = e % T4_ROW4;
+      var v = vec4<f32>(0.0);
+      if (k0 + kk < P.K && tile_n0 + j4 * 4u < P.N) { v = B4[(P.off_b + (k0 + kk) * P.ldb + tile_n0) / 4u + j4]; }
+      Bs4[kk * T4_ROW4 + j4] = v;
+    }
+  }
+}
+
+@compute @workgroup_size(8, 8)
+fn tiled4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+  let tile = linear_workgroup(wid, nwg);
+  let tiles_m = (P.M + T4_BM - 1u) / T4_BM;
+  // Uniform across the workgroup, so the early return cannot split a barrier.
+  if (tile >= tiles_m * P.tiles_n) { return; }
+  let tile_m0 = (tile / P.tiles_n) * T4_BM;
+  let tile_n0 = (tile % P.tiles_n) * T4_BM;
+  // acc[i * 2 + h]: row i of the block, columns 4h … 4h + 3.
+  var acc: array<vec4<f32>, 16>;
+  for (var k0 = 0u; k0 < P.K; k0 += T4_BK) {
+    stage_tiled4(lidx, tile_m0, tile_n0, k0);
+    workgroupBarrier();
+    for (var kk = 0u; kk < T4_BK; kk++) {
+      let a0 = As4[kk * T4_ROW4 + lid.y * 2u];
+      let a1 = As4[kk * T4_ROW4 + lid.y * 2u + 1u];
+      let b0 = Bs4[kk * T4_ROW4 + lid.x * 2u];
+      let b1 = Bs4[kk * T4_ROW4 + lid.x * 2u + 1u];
+      for (var i = 0u; i < 4u; i++) {
+        acc[i * 2u] += a0[i] * b0;
+        acc[i * 2u + 1u] += a0[i] * b1;
+        acc[(i + 4u) * 2u] += a1[i] * b0;
+        acc[(i + 4u) * 2u + 1u] += a1[i] * b1;
+      }
+    }
+    workgroupBarrier();
+  }
+  // The epilogue is `main`'s, run on the four 4×4 quarters of the block, so the second product,
+  // alpha/beta and the store are one code path for every variant.
+  let row0 = tile_m0 + lid.y * T4;
+  let col0 = tile_n0 + lid.x * T4;
+  for (var qi = 0u; qi < 2u; qi++) {
+    for (var qj = 0u; qj < 2u; qj++) {
+      let r0 = row0 + qi * 4u;
+      let c0 = col0 + qj * 4u;
+      if (r0 >= P.M || c0 >= P.N) { continue; }
+      var q: array<f32, 16>;
+      for (var i = 0u; i < 4u; i++) {
+        let v = acc[(qi * 4u + i) * 2u + qj];
+        for (var j = 0u; j < 4u; j++) { q[i * 4u + j] = P.alpha * v[j]; }
+      }
+      if (SECOND) { add_second(r0, c0, &q); }
+      store(r0, c0, &q);
+    }
+  }
+}

@@ -1,7 +1,8 @@
 // The matrix multiply against the float64 reference, for every kernel variant, every transpose,
 // the fused second product and beta accumulation, on shapes that are no tile multiple and on
 // multiples of 4, where 'direct' switches to its 16-byte-load entry (direct4; both entries are
-// one `//#each` block of shaders/matmul.wgsl).
+// one `//#each` block of shaders/matmul.wgsl) and 'tiled4' to its 16-byte-staging entry (tiled4;
+// `main` on the other shapes).
 
 import { expect } from 'chai';
 import { matmul, matmulEntry } from '../src/ops/matmul.js';
@@ -23,7 +24,13 @@ const SHAPES: [number, number, number][] = [
   [64, 64, 64],
 ];
 
-for (const variant of ['direct', 'direct-scalar', 'tiled'] as Tuning['matmul'][]) {
+// tiled4's 64×64 tile and 32-deep slices: several tiles, a ragged last tile and slice, all vec4.
+const TILED4_SHAPES: [number, number, number][] = [
+  [100, 132, 68],
+  [132, 68, 100],
+];
+
+for (const variant of ['direct', 'direct-scalar', 'tiled', 'tiled4'] as Tuning['matmul'][]) {
   describe(`matmul (${variant})`, () => {
     let saved: Tuning['matmul'];
     before(async () => {
@@ -35,7 +42,7 @@ for (const variant of ['direct', 'direct-scalar', 'tiled'] as Tuning['matmul'][]
       (await gpu()).tuning.matmul = saved;
     });
 
-    for (const [M, N, K] of SHAPES) {
+    for (const [M, N, K] of variant === 'tiled4' ? [...SHAPES, ...TILED4_SHAPES] : SHAPES) {
       for (const [transA, transB] of [
         [false, false],
         [false, true],
@@ -132,8 +139,69 @@ describe('matmul kernel choice', () => {
       expect(matmulEntry(ctx, 64, 64, 64)).to.equal('direct');
       ctx.tuning.matmul = 'tiled';
       expect(matmulEntry(ctx, 64, 64, 64)).to.equal('main');
+      // tiled4 serves every transpose combination: only each operand's contiguous dimension counts.
+      ctx.tuning.matmul = 'tiled4';
+      expect(matmulEntry(ctx, 37, 29, 64)).to.equal('main');
+      expect(matmulEntry(ctx, 37, 28, 64)).to.equal('tiled4');
+      expect(matmulEntry(ctx, 37, 29, 64, false, true)).to.equal('tiled4');
+      expect(matmulEntry(ctx, 36, 28, 65, true, false)).to.equal('tiled4');
+      expect(matmulEntry(ctx, 37, 28, 64, true, false)).to.equal('main');
+      expect(matmulEntry(ctx, 36, 29, 64, true, true)).to.equal('tiled4');
+      expect(matmulEntry(ctx, 36, 29, 65, true, true)).to.equal('main');
     } finally {
       ctx.tuning.matmul = saved;
     }
   });
+});
+
+describe('matmul (tiled4) on operand blocks at offsets within larger matrices', () => {
+  let saved: Tuning['matmul'];
+  before(async () => {
+    const ctx = await gpu();
+    saved = ctx.tuning.matmul;
+    ctx.tuning.matmul = 'tiled4';
+  });
+  after(async () => {
+    (await gpu()).tuning.matmul = saved;
+  });
+
+  // A 4 KiB binding limit cuts every operand into blocks of rows bound at aligned ranges, so each
+  // block's offsets and row strides reach the kernel as nonzero multiples of 4 (the vec4 view).
+  for (const [transA, transB] of [
+    [false, false],
+    [false, true],
+    [true, false],
+    [true, true],
+  ]) {
+    it(`blocks of C[72x136] += op(A) op(B) + op(A2) op(B2), K=40, transA=${transA}, transB=${transB}`, async () => {
+      const ctx = await gpu();
+      const [M, N, K, K2] = [72, 136, 40, 5];
+      const [a, b, a2, b2, c0] = [rand(M * K), rand(K * N), rand(M * K2), rand(K2 * N), rand(M * N)];
+      const A = ctx.upload(a, transA ? [K, M] : [M, K]);
+      const B = ctx.upload(b, transB ? [N, K] : [K, N]);
+      const A2 = ctx.upload(a2, transA ? [K2, M] : [M, K2]);
+      const B2 = ctx.upload(b2, transB ? [N, K2] : [K2, N]);
+      const C = ctx.upload(c0, [M, N]);
+      await matmul(ctx, {
+        a: A,
+        b: B,
+        c: C,
+        M,
+        N,
+        K,
+        transA,
+        transB,
+        alpha: 0.75,
+        beta: 0.5,
+        bindingLimit: 4096,
+        second: { a: A2, b: B2, K: K2, alpha: -1.5 },
+      });
+      const want = add(
+        add(scale(refMatmul(a, b, M, K, N, transA, transB), 0.75), scale(refMatmul(a2, b2, M, K2, N, transA, transB), -1.5)),
+        scale(c0, 0.5),
+      );
+      expectClose(await ctx.read(C), want, 'C');
+      for (const t of [A, B, A2, B2, C]) t.destroy();
+    });
+  }
 });

@@ -171,7 +171,7 @@ describe('runtime', () => {
     ctx.destroy();
     await expectThrows(
       () => Context.create({ device: owner.device, tuning: { matmul: 'fast' as 'tiled' } }),
-      /options\.tuning\.matmul is 'fast', expected 'tiled', 'direct' or 'direct-scalar'/,
+      /options\.tuning\.matmul is 'fast', expected 'tiled', 'tiled4', 'direct' or 'direct-scalar'/,
     );
     // Per-method settings moved to their methods; an old key is an error, not silently ignored.
     await expectThrows(

@@ -5,7 +5,7 @@
 // reference, F32_TOL of max |expected|) in the shape of test vectors, so the `vectors` command's
 // runners and comparison do the GPU side and every family is reached through the registry.
 //
-//   node app/check.mjs [--matmul tiled|direct] [--quick] [--json FILE] [--vectors FILE]...
+//   node app/check.mjs [--matmul tiled|tiled4|direct] [--quick] [--json FILE] [--vectors FILE]...
 //
 // --vectors re-runs a vector file under the same matmul kernels (the `vectors` command itself
 // always takes the adapter's default). Exit status 1 when any output passes the tolerance.
@@ -226,10 +226,10 @@ function parse(argv: string[]): Options {
     else if (a === '--vectors') o.vectors.push(value());
     else if (a === '--matmul') {
       const v = value();
-      if (v !== 'tiled' && v !== 'direct' && v !== 'direct-scalar')
-        throw new Error(`check: --matmul takes tiled, direct or direct-scalar, got '${v}'`);
+      if (v !== 'tiled' && v !== 'tiled4' && v !== 'direct' && v !== 'direct-scalar')
+        throw new Error(`check: --matmul takes tiled, tiled4, direct or direct-scalar, got '${v}'`);
       o.matmul = v;
-    } else throw new Error(`check: unknown option '${a}' (options: --matmul tiled|direct, --quick, --json FILE, --vectors FILE)`);
+    } else throw new Error(`check: unknown option '${a}' (options: --matmul tiled|tiled4|direct, --quick, --json FILE, --vectors FILE)`);
   }
   return o;
 }

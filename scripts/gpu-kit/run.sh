@@ -142,7 +142,7 @@ grep -q '"isCpu": true' "$OUT/adapter.json" && IS_CPU=1
 has() { grep -qx "$1" "$APP/features"; }
 
 # Sizes: the figures on a GPU; fewer rounds on a CPU adapter; a tiny subset with --quick.
-VARIANTS=(tiled direct)
+VARIANTS=(tiled tiled4 direct)
 has matmul-flag || VARIANTS=(default)
 COMPARE_SHAPE=(--T 512 --n 1024 --r 8 --b 16)
 if [ "$QUICK" = 1 ]; then

@@ -39,8 +39,30 @@ export interface MatmulArgs {
  * Kernel variants of shaders/matmul.wgsl, the names ctx.tuning.matmul accepts. 'direct' reads
  * 16 bytes per load (entry `direct4`) when the contiguous dimensions are multiples of 4, else
  * falls back to scalar loads; 'direct-scalar' always uses scalar loads (kept for benchmarks).
+ * 'tiled' is entry `main`; 'tiled4' is entry `tiled4` (16-byte staging loads, 8×8 outputs per
+ * invocation, 32-deep slices) where every operand's contiguous dimension, row stride and offset
+ * are multiples of 4, else `main`.
  */
 export type MatmulVariant = Tuning['matmul'];
+
+/**
+ * The variant a context gets when options.tuning.matmul is not given, by adapter class: the
+ * first key that matches of `${cpu|gpu}:${vendor}` (vendor as the adapter reports it, lower
+ * case, e.g. 'gpu:nvidia', 'gpu:apple') and then 'cpu' or 'gpu'. Edit it from the GPU kit's
+ * measurements. 'tiled' stays the GPU default: 'tiled4' is built for GPUs but has been
+ * measured on lavapipe only, which says little about a GPU.
+ */
+export const MATMUL_BY_ADAPTER: Readonly<Record<string, MatmulVariant>> = {
+  cpu: 'direct',
+  gpu: 'tiled',
+};
+
+/** The default variant for an adapter, from MATMUL_BY_ADAPTER. */
+export function matmulVariantFor(adapter: { vendor: string; isCpu: boolean }): MatmulVariant {
+  const kind = adapter.isCpu ? 'cpu' : 'gpu';
+  const vendor = (adapter.vendor || '').toLowerCase();
+  return MATMUL_BY_ADAPTER[`${kind}:${vendor}`] ?? MATMUL_BY_ADAPTER[kind] ?? (adapter.isCpu ? 'direct' : 'tiled');
+}
 
 /** Whether `direct4` can view A and B as vec4 arrays for these transposes and sizes. */
 function vec4Fits(M: number, N: number, K: number, transA: boolean, transB: boolean): boolean {
@@ -48,6 +70,11 @@ function vec4Fits(M: number, N: number, K: number, transA: boolean, transB: bool
   if (!transA && !transB) return K % 4 === 0 && N % 4 === 0;
   if (transA && !transB) return M % 4 === 0 && N % 4 === 0;
   return false;
+}
+
+/** Whether `tiled4` can stage A and B with 16-byte loads: each one's contiguous dimension is a multiple of 4. */
+function tiled4Fits(M: number, N: number, K: number, transA: boolean, transB: boolean): boolean {
+  return (transA ? M : K) % 4 === 0 && (transB ? K : N) % 4 === 0;
 }
 
 /** The shader entry point matmul() picks for these sizes under ctx.tuning (exported for tests). */
@@ -66,9 +93,14 @@ function config(
   aligned4: boolean,
 ): { entry: string; constants: Record<string, number | boolean>; tileM: number; tileN: number } {
   const variant = ctx.tuning.matmul;
-  const wg = variant === 'tiled' ? 16 : 8;
+  if (variant === 'tiled4' && aligned4 && tiled4Fits(M, N, K, transA, transB)) {
+    // Its 8×8 invocations and 64×64 tile are fixed in the shader, not overridden.
+    return { entry: 'tiled4', constants: { TRANS_A: transA, TRANS_B: transB, SECOND: second }, tileM: 64, tileN: 64 };
+  }
+  const tiled = variant === 'tiled' || variant === 'tiled4';
+  const wg = tiled ? 16 : 8;
   let entry = 'direct';
-  if (variant === 'tiled') entry = 'main';
+  if (tiled) entry = 'main';
   else if (variant !== 'direct-scalar' && aligned4 && vec4Fits(M, N, K, transA, transB)) entry = 'direct4';
   return {
     entry,

@@ -6,6 +6,7 @@
 // this file. Dawn lives in ./dawn.ts: `src/node.ts` registers it as the provider, and when nothing
 // was registered a Node host loads it through an import whose specifier bundlers cannot follow.
 
+import { matmulVariantFor } from '../ops/matmul.js';
 import { PeftError } from '../validate.js';
 
 export interface ContextOptions {
@@ -30,11 +31,14 @@ export interface ContextOptions {
  * Settings that belong to one method live with that method, not here.
  */
 export interface Tuning {
-  /** 'direct-scalar' is 'direct' without 16-byte loads, kept to compare the two in bench/. */
-  matmul: 'tiled' | 'direct' | 'direct-scalar';
+  /**
+   * 'direct-scalar' is 'direct' without 16-byte loads, kept to compare the two in bench/;
+   * 'tiled4' is 'tiled' with 16-byte staging loads and larger register blocks (src/ops/matmul.ts).
+   */
+  matmul: 'tiled' | 'tiled4' | 'direct' | 'direct-scalar';
 }
 
-const MATMUL_VARIANTS: readonly Tuning['matmul'][] = ['tiled', 'direct', 'direct-scalar'];
+const MATMUL_VARIANTS: readonly Tuning['matmul'][] = ['tiled', 'tiled4', 'direct', 'direct-scalar'];
 
 /**
  * Rejects a tuning that is not an object of known settings with known values (checked before a
@@ -50,13 +54,13 @@ export function checkTuning(tuning: unknown): asserts tuning is Partial<Tuning> 
   }
   const variant = (tuning as Partial<Tuning>).matmul;
   if (variant !== undefined && !MATMUL_VARIANTS.includes(variant)) {
-    throw new PeftError(`Context.create: options.tuning.matmul is '${variant}', expected 'tiled', 'direct' or 'direct-scalar'`);
+    throw new PeftError(`Context.create: options.tuning.matmul is '${variant}', expected 'tiled', 'tiled4', 'direct' or 'direct-scalar'`);
   }
 }
 
-/** The adapter's default kernel choices with the caller's (checked) `tuning` over them. */
+/** The adapter's default kernel choices (MATMUL_BY_ADAPTER) with the caller's (checked) `tuning` over them. */
 export function defaultTuning(info: DeviceDescription, tuning: Partial<Tuning> | undefined): Tuning {
-  return { matmul: tuning?.matmul ?? (info.isCpu ? 'direct' : 'tiled') };
+  return { matmul: tuning?.matmul ?? matmulVariantFor(info) };
 }
 
 export interface DeviceDescription {
