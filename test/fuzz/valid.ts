@@ -372,8 +372,9 @@ const boraTarget = (profile: Profile) =>
       nearOnScale(await ctx.readF32(fwd.y), boraRef.boraForward(refArgs, p.adapterOnly), scaleOf(boraRef.boraForward(absArgs, p.adapterOnly)), 'y');
       if (p.save) {
         const inter = boraRef.boraIntermediates(refArgs);
-        near(await ctx.readF32(fwd.z!), inter.z, 'z');
-        near(await ctx.readF32(fwd.s!), inter.s, 's');
+        const absInter = boraRef.boraIntermediates(absArgs);
+        nearOnScale(await ctx.readF32(fwd.z!), inter.z, scaleOf(absInter.z), 'z');
+        nearOnScale(await ctx.readF32(fwd.s!), inter.s, scaleOf(absInter.s), 's');
       }
 
       enc = encoderFor(ctx, p.encoder);
