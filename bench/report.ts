@@ -364,17 +364,8 @@ function barChart(title: string, unit: string, groups: { label: string; bars: Ba
     y += gap;
   }
   const height = y + 10;
-  let lx = left;
-  const leg = legend.map(([name, color]) => {
-    const s = `<rect x="${lx}" y="26" width="10" height="10" fill="${color}"/><text x="${lx + 14}" y="35" font-size="11">${esc(name)}</text>`;
-    lx += 24 + name.length * 6.5;
-    return s;
-  });
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">`,
-    `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="10" y="16" font-size="14" font-weight="bold">${esc(title)}</text>`,
-    ...leg,
+    ...svgHead(width, height, title, legend, left),
     `<line x1="${left}" y1="44" x2="${left}" y2="${height - 10}" stroke="#999"/>`,
     ...parts,
     '</svg>',
@@ -598,19 +589,23 @@ function rooflineChart(c: Ceilings, rows: BenchRow[], shape: string, device: str
     ['TF.js (square)', COLORS['tfjs-webgpu']],
     ['gpu.js (square)', COLORS['gpujs-webgpu']],
   ];
+  return [...svgHead(width, height, `Roofline, ${shape} — ${device} (ceilings measured in the same run)`, legend, left), ...parts, '</svg>', ''].join(
+    '\n',
+  );
+}
+
+/** The opening of a chart: the svg element, a white background, the title and a row of legend swatches from x = left. */
+function svgHead(width: number, height: number, title: string, legend: readonly (readonly [string, string])[], left: number): string[] {
   let lx = left;
-  const leg = legend.map(([name, color]) => {
-    const t = `<rect x="${lx}" y="26" width="10" height="10" fill="${color}"/><text x="${lx + 14}" y="35" font-size="11">${esc(name)}</text>`;
+  const swatches = legend.map(([name, color]) => {
+    const s = `<rect x="${lx}" y="26" width="10" height="10" fill="${color}"/><text x="${lx + 14}" y="35" font-size="11">${esc(name)}</text>`;
     lx += 24 + name.length * 6.5;
-    return t;
+    return s;
   });
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="10" y="16" font-size="14" font-weight="bold">${esc(`Roofline, ${shape} — ${device} (ceilings measured in the same run)`)}</text>`,
-    ...leg,
-    ...parts,
-    '</svg>',
-    '',
-  ].join('\n');
+    `<text x="10" y="16" font-size="14" font-weight="bold">${esc(title)}</text>`,
+    ...swatches,
+  ];
 }
