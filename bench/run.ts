@@ -9,12 +9,13 @@
 //            --T N --n N --r N --b N (one custom shape)  --no-progress (plain lines)  --list (print the shapes)
 //            --no-ceilings (skip the device ceilings and the roofline columns)
 //            --ceilings-only (measure the device's ceilings, print them, write them to --json FILE if given)
-//            --matmul tiled|direct (the matrix-product kernels every method uses; default: the adapter's choice)
+//            --matmul VARIANT (tiled, tiled4, tiled-vec4, tiled-vec4-128, subgroup, direct, direct-scalar: the matrix-product kernels every method uses; default: the adapter's choice)
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { SingleBar, Presets } from 'cli-progress';
 import { Context, type Tuning } from '../src/runtime.js';
+import { MATMUL_VARIANTS as MATMUL_NAMES } from '../src/runtime/device.js';
 import { matmul } from '../src/ops/matmul.js';
 import { loraBackward, loraForward } from '../src/methods/lora/index.js';
 import * as boraFamily from '../src/methods/bora/index.js';
@@ -97,9 +98,8 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--ceilings-only') o.ceilingsOnly = true;
     else if (a === '--matmul') {
       const v = next();
-      if (v !== 'tiled' && v !== 'tiled4' && v !== 'direct' && v !== 'direct-scalar')
-        throw new Error(`bench: --matmul takes tiled, tiled4, direct or direct-scalar, got ${v}`);
-      o.matmul = v;
+      if (!(MATMUL_NAMES as readonly string[]).includes(v)) throw new Error(`bench: --matmul takes ${MATMUL_NAMES.join(', ')}; got ${v}`);
+      o.matmul = v as Tuning['matmul'];
     } else if (a === '--sizes') {
       o.sizes = next().split(',').map(Number);
       for (const v of o.sizes)
@@ -109,7 +109,7 @@ function parseArgs(argv: string[]): Options {
       custom[key] = int(a);
     } else if (a === '--help' || a === '-h') {
       console.log(
-        'usage: npm run bench -- [--full [--sizes 768,1024,4096]] [--json FILE] [--out DIR (default bench/results)] [--docs (write docs/benchmarks instead)] [--reps N] [--warmup N] [--methods a,b] [--no-peers] [--no-ceilings | --ceilings-only] [--matmul tiled|direct] [--T N --n N --r N --b N]',
+        'usage: npm run bench -- [--full [--sizes 768,1024,4096]] [--json FILE] [--out DIR (default bench/results)] [--docs (write docs/benchmarks instead)] [--reps N] [--warmup N] [--methods a,b] [--no-peers] [--no-ceilings | --ceilings-only] [--matmul tiled|tiled4|tiled-vec4|tiled-vec4-128|subgroup|direct|direct-scalar] [--T N --n N --r N --b N]',
       );
       process.exit(0);
     } else throw new Error(`bench: unknown option ${a}`);
@@ -153,7 +153,7 @@ function configs(o: Options): Config[] {
 }
 
 const PHASES = ['forward', 'backward', 'step'] as const satisfies readonly Phase[];
-const MATMUL_VARIANTS = ['direct', 'direct-scalar', 'tiled', 'tiled4'] as const;
+const MATMUL_VARIANTS = ['direct', 'direct-scalar', 'tiled', 'tiled4', 'tiled-vec4', 'tiled-vec4-128', 'subgroup'] as const;
 
 function log(bar: SingleBar | null, msg: string) {
   if (bar) {

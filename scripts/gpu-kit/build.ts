@@ -223,6 +223,7 @@ function features(): string[] {
   if (run.includes("'--matmul'") && compare.includes("'--matmul'")) out.push('matmul-flag');
   if (run.includes("'--ceilings-only'")) out.push('ceilings-only');
   if (run.includes("'--no-ceilings'") && compare.includes("'--no-ceilings'")) out.push('no-ceilings');
+  if (compare.includes("'--base'")) out.push('base-flag');
   return out;
 }
 

@@ -5,13 +5,14 @@
 // reference, F32_TOL of max |expected|) in the shape of test vectors, so the `vectors` command's
 // runners and comparison do the GPU side and every family is reached through the registry.
 //
-//   node app/check.mjs [--matmul tiled|tiled4|direct] [--quick] [--json FILE] [--vectors FILE]...
+//   node app/check.mjs [--matmul tiled|tiled4|tiled-vec4|tiled-vec4-128|subgroup|direct] [--quick] [--json FILE] [--vectors FILE]...
 //
 // --vectors re-runs a vector file under the same matmul kernels (the `vectors` command itself
 // always takes the adapter's default). Exit status 1 when any output passes the tolerance.
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Context, type Tuning } from '../../src/runtime.js';
+import { MATMUL_VARIANTS } from '../../src/runtime/device.js';
 import { runVectors, type CaseResult } from '../../src/vectors/index.js';
 import type { VectorCase, VectorFile, VectorTensor } from '../../src/vectors/types.js';
 import * as loraRef from '../../src/methods/lora/reference.js';
@@ -19,6 +20,8 @@ import * as boraRef from '../../src/methods/bora/reference.js';
 import * as sboraRef from '../../src/methods/sbora/reference.js';
 import * as lormaRef from '../../src/methods/lorma/reference.js';
 import { F32_TOL, rand } from '../../test/helpers.js';
+import { matmul, matmulEntry } from '../../src/ops/matmul.js';
+import { add, matmul as refMatmul, relativeError, scale } from '../../src/reference/linalg.js';
 
 interface Shape {
   T: number;
@@ -226,10 +229,9 @@ function parse(argv: string[]): Options {
     else if (a === '--vectors') o.vectors.push(value());
     else if (a === '--matmul') {
       const v = value();
-      if (v !== 'tiled' && v !== 'tiled4' && v !== 'direct' && v !== 'direct-scalar')
-        throw new Error(`check: --matmul takes tiled, tiled4, direct or direct-scalar, got '${v}'`);
-      o.matmul = v;
-    } else throw new Error(`check: unknown option '${a}' (options: --matmul tiled|tiled4|direct, --quick, --json FILE, --vectors FILE)`);
+      if (!(MATMUL_VARIANTS as readonly string[]).includes(v)) throw new Error(`check: --matmul takes ${MATMUL_VARIANTS.join(', ')}; got '${v}'`);
+      o.matmul = v as Tuning['matmul'];
+    } else throw new Error(`check: unknown option '${a}' (options: --matmul ${MATMUL_VARIANTS.join('|')}, --quick, --json FILE, --vectors FILE)`);
   }
   return o;
 }
@@ -263,6 +265,76 @@ function summarize(suite: string, cases: CaseResult[], tol: number): Summary {
   return s;
 }
 
+// The matrix product alone, on the variant's own entry where the shape is aligned: every
+// transpose, alpha + beta + the fused second product, ragged tiles, and K past several subgroup
+// rounds (a GPU's subgroup size is seen here first: lavapipe's is 8).
+const MATMUL_SHAPES: readonly [number, number, number][] = [
+  [132, 68, 100],
+  [200, 300, 516],
+  [37, 45, 13],
+  [68, 132, 70],
+  [512, 1024, 1024],
+];
+
+async function matmulSuite(ctx: Context, quick: boolean): Promise<Summary> {
+  const s: Summary = { suite: 'matmul', cases: 0, passed: 0, failed: 0, worst: {}, failures: [] };
+  for (const [M, N, K] of quick ? MATMUL_SHAPES.slice(0, 2) : MATMUL_SHAPES) {
+    for (const [transA, transB] of [
+      [false, false],
+      [false, true],
+      [true, false],
+      [true, true],
+    ] as const) {
+      const K2 = 5;
+      const name = `${M}x${N}x${K} transA=${transA} transB=${transB} (${matmulEntry(ctx, M, N, K, transA, transB)})`;
+      s.cases++;
+      const host = { a: rand(M * K), b: rand(K * N), a2: rand(M * K2), b2: rand(K2 * N), c: rand(M * N) };
+      const t = {
+        a: ctx.upload(host.a, transA ? [K, M] : [M, K]),
+        b: ctx.upload(host.b, transB ? [N, K] : [K, N]),
+        a2: ctx.upload(host.a2, transA ? [K2, M] : [M, K2]),
+        b2: ctx.upload(host.b2, transB ? [N, K2] : [K2, N]),
+        c: ctx.upload(host.c, [M, N]),
+      };
+      try {
+        await matmul(ctx, {
+          a: t.a,
+          b: t.b,
+          c: t.c,
+          M,
+          N,
+          K,
+          transA,
+          transB,
+          alpha: 0.75,
+          beta: -0.5,
+          second: { a: t.a2, b: t.b2, K: K2, alpha: 2 },
+        });
+        const want = add(
+          add(scale(refMatmul(host.a, host.b, M, K, N, transA, transB), 0.75), scale(refMatmul(host.a2, host.b2, M, K2, N, transA, transB), 2)),
+          scale(host.c, -0.5),
+        );
+        const err = relativeError(await ctx.read(t.c), want);
+        s.worst[name] = err;
+        if (err <= F32_TOL) s.passed++;
+        else {
+          s.failed++;
+          s.failures.push({ name, message: `relative error ${err.toExponential(2)} (tol ${F32_TOL})` });
+        }
+      } catch (e) {
+        s.failed++;
+        s.worst[name] = null;
+        s.failures.push({ name, message: e instanceof Error ? e.message : String(e) });
+      } finally {
+        for (const x of Object.values(t)) x.destroy();
+      }
+    }
+  }
+  console.log(`matmul: ${s.cases} cases, ${s.passed} passed, ${s.failed} failed`);
+  for (const f of s.failures) console.log(`  FAILED ${f.name}: ${f.message}`);
+  return s;
+}
+
 async function main(argv: string[]): Promise<number> {
   const o = parse(argv);
   const ctx = await Context.create(o.matmul ? { tuning: { matmul: o.matmul } } : {});
@@ -279,6 +351,7 @@ async function main(argv: string[]): Promise<number> {
       console.log(`${suite}: ${s.cases} cases, ${s.passed} passed, ${s.failed} failed`);
       suites.push(s);
     };
+    suites.push(await matmulSuite(ctx, o.quick));
     await run('reference', { cases: suiteCases(o.quick) }, F32_TOL);
     // A vector file is judged at the vectors command's own default tolerance, as `vectors --check` does.
     for (const file of o.vectors) await run(`vectors ${file}`, JSON.parse(readFileSync(file, 'utf8')) as VectorFile, 1e-5);

@@ -2,14 +2,17 @@
 # peft-wgsl GPU run kit:  ./run.sh OUTDIR [--quick] [--vectors FILE]...
 #   On this machine's GPU (Dawn over Vulkan): the adapter, the test vectors with --check, the
 #   correctness suite, the bench with its peers (TF.js, gpu.js) and the device ceilings, and
-#   bench:compare of every method at T=512 n=m=1024 r=8 b=16; on the tiled (GPU) matmul kernels
-#   and on direct. Writes JSON and Markdown to OUTDIR, REPORT.md first. --quick: a tiny subset
+#   bench:compare of every method at T=512 n=m=1024 r=8 b=16; on each GPU matmul variant and on
+#   direct (every bench also times X W0ᵀ in every variant). Writes JSON and Markdown to OUTDIR, REPORT.md first. --quick: a tiny subset
 #   (a self-test on a CPU adapter). --vectors: one more vector file to check. See README.txt.
 #
 # Needs bash, gzip and a Vulkan driver; no Node, no network. Everything it unpacks goes to the
 # kit's .runtime/ folder (or a temporary one when the kit is read-only), never elsewhere.
 # Environment: VK_ICD_FILENAMES (pick a Vulkan driver), PEFT_KIT_SYSTEM_VULKAN=1 (use the
-# machine's Vulkan loader instead of the kit's), PEFT_KIT_STEP_TIMEOUT (seconds a step may run, 600).
+# machine's Vulkan loader instead of the kit's), PEFT_KIT_STEP_TIMEOUT (seconds a step may run, 600),
+# PEFT_KIT_VARIANTS (the matmul variants to check and compare, space-separated; default below),
+# PEFT_KIT_BENCH_VARIANTS (those the full bench runs on). With no adapter and no VK_ICD_FILENAMES,
+# an NVIDIA driver is retried through its EGL library (see nvidia_egl_icd below).
 
 set -u
 KIT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
@@ -132,7 +135,27 @@ report() {
 }
 
 APP="$KIT/app"
-if ! step adapter "$NODE" "$APP/adapter.mjs" --json "$OUT/adapter.json"; then
+# Some NVIDIA containers install an ICD file naming libGLX_nvidia.so.0, through which
+# vkCreateInstance cannot be found (seen on an H200 machine); the same driver answers through
+# libEGL_nvidia.so.0. When no adapter comes up and the user chose no ICD, retry once through it.
+nvidia_egl_icd() {
+  local lib d
+  for d in /usr/local/nvidia/lib64 /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib; do
+    [ -e "$d/libEGL_nvidia.so.0" ] && { lib="$d/libEGL_nvidia.so.0"; break; }
+  done
+  [ -n "${lib:-}" ] || return 1
+  printf '{"file_format_version":"1.0.1","ICD":{"library_path":"%s","api_version":"1.3.0"}}\n' "$lib" >"$RT/nvidia_egl_icd.json"
+  echo "$RT/nvidia_egl_icd.json"
+}
+ADAPTER_OK=0
+if step adapter "$NODE" "$APP/adapter.mjs" --json "$OUT/adapter.json"; then
+  ADAPTER_OK=1
+elif [ -z "${VK_ICD_FILENAMES:-}" ] && icd=$(nvidia_egl_icd); then
+  echo "run.sh: no adapter through the installed Vulkan driver files; retrying through $icd"
+  export VK_ICD_FILENAMES="$icd"
+  step adapter-egl "$NODE" "$APP/adapter.mjs" --json "$OUT/adapter.json" && ADAPTER_OK=1
+fi
+if [ "$ADAPTER_OK" = 0 ]; then
   echo "run.sh: no WebGPU adapter; nothing else can run. Is a Vulkan driver installed (its ICD file under /usr/share/vulkan/icd.d)?"
   report
   exit 1
@@ -142,8 +165,13 @@ grep -q '"isCpu": true' "$OUT/adapter.json" && IS_CPU=1
 has() { grep -qx "$1" "$APP/features"; }
 
 # Sizes: the issue's figures on a GPU; fewer rounds on a CPU adapter; a tiny subset with --quick.
-VARIANTS=(tiled tiled4 direct)
-has matmul-flag || VARIANTS=(default)
+# The check and bench:compare run on every variant: the GPU ones (tiled-vec4, tiled-vec4-128 and
+# subgroup are matmul-vec4.wgsl and matmul-subgroups.wgsl; subgroup is `tiled` on an adapter
+# without subgroups) and direct. The full bench, the longest step, runs on three: each bench's
+# matmul rows already time X W0ᵀ in every variant side by side.
+read -r -a VARIANTS <<<"${PEFT_KIT_VARIANTS:-tiled tiled4 tiled-vec4 tiled-vec4-128 subgroup direct}"
+read -r -a BENCH_VARIANTS <<<"${PEFT_KIT_BENCH_VARIANTS:-tiled tiled4 direct}"
+has matmul-flag || { VARIANTS=(default); BENCH_VARIANTS=(default); }
 COMPARE_SHAPE=(--T 512 --n 1024 --r 8 --b 16)
 if [ "$QUICK" = 1 ]; then
   CHECK=(--quick)
@@ -173,8 +201,25 @@ for v in "${VARIANTS[@]}"; do
   step "check-$v" "$NODE" "$APP/check.mjs" ${mm[@]+"${mm[@]}"} ${CHECK[@]+"${CHECK[@]}"} --vectors "$KIT/vectors/cases.json" \
     ${EXTRA[@]+"${EXTRA[@]}"} --json "$OUT/check-$v.json"
 done
-first=1
 for v in "${VARIANTS[@]}"; do
+  mm=()
+  [ "$v" = default ] || mm=(--matmul "$v")
+  roof=()
+  [ "$QUICK" = 1 ] && has no-ceilings && roof=(--no-ceilings)
+  step "compare-$v" --stdout "$OUT/compare-$v.md" "$NODE" "$APP/compare.mjs" ${mm[@]+"${mm[@]}"} --methods all \
+    --phases forward,backward,step "${COMPARE[@]}" --json "$OUT/compare-$v.json" ${roof[@]+"${roof[@]}"}
+done
+# The frozen weight in f32, f16 and NF4 under the base layer, LoRA and BoRA, on the adapter's own
+# matmul choice: W0 bytes and each format's step time against the f32 base, round by round.
+if has base-flag; then
+  roof=()
+  has no-ceilings && roof=(--no-ceilings)
+  step compare-base --stdout "$OUT/compare-base.md" "$NODE" "$APP/compare.mjs" --methods base,lora,bora --base f32,f16,nf4 \
+    --phases step "${COMPARE[@]}" --json "$OUT/compare-base.json" ${roof[@]+"${roof[@]}"}
+fi
+# The full bench last: the longest step, with the peers (TF.js, gpu.js).
+first=1
+for v in "${BENCH_VARIANTS[@]}"; do
   mm=()
   [ "$v" = default ] || mm=(--matmul "$v")
   # The ceilings do not depend on the matmul kernels: --quick measures them once, a full run in
@@ -184,14 +229,6 @@ for v in "${VARIANTS[@]}"; do
   step "bench-$v" "$NODE" "$APP/bench.mjs" ${mm[@]+"${mm[@]}"} --no-progress --out "$OUT/bench-$v" --json "$OUT/bench-$v.json" \
     ${BENCH[@]+"${BENCH[@]}"} ${roof[@]+"${roof[@]}"}
   first=0
-done
-for v in "${VARIANTS[@]}"; do
-  mm=()
-  [ "$v" = default ] || mm=(--matmul "$v")
-  roof=()
-  [ "$QUICK" = 1 ] && has no-ceilings && roof=(--no-ceilings)
-  step "compare-$v" --stdout "$OUT/compare-$v.md" "$NODE" "$APP/compare.mjs" ${mm[@]+"${mm[@]}"} --methods all \
-    --phases forward,backward,step "${COMPARE[@]}" --json "$OUT/compare-$v.json" ${roof[@]+"${roof[@]}"}
 done
 report
 [ "$FAILED" = 0 ]

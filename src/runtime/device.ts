@@ -33,12 +33,24 @@ export interface ContextOptions {
 export interface Tuning {
   /**
    * 'direct-scalar' is 'direct' without 16-byte loads, kept to compare the two in bench/;
-   * 'tiled4' is 'tiled' with 16-byte staging loads and larger register blocks (src/ops/matmul.ts).
+   * 'tiled4' is 'tiled' with 16-byte staging loads and larger register blocks; 'tiled-vec4' and
+   * 'tiled-vec4-128' are the TF.js-style register-blocked kernels (64×64 and 128×64 tiles);
+   * 'subgroup' shares A through subgroup shuffles where the adapter offers `subgroups`, else it is
+   * 'tiled' (src/ops/matmul.ts).
    */
-  matmul: 'tiled' | 'tiled4' | 'direct' | 'direct-scalar';
+  matmul: 'tiled' | 'tiled4' | 'tiled-vec4' | 'tiled-vec4-128' | 'subgroup' | 'direct' | 'direct-scalar';
 }
 
-const MATMUL_VARIANTS: readonly Tuning['matmul'][] = ['tiled', 'tiled4', 'direct', 'direct-scalar'];
+/** Every name ctx.tuning.matmul accepts. */
+export const MATMUL_VARIANTS: readonly Tuning['matmul'][] = [
+  'tiled',
+  'tiled4',
+  'tiled-vec4',
+  'tiled-vec4-128',
+  'subgroup',
+  'direct',
+  'direct-scalar',
+];
 
 /**
  * Rejects a tuning that is not an object of known settings with known values (checked before a
@@ -54,7 +66,9 @@ export function checkTuning(tuning: unknown): asserts tuning is Partial<Tuning> 
   }
   const variant = (tuning as Partial<Tuning>).matmul;
   if (variant !== undefined && !MATMUL_VARIANTS.includes(variant)) {
-    throw new PeftError(`Context.create: options.tuning.matmul is '${variant}', expected 'tiled', 'tiled4', 'direct' or 'direct-scalar'`);
+    throw new PeftError(
+      `Context.create: options.tuning.matmul is '${variant}', expected 'tiled', 'tiled4', 'direct' or 'direct-scalar', or a GPU variant: 'tiled-vec4', 'tiled-vec4-128' or 'subgroup'`,
+    );
   }
 }
 

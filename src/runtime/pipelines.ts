@@ -91,7 +91,7 @@ export class PipelineCache {
     // getCompilationInfo reports the errors with lines; the scope keeps them from also surfacing
     // as uncaptured errors at some later, unrelated sync.
     this.#device.pushErrorScope('validation');
-    mod = this.#device.createShaderModule({ code: `${PRELUDE}${source}`, label: `${shader}.wgsl` });
+    mod = this.#device.createShaderModule({ code: withPrelude(source), label: `${shader}.wgsl` });
     void this.#device.popErrorScope();
     this.#modules.set(shader, mod);
     return mod;
@@ -167,6 +167,25 @@ export class PipelineCache {
       `pipeline ${shader}.wgsl:${entry} ${JSON.stringify(constants)} is not compiled yet: await the kernel's prepare step (or ctx.pipeline) before encoding`,
     );
   }
+}
+
+/**
+ * The module text: the prelude, then the shader. WGSL wants directives (`enable subgroups;`) before
+ * any declaration, so a shader's leading directive lines are moved onto the prelude's first line
+ * and blanked where they were: every line keeps its number, and error lines still map back.
+ */
+function withPrelude(source: string): string {
+  const lines = source.split('\n');
+  const directives: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].trim();
+    if (/^(enable|requires|diagnostic)\b[^;]*;$/.test(line)) {
+      directives.push(line);
+      lines[i] = '';
+    } else if (line !== '' && !line.startsWith('//')) break;
+  }
+  if (directives.length === 0) return `${PRELUDE}${source}`;
+  return `${directives.join(' ')} ${PRELUDE}${lines.join('\n')}`;
 }
 
 function pipelineKey(shader: string, entry: string, constants: Constants): string {

@@ -1,0 +1,140 @@
+// The GPU matmul variants ('tiled-vec4', 'tiled-vec4-128', 'subgroup') against the float64
+// reference: every transpose, alpha alone and alpha + beta + the fused second product, on shapes
+// that are no tile multiple. Aligned shapes (contiguous dimensions multiples of 4) run the variant's
+// own entry, which each case asserts through matmulEntry; unaligned ones its fallback, `main`.
+// lavapipe offers `subgroups` (8 lanes), so 'subgroup' runs its own kernel here; a context created
+// without the feature shows the fallback.
+
+import { expect } from 'chai';
+import { matmul, matmulEntry } from '../src/ops/matmul.js';
+import { add, matmul as refMatmul, scale } from '../src/reference/linalg.js';
+import { Context, type Tuning } from '../src/runtime.js';
+import { expectClose, gpu, F32_TOL, rand } from './helpers.js';
+
+// The brief's shapes (1×1×1, 37×45×13, 130×67×129 are unaligned: the fallback) and aligned ones
+// that still leave ragged tiles, slices and subgroup rounds: 132×68×100 (two 64-row tiles and a
+// 4-row one, a 4-column last tile), 4×260×36 (one row block, 256 + 4 columns), 200×300×516 (K past
+// four rounds of a 32-lane subgroup, with a 4-deep tail), 68×132×70 (aligned only for Aᵀ B, where
+// K needs no multiple of 4: a round that ends inside a lane's four values of k).
+const SHAPES: [number, number, number][] = [
+  [1, 1, 1],
+  [37, 45, 13],
+  [130, 67, 129],
+  [256, 256, 256],
+  [132, 68, 100],
+  [4, 260, 36],
+  [200, 300, 516],
+  [68, 132, 70],
+];
+
+const TRANSPOSES: [boolean, boolean][] = [
+  [false, false],
+  [false, true],
+  [true, false],
+  [true, true],
+];
+
+const ENTRY: Record<string, string> = { 'tiled-vec4': 'tiled_vec4', 'tiled-vec4-128': 'tiled_vec4', subgroup: 'subgroup' };
+
+function aligned(M: number, N: number, K: number, transA: boolean, transB: boolean): boolean {
+  return (transA ? M : K) % 4 === 0 && (transB ? K : N) % 4 === 0;
+}
+
+// F32_TOL holds for the depths here (K ≤ 516, uniform inputs): the error of a K-term f32 sum
+// grows like √K·ε against an output scale that grows like √K, so no scaling by K is needed.
+const TOL = F32_TOL;
+
+for (const variant of ['tiled-vec4', 'tiled-vec4-128', 'subgroup'] as Tuning['matmul'][]) {
+  describe(`matmul variant ${variant}`, () => {
+    let saved: Tuning['matmul'];
+    before(async () => {
+      const ctx = await gpu();
+      saved = ctx.tuning.matmul;
+      ctx.tuning.matmul = variant;
+    });
+    after(async () => {
+      (await gpu()).tuning.matmul = saved;
+    });
+
+    for (const [M, N, K] of SHAPES) {
+      for (const [transA, transB] of TRANSPOSES) {
+        const own = aligned(M, N, K, transA, transB);
+        const tag = `${M}x${N}x${K} transA=${transA} transB=${transB} (${own ? ENTRY[variant] : 'main'})`;
+
+        it(`alpha·op(A) op(B), ${tag}`, async () => {
+          const ctx = await gpu();
+          expect(matmulEntry(ctx, M, N, K, transA, transB)).to.equal(own ? ENTRY[variant] : 'main');
+          const a = rand(M * K);
+          const b = rand(K * N);
+          const A = ctx.upload(a, transA ? [K, M] : [M, K]);
+          const B = ctx.upload(b, transB ? [N, K] : [K, N]);
+          const C = ctx.tensor([M, N]);
+          await matmul(ctx, { a: A, b: B, c: C, M, N, K, transA, transB, alpha: 0.75 });
+          expectClose(await ctx.read(C), scale(refMatmul(a, b, M, K, N, transA, transB), 0.75), 'C', TOL);
+          for (const t of [A, B, C]) t.destroy();
+        });
+
+        it(`alpha·op(A) op(B) + alpha2·op(A2) op(B2) + beta·C, ${tag}`, async () => {
+          const ctx = await gpu();
+          const K2 = 7;
+          const a = rand(M * K);
+          const b = rand(K * N);
+          const a2 = rand(M * K2);
+          const b2 = rand(K2 * N);
+          const c0 = rand(M * N);
+          const A = ctx.upload(a, transA ? [K, M] : [M, K]);
+          const B = ctx.upload(b, transB ? [N, K] : [K, N]);
+          const A2 = ctx.upload(a2, transA ? [K2, M] : [M, K2]);
+          const B2 = ctx.upload(b2, transB ? [N, K2] : [K2, N]);
+          const C = ctx.upload(c0, [M, N]);
+          await matmul(ctx, { a: A, b: B, c: C, M, N, K, transA, transB, alpha: -1.5, beta: 0.5, second: { a: A2, b: B2, K: K2, alpha: 2 } });
+          const want = add(
+            add(scale(refMatmul(a, b, M, K, N, transA, transB), -1.5), scale(refMatmul(a2, b2, M, K2, N, transA, transB), 2)),
+            scale(c0, 0.5),
+          );
+          expectClose(await ctx.read(C), want, 'C', TOL);
+          for (const t of [A, B, A2, B2, C]) t.destroy();
+        });
+      }
+    }
+
+    // Split into row blocks bound as buffer ranges: the operands start at offsets inside their
+    // bindings, which the variant must honour (an offset that is no multiple of 4 gives `main`).
+    for (const [transA, transB] of TRANSPOSES) {
+      it(`row blocks of bound ranges (bindingLimit), transA=${transA} transB=${transB}`, async () => {
+        const ctx = await gpu();
+        const [M, N, K] = [300, 136, 260];
+        const a = rand(M * K);
+        const b = rand(K * N);
+        const c0 = rand(M * N);
+        const A = ctx.upload(a, transA ? [K, M] : [M, K]);
+        const B = ctx.upload(b, transB ? [N, K] : [K, N]);
+        const C = ctx.upload(c0, [M, N]);
+        await matmul(ctx, { a: A, b: B, c: C, M, N, K, transA, transB, beta: 1, bindingLimit: 64 * 1024 });
+        expectClose(await ctx.read(C), add(refMatmul(a, b, M, K, N, transA, transB), c0), 'C', TOL);
+        for (const t of [A, B, C]) t.destroy();
+      });
+    }
+  });
+}
+
+describe('matmul variant subgroup without the subgroups feature', () => {
+  let ctx: Context;
+  before(async () => {
+    ctx = await Context.create({ features: ['timestamp-query'], tuning: { matmul: 'subgroup' } });
+  });
+  after(() => ctx.destroy());
+
+  it('falls back to main and computes the same product', async () => {
+    expect(ctx.device.features.has('subgroups')).to.equal(false);
+    const [M, N, K] = [132, 68, 100];
+    expect(matmulEntry(ctx, M, N, K, false, true)).to.equal('main');
+    const a = rand(M * K);
+    const b = rand(K * N);
+    const A = ctx.upload(a, [M, K]);
+    const B = ctx.upload(b, [N, K]);
+    const C = ctx.tensor([M, N]);
+    await matmul(ctx, { a: A, b: B, c: C, M, N, K, transB: true });
+    expectClose(await ctx.read(C), refMatmul(a, b, M, K, N, false, true), 'C', TOL);
+  });
+});
