@@ -65,7 +65,7 @@ const ELEMENT_BYTES = 4;
  *   adapterBackward  X, G, params         → dX, d(params)
  *   matmul           X, W0                → Y
  */
-export function minimumBytes(phase: Phase | 'matmul', s: { T: number; n: number; m: number; params: number | null }): number {
+export function minimumBytes(phase: Phase | 'matmul', s: { T: number; n: number; m: number; params: number | null; w0Bytes?: number }): number {
   const x = s.T * s.n;
   const w0 = s.m * s.n;
   const yg = s.T * s.m; // Y and G have the same shape
@@ -78,7 +78,9 @@ export function minimumBytes(phase: Phase | 'matmul', s: { T: number; n: number;
     adapterForward: x + p + yg,
     adapterBackward: x + yg + p + x + p,
   };
-  return elements[phase] * ELEMENT_BYTES;
+  // A packed W0 (f16, NF4) is read in its own bytes; phases without W0 are unchanged.
+  const w0Read = phase === 'adapterForward' || phase === 'adapterBackward' ? 0 : (s.w0Bytes ?? w0 * ELEMENT_BYTES);
+  return (elements[phase] - (w0Read ? w0 : 0)) * ELEMENT_BYTES + w0Read;
 }
 
 export interface RooflinePoint {

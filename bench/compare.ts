@@ -4,7 +4,7 @@
 // other processes lands on all of them alike; ratios are taken per round against the first method.
 //
 //   npx tsx bench/compare.ts --methods lora,sbora-fa,sbora-fb --phases adapterForward,forward \
-//       --T 64 --n 768 --r 8 [--b 4] [--rounds 9] [--calls 16] [--json FILE] [--no-ceilings] [--matmul tiled|direct]
+//       --T 64 --n 768 --r 8 [--b 4] [--rounds 9] [--calls 16] [--json FILE] [--no-ceilings] [--matmul VARIANT (as in bench/run.ts)]
 //
 // Two clocks per (method, phase, round): GPU timestamps around the `calls` encoded calls, and the
 // CPU time the process's worker threads used meanwhile (on lavapipe: the threads that run the
@@ -15,6 +15,7 @@
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { Context, type Tuning } from '../src/runtime.js';
+import { MATMUL_VARIANTS } from '../src/runtime/device.js';
 import { timeEncoded, medianOf } from './timing.js';
 import { loadMethods } from './methods/index.js';
 import type { BenchInstance, Phase } from './methods/types.js';
@@ -37,6 +38,8 @@ function parse(argv: string[]) {
     ceilings: true,
     /** The context's matmul kernels (the GPU kit compares both); the adapter's default when absent. */
     matmul: undefined as Tuning['matmul'] | undefined,
+    base: ['f32'] as ('f32' | 'f16' | 'nf4')[],
+    blockSize: 64,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -57,13 +60,17 @@ function parse(argv: string[]) {
       for (const p of o.phases) if (!ALL_PHASES.includes(p)) throw new Error(`compare: --phases takes ${ALL_PHASES.join(', ')}; got ${p}`);
     } else if (a === '--T' || a === '--n' || a === '--r' || a === '--b' || a === '--rounds' || a === '--calls') o[a.slice(2) as 'T'] = int();
     else if (a === '--json') o.json = v;
+    else if (a === '--base') {
+      const formats = v.split(',');
+      for (const f of formats) if (f !== 'f32' && f !== 'f16' && f !== 'nf4') throw new Error(`compare: --base takes f32, f16 or nf4; got ${f}`);
+      o.base = formats as typeof o.base;
+    } else if (a === '--block-size') o.blockSize = int();
     else if (a === '--matmul') {
-      if (v !== 'tiled' && v !== 'tiled4' && v !== 'direct' && v !== 'direct-scalar')
-        throw new Error(`compare: --matmul takes tiled, tiled4, direct or direct-scalar, got ${v}`);
-      o.matmul = v;
+      if (!(MATMUL_VARIANTS as readonly string[]).includes(v)) throw new Error(`compare: --matmul takes ${MATMUL_VARIANTS.join(', ')}; got ${v}`);
+      o.matmul = v as Tuning['matmul'];
     } else throw new Error(`compare: unknown option ${a}`);
   }
-  if (o.methods.length < 2) throw new Error('compare: --methods needs at least two methods (the first is the baseline)');
+  if (o.methods.length * o.base.length < 2) throw new Error('compare: --methods needs at least two methods (the first is the baseline)');
   return o;
 }
 
@@ -76,12 +83,20 @@ async function main() {
   if (unavailable.length) throw new Error(`compare: ${unavailable.map((u) => `${u.method}: ${u.reason}`).join('; ')}`);
   // Keep the command-line order: the first method is the baseline.
   methods.sort((x, y) => o.methods.indexOf(x.method) - o.methods.indexOf(y.method));
+  const named = (method: string, f: string) => (o.base.length === 1 && f === 'f32' ? method : `${method}@${f}`);
   const inst = new Map<string, BenchInstance>();
+  /** Each row's f32-base counterpart, for the per-round ratio to it. */
+  const f32Of = new Map<string, string>();
+  const names: string[] = [];
   for (const m of methods) {
     if (m.supports && !m.supports(shape)) throw new Error(`compare: ${m.method} does not support ${JSON.stringify(shape)}`);
-    inst.set(m.method, await m.setup(ctx, shape));
+    for (const f of o.base) {
+      const name = named(m.method, f);
+      inst.set(name, await m.setup(ctx, { ...shape, base: f, blockSize: o.blockSize }));
+      names.push(name);
+      if (o.base.includes('f32') && f !== 'f32') f32Of.set(name, named(m.method, 'f32'));
+    }
   }
-  const names = methods.map((m) => m.method);
   let ceilings: Ceilings | null = null;
   if (o.ceilings) {
     ceilings = await measureCeilings(ctx);
@@ -122,9 +137,9 @@ async function main() {
       `Roof: ${ceilings.peakGflops.toFixed(2)} GFLOP/s (f32 FMA), ${ceilings.bandwidthGBs.toFixed(2)} GB/s (stream), ridge ${ceilings.ridge.toFixed(2)} FLOP/B.`,
     );
   console.log(
-    '| phase | method | GPU ms (median) | ratio (median per round) | worker CPU ms (median) | CPU ratio (of totals) | GFLOP/s | FLOP/B | % of roof (bound) |',
+    `| phase | method | GPU ms (median) | ratio (median per round) | worker CPU ms (median) | CPU ratio (of totals) | GFLOP/s | FLOP/B | % of roof (bound) |${f32Of.size ? ' W0 bytes | × f32 base (GPU, per round) | × f32 base (CPU, of totals) |' : ''}`,
   );
-  console.log('|---|---|---|---|---|---|---|---|---|');
+  console.log(`|---|---|---|---|---|---|---|---|---|${f32Of.size ? '---|---|---|' : ''}`);
   for (const phase of o.phases) {
     const ref = samples.get(key(base, phase));
     if (!ref) continue;
@@ -137,10 +152,15 @@ async function main() {
       const cpu = cpuOk ? medianOf(s.map((x) => x.cpu!)) : null;
       // The kernel counts CPU time in 10 ms ticks, so the CPU ratio is one of totals over all rounds.
       const total = (xs: Sample[]) => xs.reduce((a, x) => a + x.cpu!, 0);
-      const cpuRatio = cpuOk ? total(s) / Math.max(total(ref), 1e-9) : null;
+      // No ratio when the baseline used under one tick (a GPU, whose worker threads do little).
+      const cpuRatio = cpuOk && total(ref) > 0 ? total(s) / total(ref) : null;
       const it = inst.get(method)!;
       const flops = it.flops[phase] ?? null;
-      const minBytes = minimumBytes(phase, { ...shape, params: it.params });
+      const minBytes = minimumBytes(phase, { ...shape, params: it.params, w0Bytes: it.w0Bytes });
+      const f32Name = f32Of.get(method);
+      const f32s = f32Name ? samples.get(key(f32Name, phase)) : undefined;
+      const vsF32 = f32s ? medianOf(s.map((x, i) => x.gpu / f32s[i].gpu)) : null;
+      const vsF32Cpu = f32s && cpuOk && f32s.every((x) => x.cpu !== null) && total(f32s) > 0 ? total(s) / total(f32s) : null;
       const roof = flops && ceilings ? roofline(ceilings, flops, minBytes, gpu) : null;
       const gflops = flops ? flops / gpu / 1e6 : null;
       rows.push({
@@ -159,11 +179,17 @@ async function main() {
         attainableGflops: roof?.attainableGflops ?? null,
         roofShare: roof?.share ?? null,
         bound: roof?.bound ?? null,
+        w0Bytes: it.w0Bytes ?? null,
+        vsF32Base: vsF32,
+        vsF32BaseCpu: vsF32Cpu,
         samples: s,
       });
       console.log(
         `| ${phase} | ${method} | ${gpu.toFixed(2)} | ${gpuRatio.toFixed(2)} | ${cpu === null ? '–' : cpu.toFixed(2)} | ${cpuRatio === null ? '–' : cpuRatio.toFixed(2)} | ` +
-          `${gflops === null ? '–' : gflops.toFixed(2)} | ${flops ? (flops / minBytes).toFixed(1) : '–'} | ${roof ? `${(roof.share * 100).toFixed(0)} % (${roof.bound})` : '–'} |`,
+          `${gflops === null ? '–' : gflops.toFixed(2)} | ${flops ? (flops / minBytes).toFixed(1) : '–'} | ${roof ? `${(roof.share * 100).toFixed(0)} % (${roof.bound})` : '–'} |` +
+          (f32Of.size
+            ? ` ${it.w0Bytes ?? '–'} | ${vsF32 === null ? '–' : vsF32.toFixed(2)} | ${vsF32Cpu === null ? '–' : vsF32Cpu.toFixed(2)} |`
+            : ''),
       );
     }
   }

@@ -6,7 +6,8 @@
 import { matmul } from '../src/ops/matmul.js';
 import { kaimingUniform, uniform } from '../src/random.js';
 import type { Context } from '../src/runtime.js';
-import type { Tensor } from '../src/tensor.js';
+import { BaseWeight, type Weight } from '../src/base.js';
+import { quantizeNf4, toF16 } from '../src/quant/index.js';
 import { PeftError } from '../src/validate.js';
 import type { MethodDescriptor, MethodOptions } from '../src/methods/types.js';
 import type { BenchInstance, BenchMethod, BenchShape, Phase } from './methods/types.js';
@@ -18,14 +19,27 @@ export interface Largest {
   shape?: readonly number[];
 }
 
-/** x, W0 and the upstream gradient, with the same seeds for every method. */
-function inputs(ctx: Context, { T, n, m }: BenchShape) {
-  return {
+/** x, W0 (in the shape's base format, made from the same f32 values) and the upstream gradient, with the same seeds for every method. */
+async function inputs(ctx: Context, { T, n, m, base = 'f32', blockSize = 64 }: BenchShape) {
+  const f32 = ctx.upload(kaimingUniform(m * n, n, 2), [m, n], 'f32', 'w0');
+  let w0: Weight = f32;
+  if (base !== 'f32') {
+    w0 = base === 'f16' ? await toF16(ctx, f32, { label: 'w0' }) : await quantizeNf4(ctx, f32, { blockSize, label: 'w0' });
+    f32.destroy();
+  }
+  const io = {
     x: ctx.upload(uniform(T * n, 1, 1), [T, n], 'f32', 'x'),
-    w0: ctx.upload(kaimingUniform(m * n, n, 2), [m, n], 'f32', 'w0'),
+    w0,
     g: ctx.upload(uniform(T * m, 1, 5), [T, m], 'f32', 'g'),
     y: ctx.tensor([T, m], 'f32', 'y'),
     dx: ctx.tensor([T, n], 'f32', 'dx'),
+  };
+  return {
+    ...io,
+    w0Bytes: BaseWeight.isBaseWeight(w0) ? w0.bytes : m * n * 4,
+    destroy() {
+      for (const t of [io.x, io.w0, io.g, io.y, io.dx]) t.destroy();
+    },
   };
 }
 
@@ -52,7 +66,7 @@ export function benchMethodOf(desc: MethodDescriptor, variant?: { id: string; op
       const stop = ctx.onAllocate((rec) => {
         if (rec.bytes > largest.bytes) largest = rec;
       });
-      const io = inputs(ctx, shape);
+      const io = await inputs(ctx, shape);
       const dims = { n, m, r };
       let layer;
       const encode: Partial<Record<Phase, (enc: GPUCommandEncoder) => Promise<void>>> = {};
@@ -79,7 +93,7 @@ export function benchMethodOf(desc: MethodDescriptor, variant?: { id: string; op
       } catch (e) {
         stop();
         layer?.destroy();
-        for (const t of Object.values(io)) t.destroy();
+        io.destroy();
         throw e;
       }
       stop();
@@ -95,10 +109,11 @@ export function benchMethodOf(desc: MethodDescriptor, variant?: { id: string; op
         },
         params: desc.paramCount(dims, opts),
         bytes: ctx.allocations.liveBytes - before,
+        w0Bytes: io.w0Bytes,
         largestAllocation: largest,
         destroy() {
           l.destroy();
-          for (const t of Object.values<Tensor>(io)) t.destroy();
+          io.destroy();
         },
       };
       return instance;
@@ -112,7 +127,7 @@ export const base: BenchMethod = {
   async setup(ctx, shape) {
     const { T, n, m } = shape;
     const before = ctx.allocations.liveBytes;
-    const io = inputs(ctx, shape);
+    const io = await inputs(ctx, shape);
     const forward = (enc: GPUCommandEncoder) => matmul(ctx, { a: io.x, b: io.w0, c: io.y, M: T, N: m, K: n, transB: true }, enc);
     const backward = (enc: GPUCommandEncoder) => matmul(ctx, { a: io.g, b: io.w0, c: io.dx, M: T, N: n, K: m }, enc);
     await warm(ctx, forward, backward);
@@ -129,8 +144,9 @@ export const base: BenchMethod = {
       flops: { forward: flops, backward: flops, step: 2 * flops },
       params: 0,
       bytes: ctx.allocations.liveBytes - before,
+      w0Bytes: io.w0Bytes,
       destroy() {
-        for (const t of Object.values<Tensor>(io)) t.destroy();
+        io.destroy();
       },
     };
   },

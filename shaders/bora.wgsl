@@ -6,17 +6,19 @@
 //          workgroup memory only:
 //            1. down  D[t, k, q] = scale_down · Σ_c DownW(k·block_in + c, q) · Input[t, k·block_in + c]
 //            2. mix   S[t, j, q] = Σ_k Σ[j, k, q] · D[t, k, q]      (MIX_T: Σ[k, j, q])
-//            3. up    Output[t, j·block_out + i] (+)= scale_up · Σ_q UpW(j·block_out + i, q) · S[t, j, q]
+//            3. up    Output[t, j·block_out + i] = scale_up · Σ_q UpW(j·block_out + i, q) · S[t, j, q]
 //          Forward: Input = X, DownW = A, UpW = B (D = Z, S = S). Backward: Input = G, DownW = B,
 //          Σ transposed, UpW = A (D = dS, S = dZ, Output = dX). SAVE also writes D and S for the
-//          backward; inference leaves it off, so Z and S never reach device memory.
+//          backward; inference leaves it off, so Z and S never reach device memory. Phase 3 only
+//          stores: the host runs the base product afterwards with beta = 1, adding X W0ᵀ (G W0)
+//          in its epilogue, so Y is never re-read here after the base product evicted it.
 // `fused4` the same with 16-byte loads and stores and vec4 tiles, when n, m, n/b, m/b, r are
 //          multiples of 4. Phases 1 and 2 and the entry point are written once for both (the
 //          `//#each` blocks); phase 3 is two functions, because the vec4 one is a different
 //          algorithm (a transposed 4×4 weight tile), not a wider type.
 // `wgrad`  WeightGrad(col, q) = scale · Σ_t Cols[t, col] · Ranks[t, blk(col)·R + q]: dB (Cols = G,
 //          Ranks = S) and dA (Cols = X, Ranks = dZ); the block of each column selects its slice.
-// `mix_grad`        dΣ[j, k, q] = Σ_t dS[t, j, q] · Z[t, k, q].
+// `mix_grad`        dΣ[j, k, q] = Σ_t dS[t, j, q] · Z[t, k, q]; `mix_grad4` the same 4 ranks per load.
 // `sigma`           Σ = f(σ) once per step (one workgroup: μ = mean|σ| is a reduction over all b²r).
 // `sigma_raw_grad`  dσ from dΣ through f, μ not detached (one workgroup, same reduction).
 // `delta`  Merged += scale · ΔW with ΔW block (j, k) = B_j diag(Σ[j, k]) A_k (merge, unmerge, ΔW).
@@ -35,7 +37,6 @@ override DOWN_QC: bool = true; // down weight stored [R, cols] (A); else [cols, 
 override UP_QC: bool = false;  // up weight stored [R, cols] (A); else [cols, R] (B)
 override SAVE: bool = false;   // write D and S to device memory
 override PROJECT: bool = true; // run phase 3
-override ACCUM: bool = true;   // phase 3 adds into Output (the base product is already there)
 override OUT_QC: bool = false; // `wgrad` output stored [R, cols]; else [cols, R]
 override TRANSFORM: u32 = 0u;  // 0 exp-mav, 1 exp, 2 mav, 3 raw
 override BR: u32 = BLOCKS * R;
@@ -275,7 +276,7 @@ fn project_phase(t0: u32, lidx: u32) {
         let col = col0 + i;
         if (col >= FP.n_out) { break; }
         let o = t * FP.n_out + col;
-        if (ACCUM) { Output[o] += FP.scale_up * acc[tt * 4u + i]; } else { Output[o] = FP.scale_up * acc[tt * 4u + i]; }
+        Output[o] = FP.scale_up * acc[tt * 4u + i];
       }
     }
   }
@@ -312,7 +313,7 @@ fn project_phase4(t0: u32, lidx: u32) {
       let t = t0 + tt;
       if (t >= FP.tokens) { break; }
       let o = t * n4 + c4;
-      if (ACCUM) { Output4[o] += FP.scale_up * acc[tt]; } else { Output4[o] = FP.scale_up * acc[tt]; }
+      Output4[o] = FP.scale_up * acc[tt];
     }
   }
 }
@@ -382,30 +383,57 @@ fn wgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
   }
 }
 
-// ------------------------------------------------------------------ mix_grad (dΣ)
+// ------------------------------------------------------------------ mix_grad, mix_grad4 (dΣ)
 
 struct MixGradParams {
   tokens: u32, // T
 }
 
+const KC: u32 = 4u; // blocks k per invocation of `mix_grad`
+
 @group(0) @binding(0) var<uniform> MP: MixGradParams;
-@group(0) @binding(1) var<storage, read> MixedGrad: array<f32>;           // dS [T, b·R]
-@group(0) @binding(2) var<storage, read> Down: array<f32>;                // Z [T, b·R]
+//#each S=; T=f32 | S=4; T=vec4<f32>
+@group(0) @binding(1) var<storage, read> MixedGrad$S: array<$T>;         // dS [T, b·R]
+@group(0) @binding(2) var<storage, read> Down$S: array<$T>;              // Z [T, b·R]
+//#end
 @group(0) @binding(3) var<storage, read_write> SigmaGradOut: array<f32>;  // dΣ [b, b, R]
 
-// One invocation per (j, k, q).
-@compute @workgroup_size(WG)
-fn mix_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) lidx: u32) {
-  let idx = linear_workgroup(wid, nwg) * WG + lidx;
-  if (idx >= BLOCKS * BR) { return; }
-  let q = idx % R;
-  let j = idx / BR;
-  let k = (idx / R) % BLOCKS;
-  var acc = 0.0;
-  for (var t = 0u; t < MP.tokens; t++) { acc += MixedGrad[t * BR + j * R + q] * Down[t * BR + k * R + q]; }
-  SigmaGradOut[idx] = acc;
+fn put_mix_grad(o: u32, v: f32) { SigmaGradOut[o] = v; }
+fn put_mix_grad4(o: u32, v: vec4<f32>) {
+  for (var i = 0u; i < 4u; i++) { SigmaGradOut[o + i] = v[i]; }
 }
+
+// One invocation per (j, chunk of KC blocks k, rank or 4 ranks q): each token's dS value (or vec4)
+// is loaded once for KC multiply-adds against Z, so a token costs 1 + KC loads for KC·W products
+// (5 loads per 16 in `mix_grad4`) where one invocation per (j, k, q) paid 2 per product. T-long
+// dots were what was left of BoRA's step over LoRA's (docs/bora.md).
+//#each S=; T=f32; W=1u | S=4; T=vec4<f32>; W=4u
+@compute @workgroup_size(WG)
+fn mix_grad$S(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lidx: u32) {
+  let idx = linear_workgroup(wid, nwg) * WG + lidx;
+  let rw = R / $W;
+  let br = BR / $W;
+  let chunks = (BLOCKS + KC - 1u) / KC;
+  if (idx >= BLOCKS * chunks * rw) { return; }
+  let q = idx % rw;
+  let k0 = ((idx / rw) % chunks) * KC;
+  let j = idx / (rw * chunks);
+  var kk: array<u32, KC>;
+  for (var i = 0u; i < KC; i++) { kk[i] = min(k0 + i, BLOCKS - 1u) * rw + q; }
+  var acc: array<$T, KC>;
+  for (var i = 0u; i < KC; i++) { acc[i] = $T(0.0); }
+  for (var t = 0u; t < MP.tokens; t++) {
+    let row = t * br;
+    let gv = MixedGrad$S[row + j * rw + q];
+    for (var i = 0u; i < KC; i++) { acc[i] += gv * Down$S[row + kk[i]]; }
+  }
+  for (var i = 0u; i < KC; i++) {
+    if (k0 + i >= BLOCKS) { break; }
+    put_mix_grad$S((j * BLOCKS + k0 + i) * R + q * $W, acc[i]);
+  }
+}
+//#end
 
 // ------------------------------------------------------------------ sigma, sigma_raw_grad
 

@@ -249,8 +249,12 @@ struct SpectraParams {
   scale: f32,           // mix_out / unpack / db: factor on the outputs (s / d)
   w_stride: u32,        // row stride of W, complex values (fftStride(pairs·tokens))
   packed_stride: u32,   // row stride of packed rows, complex values (fftStride(row_pairs))
-  flags: u32,           // fft_pack: the section it flags (IN or A); fft_unpack: its output (DIN or DA)
+  flags: u32,           // fft_pack, fft_scan: the section flagged (IN or A); fft_unpack: its output (DIN or DA)
   nan_bits: u32,        // 0x7fc00000: a NaN literal is a shader-creation error in WGSL
+  t0: u32,              // the token chunk's first token (even)
+  chunk: u32,           // tokens in the chunk: W holds [bin][p·chunk + t − t0]
+  in_stride: u32,       // row stride of In's packed spectra Z_u = F(In_2u + i·In_2u+1) (fftStride(⌈T/2⌉))
+  accumulate: u32,      // da_spec, db: 1 adds onto the output (chunks after the first)
 }
 
 @group(0) @binding(0) var<uniform> SPEC: SpectraParams;
@@ -272,6 +276,16 @@ fn half_pos(h: u32) -> u32 { return select(2u * h, 1u, 2u * h == SPEC.d); }
 // The spectra of x and y from Z = F(x + i·y) at k and −k.
 fn split_re(z: vec2<f32>, zm: vec2<f32>) -> vec2<f32> { return 0.5 * vec2<f32>(z.x + zm.x, z.y - zm.y); }
 fn split_im(z: vec2<f32>, zm: vec2<f32>) -> vec2<f32> { return 0.5 * vec2<f32>(z.y + zm.y, zm.x - z.x); }
+
+// F In_t at position pos from In's packed spectra Z (two rows per transform; fft_corr_spec's
+// binding), split on the fly:
+// only Z is kept (half of F In's floats; the forward's `c`).
+fn in_spec(pos: u32, pm: u32, t: u32) -> vec2<f32> {
+  let u = t >> 1u;
+  let a = cs_zin[pos * SPEC.in_stride + u];
+  let am = cs_zin[pm * SPEC.in_stride + u];
+  return select(split_re(a, am), split_im(a, am), (t & 1u) == 1u);
+}
 
 // Indices come from the workgroup grid or from shifts by log2 d (llvmpipe has no vector integer
 // division: one by a uniform value is eight scalar ones per SIMD instruction), and every
@@ -335,6 +349,24 @@ fn fft_pack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
   }
 }
 
+// Flags the non-finite rows of a real [rows, d] matrix in section SPEC.flags, as fft_pack would,
+// for a backward that takes In's spectra from the forward. Grid (⌈d/64⌉, ⌈rows/ROW_BLOCK⌉).
+@group(0) @binding(1) var<storage, read> sc_src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> sc_bad: array<atomic<u32>>;
+
+@compute @workgroup_size(64)
+fn fft_scan(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+  let j = wid.x * 64u + lidx;
+  if (j >= SPEC.d) { return; }
+  let r1 = min(wid.y * ROW_BLOCK + ROW_BLOCK, SPEC.rows);
+  for (var row = wid.y * ROW_BLOCK; row < r1; row++) {
+    if (non_finite(sc_src[row * SPEC.d + j])) {
+      atomicOr(&sc_bad[sec_base(SPEC.flags) + row], 1u);
+      atomicOr(&sc_bad[sec_any(SPEC.flags)], 1u);
+    }
+  }
+}
+
 // S[bin][row] from the packed spectra Z[bin][u]. Grid (⌈row_pairs/64⌉, half-bins in steps).
 @group(0) @binding(1) var<storage, read> sp_src: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read_write> sp_dst: array<vec2<f32>>;
@@ -361,7 +393,8 @@ fn fft_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
   }
 }
 
-// Out[row, j] = scale·(Re or Im) Z[j][row / 2]: the inverse of fft_pack after an inverse FFT.
+// Out[t0 + row, j] = scale·(Re or Im) Z[j][row / 2]: the inverse of fft_pack after an inverse FFT
+// (t0 = 0 for dA; dIn's rows come a token chunk at a time).
 // Grid (⌈d/64⌉, ⌈rows/ROW_BLOCK⌉): lanes along j.
 // SPEC.flags names the output (OUT_DIN: rows are tokens; OUT_DA: rows are factor rows q), and so
 // which flags make a row NaN (see the table above).
@@ -380,35 +413,34 @@ fn fft_unpack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
   for (var row = wid.y * ROW_BLOCK; row < row1; row++) {
     let z = up_src[j * SPEC.packed_stride + (row >> 1u)];
     var v = SPEC.scale * select(z.x, z.y, (row & 1u) == 1u);
-    if ((all_bad | up_bad[sec_base(row_sec) + row]) != 0u) { v = nan_f32(); }
-    up_dst[row * SPEC.d + j] = v;
+    if ((all_bad | up_bad[sec_base(row_sec) + SPEC.t0 + row]) != 0u) { v = nan_f32(); }
+    up_dst[(SPEC.t0 + row) * SPEC.d + j] = v;
   }
 }
 
-// W[bin][p·T + t] = conj(F A_2p)·F In_t + i·conj(F A_2p+1)·F In_t: after an inverse FFT,
-// d·(C_2p[t, :] + i·C_2p+1[t, :]). Grid (⌈T/64⌉, bins in steps): lanes along t.
+// W[bin][p·chunk + t − t0] = conj(F A_2p)·F In_t + i·conj(F A_2p+1)·F In_t for the chunk's tokens:
+// after an inverse FFT, d·(C_2p[t, :] + i·C_2p+1[t, :]). Grid (⌈chunk/64⌉, bins in steps): lanes along t.
 @group(0) @binding(1) var<storage, read> cs_fa: array<vec2<f32>>;    // [d][r]
-@group(0) @binding(2) var<storage, read> cs_su: array<vec2<f32>>;    // [d][T]
+@group(0) @binding(2) var<storage, read> cs_zin: array<vec2<f32>>;   // In's packed spectra
 @group(0) @binding(3) var<storage, read_write> cs_w: array<vec2<f32>>;
 
 @compute @workgroup_size(64)
 fn fft_corr_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lidx: u32) {
-  let T = SPEC.tokens;
-  let t = wid.x * 64u + lidx;
-  if (t >= T) { return; }
+  let tl = wid.x * 64u + lidx;
+  if (tl >= SPEC.chunk) { return; }
   for (var pos = wid.y; pos < SPEC.d; pos += nwg.y) {
-    let su = cs_su[pos * T + t];
+    let su = in_spec(pos, partner_pos(pos), SPEC.t0 + tl);
     for (var p = 0u; p < SPEC.pairs; p++) {
       var w = cmulc(su, cs_fa[pos * SPEC.r + 2u * p]);
       if (2u * p + 1u < SPEC.r) { w += times_i(cmulc(su, cs_fa[pos * SPEC.r + 2u * p + 1u])); }
-      cs_w[pos * SPEC.w_stride + p * T + t] = w;
+      cs_w[pos * SPEC.w_stride + p * SPEC.chunk + tl] = w;
     }
   }
 }
 
-// Out[t, i] = scale·Σ_q B[i, q]·C_q[t, i] from W = d·(C_2p + i·C_2p+1) (scale = s / d).
-// Grid (⌈d/64⌉, ⌈T/ROW_BLOCK⌉): lanes along i.
+// Out[t, i] = scale·Σ_q B[i, q]·C_q[t, i] from W = d·(C_2p + i·C_2p+1) (scale = s / d), for the
+// chunk's tokens. Grid (⌈d/64⌉, ⌈chunk/ROW_BLOCK⌉): lanes along i.
 @group(0) @binding(1) var<storage, read> mo_w: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read> mo_b: array<f32>;          // B [d, r]
 @group(0) @binding(3) var<storage, read_write> mo_out: array<f32>;  // [T, d]
@@ -416,15 +448,15 @@ fn fft_corr_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 
 @compute @workgroup_size(64)
 fn fft_mix_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
-  let T = SPEC.tokens;
   let i = wid.x * 64u + lidx;
   if (i >= SPEC.d) { return; }
   let a_bad = mo_bad[sec_any(SEC_A)];
-  let t1 = min(wid.y * ROW_BLOCK + ROW_BLOCK, T);
-  for (var t = wid.y * ROW_BLOCK; t < t1; t++) {
+  let t1 = min(wid.y * ROW_BLOCK + ROW_BLOCK, SPEC.chunk);
+  for (var tl = wid.y * ROW_BLOCK; tl < t1; tl++) {
+    let t = SPEC.t0 + tl;
     var acc = 0.0;
     for (var p = 0u; p < SPEC.pairs; p++) {
-      let w = mo_w[i * SPEC.w_stride + p * T + t];
+      let w = mo_w[i * SPEC.w_stride + p * SPEC.chunk + tl];
       acc += mo_b[i * SPEC.r + 2u * p] * w.x;
       if (2u * p + 1u < SPEC.r) { acc += mo_b[i * SPEC.r + 2u * p + 1u] * w.y; }
     }
@@ -434,8 +466,8 @@ fn fft_mix_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
   }
 }
 
-// W[i][p·T + t] = dOut[t, i]·(B[i, 2p] + i·B[i, 2p + 1]): H_2p + i·H_2p+1, to be transformed.
-// Grid (⌈d/64⌉, ⌈T/ROW_BLOCK⌉): lanes along i.
+// W[i][p·chunk + t − t0] = dOut[t, i]·(B[i, 2p] + i·B[i, 2p + 1]): H_2p + i·H_2p+1 of the chunk's
+// tokens, to be transformed. Grid (⌈d/64⌉, ⌈chunk/ROW_BLOCK⌉): lanes along i.
 @group(0) @binding(1) var<storage, read> ph_g: array<f32>;           // dOut [T, d]
 @group(0) @binding(2) var<storage, read> ph_b: array<f32>;           // B [d, r]
 @group(0) @binding(3) var<storage, read_write> ph_w: array<vec2<f32>>;
@@ -449,11 +481,11 @@ fn ph_flag(sec: u32, row: u32) {
 // Non-finite values of dOut and B are written as 0 and flagged: dOut by token, B by column q.
 @compute @workgroup_size(64)
 fn fft_pack_h(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
-  let T = SPEC.tokens;
   let i = wid.x * 64u + lidx;
   if (i >= SPEC.d) { return; }
-  let t1 = min(wid.y * ROW_BLOCK + ROW_BLOCK, T);
-  for (var t = wid.y * ROW_BLOCK; t < t1; t++) {
+  let t1 = min(wid.y * ROW_BLOCK + ROW_BLOCK, SPEC.chunk);
+  for (var tl = wid.y * ROW_BLOCK; tl < t1; tl++) {
+    let t = SPEC.t0 + tl;
     var g = ph_g[t * SPEC.d + i];
     if (non_finite(g)) {
       g = 0.0;
@@ -470,32 +502,32 @@ fn fft_pack_h(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         b.y = 0.0;
         ph_flag(SEC_B, q1);
       }
-      ph_w[i * SPEC.w_stride + p * T + t] = g * b;
+      ph_w[i * SPEC.w_stride + p * SPEC.chunk + tl] = g * b;
     }
   }
 }
 
-// From W = F(H_2p + i·H_2p+1) [bin][p·T + t]:
-//   du_spec  Z[bin][u] = D_2u + i·D_2u+1, D_t = Σ_q F H_q,t·F A_q (F of row t of s⁻¹·dIn)
-//   da_spec  Z[bin][p] = E_2p + i·E_2p+1, E_q = Σ_t conj(F H_q,t)·F In_t (F of s⁻¹·dA[q, :])
+// From W = F(H_2p + i·H_2p+1) [bin][p·chunk + t − t0], a token chunk:
+//   du_spec  Z[bin][u] = D_2u + i·D_2u+1, D_t = Σ_q F H_q,t·F A_q (F of row t0 + t of s⁻¹·dIn)
+//   da_spec  Z[bin][p] (+)= E_2p + i·E_2p+1, E_q = Σ_t conj(F H_q,t)·F In_t (F of s⁻¹·dA[q, :]),
+//            summed over the chunks
 @group(0) @binding(1) var<storage, read> ds_w: array<vec2<f32>>;
-@group(0) @binding(2) var<storage, read> ds_f: array<vec2<f32>>;     // du: F A [d][r]; da: F In [d][T]
+@group(0) @binding(2) var<storage, read> ds_f: array<vec2<f32>>;     // du: F A [d][r]; da: In's packed spectra
 @group(0) @binding(3) var<storage, read_write> ds_out: array<vec2<f32>>;
 
 fn du_at(pos: u32, pm: u32, t: u32) -> vec2<f32> {
-  let T = SPEC.tokens;
   let nb = SPEC.w_stride;
   var acc = vec2<f32>(0.0, 0.0);
   for (var p = 0u; p < SPEC.pairs; p++) {
-    let z = ds_w[pos * nb + p * T + t];
-    let zm = ds_w[pm * nb + p * T + t];
+    let z = ds_w[pos * nb + p * SPEC.chunk + t];
+    let zm = ds_w[pm * nb + p * SPEC.chunk + t];
     acc += cmul(split_re(z, zm), ds_f[pos * SPEC.r + 2u * p]);
     if (2u * p + 1u < SPEC.r) { acc += cmul(split_im(z, zm), ds_f[pos * SPEC.r + 2u * p + 1u]); }
   }
   return acc;
 }
 
-// Grid (⌈row_pairs/64⌉, half-bins in steps), row_pairs = ⌈T/2⌉: lanes along token pairs.
+// Grid (⌈row_pairs/64⌉, half-bins in steps), rows = chunk, row_pairs = ⌈chunk/2⌉: lanes along token pairs.
 @compute @workgroup_size(64)
 fn fft_du_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lidx: u32) {
@@ -506,37 +538,54 @@ fn fft_du_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let pm = partner_pos(pos);
     let d0 = du_at(pos, pm, 2u * u);
     var d1 = vec2<f32>(0.0, 0.0);
-    if (2u * u + 1u < SPEC.tokens) { d1 = du_at(pos, pm, 2u * u + 1u); }
+    if (2u * u + 1u < SPEC.rows) { d1 = du_at(pos, pm, 2u * u + 1u); }
     ds_out[pos * SPEC.packed_stride + u] = d0 + times_i(d1);
     if (pm != pos) { ds_out[pm * SPEC.packed_stride + u] = conj(d0) + times_i(conj(d1)); }
   }
 }
 
-// Grid (⌈(d/2 + 1)/64⌉, pairs): lanes along half-bins; each sums over all tokens.
+// Grid (⌈(d/2 + 1)/64⌉, pairs): lanes along half-bins; each sums over the chunk's tokens, two at a
+// time (t0 and chunk are even but for the last chunk, so In's packed spectra split once per pair).
 @compute @workgroup_size(64)
 fn fft_da_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let h = wid.x * 64u + lidx;
   if (2u * h > SPEC.d) { return; }
-  let T = SPEC.tokens;
   let nb = SPEC.w_stride;
   let pos = half_pos(h);
   let p = wid.y;
   let pm = partner_pos(pos);
+  let base = p * SPEC.chunk;
   var e0 = vec2<f32>(0.0, 0.0);
   var e1 = vec2<f32>(0.0, 0.0);
-  for (var t = 0u; t < T; t++) {
-    let z = ds_w[pos * nb + p * T + t];
-    let zm = ds_w[pm * nb + p * T + t];
-    let su = ds_f[pos * T + t];
+  for (var tl = 0u; tl < SPEC.chunk; tl += 2u) {
+    let u = (SPEC.t0 + tl) >> 1u;
+    let a = ds_f[pos * SPEC.in_stride + u];
+    let am = ds_f[pm * SPEC.in_stride + u];
+    var su = split_re(a, am);
+    var z = ds_w[pos * nb + base + tl];
+    var zm = ds_w[pm * nb + base + tl];
     e0 += cmulc(su, split_re(z, zm));
     e1 += cmulc(su, split_im(z, zm));
+    if (tl + 1u < SPEC.chunk) {
+      su = split_im(a, am);
+      z = ds_w[pos * nb + base + tl + 1u];
+      zm = ds_w[pm * nb + base + tl + 1u];
+      e0 += cmulc(su, split_re(z, zm));
+      e1 += cmulc(su, split_im(z, zm));
+    }
   }
-  ds_out[pos * SPEC.packed_stride + p] = e0 + times_i(e1);
-  if (pm != pos) { ds_out[pm * SPEC.packed_stride + p] = conj(e0) + times_i(conj(e1)); }
+  var v = e0 + times_i(e1);
+  var vm = conj(e0) + times_i(conj(e1));
+  if (SPEC.accumulate != 0u) {
+    v += ds_out[pos * SPEC.packed_stride + p];
+    vm += ds_out[pm * SPEC.packed_stride + p];
+  }
+  ds_out[pos * SPEC.packed_stride + p] = v;
+  if (pm != pos) { ds_out[pm * SPEC.packed_stride + p] = vm; }
 }
 
-// dB[i, q] = scale·Σ_t dOut[t, i]·C_q[t, i] from W = d·(C_2p + i·C_2p+1) (scale = s / d).
-// One invocation per (p, i), i fastest; each sums over all tokens.
+// dB[i, q] (+)= scale·Σ_t dOut[t, i]·C_q[t, i] from W = d·(C_2p + i·C_2p+1) (scale = s / d), over
+// the chunk's tokens. One invocation per (p, i), i fastest.
 @group(0) @binding(1) var<storage, read> db_w: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read> db_g: array<f32>;           // dOut [T, d]
 @group(0) @binding(3) var<storage, read_write> db_out: array<f32>;   // dB [d, r]
@@ -547,22 +596,26 @@ fn fft_db(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
           @builtin(local_invocation_index) lidx: u32) {
   let e = lane_index(wid, nwg, lidx);
   if (e >= SPEC.d * SPEC.pairs) { return; }
-  let T = SPEC.tokens;
   let nb = SPEC.w_stride;
   let i = e & (SPEC.d - 1u);
   let p = e >> SPEC.log2d;
   var a0 = 0.0;
   var a1 = 0.0;
-  for (var t = 0u; t < T; t++) {
-    let w = db_w[i * nb + p * T + t];
-    let g = db_g[t * SPEC.d + i];
+  for (var tl = 0u; tl < SPEC.chunk; tl++) {
+    let w = db_w[i * nb + p * SPEC.chunk + tl];
+    let g = db_g[(SPEC.t0 + tl) * SPEC.d + i];
     a0 += g * w.x;
     a1 += g * w.y;
   }
   let in_bad = db_bad[sec_any(SEC_IN)];
   let a_rows = sec_base(SEC_A);
-  db_out[i * SPEC.r + 2u * p] = select(SPEC.scale * a0, nan_f32(), (in_bad | db_bad[a_rows + 2u * p]) != 0u);
+  let o0 = i * SPEC.r + 2u * p;
+  var v0 = SPEC.scale * a0;
+  if (SPEC.accumulate != 0u) { v0 += db_out[o0]; }
+  db_out[o0] = select(v0, nan_f32(), (in_bad | db_bad[a_rows + 2u * p]) != 0u);
   if (2u * p + 1u < SPEC.r) {
-    db_out[i * SPEC.r + 2u * p + 1u] = select(SPEC.scale * a1, nan_f32(), (in_bad | db_bad[a_rows + 2u * p + 1u]) != 0u);
+    var v1 = SPEC.scale * a1;
+    if (SPEC.accumulate != 0u) { v1 += db_out[o0 + 1u]; }
+    db_out[o0 + 1u] = select(v1, nan_f32(), (in_bad | db_bad[a_rows + 2u * p + 1u]) != 0u);
   }
 }

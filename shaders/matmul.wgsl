@@ -46,6 +46,8 @@ struct MatmulParams {
   off_c: u32,     // index of C[0, 0] in the C binding, in elements
   off_a2: u32,    // index of op(A2)[0, 0] in the A2 binding, in elements
   off_b2: u32,    // index of op(B2)[0, 0] in the B2 binding, in elements
+  q_base: u32,    // packed base weight (entries *_qa, *_qb): index of its binding's first value in
+                  // the whole weight, in elements, so a row block finds its absmax; 0 otherwise
 }
 
 @group(0) @binding(0) var<uniform> P: MatmulParams;
@@ -104,8 +106,9 @@ fn add_second(row0: u32, col0: u32, acc: ptr<function, array<f32, 16>>) {
   }
 }
 
+//#each ENTRY=main; A_AT=a_at; B_AT=b_at | ENTRY=main_qa; A_AT=qa_at; B_AT=b_at | ENTRY=main_qb; A_AT=a_at; B_AT=qb_at
 @compute @workgroup_size(WG_N, WG_M)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+fn $ENTRY(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let tile = linear_workgroup(wid, nwg);
   let tiles_m = (P.M + BM - 1u) / BM;
@@ -121,14 +124,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       let ii = e % BM;
       let i = tile_m0 + ii;
       let k = k0 + kk;
-      As[e] = select(0.0, a_at(i, k), i < P.M && k < P.K);
+      As[e] = select(0.0, $A_AT(i, k), i < P.M && k < P.K);
     }
     for (var e = lidx; e < BK * BN; e += threads) {
       let kk = e / BN;
       let jj = e % BN;
       let j = tile_n0 + jj;
       let k = k0 + kk;
-      Bs[e] = select(0.0, b_at(k, j), j < P.N && k < P.K);
+      Bs[e] = select(0.0, $B_AT(k, j), j < P.N && k < P.K);
     }
     workgroupBarrier();
     for (var kk = 0u; kk < BK; kk++) {
@@ -148,6 +151,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (SECOND) { add_second(row0, col0, &acc); }
   store(row0, col0, &acc);
 }
+//#end
 
 // `direct` and `direct4` read A and B from memory with no workgroup memory and no barriers (good
 // on lavapipe, where a barrier splits the workgroup loop and the CPU caches do the staging). They
@@ -155,14 +159,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 // emitted twice: `direct` with scalar loads (products_scalar), `direct4` with 16-byte loads
 // (products_vec4).
 
-// alpha · op(A) op(B) for the TM × TN block at (row0, col0), one f32 load per operand element.
-fn products_scalar(row0: u32, col0: u32) -> array<f32, 16> {
+// alpha · op(A) op(B) for the TM × TN block at (row0, col0), one load per operand element (the
+// packed twins decode a value per load: any size, offset and stride).
+//#each NAME=products_scalar; A_AT=a_at; B_AT=b_at | NAME=products_qa; A_AT=qa_at; B_AT=b_at | NAME=products_qb; A_AT=a_at; B_AT=qb_at
+fn $NAME(row0: u32, col0: u32) -> array<f32, 16> {
   var acc: array<f32, 16>;
   for (var k = 0u; k < P.K; k++) {
     var a: array<f32, 4>;
     var b: array<f32, 4>;
-    for (var i = 0u; i < TM; i++) { a[i] = select(0.0, a_at(row0 + i, k), row0 + i < P.M); }
-    for (var j = 0u; j < TN; j++) { b[j] = select(0.0, b_at(k, col0 + j), col0 + j < P.N); }
+    for (var i = 0u; i < TM; i++) { a[i] = select(0.0, $A_AT(row0 + i, k), row0 + i < P.M); }
+    for (var j = 0u; j < TN; j++) { b[j] = select(0.0, $B_AT(k, col0 + j), col0 + j < P.N); }
     for (var i = 0u; i < TM; i++) {
       for (var j = 0u; j < TN; j++) { acc[i * TN + j] += a[i] * b[j]; }
     }
@@ -170,6 +176,7 @@ fn products_scalar(row0: u32, col0: u32) -> array<f32, 16> {
   for (var e = 0u; e < 16u; e++) { acc[e] *= P.alpha; }
   return acc;
 }
+//#end
 
 // The same block with 16-byte loads. On lavapipe every storage load is costly whatever its width
 // (a per-lane loop with bounds checks), so reading four floats per load cuts the loads per fused
@@ -232,7 +239,7 @@ fn products_vec4(row0: u32, col0: u32) -> array<f32, 16> {
   return out;
 }
 
-//#each ENTRY=direct; PRODUCTS=products_scalar | ENTRY=direct4; PRODUCTS=products_vec4
+//#each ENTRY=direct; PRODUCTS=products_scalar | ENTRY=direct4; PRODUCTS=products_vec4 | ENTRY=direct_qa; PRODUCTS=products_qa | ENTRY=direct_qb; PRODUCTS=products_qb | ENTRY=direct_qb_f16; PRODUCTS=products_qb_f16 | ENTRY=direct_qb_nf4; PRODUCTS=products_qb_nf4
 @compute @workgroup_size(WG_N, WG_M)
 fn $ENTRY(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -355,3 +362,115 @@ fn tiled4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
   }
 }
+
+// Base weights in f16 or NF4 (src/base.ts): one operand, A or B, is a packed u32 tensor holding
+// the logical row-major matrix the f32 operand would be, and every product decodes it in
+// registers and accumulates in f32, so W0 is never widened in memory. The `_qa` / `_qb` entries
+// read A / B packed, FORMAT says how. Element e of the packed binding (op offsets and strides
+// count values, exactly as for f32):
+//   f16: word e / 2, low half for even e, through unpack2x16float (core WGSL: no shader-f16);
+//   nf4: word e / 8, byte (e / 2) % 4, high nibble for even e; value = NF4[code] · absmax of
+//        block (q_base + e) / Q_BLOCK of the whole weight.
+override FORMAT: u32 = 1u;    // 1: f16, 2: nf4
+override Q_BLOCK: u32 = 64u;  // NF4 values per absmax, a power of two (the division is a shift)
+
+@group(0) @binding(1) var<storage, read> AQ: array<u32>;
+@group(0) @binding(2) var<storage, read> BQ: array<u32>;
+@group(0) @binding(2) var<storage, read> BQ2: array<vec2<u32>>;
+@group(0) @binding(6) var<storage, read> QS: array<f32>;  // NF4 absmax; the f16 entries bind a placeholder
+
+var<private> NF4: array<f32, 16> = array<f32, 16>(
+  -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+  -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+  0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+  0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0);
+
+// Bits of value e % 8 within its word: byte (e % 8) / 2, high nibble (+4) for even e.
+fn nf4_shift(e: u32) -> u32 { return ((e & 7u) ^ 1u) * 4u; }
+
+//#each S=a; Q=AQ | S=b; Q=BQ
+fn decode_$S(e: u32) -> f32 {
+  if (FORMAT == 2u) {
+    let code = ($Q[e >> 3u] >> nf4_shift(e)) & 15u;
+    return NF4[code] * QS[(P.q_base + e) / Q_BLOCK];
+  }
+  let pair = unpack2x16float($Q[e >> 1u]);
+  return select(pair.x, pair.y, (e & 1u) == 1u);
+}
+//#end
+
+fn qa_at(i: u32, k: u32) -> f32 {
+  if (TRANS_A) { return decode_a(P.off_a + k * P.lda + i); }
+  return decode_a(P.off_a + i * P.lda + k);
+}
+fn qb_at(k: u32, j: u32) -> f32 {
+  if (TRANS_B) { return decode_b(P.off_b + j * P.ldb + k); }
+  return decode_b(P.off_b + k * P.ldb + j);
+}
+
+// Four / eight consecutive values of packed B from element e (a multiple of 4 / 8). An NF4 word
+// never straddles two blocks (blocks are ≥ 32 values and q_base is a multiple of 8), so one
+// absmax load scales the whole word.
+fn b4_f16(e: u32) -> vec4<f32> {
+  let w = BQ2[e >> 2u];
+  return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+}
+fn b8_f16(e: u32) -> array<vec4<f32>, 2> {
+  return array<vec4<f32>, 2>(b4_f16(e), b4_f16(e + 4u));
+}
+fn b4_nf4(e: u32) -> vec4<f32> {
+  let h = BQ[e >> 3u] >> ((e & 4u) * 4u);
+  let s = QS[(P.q_base + e) / Q_BLOCK];
+  return s * vec4<f32>(NF4[(h >> 4u) & 15u], NF4[h & 15u], NF4[(h >> 12u) & 15u], NF4[(h >> 8u) & 15u]);
+}
+fn b8_nf4(e: u32) -> array<vec4<f32>, 2> {
+  let w = BQ[e >> 3u];
+  let s = QS[(P.q_base + e) / Q_BLOCK];
+  return array<vec4<f32>, 2>(
+    s * vec4<f32>(NF4[(w >> 4u) & 15u], NF4[w & 15u], NF4[(w >> 12u) & 15u], NF4[(w >> 8u) & 15u]),
+    s * vec4<f32>(NF4[(w >> 20u) & 15u], NF4[(w >> 16u) & 15u], NF4[w >> 28u], NF4[(w >> 24u) & 15u]));
+}
+
+// products_vec4 with B packed, for the two products a layer makes with W0 as B:
+//   Y = X W0ᵀ (NT): W0's rows run along K, so each step reads eight values of each of the four
+//     rows (one NF4 word, two f16 word pairs) and two vec4s of each row of A;
+//   dX = G W0 (NN): W0's rows run along N, so each k reads the invocation's four columns (half
+//     an NF4 word, one f16 word pair), decoded once for the four rows of A.
+// The host uses it only where those reads are whole: NT needs K, B's offset and stride multiples
+// of 8; NN needs N, K and B's offset and stride multiples of 4; A is read as for direct4.
+//#each FMT=f16 | FMT=nf4
+fn products_qb_$FMT(row0: u32, col0: u32) -> array<f32, 16> {
+  var acc: array<vec4<f32>, 4>;  // acc[i][j]: row row0 + i, column col0 + j
+  var a_row_start: array<u32, 4>;   // in vec4s
+  for (var i = 0u; i < 4u; i++) { a_row_start[i] = P.off_a / 4u + min(row0 + i, P.M - 1u) * (P.lda / 4u); }
+  if (!TRANS_A && TRANS_B) {
+    var b_row_start: array<u32, 4>;   // in elements
+    for (var j = 0u; j < 4u; j++) { b_row_start[j] = P.off_b + min(col0 + j, P.N - 1u) * P.ldb; }
+    for (var k8 = 0u; k8 < P.K / 8u; k8++) {
+      var b: array<array<vec4<f32>, 2>, 4>;
+      for (var j = 0u; j < 4u; j++) { b[j] = b8_$FMT(b_row_start[j] + k8 * 8u); }
+      for (var i = 0u; i < 4u; i++) {
+        let a0 = A4[a_row_start[i] + k8 * 2u];
+        let a1 = A4[a_row_start[i] + k8 * 2u + 1u];
+        acc[i] += vec4<f32>(dot(a0, b[0][0]) + dot(a1, b[0][1]), dot(a0, b[1][0]) + dot(a1, b[1][1]),
+                            dot(a0, b[2][0]) + dot(a1, b[2][1]), dot(a0, b[3][0]) + dot(a1, b[3][1]));
+      }
+    }
+  } else if (!TRANS_A && !TRANS_B) {
+    let b_col = P.off_b + col0;
+    for (var k4 = 0u; k4 < P.K / 4u; k4++) {
+      var b: array<vec4<f32>, 4>;
+      for (var kk = 0u; kk < 4u; kk++) { b[kk] = b4_$FMT(b_col + (k4 * 4u + kk) * P.ldb); }
+      for (var i = 0u; i < 4u; i++) {
+        let a = A4[a_row_start[i] + k4];
+        acc[i] += a.x * b[0] + a.y * b[1] + a.z * b[2] + a.w * b[3];
+      }
+    }
+  }
+  var out: array<f32, 16>;
+  for (var i = 0u; i < 4u; i++) {
+    for (var j = 0u; j < 4u; j++) { out[i * 4u + j] = P.alpha * acc[i][j]; }
+  }
+  return out;
+}
+//#end

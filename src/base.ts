@@ -15,8 +15,22 @@ export type BaseFormat = 'f32' | 'f16' | 'nf4';
 
 /** The 16 NF4 levels (QLoRA, bitsandbytes), code 0 to 15. */
 export const NF4_VALUES: Float32Array = Float32Array.of(
-  -1, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0,
-  0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1,
+  -1,
+  -0.6961928009986877,
+  -0.5250730514526367,
+  -0.39491748809814453,
+  -0.28444138169288635,
+  -0.18477343022823334,
+  -0.09105003625154495,
+  0,
+  0.07958029955625534,
+  0.16093020141124725,
+  0.24611230194568634,
+  0.33791524171829224,
+  0.44070982933044434,
+  0.5626170039176941,
+  0.7229568362236023,
+  1,
 );
 
 const BASE_BRAND = Symbol.for('peft-wgsl.BaseWeight');
@@ -34,6 +48,12 @@ export class BaseWeight {
     readonly blockSize: number,
     readonly label: string,
   ) {}
+
+  /**
+   * For a weight last written by a requantizing merge (`requantize: true`): the error that
+   * requantization introduced against the exact f32 result; null otherwise.
+   */
+  quantError: { maxAbs: number; relative: number } | null = null;
 
   get [BASE_BRAND](): true {
     return true;

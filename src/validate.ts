@@ -4,6 +4,7 @@
 
 import { Tensor } from './tensor.js';
 import type { Context } from './runtime.js';
+import { BaseWeight } from './base.js';
 
 export class PeftError extends Error {
   override name = 'PeftError';
@@ -161,4 +162,74 @@ export function checkDistinct(where: string, tensors: Record<string, Tensor | un
     if (other) throw new PeftError(`${where}: '${name}' and '${other}' are the same buffer; outputs must not alias inputs`);
     seen.set(t.buffer, name);
   }
+}
+
+/** u32 words a BaseWeight's packed values need (src/base.ts: padded to whole words). */
+export function packedWords(format: 'f16' | 'nf4', size: number): number {
+  return format === 'f16' ? Math.ceil(size / 2) : Math.ceil(size / 8);
+}
+
+/**
+ * A frozen weight in any base format: an f32 2-D Tensor, or a BaseWeight (f16 or NF4) whose packed
+ * data and absmax are device tensors large enough for its shape. Returns its [rows, cols]. With
+ * `ctx`, its tensors must belong to that context; with `shape`, it must have exactly that shape.
+ */
+export function checkWeight(
+  where: string,
+  name: string,
+  w: unknown,
+  dims: string,
+  ctx?: Context,
+  shape?: readonly [number, number],
+): [number, number] {
+  let rows: number;
+  let cols: number;
+  if (!BaseWeight.isBaseWeight(w)) {
+    const t = asTensor(where, name, w, `a 2-D Tensor ${dims} or a BaseWeight (f16 or nf4)`);
+    [rows, cols] = checkMatrix(where, name, t, dims);
+    if (t.buffer.size < rows * cols * 4) throw new PeftError(`${where}: '${name}' buffer has ${t.buffer.size} bytes, needs ${rows * cols * 4}`);
+    if (ctx) checkOwner(where, name, ctx, t);
+  } else {
+    const what = `${name}' (a ${String(w.format)} BaseWeight`;
+    if (w.format !== 'f16' && w.format !== 'nf4')
+      throw new PeftError(`${where}: '${name}' is a BaseWeight of format ${describeValue(w.format)}, expected 'f16' or 'nf4'`);
+    if (!isValidShape(w.shape) || w.shape.length !== 2)
+      throw new PeftError(`${where}: '${what}) has an invalid shape [${String(w.shape)}], expected ${dims}`);
+    [rows, cols] = w.shape;
+    const data = asTensor(where, `${name}.data`, w.data, 'a u32 Tensor of packed values');
+    const words = packedWords(w.format, rows * cols);
+    if (data.dtype !== 'u32' || data.buffer.size < words * 4) {
+      throw new PeftError(
+        `${where}: '${what}) has data of ${data.dtype} with ${data.buffer.size} bytes, expected u32 with at least ${words * 4} bytes`,
+      );
+    }
+    if (ctx) checkOwner(where, name, ctx, data);
+    if (w.format === 'nf4') {
+      const bs = w.blockSize;
+      if (!Number.isInteger(bs) || bs < 32 || bs > 4096 || (bs & (bs - 1)) !== 0) {
+        throw new PeftError(`${where}: '${what}) has blockSize ${String(bs)}, expected a power of two from 32 to 4096`);
+      }
+      const blocks = Math.ceil((rows * cols) / bs);
+      const absmax = asTensor(where, `${name}.absmax`, w.absmax, `an f32 Tensor of ${blocks} absmax values`);
+      if (absmax.dtype !== 'f32' || absmax.size < blocks) {
+        throw new PeftError(
+          `${where}: '${what}) has an absmax of ${absmax.size} ${absmax.dtype} values, expected ${blocks} f32 (one per block of ${bs})`,
+        );
+      }
+      if (ctx) checkOwner(where, `${name}.absmax`, ctx, absmax);
+    }
+  }
+  if (shape && (rows !== shape[0] || cols !== shape[1])) {
+    throw new PeftError(`${where}: '${name}' has shape [${rows}, ${cols}], expected ${dims} = [${shape.join(', ')}]`);
+  }
+  return [rows, cols];
+}
+
+/**
+ * The device tensors behind a weight, by name, for checkIo's ownership and aliasing checks
+ * (a BaseWeight is its packed data and, for NF4, its absmax).
+ */
+export function weightTensors(name: string, w: Tensor | BaseWeight): Record<string, Tensor | undefined> {
+  if (!BaseWeight.isBaseWeight(w)) return { [name]: w };
+  return { [name]: w.data, [`${name}.absmax`]: w.absmax ?? undefined };
 }

@@ -44,6 +44,7 @@ const SHAPES: [number, number, number, number, number][] = [
   [10, 40, 20, 12, 4],
   [1, 48, 32, 4, 4], // the vec4 forward (fused4: n, m, n / b, m / b, r multiples of 4) at T = 1
   [19, 64, 96, 8, 8], // fused4 past one 8-token tile, T no multiple of it
+  [13, 12, 18, 4, 6], // mix_grad4 (r % 4 = 0) with b = 6: the last chunk of 4 blocks k is partial
 ];
 
 // `mix` is the layer as BoRA (σ given); `p` is the layer as `variant` has it (MELoRA: no σ).
@@ -179,6 +180,32 @@ describe('bora kernels against the float64 reference', () => {
     ctx.submit(enc);
     expectClose(await ctx.read(y), ref.boraForward(refArgs), 'y');
     free();
+  });
+
+  // The adapter term is stored first and the base product adds onto it (beta = 1), so whatever
+  // the caller's Y and dX held before must never reach the result.
+  it("overwrites the caller's y and dx (NaN before the call), with and without the base terms", async () => {
+    for (const [T, n, m, r, b] of [
+      [9, 20, 12, 3, 4],
+      [10, 32, 16, 4, 4], // fused4
+    ]) {
+      const { ctx, dev, host, mix: p, refArgs, free } = await setup(T, n, m, r, b);
+      for (const adapterOnly of [false, true]) {
+        const y = ctx.upload(new Float32Array(T * m).fill(NaN), [T, m]);
+        const dx = ctx.upload(new Float32Array(T * n).fill(NaN), [T, n]);
+        const { z, s } = await boraForward(ctx, { ...p, x: dev.x, y }, { adapterOnly, save: true });
+        expectClose(await ctx.read(y), ref.boraForward(refArgs, adapterOnly), `y (T=${T} n=${n}, adapterOnly ${adapterOnly})`);
+        const grads = await boraBackward(ctx, { ...p, x: dev.x, g: dev.g, z, s, dx }, { adapterOnly });
+        expect(grads.dx).to.equal(dx);
+        expectClose(
+          await ctx.read(dx),
+          ref.boraBackward({ ...refArgs, g: host.g }, adapterOnly).dx,
+          `dx (T=${T} n=${n}, adapterOnly ${adapterOnly})`,
+        );
+        for (const t of [y, dx, z!, s!, grads.da, grads.db, grads.dsigma!]) t.destroy();
+      }
+      free();
+    }
   });
 
   it("merged weights reproduce the forward: X W'ᵀ = Y, and unmerge restores W0", async () => {

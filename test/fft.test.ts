@@ -33,7 +33,8 @@ function dft(x: ArrayLike<number>, n: number, nb: number, b: number, sign: numbe
 const TOL = 2e-6;
 
 describe('fft (batched, one transform per invocation) against a float64 DFT', () => {
-  for (const n of [1, 2, 4, 8, 32, 256, 1024]) {
+  // 16 to 512: every count of fused radix-4 pairs, with and without a single radix-4 stage and the odd radix-2 stage.
+  for (const n of [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]) {
     for (const [count, padded] of n <= 256
       ? ([
           [1, false],

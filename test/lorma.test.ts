@@ -257,23 +257,26 @@ describe('lorma π by FFT (power-of-two d) against the float64 reference', () =>
     await withPiPath('tiles', () =>
       expectThrows(
         () => lormaForward(ctx, { ...p, c: ctx.tensor([64, 6, 2]) }),
-        /lorma\.forward: 'c' \(the correlations C\) belongs to LoRMA_π's FFT path .* \(pi, d = 64, 'tiles'\) takes none/,
+        /lorma\.forward: 'c' \(the forward's spectra of In\) belongs to LoRMA_π's FFT path .* \(pi, d = 64, 'tiles'\) takes none/,
       ),
     );
     // The call's piPath decides, not the context's.
     await withPiPath('fft', () =>
       expectThrows(
         () => lormaForward(ctx, { ...p, piPath: 'tiles', c: ctx.tensor([64, 6, 2]) }),
-        /'c' \(the correlations C\) belongs to LoRMA_π's FFT path .* \(pi, d = 64, 'tiles'\) takes none/,
+        /'c' \(the forward's spectra of In\) belongs to LoRMA_π's FFT path .* \(pi, d = 64, 'tiles'\) takes none/,
       ),
     );
     await withPiPath('fft', async () => {
       await expectThrows(
         () => lormaBackward(ctx, { ...p, g: dev.g, c: ctx.tensor([64, 3, 2]) }),
-        /lorma\.backward: 'c' has shape \[64, 3, 2\], expected \[d, fftStride\(⌈r\/2⌉·T\), 2\] = \[64, 8, 2\]/,
+        /lorma\.backward: 'c' has shape \[64, 3, 2\], expected \[d, fftStride\(⌈T\/2⌉\), 2\] = \[64, 8, 2\]/,
       );
       const plus = { ...p, variant: 'plus', c: ctx.tensor([64, 6, 2]) };
-      await expectThrows(() => lormaForward(ctx, plus as unknown as LormaForwardArgs), /'c' \(the correlations C\) belongs to LoRMA_π's FFT path/);
+      await expectThrows(
+        () => lormaForward(ctx, plus as unknown as LormaForwardArgs),
+        /'c' \(the forward's spectra of In\) belongs to LoRMA_π's FFT path/,
+      );
       const plusPath = { ...p, variant: 'plus', piPath: 'fft' };
       await expectThrows(
         () => lormaForward(ctx, plusPath as unknown as LormaForwardArgs),
@@ -447,6 +450,51 @@ describe('lorma π never allocates a d×d buffer', () => {
         }));
     }
   }
+});
+
+describe("lorma π's FFT step stays within twice the base layer's memory", () => {
+  // The base layer's step holds X, W0, Y, G and dX (4·T·d + d² floats at n = m = d). π adds U, dU,
+  // the forward's kept spectra of U (about T·d) and one token chunk of the spectra W (at most T·d):
+  // about 1.7× here. Keeping all of W and the correlations C (T·r·d floats each, as before) would
+  // give 3.3×, the 54 MiB against 12 of the benchmark shape.
+  it('pre, d = 256, T = 128, r = 8: peak live bytes of a forward and backward ≤ 2× the base layer, outputs exact', async () => {
+    const ctx = await gpu();
+    const [T, d, r] = [128, 256, 8];
+    expect(lormaPiPath(ctx, d)).to.equal('fft');
+    ctx.releaseScratch();
+    const host = { x: rand(T * d), w0: rand(d * d, 0.5), a: rand(r * d, 0.5), b: rand(d * r, 0.5), g: rand(T * d) };
+    const before = ctx.allocations.liveBytes;
+    const io = {
+      x: ctx.upload(host.x, [T, d]),
+      w0: ctx.upload(host.w0, [d, d]),
+      y: ctx.tensor([T, d]),
+      g: ctx.upload(host.g, [T, d]),
+      dx: ctx.tensor([T, d]),
+    };
+    const baseBytes = ctx.allocations.liveBytes - before;
+    expect(baseBytes).to.equal(4 * (4 * T * d + d * d));
+    const a = ctx.upload(host.a, [r, d]);
+    const b = ctx.upload(host.b, [d, r]);
+    const c = ctx.tensor(lormaCorrelationsShape(T, d, r));
+    ctx.resetPeak();
+    const p = { w0: io.w0, a, b, scale: 2, variant: 'pi' as const, order: 'pre' as const };
+    try {
+      const fwd = await lormaForward(ctx, { ...p, x: io.x, y: io.y, c });
+      const grads = await lormaBackward(ctx, { ...p, x: io.x, g: io.g, u: fwd.u, c, dx: io.dx });
+      await ctx.sync();
+      const peak = ctx.allocations.peakBytes - before;
+      expect(peak, `peak ${peak} bytes against the base layer's ${baseBytes}`).to.be.at.most(2 * baseBytes);
+      const refArgs = { T, n: d, m: d, r, scale: 2, variant: 'pi' as const, order: 'pre' as const, x: host.x, w0: host.w0, a: host.a, b: host.b };
+      const want = ref.lormaBackward({ ...refArgs, g: host.g });
+      expectClose(await ctx.read(io.y), ref.lormaForward(refArgs), 'y');
+      expectClose(await ctx.read(grads.dx), want.dx, 'dx');
+      expectClose(await ctx.read(grads.da), want.da, 'da');
+      expectClose(await ctx.read(grads.db), want.db, 'db');
+      for (const t of [fwd.u, grads.da, grads.db]) t?.destroy();
+    } finally {
+      for (const t of [...Object.values(io), a, b, c]) t.destroy();
+    }
+  });
 });
 
 describe("lorma rank of ΔW (the paper's Table 15)", () => {

@@ -43,6 +43,49 @@ describe('vectors', () => {
       ...['plus', 'pi', 'none'].flatMap((i) => ['pre', 'post'].map((o) => `lorma ${i} ${o}`)),
     ];
     for (const v of wanted) expect(variants.has(v), `no case for ${v}`).to.equal(true);
+    // Every family with an f16 and an NF4 base, NF4 at block sizes 32, 64 and 4096 with a partial
+    // last block, and the quantizer alone.
+    const formats = new Set(file.cases.map((c) => `${c.params.method} ${String(c.params.baseFormat)}`));
+    for (const method of ['lora', 'bora', 'sbora-fa', 'sbora-fb', 'lorma']) {
+      for (const f of ['f16', 'nf4']) expect(formats.has(`${method} ${f}`), `no ${f} case for ${method}`).to.equal(true);
+    }
+    const nf4 = file.cases.filter((c) => c.params.baseFormat === 'nf4' || c.params.method === 'quantize-nf4');
+    for (const block of [32, 64, 4096])
+      expect(
+        nf4.some((c) => c.params.blockSize === block),
+        `block ${block}`,
+      ).to.equal(true);
+    for (const c of nf4) {
+      const size = c.params.outFeatures * c.params.inFeatures;
+      expect(size % (c.params.blockSize as number), `${c.name}: a partial last block`).to.not.equal(0);
+    }
+    expect(file.cases.filter((c) => c.params.method === 'quantize-nf4')).to.have.length.at.least(4);
+  });
+
+  it('compares quantize-nf4 outputs exactly and reports w0Bytes', async () => {
+    const ctx = await gpu();
+    const file = cases();
+    const quant = file.cases.filter((c) => c.params.method === 'quantize-nf4');
+    const report = await runVectors(ctx, { cases: quant }, { check: true });
+    expect(report.failed, report.lines.join('\n')).to.equal(false);
+    for (const c of report.result.cases) {
+      const size = c.params.outFeatures * c.params.inFeatures;
+      expect(c.w0Bytes, c.name).to.equal(Math.ceil(size / 8) * 4 + Math.ceil(size / (c.params.blockSize as number)) * 4);
+      for (const name of ['w0_codes', 'w0_absmax', 'w0_dequant']) expect(c.errors?.[name], `${c.name}.${name}`).to.equal(0);
+    }
+    // One absmax off by an f32 ulp (a relative error of 6e-8, far inside 1e-5) fails the check.
+    const off = structuredClone(quant[1]);
+    const amax = off.outputs!.w0_absmax.data;
+    amax[0] = new Float32Array([amax[0] * (1 + 2 ** -23)])[0];
+    const offReport = await runVectors(ctx, { cases: [off] }, { check: true });
+    expect(offReport.failed).to.equal(true);
+    expect(offReport.lines.join('\n')).to.match(/w0_absmax: \S+ FAIL \(not exact\)/);
+    // An f16 case whose w0 f16 cannot hold exactly is refused, not rounded.
+    const f16 = structuredClone(file.cases.find((c) => c.params.baseFormat === 'f16')!);
+    f16.inputs.w0.data[3] += 2 ** -20;
+    const bad = await runVectors(ctx, { cases: [f16] }, { check: true });
+    expect(bad.result.cases[0].status).to.equal('error');
+    expect(bad.result.cases[0].message).to.match(/input 'w0'\[3\] is .* which f16 does not hold exactly/);
   });
 
   it('computes every case within 1e-5, every method supported', async () => {

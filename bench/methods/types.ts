@@ -11,6 +11,10 @@ export interface BenchShape {
   r: number;
   /** BoRA blocks (ignored by methods without blocks). */
   b?: number;
+  /** The frozen weight's format (f32 when absent): f16 or NF4 are made on the device from the same f32 values. */
+  base?: 'f32' | 'f16' | 'nf4';
+  /** NF4 block size (64, bitsandbytes' default, when absent). */
+  blockSize?: number;
 }
 
 export type Phase = 'forward' | 'backward' | 'step' | 'adapterForward' | 'adapterBackward';
@@ -24,6 +28,8 @@ export interface BenchInstance {
   params: number;
   /** Device bytes the layer and its scratch hold (ctx.allocations after one step). */
   bytes: number;
+  /** Device bytes of the frozen weight W0 in its format (codes and absmax together for NF4). */
+  w0Bytes?: number;
   destroy(): void;
 }
 

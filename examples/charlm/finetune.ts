@@ -4,12 +4,15 @@
 //
 //   npx tsx examples/charlm/finetune.ts [--long] [--steps N] [--batch B] [--lr X] [--rank R]
 //       [--blocks b] [--methods lora,bora,...] [--weights FILE] [--out DIR] [--seed S] [--seeds K]
+//       [--base f32|f16|nf4] [--block-size N]
 //
 // The default run (300 steps of 128 windows per method) takes about two minutes on two CPU cores;
 // --long runs 3000 steps; --seeds K repeats each method with seeds S..S+K-1 (mean ± sd).
+// --base f16 or nf4 holds the frozen h1 and h2 weights in that format (made on the device from the
+// f32 weights, which are then freed; NF4 in blocks of --block-size values, default 64).
 // Writes DIR/results.json, results.md, loss.svg and one adapter folder per method
 // (DIR/adapters/<method>/adapter_model.safetensors + adapter_config.json); DIR defaults to
-// examples/charlm/out.
+// examples/charlm/out (examples/charlm/out/<base> for an f16 or NF4 base).
 
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -17,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import pokemon from 'pokemon/data/en.json' with { type: 'json' };
 import { Context } from '../../src/runtime.js';
+import type { BaseFormat } from '../../src/base.js';
 import { saveAdapter, writeFileAtomic, type AdapterMethod } from '../../src/adapters.js';
 import { normaliseNames, splitWords } from './data.js';
 import { METHODS, methodInfo } from './methods.js';
@@ -35,7 +39,7 @@ if (argv.includes('--help') || argv.includes('-h')) {
   console.log(
     readFileSync(fileURLToPath(import.meta.url), 'utf8')
       .split('\n')
-      .slice(0, 13)
+      .slice(0, 16)
       .join('\n')
       .replace(/^\/\/ ?/gm, ''),
   );
@@ -50,7 +54,13 @@ const blocks = Number(flag('blocks') ?? 8);
 const seed = Number(flag('seed') ?? 1);
 const seeds = Number(flag('seeds') ?? 1);
 const weightsPath = flag('weights') ?? join(here, 'weights', 'charlm.safetensors');
-const outDir = flag('out') ?? join(here, 'out');
+const baseFormat = (flag('base') ?? 'f32') as BaseFormat;
+if (!['f32', 'f16', 'nf4'].includes(baseFormat)) throw new Error(`--base must be f32, f16 or nf4, got ${baseFormat}`);
+if (flag('block-size') !== undefined && baseFormat !== 'nf4') throw new Error('--block-size applies to --base nf4 only');
+const blockSize = Number(flag('block-size') ?? 64);
+if (!Number.isInteger(blockSize) || blockSize < 32 || blockSize > 4096 || (blockSize & (blockSize - 1)) !== 0)
+  throw new Error(`--block-size must be a power of two from 32 to 4096, got ${flag('block-size')}`);
+const outDir = flag('out') ?? (baseFormat === 'f32' ? join(here, 'out') : join(here, 'out', baseFormat));
 const methods = (flag('methods')?.split(',') ?? METHODS.map((m) => m.method)).map((m) => methodInfo(m).method);
 for (const [name, v] of Object.entries({ steps, batch, lr, rank, blocks, seed, seeds })) {
   if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number, got ${v}`);
@@ -63,6 +73,11 @@ const model = CharLM.fromSafetensors(ctx, new Uint8Array(weights.buffer, weights
 const names = normaliseNames(pokemon as string[]);
 const split = splitWords(names, 0.1, seed);
 const data = finetuneData(split.train, split.validation, model.config.context);
+const f32Bytes = model.baseBytes;
+const f32BaseLoss = await model.evaluate(data.validation.ids, data.validation.targets);
+if (baseFormat !== 'f32') await model.setBase({ format: baseFormat, blockSize: baseFormat === 'nf4' ? blockSize : undefined, dropF32: true });
+const baseBytes = model.baseBytes;
+const baseName = baseFormat === 'nf4' ? `NF4/${blockSize}` : baseFormat;
 console.log(`device: ${device}`);
 console.log(
   `Pokémon names: ${names.length} after normalisation; ${split.train.length} train (${data.train.count} windows), ${split.validation.length} validation (${data.validation.count} windows)`,
@@ -70,6 +85,7 @@ console.log(
 console.log(
   `base model: ${model.parameterCount} parameters (frozen); adapters on ${HIDDEN_MODULES.join(', ')} (${model.config.hidden}×${model.config.hidden} each)`,
 );
+console.log(`frozen base h1 + h2: ${baseName}, ${baseBytes} bytes on the device (f32: ${f32Bytes} bytes, ${(baseBytes / f32Bytes).toFixed(3)}×)`);
 console.log(
   `settings: ${steps} steps × ${batch} windows, AdamW lr ${lr} (cosine, 10% warm-up), LoRA-equivalent rank ${rank}, blocks ${blocks}, s = 2\n`,
 );
@@ -125,12 +141,14 @@ const rows = [...runs.values()].map((rs) => ({
   validation: fmt(rs.map((r) => r.validationLoss)),
 }));
 const header =
-  '| method | r | trainable params | rank ΔW (h1 / h2) | ms / step | mean train loss (AUC / steps) | final train loss | validation loss |';
+  '| method | base W0 (h1 + h2) | base bytes | r | trainable params | rank ΔW (h1 / h2) | ms / step | mean train loss (AUC / steps) | final train loss | validation loss |';
+const baseCells = `${baseName} | ${baseBytes}`;
 const table = [
   header,
-  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-  `| base model (no adapter) | — | 0 | — | — | — | — | ${baseLoss.toFixed(4)} |`,
-  ...rows.map((x) => `| ${x.method} | ${x.r} | ${x.trainable} | ${x.rank} | ${x.ms} | ${x.auc} | ${x.train} | ${x.validation} |`),
+  '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ...(baseFormat === 'f32' ? [] : [`| base model (no adapter) | f32 | ${f32Bytes} | — | 0 | — | — | — | — | ${f32BaseLoss.toFixed(4)} |`]),
+  `| base model (no adapter) | ${baseCells} | — | 0 | — | — | — | — | ${baseLoss.toFixed(4)} |`,
+  ...rows.map((x) => `| ${x.method} | ${baseCells} | ${x.r} | ${x.trainable} | ${x.rank} | ${x.ms} | ${x.auc} | ${x.train} | ${x.validation} |`),
 ].join('\n');
 const results = [...runs.values()].map((rs) => rs[0]);
 const samples = [
@@ -149,7 +167,7 @@ const meanCurve = (rs: FinetuneResult[]): [number, number][] => rs[0].losses.map
 const svg = lossChartSvg(
   [...runs.values()].map((rs) => ({ name: rs[0].label, points: smooth(meanCurve(rs)), dashed: rs[0].method.startsWith('lorma') })),
   {
-    title: `Fine-tuning on Pokémon names: training loss (${smoothK}-step mean${seeds > 1 ? `, ${seeds} seeds` : ''}), ${steps} steps`,
+    title: `Fine-tuning on Pokémon names: training loss (${smoothK}-step mean${seeds > 1 ? `, ${seeds} seeds` : ''}), ${steps} steps${baseFormat === 'f32' ? '' : `, ${baseName} base`}`,
     xLabel: 'step',
     yLabel: 'cross-entropy (nats)',
   },
@@ -170,15 +188,20 @@ await writeFileAtomic(
       blocks,
       seed,
       seeds,
+      baseFormat,
+      blockSize: baseFormat === 'nf4' ? blockSize : null,
+      baseBytes,
+      f32BaseBytes: f32Bytes,
+      f32BaseValidationLoss: f32BaseLoss,
       baseValidationLoss: baseLoss,
       baseSamples,
-      runs: [...runs.values()].flat().map(({ adapter: _a, ...r }) => r),
+      runs: [...runs.values()].flatMap((rs) => rs.map(({ adapter: _a, ...r }, k) => ({ ...r, seed: seed + k }))),
     },
     null,
     1,
   ),
 );
-const md = `# Fine-tuning results\n\n${date}, ${device}; ${steps} steps × ${batch} windows per method${seeds > 1 ? `, mean ± sd over ${seeds} seeds` : ''}.\n\n${table}\n\nSampled names (temperature 0.8; **bold** = a training name):\n\n${samples}\n`;
+const md = `# Fine-tuning results\n\n${date}, ${device}; frozen base ${baseName} (h1 + h2: ${baseBytes} bytes on the device); ${steps} steps × ${batch} windows per method${seeds > 1 ? `, mean ± sd over ${seeds} seeds` : ''}.\n\n${table}\n\nSampled names (temperature 0.8; **bold** = a training name):\n\n${samples}\n`;
 await writeFileAtomic(join(outDir, 'results.md'), md);
 console.log(`\n${table}\n\nSampled names (bold = in the training set):\n${samples}\n`);
 console.log(`wrote ${relative(process.cwd(), outDir)}/results.md, results.json, loss.svg and adapters/<method>/`);

@@ -9,12 +9,15 @@
 //
 // Pretraining trains every weight. Fine-tuning freezes them all and puts an adapter (any of the
 // package's methods) on h1 and h2: the adapter computes the whole product `x W0ᵀ + adapter(x)`
-// and the frozen bias is added by the activation kernel.
+// and the frozen bias is added by the activation kernel. The frozen h1 and h2 weights may be held
+// in f16 or NF4 (`setBase`, QLoRA-style): every product reads them packed.
 //
 // Browser-safe: no Node APIs (the demo runs this file as it is).
 
 import type { Context } from '../../src/runtime.js';
 import type { Tensor } from '../../src/tensor.js';
+import type { BaseFormat, BaseWeight, Weight } from '../../src/base.js';
+import { quantizeNf4, toF16 } from '../../src/quant/index.js';
 import { matmul } from '../../src/ops/matmul.js';
 import { kaimingUniform } from '../../src/random.js';
 import { decodeSafetensors, encodeSafetensors, type NamedTensor } from '../../src/adapters.js';
@@ -113,12 +116,27 @@ interface Batch {
   de: Tensor;
 }
 
+/** How the frozen h1 and h2 weights are held: f32 (the weights themselves), f16 or NF4. */
+export interface BaseSettings {
+  format: BaseFormat;
+  /** NF4 block size (a power of two from 32 to 4096); default 64, bitsandbytes'. */
+  blockSize?: number;
+  /**
+   * Free the f32 h1 and h2 weights once packed, so that the device holds the packed base only
+   * (default false: they stay, to switch formats again; pretraining and `toSafetensors` need them).
+   */
+  dropF32?: boolean;
+}
+
 export class CharLM {
   readonly weights: Weights;
   /** Gradients of every weight, made by `trainAll()` for pretraining. */
   grads?: Weights;
   readonly adapters: Partial<Record<HiddenModule, LayerAdapter>> = {};
   #batches = new Map<number, Batch>();
+  /** The packed h1 and h2 weights when the base is f16 or NF4. */
+  #packed?: Record<HiddenModule, BaseWeight>;
+  #f32Dropped = false;
 
   private constructor(
     readonly ctx: Context,
@@ -165,6 +183,7 @@ export class CharLM {
   }
 
   async toSafetensors(metadata: Record<string, string> = {}): Promise<Uint8Array> {
+    this.#needF32('toSafetensors');
     const shapes = weightShapes(this.config);
     const out: Record<string, NamedTensor> = {};
     for (const k of Object.keys(WEIGHT_KEYS) as (keyof Weights)[]) {
@@ -179,9 +198,68 @@ export class CharLM {
     return { h1: { n: c.context * c.embed, m: c.hidden }, h2: { n: c.hidden, m: c.hidden } };
   }
 
-  /** Frozen base weight W0 [m, n] of a hidden module. */
-  baseWeight(mod: HiddenModule): Tensor {
+  /** Frozen base weight W0 [m, n] of a hidden module, in the base's format. */
+  baseWeight(mod: HiddenModule): Weight {
+    if (this.#packed) return this.#packed[mod];
+    return this.#f32Weight(mod);
+  }
+
+  #f32Weight(mod: HiddenModule): Tensor {
     return mod === 'h1' ? this.weights.w1 : this.weights.w2;
+  }
+
+  #needF32(where: string): void {
+    if (this.#f32Dropped) throw new Error(`charlm.${where}: the f32 h1 and h2 weights were freed by setBase({ dropF32: true })`);
+  }
+
+  /** The format of the frozen h1 and h2 weights and its block size (0 unless NF4). */
+  get base(): { format: BaseFormat; blockSize: number } {
+    const w = this.#packed?.h1;
+    return w ? { format: w.format, blockSize: w.blockSize } : { format: 'f32', blockSize: 0 };
+  }
+
+  /** Device bytes of the frozen h1 and h2 weights as held now (NF4: codes and absmax). */
+  get baseBytes(): number {
+    return HIDDEN_MODULES.reduce((a, mod) => {
+      const w = this.baseWeight(mod);
+      return a + (this.#packed ? (w as BaseWeight).bytes : (w as Tensor).buffer.size);
+    }, 0);
+  }
+
+  /**
+   * Holds the frozen h1 and h2 weights in `format`, made on the device from the f32 weights
+   * (NF4 by `quantizeNf4`, f16 by `toF16`); 'f32' goes back to the f32 weights. Set it while no
+   * adapter is installed (an adapter keeps the weight it was made on).
+   */
+  async setBase(s: BaseSettings): Promise<void> {
+    const { format, blockSize = 64, dropF32 = false } = s;
+    this.#needF32('setBase');
+    // An adapter holds the weight it was made on, which this call replaces.
+    if (HIDDEN_MODULES.some((mod) => this.adapters[mod])) throw new Error('charlm.setBase: remove the adapters first');
+    if (format !== 'nf4' && s.blockSize !== undefined) throw new Error(`charlm.setBase: blockSize applies to an NF4 base only (format ${format})`);
+    let packed: Record<HiddenModule, BaseWeight> | undefined;
+    if (format !== 'f32') {
+      const made: BaseWeight[] = [];
+      try {
+        for (const mod of HIDDEN_MODULES) {
+          const w = this.#f32Weight(mod);
+          const label = `${mod}.weight.${format}`;
+          made.push(format === 'nf4' ? await quantizeNf4(this.ctx, w, { blockSize, label }) : await toF16(this.ctx, w, { label }));
+        }
+      } catch (e) {
+        for (const w of made) w.destroy();
+        throw e;
+      }
+      packed = { h1: made[0], h2: made[1] };
+    } else if (dropF32) {
+      throw new Error('charlm.setBase: dropF32 needs a packed format (f16 or nf4)');
+    }
+    if (this.#packed) for (const w of Object.values(this.#packed)) w.destroy();
+    this.#packed = packed;
+    if (dropF32) {
+      for (const mod of HIDDEN_MODULES) this.#f32Weight(mod).destroy();
+      this.#f32Dropped = true;
+    }
   }
 
   get parameterCount(): number {
@@ -190,6 +268,7 @@ export class CharLM {
 
   /** Every weight becomes trainable (pretraining). */
   trainAll(): Trainable[] {
+    if (this.#packed) throw new Error(`charlm.trainAll: pretraining needs the f32 base; this model's base is ${this.base.format}`);
     const s = weightShapes(this.config);
     if (!this.grads) {
       const g = {} as Weights;
@@ -266,7 +345,11 @@ export class CharLM {
     await linearBackward(ctx, { x: b.a2, w: w.wo, g: b.dlogits, dx: b.da2, dw: g?.wo, db: g?.bo }, { ...o, dw: full, db: full });
     await activationBackward(ctx, { x: b.p2, g: b.da2, dx: b.dp2, db: full ? g!.b2 : undefined, fn: 'tanh' }, o);
     if (this.adapters.h2) await this.adapters.h2.backward(enc, b.a1, b.dp2, b.da1);
-    else await linearBackward(ctx, { x: b.a1, w: w.w2, g: b.dp2, dx: b.da1, dw: g?.w2 }, { ...o, db: false, dw: full });
+    else if (this.#packed) {
+      // dA1 = dP2 · W2 through the packed weight (no weight gradient: the base is frozen).
+      const { n, m } = this.moduleShapes.h2;
+      await matmul(ctx, { a: b.dp2, b: this.#packed.h2, c: b.da1, M: b.B, N: n, K: m }, enc);
+    } else await linearBackward(ctx, { x: b.a1, w: w.w2, g: b.dp2, dx: b.da1, dw: g?.w2 }, { ...o, db: false, dw: full });
     await activationBackward(ctx, { x: b.p1, g: b.da1, dx: b.dp1, db: full ? g!.b1 : undefined, fn: 'tanh' }, o);
     if (this.adapters.h1) {
       await this.adapters.h1.backward(enc, b.e, b.dp1, b.de);
@@ -301,7 +384,8 @@ export class CharLM {
   }
 
   destroy(): void {
-    for (const t of Object.values(this.weights)) t.destroy();
+    for (const [k, t] of Object.entries(this.weights)) if (!(this.#f32Dropped && (k === 'w1' || k === 'w2'))) t.destroy();
+    if (this.#packed) for (const w of Object.values(this.#packed)) w.destroy();
     if (this.grads) for (const t of Object.values(this.grads)) t.destroy();
     for (const b of this.#batches.values()) for (const v of Object.values(b)) if (typeof v === 'object') v.destroy();
     this.#batches.clear();

@@ -4,9 +4,24 @@
 import type { Context } from '../runtime.js';
 import { checkDropout, type Dropout } from '../ops/dropout.js';
 import type { Tensor } from '../tensor.js';
-import { PeftError, checkArgObject, checkContext, checkIo, checkTensor, describeValue } from '../validate.js';
+import { PeftError, checkArgObject, checkContext, checkIo, checkTensor, describeValue, weightTensors } from '../validate.js';
 import { encodeFiniteCheck, finiteResult, prepareFiniteCheck, readFiniteCheck } from '../ops/finite.js';
 import type { HostValues, LayerSpec, Trainable } from './types.js';
+import { BaseWeight, formatOf, type Weight } from '../base.js';
+import {
+  checkBaseWeight,
+  encodeDequantize,
+  encodeF16Pack,
+  encodeNf4Error,
+  encodeQuantizeNf4,
+  f16RangeError,
+  prepareDequantize,
+  prepareF16Pack,
+  prepareNf4Error,
+  prepareQuantizeNf4,
+  quantErrorOf,
+  quantizeError,
+} from '../quant/index.js';
 
 export interface EncodeOptions {
   /** Record into this encoder instead of submitting now. */
@@ -39,12 +54,19 @@ export interface MergeOptions extends EncodeOptions {
    * runs in a temporary [m, n] tensor that is copied over only once it has passed.
    */
   safeMerge?: boolean;
+  /**
+   * Allows writing the result into an NF4 weight (W0 with inPlace, or an NF4 `out`), which
+   * requantizes it and loses precision; the written weight's `quantError` then holds the error
+   * (max abs, and relative to max |W'|) against the exact f32 result. Without it such a merge is an
+   * error.
+   */
+  requantize?: boolean;
 }
 
 /** The option names each kind of call takes; a method adds its own (BoRA's forward: 'save'). */
 export const FORWARD_OPTIONS = ['encoder', 'adapterOnly'] as const;
 export const BACKWARD_OPTIONS = ['encoder', 'adapterOnly'] as const;
-export const MERGE_OPTIONS = ['encoder', 'inPlace', 'unmerge', 'deltaOnly', 'safeMerge'] as const;
+export const MERGE_OPTIONS = ['encoder', 'inPlace', 'unmerge', 'deltaOnly', 'safeMerge', 'requantize'] as const;
 
 /**
  * Rejects option names the call does not know, so a misspelt or unsupported option is an error
@@ -138,45 +160,82 @@ export async function withOutputs<T>(ctx: Context, where: string, fn: (out: Call
 
 /**
  * The one merge path. Picks the target (W0 itself with inPlace, the caller's `out`, or a new
- * [m, n] tensor), starts it from W0 (or zero with deltaOnly), then lets `accumulate` add
+ * [m, n] f32 tensor), starts it from W0 (or zero with deltaOnly), then lets `accumulate` add
  * sign·ΔW into it with sign = −1 for unmerge. Every check comes before the target is allocated,
  * and a failure afterwards frees it. With safeMerge the result is checked for NaN and ±Inf on the
  * device before the caller's W0 or `out` is written (MergeOptions.safeMerge).
+ *
+ * W0 may be a BaseWeight (f16 or NF4): it is dequantized straight into the f32 target, so no f32
+ * copy of W0 exists besides the result. A BaseWeight destination (an f16 or NF4 `out`, or W0 itself
+ * with inPlace) gets the result packed from an f32 [m, n] scratch: f16 after a range check (a value
+ * past 65504 is an error, the destination unchanged); NF4 only with `requantize`, which quantizes
+ * the scratch, measures the error against it, and copies codes and absmax over once both passed.
  */
-export async function mergeInto(
+export async function mergeInto<W extends Weight, O extends Weight | undefined>(
   ctx: Context,
   where: string,
-  w0: Tensor,
-  out: Tensor | undefined,
+  w0: W,
+  out: O,
   opts: MergeOptions,
   inputs: Record<string, Tensor | undefined>,
   accumulate: (enc: GPUCommandEncoder, target: Tensor, sign: number) => void | Promise<void>,
-): Promise<Tensor> {
+): Promise<W | NonNullable<O> | Tensor> {
+  const base = BaseWeight.isBaseWeight(w0) ? checkBaseWeight(where, 'w0', ctx, w0) : undefined;
   const [m, n] = w0.shape;
+  const dest: Weight | undefined = opts.inPlace ? w0 : out;
+  const destName = opts.inPlace ? 'w0' : 'out';
   if (opts.inPlace) {
     if (opts.deltaOnly) throw new PeftError(`${where}: 'inPlace' and 'deltaOnly' exclude each other`);
     if (out) throw new PeftError(`${where}: 'out' is not used with 'inPlace' (W0 itself is updated)`);
-    checkIo(where, ctx, { w0 }, inputs);
+    checkIo(where, ctx, weightTensors('w0', w0), inputs);
   } else {
-    if (out) checkTensor(where, 'out', out, [m, n], '[m, n]');
-    checkIo(where, ctx, { out }, { w0, ...inputs });
+    if (BaseWeight.isBaseWeight(out)) {
+      checkBaseWeight(where, 'out', ctx, out);
+      if (out.shape[0] !== m || out.shape[1] !== n) {
+        throw new PeftError(`${where}: 'out' has shape [${out.shape.join(', ')}], expected [m, n] = [${m}, ${n}]`);
+      }
+    } else if (out) checkTensor(where, 'out', out, [m, n], '[m, n]');
+    checkIo(where, ctx, out ? weightTensors('out', out) : {}, { ...weightTensors('w0', w0), ...inputs });
   }
   const safe = opts.safeMerge;
   if (safe !== undefined && typeof safe !== 'boolean') throw new PeftError(`${where}: 'safeMerge' must be a boolean, got ${describeValue(safe)}`);
   if (safe && opts.encoder) {
     throw new PeftError(`${where}: 'safeMerge' waits for the device's check before returning, so it cannot record into the caller's 'encoder'`);
   }
-  // The caller's tensor the result lands in (W0 or out); without one, a new tensor is the result.
-  const dest = opts.inPlace ? w0 : out;
+  const requantize = opts.requantize;
+  if (requantize !== undefined && typeof requantize !== 'boolean') {
+    throw new PeftError(`${where}: 'requantize' must be a boolean, got ${describeValue(requantize)}`);
+  }
+  const packed = BaseWeight.isBaseWeight(dest) ? dest : undefined;
+  if (packed?.format === 'nf4' && !requantize) {
+    throw new PeftError(
+      `${where}: '${destName}' is NF4, so writing the merged weight into it requantizes it, which loses precision; ` +
+        `pass { requantize: true } to accept that (the result's quantError then says how much), or merge into an f32 or f16 'out'`,
+    );
+  }
+  if (requantize && packed?.format !== 'nf4') {
+    throw new PeftError(
+      `${where}: 'requantize' applies to an NF4 destination only, and '${destName}' is ${dest ? formatOf(dest) : 'a new f32 tensor'}`,
+    );
+  }
+  if (packed && opts.encoder) {
+    throw new PeftError(
+      `${where}: writing an ${packed.format} '${destName}' checks the result on the device before replacing it, so it cannot record into the caller's 'encoder'`,
+    );
+  }
   return withOutputs(ctx, where, async (made) => {
-    // safeMerge never writes the caller's tensor before the check: it merges into a temporary.
-    const target = dest && !safe ? dest : made.tensor([m, n], dest ? `${where}.safe` : `${where}.out`);
+    // safeMerge never writes the caller's tensor before the check, and a packed destination is
+    // written only from an f32 scratch: both merge into a temporary.
+    const direct = dest && !safe && !packed ? (dest as Tensor) : undefined;
+    const target = direct ?? made.tensor([m, n], dest ? `${where}.${packed ? 'scratch' : 'safe'}` : `${where}.out`);
     if (safe) await prepareFiniteCheck(ctx);
+    if (base && !opts.deltaOnly) await prepareDequantize(ctx, base.format);
     let check: Tensor<'u32'> | undefined;
     try {
       await ctx.encode(opts.encoder, async (enc) => {
         if (opts.deltaOnly) enc.clearBuffer(target.buffer, 0, target.byteLength);
-        else if (target !== w0) ctx.copy(w0, target, enc);
+        else if (base) encodeDequantize(ctx, enc, base, target);
+        else if (target !== w0) ctx.copy(w0 as Tensor, target, enc);
         await accumulate(enc, target, opts.unmerge ? -1 : 1);
         if (safe) {
           check = finiteResult(ctx, `${where}.check`);
@@ -185,7 +244,7 @@ export async function mergeInto(
       });
       const bad = check && (await readFiniteCheck(ctx, check));
       if (bad) {
-        const kept = dest ? `'${opts.inPlace ? 'w0' : 'out'}' is unchanged` : 'no tensor was returned';
+        const kept = dest ? `'${destName}' is unchanged` : 'no tensor was returned';
         throw new PeftError(
           `${where}: safeMerge: the merged weight has ${bad.count} non-finite value${bad.count === 1 ? '' : 's'} (NaN or ±Inf), ` +
             `the first at [${Math.floor(bad.first / n)}, ${bad.first % n}]; ${kept}`,
@@ -195,10 +254,61 @@ export async function mergeInto(
       check?.destroy();
     }
     if (!dest || target === dest) return target;
-    ctx.copy(target, dest);
+    if (packed) await packInto(ctx, where, destName, target, packed);
+    else ctx.copy(target, dest as Tensor);
     target.destroy();
-    return dest;
+    return dest as W | NonNullable<O>;
   });
+}
+
+/**
+ * Writes the f32 merge result `src` into the f16 or NF4 `dest`, checking first: f16 needs every
+ * value within ±65504; NF4 (requantize) quantizes into temporaries, measures the error against
+ * `src`, and copies over once the quantizer reported no problem. `dest` is unchanged on error.
+ */
+async function packInto(ctx: Context, where: string, name: string, src: Tensor, dest: BaseWeight): Promise<void> {
+  const cols = dest.shape[1];
+  if (dest.format === 'f16') {
+    await prepareF16Pack(ctx, false);
+    await prepareF16Pack(ctx, true);
+    const status = ctx.tensor([2], 'u32', `${where}.status`);
+    try {
+      await ctx.encode(undefined, (enc) => encodeF16Pack(ctx, enc, src, null, status));
+      const bad = f16RangeError(where, `the merged ${name}`, await ctx.read(status), cols);
+      if (bad) throw new PeftError(`${bad.message}; '${name}' is unchanged`);
+      await ctx.encode(undefined, (enc) => encodeF16Pack(ctx, enc, src, dest.data, status));
+    } finally {
+      status.destroy();
+    }
+    return;
+  }
+  await prepareQuantizeNf4(ctx, false);
+  await prepareNf4Error(ctx);
+  const made: Tensor[] = [];
+  try {
+    const codes = ctx.tensor(dest.data.shape, 'u32', `${where}.codes`);
+    made.push(codes);
+    const absmax = ctx.tensor(dest.absmax!.shape, 'f32', `${where}.absmax`);
+    made.push(absmax);
+    const status = ctx.tensor([4], 'u32', `${where}.status`);
+    made.push(status);
+    const err = ctx.tensor([2], 'u32', `${where}.error`);
+    made.push(err);
+    await ctx.encode(undefined, (enc) => {
+      encodeQuantizeNf4(ctx, enc, src, dest.blockSize, codes, absmax, status);
+      encodeNf4Error(ctx, enc, src, codes, absmax, dest.blockSize, err);
+    });
+    const bad = quantizeError(where, `the merged ${name}`, await ctx.read(status), cols, dest.blockSize);
+    if (bad) throw new PeftError(`${bad.message}; '${name}' is unchanged`);
+    const report = quantErrorOf(await ctx.read(err));
+    await ctx.encode(undefined, (enc) => {
+      ctx.copy(codes, dest.data, enc);
+      ctx.copy(absmax, dest.absmax!, enc);
+    });
+    dest.quantError = report;
+  } finally {
+    for (const t of made) t.destroy();
+  }
 }
 
 /** Splits `where` for merge calls: 'bora.merge' or 'bora.unmerge'. */

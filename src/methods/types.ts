@@ -6,6 +6,7 @@
 
 import type { Context } from '../runtime.js';
 import type { Tensor } from '../tensor.js';
+import type { Weight } from '../base.js';
 import type { VectorRunner } from '../vectors/types.js';
 import type { EncodeOptions } from './common.js';
 
@@ -52,8 +53,11 @@ export interface ConfigField {
 
 /** How to make one adapted layer. */
 export interface LayerSpec {
-  /** The frozen weight [m, n]. */
-  w0: Tensor;
+  /**
+   * The frozen weight [m, n]: an f32 Tensor, or a BaseWeight in f16 or NF4 (src/base.ts), which
+   * every product of the layer decodes in registers (the layer's merge then returns f32).
+   */
+  w0: Weight;
   /** The method's own rank. */
   r: number;
   /** Scale s = alpha / r. */

@@ -21,8 +21,23 @@ export interface VectorFile {
   cases: VectorCase[];
 }
 
+/** What a runner reports about a case besides its outputs. */
+export interface RunInfo {
+  /** Device bytes of the base weight (packed values and absmax), for a case with a base format. */
+  w0Bytes?: number;
+}
+
 /** Runs one case on the GPU and returns every output the format names for its method. */
-export type VectorRunner = (ctx: Context, c: VectorCase) => Promise<Record<string, VectorTensor>>;
+export type VectorRunner = (ctx: Context, c: VectorCase, info?: RunInfo) => Promise<Record<string, VectorTensor>>;
+
+/** The params a kind of case must carry: positive integers `dims`, and a finite `scale` when `scale`. */
+export interface CaseParams {
+  dims: readonly string[];
+  scale: boolean;
+}
+
+/** An adapter case's params (the format's table): T, inFeatures, outFeatures, rank and scale. */
+export const ADAPTER_PARAMS: CaseParams = { dims: ['T', 'inFeatures', 'outFeatures', 'rank'], scale: true };
 
 /** The input `name`, checked against the expected shape, so a malformed file gets a clear error. */
 export function input(c: VectorCase, name: string, shape: number[]): Float32Array {
@@ -89,25 +104,23 @@ export class CaseError extends PeftError {
   }
 }
 
-const DIMS = ['T', 'inFeatures', 'outFeatures', 'rank'] as const;
-
 /**
  * Checks every field the runners read, so a malformed case fails with its name and the field
  * instead of a TypeError or a silent coercion (`"3"` for 3, null for 0), and returns a copy whose
  * inputs and outputs are null-prototype records (their names come from the file). With
  * `needOutputs`, a case with no expected outputs is an error: it would check nothing.
  */
-export function checkCase(raw: unknown, index: number, needOutputs = false): VectorCase {
+export function checkCase(raw: unknown, index: number, needOutputs = false, kind: CaseParams = ADAPTER_PARAMS): VectorCase {
   const { name, params } = caseHeader(raw, index);
   const r = raw as Record<string, unknown>;
   const where = `case '${name}'`;
-  for (const k of DIMS) {
+  for (const k of kind.dims) {
     const v = params[k];
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
       throw new CaseError(name, `${where}: params.${k} must be a positive integer, got ${describe(v)}`);
     }
   }
-  if (typeof params.scale !== 'number' || !Number.isFinite(params.scale)) {
+  if (kind.scale && (typeof params.scale !== 'number' || !Number.isFinite(params.scale))) {
     throw new CaseError(name, `${where}: params.scale must be a finite number, got ${describe(params.scale)}`);
   }
   const inputs = tensors(name, 'inputs', r.inputs);

@@ -1,19 +1,23 @@
 // End to end in Node: the committed pretrained character model, every fine-tuning method on its
 // hidden layers through the package's kernels, AdamW, and the adapter files. Checks that each
 // method starts as the base model, that a short fine-tune lowers the loss, and that an adapter
-// saved to disk and loaded back reproduces the fine-tuned model exactly.
+// saved to disk and loaded back reproduces the fine-tuned model exactly; and that adapters trained
+// on an NF4 base (QLoRA-style) load and merge onto the f32 weights the base was quantized from.
 
 import { expect } from 'chai';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pokemon from 'pokemon/data/en.json' with { type: 'json' };
-import { loadAdapter, saveAdapter, tensorsOf } from '../../src/adapters.js';
+import { configOptions, loadAdapter, saveAdapter, tensorsOf, type SigmaTransform } from '../../src/adapters.js';
 import { makeWindows, normaliseName, normaliseNames, splitWords, VOCAB } from '../../examples/charlm/data.js';
 import { createAdapter, installAdapter, METHODS, methodInfo, optionsFor } from '../../examples/charlm/methods.js';
 import { CharLM, HIDDEN_MODULES } from '../../examples/charlm/model.js';
 import { finetune, finetuneData } from '../../examples/charlm/session.js';
-import { gpu } from '../helpers.js';
+import type { Tensor } from '../../src/tensor.js';
+import * as loraRef from '../../src/methods/lora/reference.js';
+import * as boraRef from '../../src/methods/bora/reference.js';
+import { expectClose, gpu } from '../helpers.js';
 
 const WEIGHTS = new URL('../../examples/charlm/weights/charlm.safetensors', import.meta.url);
 
@@ -132,6 +136,104 @@ describe('e2e: fine-tuning the pretrained character model with every method', fu
         }
       } finally {
         rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+});
+
+describe('e2e: fine-tuning on an NF4 base, merging onto the f32 weights', function () {
+  this.timeout(300_000);
+  let model: CharLM;
+  const split = splitWords(normaliseNames(pokemon as string[]), 0.1, 1);
+  const data = finetuneData(split.train.slice(0, 200), split.validation.slice(0, 40), 8);
+
+  before(async () => {
+    const ctx = await gpu();
+    const bytes = readFileSync(WEIGHTS);
+    model = CharLM.fromSafetensors(ctx, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  });
+  after(() => model?.destroy());
+
+  // LoRA and BoRA: the methods the NF4 goal of docs/finetuning.md names. ΔW is checked on its own
+  // (deltaOnly) as well as in W', since after a few steps it is small against W0.
+  for (const method of ['lora', 'bora']) {
+    it(`${method}: trained on NF4/64, saved, loaded and merged onto the f32 W0 gives W0 + ΔW of the loaded factors`, async () => {
+      const ctx = model.ctx;
+      await model.setBase({ format: 'nf4', blockSize: 64 });
+      expect(model.base).to.deep.equal({ format: 'nf4', blockSize: 64 });
+      // 128 × 128 values: 8192 bytes of codes and 256 f32 absmax per layer.
+      expect(model.baseBytes).to.equal(2 * (8192 + 256 * 4));
+      const nf4Val = await model.evaluate(data.validation.ids, data.validation.targets);
+      const result = await finetune(model, data, {
+        method,
+        rank: 2,
+        scale: 2,
+        blocks: 4,
+        steps: 12,
+        batch: 64,
+        lr: 0.01,
+        warmup: 2,
+        clip: 1,
+        seed: 2,
+        logEvery: 12,
+        samples: 2,
+        measureRank: false,
+      });
+      expect(result.validationLoss, `validation on NF4 ${result.validationLoss} vs the NF4 base ${nf4Val}`).to.be.below(nf4Val);
+
+      const dir = mkdtempSync(join(tmpdir(), `charlm-nf4-${method}-`));
+      try {
+        await saveAdapter(dir, result.adapter, model.moduleShapes);
+        const loaded = await loadAdapter(dir, model.moduleShapes);
+        await model.setBase({ format: 'f32' });
+        expect(model.base.format).to.equal('f32');
+        const installed = installAdapter(model, loaded);
+        try {
+          const c = loaded.config;
+          const options = configOptions(c);
+          for (const [i, mod] of HIDDEN_MODULES.entries()) {
+            const { n, m } = model.moduleShapes[mod];
+            const w0Tensor = model.baseWeight(mod) as Tensor;
+            expect(w0Tensor.dtype, `${mod} W0`).to.equal('f32');
+            const w0 = await ctx.read(w0Tensor);
+            const t = loaded.modules[mod];
+            const args = { n, m, r: c.r, scale: c.lora_alpha / c.r, a: t.lora_A!.data, b: t.lora_B!.data };
+            const delta =
+              method === 'lora'
+                ? loraRef.loraDelta(args)
+                : boraRef.boraDelta({
+                    ...args,
+                    blocks: options.blocks as number,
+                    sigma: t.sigma!.data,
+                    sigmaTransform: options.sigmaTransform as SigmaTransform,
+                  });
+            expect(
+              delta.some((v) => v !== 0),
+              `${mod}: the loaded ΔW is not zero`,
+            ).to.equal(true);
+            const merged = await installed[i].merge();
+            const deltaOnly = await installed[i].merge({ deltaOnly: true });
+            try {
+              expect(merged.shape).to.deep.equal([m, n]);
+              expect(merged.dtype).to.equal('f32');
+              expectClose(await ctx.read(deltaOnly), delta, `${mod} ΔW`);
+              expectClose(
+                await ctx.read(merged),
+                delta.map((v, k) => v + w0[k]),
+                `${mod} W0 + ΔW`,
+              );
+            } finally {
+              merged.destroy();
+              deltaOnly.destroy();
+            }
+          }
+        } finally {
+          for (const a of installed) a.destroy();
+          for (const mod of HIDDEN_MODULES) delete model.adapters[mod];
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+        await model.setBase({ format: 'f32' });
       }
     });
   }

@@ -437,7 +437,7 @@ const sboraTarget = (profile: Profile) =>
         };
         const w0 = arena.upload(host.w0, [m, n], 'w0');
         const factor = arena.upload(host.factor, fa ? [m, r] : [r, n], fa ? 'b' : 'a');
-        const layer = (w: Tensor): SboraArgs =>
+        const layer = (w: Tensor): SboraArgs & { w0: Tensor } =>
           fa ? { variant: 'fa', w0: w, b: factor, idx, scale: p.scale } : { variant: 'fb', w0: w, a: factor, idx, scale: p.scale };
         const x = arena.upload(host.x, [T, n], 'x');
         const g = arena.upload(host.g, [T, m], 'g');
@@ -519,7 +519,7 @@ const lormaTarget = target('lorma', lormaArb, (ctx, p) =>
     const g = arena.upload(host.g, [T, m], 'g');
     const w0 = arena.upload(host.w0, [m, n], 'w0');
     const common = { a: arena.upload(host.a, [r, d], 'a'), b: arena.upload(host.b, [d, r], 'b'), scale: p.scale, order: p.order };
-    const layer = (w: Tensor): LormaParams =>
+    const layer = (w: Tensor): LormaParams & { w0: Tensor } =>
       pi ? { ...common, w0: w, variant: 'pi', piPath: p.piPath } : { ...common, w0: w, variant: p.variant as 'plus' | 'none' };
     const fft = pi && lormaPiPath(ctx, d, p.piPath) === 'fft';
     const refArgs = { T, n, m, r, scale: p.scale, variant: p.variant, order: p.order, ...host };

@@ -5,7 +5,7 @@
 
 import type { Context } from '../../runtime.js';
 import type { Tensor } from '../../tensor.js';
-import { PeftError, checkDim, checkRank, checkScale } from '../../validate.js';
+import { PeftError, checkDim, checkWeight, checkRank, checkScale } from '../../validate.js';
 import type { AdapterLayer, ConfigField, HostValues, LayerSpec, MethodDescriptor, MethodOptions, TensorSpec } from '../types.js';
 import {
   moduleOf,
@@ -142,8 +142,7 @@ function describe(variant: BoraVariant): MethodDescriptor {
       const where = `${id}.createLayer`;
       const options: MethodOptions = spec.options ?? {};
       checkOptions(where, options, known);
-      if (!spec.w0 || spec.w0.shape.length !== 2) throw new PeftError(`${where}: 'w0' must be a 2-D Tensor [m, n]`);
-      const [m, n] = spec.w0.shape;
+      const [m, n] = checkWeight(where, 'w0', spec.w0, '[m, n]', ctx);
       const r = checkDim(where, 'r', spec.r);
       checkRank(where, r, n, m);
       const scale = checkScale(where, 'alpha', spec.alpha) / r;
@@ -202,7 +201,8 @@ function describe(variant: BoraVariant): MethodDescriptor {
         },
         merge(opts: EncodeOptions & { deltaOnly?: boolean } = {}) {
           checkOptions(`${id}.layer.merge`, opts, ['encoder', 'deltaOnly']);
-          return boraMerge(ctx, p, { encoder: opts.encoder, deltaOnly: opts.deltaOnly });
+          // Neither inPlace nor out: always a new f32 tensor, whatever W0's format.
+          return boraMerge(ctx, p, { encoder: opts.encoder, deltaOnly: opts.deltaOnly }) as Promise<Tensor>;
         },
         tensors(): Promise<Record<string, HostValues>> {
           return trainableValues(ctx, prefix, trainables);

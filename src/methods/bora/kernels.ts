@@ -1,21 +1,34 @@
 // BoRA and MELoRA on the GPU (docs/bora.md; math in docs/math.md; kernels in shaders/bora.wgsl).
 //
 // sigma     Σ = f(σ), μ = mean|σ|                          (1 dispatch, once per step)
-// forward   Y = X W0ᵀ (matmul), then the fused adapter:   (2 dispatches; Z and S stay in
-//           Y += s·B_j Σ_k Σ[j,k] ⊙ (A_k X_k)              workgroup memory unless saved)
-// backward  dX = G W0 (matmul), then the fused transpose:  (5 dispatches + 1 for dσ)
-//           dS = s·G_j B_j, dZ = Σᵀ-mix(dS), dX += A_k dZ_k (dS, dZ saved);
-//           dB (wgrad), dA (wgrad), dΣ (mix_grad), dσ (sigma_raw_grad)
+// forward   the fused adapter Y = s·B_j Σ_k Σ[j,k] ⊙ (A_k X_k), (2 dispatches; Z and S stay in
+//           then Y += X W0ᵀ in the matmul's epilogue (beta 1) workgroup memory unless saved)
+// backward  the fused transpose dS = s·G_j B_j, dZ = Σᵀ-mix(dS),  (5 dispatches + 1 for dσ)
+//           dX = A_k dZ_k (dS, dZ saved), then dX += G W0 (matmul, beta 1);
+//           dB (wgrad), dA (wgrad), dΣ (mix_grad4, or mix_grad when r % 4 ≠ 0), dσ (sigma_raw_grad)
 // merge     ΔW block (j,k) = s·B_j diag(Σ[j,k]) A_k, W' = W0 ± ΔW   (1 dispatch)
 //
 // MELoRA is the variant with Σ[j,k] = I for j = k and 0 otherwise: no σ, no mix phase.
 
 import type { Context } from '../../runtime.js';
 import type { Tensor } from '../../tensor.js';
+import type { Weight } from '../../base.js';
 import { matmul } from '../../ops/matmul.js';
 import { kaimingUniform } from '../../random.js';
 import { rankReport, type RankReport } from '../../rank.js';
-import { PeftError, asTensor, checkContext, checkDim, checkIo, checkMatrix, checkRank, checkScale, checkTensor } from '../../validate.js';
+import {
+  PeftError,
+  asTensor,
+  checkContext,
+  checkDim,
+  checkIo,
+  checkMatrix,
+  checkRank,
+  checkScale,
+  checkTensor,
+  checkWeight,
+  weightTensors,
+} from '../../validate.js';
 import {
   checkOptions,
   mergeInto,
@@ -46,7 +59,8 @@ export interface BoraSigma {
 }
 
 interface BoraLayerTensors {
-  w0: Tensor; // [m, n]
+  /** [m, n]: an f32 Tensor, or a BaseWeight (f16, NF4) the products decode in registers. */
+  w0: Weight;
   a: Tensor; // [r, n]
   b: Tensor; // [m, r]
   /** Blocks b: must divide n and m. */
@@ -140,6 +154,8 @@ export interface BoraDims {
 const TRANSFORM_ID: Record<SigmaTransform, number> = { 'exp-mav': 0, exp: 1, mav: 2, raw: 3 };
 const WG = 64;
 const MAX_TOKENS_PER_GROUP = 8;
+/** Blocks k per invocation of `mix_grad` (KC in shaders/bora.wgsl). */
+const MIX_GRAD_KC = 4;
 
 const LAYER_ARGS = ['variant', 'w0', 'a', 'b', 'blocks', 'scale', 'sigma', 'sigmaTransform', 'sigmaEff'] as const;
 const FORWARD_ARGS = [...LAYER_ARGS, 'x', 'y', 'z', 's'] as const;
@@ -187,9 +203,8 @@ function checkDivides(where: string, blocks: number, n: number, m: number): void
 function layerDims(where: string, p: BoraParams, x?: Tensor, needX = false): BoraDims {
   const variant = checkVariant(where, p.variant);
   const blocks = checkBlocks(where, p.blocks);
-  const [m, n] = checkMatrix(where, 'w0', p.w0, '[m, n]');
+  const [m, n] = checkWeight(where, 'w0', p.w0, '[m, n]');
   const [r] = checkMatrix(where, 'a', p.a, '[r, n]');
-  checkTensor(where, 'w0', p.w0, [m, n], '[m, n]');
   checkTensor(where, 'a', p.a, [r, n], '[r, n]');
   checkTensor(where, 'b', p.b, [m, r], '[m, r]');
   checkRank(where, r, n, m);
@@ -332,7 +347,6 @@ interface FusedPass {
   backward: boolean;
   scaleDown: number;
   scaleUp: number;
-  accumulate: boolean;
 }
 
 async function encodeFused(ctx: Context, where: string, d: BoraDims, c: FusedPass, enc: GPUCommandEncoder): Promise<void> {
@@ -348,7 +362,6 @@ async function encodeFused(ctx: Context, where: string, d: BoraDims, c: FusedPas
     UP_QC: c.backward,
     SAVE: !!c.downSave,
     PROJECT: !!c.output,
-    ACCUM: c.accumulate,
   };
   const blockIn = c.nIn / d.blocks;
   const blockOut = c.nOut / d.blocks;
@@ -423,14 +436,16 @@ export async function boraForward(ctx: Context, p: BoraForwardArgs, opts: BoraFo
   if (p.y) checkTensor(where, 'y', p.y, [d.T, d.m], '[T, m]');
   if (p.z) checkTensor(where, 'z', p.z, [d.T, br], '[T, b·r]');
   if (p.s) checkTensor(where, 's', p.s, [d.T, br], '[T, b·r]');
-  checkIo(where, ctx, { y: p.y, z: p.z, s: p.s }, { x: p.x, w0: p.w0, a: p.a, b: p.b, sigma: p.sigma, ...sigmaInputs(p) });
+  checkIo(where, ctx, { y: p.y, z: p.z, s: p.s }, { x: p.x, ...weightTensors('w0', p.w0), a: p.a, b: p.b, sigma: p.sigma, ...sigmaInputs(p) });
   return withOutputs(ctx, where, async (made) => {
     const y = made.output('y', p.y, [d.T, d.m], '[T, m]', 'bora.y');
     const z = save ? made.output('z', p.z, [d.T, br], '[T, b·r]', 'bora.z') : undefined;
     const s = save ? made.output('s', p.s, [d.T, br], '[T, b·r]', 'bora.s') : undefined;
     await ctx.encode(opts.encoder, async (enc) => {
       const sig = await sigmaFor(ctx, p, d, enc);
-      if (!opts.adapterOnly) await matmul(ctx, { a: p.x, b: p.w0, c: y, M: d.T, N: d.m, K: d.n, transB: true }, enc);
+      // The adapter term is written first and the base product adds onto it in its epilogue
+      // (beta = 1), as LoRA's second product does: phase 3 then only stores Y, where adding
+      // into a Y the base product has just pushed out of the caches re-read it cold (docs/bora.md).
       await encodeFused(
         ctx,
         where,
@@ -448,10 +463,10 @@ export async function boraForward(ctx: Context, p: BoraForwardArgs, opts: BoraFo
           backward: false,
           scaleDown: 1,
           scaleUp: p.scale,
-          accumulate: !opts.adapterOnly,
         },
         enc,
       );
+      if (!opts.adapterOnly) await matmul(ctx, { a: p.x, b: p.w0, c: y, M: d.T, N: d.m, K: d.n, transB: true, beta: 1 }, enc);
     });
     return save ? { y, z, s } : { y };
   });
@@ -485,7 +500,7 @@ export async function boraBackward(ctx: Context, p: BoraBackwardArgs, opts: Back
     where,
     ctx,
     { dx: p.dx, da: p.da, db: p.db, dsigma: p.dsigma, dsigmaEff: p.dsigmaEff },
-    { x: p.x, g: p.g, w0: p.w0, a: p.a, b: p.b, z: p.z, s: p.s, sigma: p.sigma, ...sigmaInputs(p) },
+    { x: p.x, g: p.g, ...weightTensors('w0', p.w0), a: p.a, b: p.b, z: p.z, s: p.s, sigma: p.sigma, ...sigmaInputs(p) },
   );
   return withOutputs(ctx, where, async (made) => {
     const dx = made.output('dx', p.dx, [d.T, d.n], '[T, n]', 'bora.dx');
@@ -523,13 +538,12 @@ export async function boraBackward(ctx: Context, p: BoraBackwardArgs, opts: Back
             backward: false,
             scaleDown: 1,
             scaleUp: 1,
-            accumulate: false,
           },
           enc,
         );
       }
-      if (!opts.adapterOnly) await matmul(ctx, { a: p.g, b: p.w0, c: dx, M: d.T, N: d.n, K: d.m }, enc);
-      // The transpose of the forward: G → dS = s·G_j B_j → dZ = Σᵀ-mix → dX += A_k dZ_k.
+      // The transpose of the forward: G → dS = s·G_j B_j → dZ = Σᵀ-mix → dX = A_k dZ_k, then
+      // dX += G W0 in the base product's epilogue (the order of the forward).
       await encodeFused(
         ctx,
         where,
@@ -547,27 +561,30 @@ export async function boraBackward(ctx: Context, p: BoraBackwardArgs, opts: Back
           backward: true,
           scaleDown: p.scale,
           scaleUp: 1,
-          accumulate: !opts.adapterOnly,
         },
         enc,
       );
+      if (!opts.adapterOnly) await matmul(ctx, { a: p.g, b: p.w0, c: dx, M: d.T, N: d.n, K: d.m, beta: 1 }, enc);
       await encodeWeightGrad(ctx, d, p.g, s, db, d.m, p.scale, false, 'bora.db', enc);
       await encodeWeightGrad(ctx, d, p.x, dz, da, d.n, 1, true, 'bora.da', enc);
       if (sig && dsigma && dSigmaEff && p.sigma) {
         const mixConstants = { R: d.r, BLOCKS: d.blocks, WG };
         const sigmaConstants = { R: d.r, BLOCKS: d.blocks, TRANSFORM: TRANSFORM_ID[d.sigmaTransform] };
+        // mix_grad4 reads dS and Z 4 ranks per load; each invocation owns MIX_GRAD_KC blocks k.
+        const mixEntry = d.r % 4 === 0 ? 'mix_grad4' : 'mix_grad';
         await ctx.prepare([
-          { shader: 'bora', entry: 'mix_grad', constants: mixConstants },
+          { shader: 'bora', entry: mixEntry, constants: mixConstants },
           { shader: 'bora', entry: 'sigma_raw_grad', constants: sigmaConstants },
         ]);
         const count = d.blocks * br;
+        const invocations = d.blocks * Math.ceil(d.blocks / MIX_GRAD_KC) * (mixEntry === 'mix_grad4' ? d.r / 4 : d.r);
         ctx.dispatch(enc, {
           shader: 'bora',
-          entry: 'mix_grad',
+          entry: mixEntry,
           constants: mixConstants,
           params: { tokens: d.T },
           bindings: [ds, z, dSigmaEff],
-          workgroups: Math.ceil(count / WG),
+          workgroups: Math.ceil(invocations / WG),
           label: 'bora.dSigma',
         });
         ctx.dispatch(enc, {
@@ -591,7 +608,11 @@ export async function boraBackward(ctx: Context, p: BoraBackwardArgs, opts: Back
  * W' = W0 + ΔW with ΔW block (j, k) = s·B_j diag(Σ[j, k]) A_k, written to `out` (new by
  * default). `inPlace` updates W0 itself (with `unmerge`, W' − ΔW); `deltaOnly` writes ΔW.
  */
-export async function boraMerge(ctx: Context, p: BoraMergeArgs, opts: MergeOptions = {}): Promise<Tensor> {
+export function boraMerge(ctx: Context, p: BoraMergeArgs & { w0: Tensor; out?: Tensor }, opts?: MergeOptions): Promise<Tensor>;
+export function boraMerge(ctx: Context, p: BoraMergeArgs & { out?: Tensor }, opts?: MergeOptions & { inPlace?: false }): Promise<Tensor>;
+/** A BaseWeight W0 merged inPlace, or into a BaseWeight `out`, returns that BaseWeight. */
+export function boraMerge(ctx: Context, p: BoraMergeArgs, opts?: MergeOptions): Promise<Weight>;
+export async function boraMerge(ctx: Context, p: BoraMergeArgs, opts: MergeOptions = {}): Promise<Weight> {
   const where = mergeName('bora', opts ?? {});
   checkContext(where, ctx);
   checkArgs(where, p, MERGE_ARGS);

@@ -4,12 +4,13 @@
 // directly; raw cases have no dsigma output.
 
 import { onDevice } from '../../host.js';
+import { asW0, caseWeight } from '../../vectors/base.js';
 import type { Tensor } from '../../tensor.js';
 import { input, output, type VectorRunner } from '../../vectors/types.js';
 import { boraBackward, boraForward, boraMerge, boraSigma, checkSigmaHost } from './kernels.js';
 import { SIGMA_TRANSFORMS, type SigmaTransform } from './sigma.js';
 
-export const runBora: VectorRunner = async (ctx, c) => {
+export const runBora: VectorRunner = async (ctx, c, info) => {
   const { T, inFeatures: n, outFeatures: m, rank: r, scale } = c.params;
   const blocks = c.params.blocks as number;
   const sigmaTransform = (c.params.sigmaTransform ?? 'exp-mav') as SigmaTransform;
@@ -22,15 +23,15 @@ export const runBora: VectorRunner = async (ctx, c) => {
   checkSigmaHost(`case '${c.name}'`, sigma, blocks, r, sigmaTransform);
   const host = {
     x: { data: input(c, 'x', [T, n]), shape: [T, n] },
-    w0: { data: input(c, 'w0', [m, n]), shape: [m, n] },
     a: { data: input(c, 'a', [r, n]), shape: [r, n] },
     b: { data: input(c, 'b', [m, r]), shape: [m, r] },
     g: { data: input(c, 'dy', [T, m]), shape: [T, m] },
     sigma: { data: sigma, shape: [blocks, blocks, r] },
   };
+  const w0 = caseWeight(ctx, c, m, n, info);
   const out = await onDevice(ctx, host, async (t) => {
     const sigmaEff = await boraSigma(ctx, { sigma: t.sigma, sigmaTransform });
-    const p = { w0: t.w0, a: t.a, b: t.b, sigma: t.sigma, blocks, scale, sigmaTransform, sigmaEff };
+    const p = { w0: asW0(w0), a: t.a, b: t.b, sigma: t.sigma, blocks, scale, sigmaTransform, sigmaEff };
     const { y, z, s } = await boraForward(ctx, { ...p, x: t.x }, { save: true });
     const { dx, da, db, dsigma } = await boraBackward(ctx, { ...p, x: t.x, g: t.g, z, s });
     const delta_w = await boraMerge(ctx, p, { deltaOnly: true });
@@ -42,7 +43,7 @@ export const runBora: VectorRunner = async (ctx, c) => {
     if (raw) dsigma!.destroy();
     else res.dsigma = dsigma!;
     return res;
-  });
+  }).finally(() => w0.destroy());
   const result: Record<string, ReturnType<typeof output>> = {
     y: output(out.y, [T, m]),
     dx: output(out.dx, [T, n]),

@@ -1,8 +1,9 @@
 // LoRA as a method of the package: the descriptor every registry reads (adapter files, the
 // `vectors` command, the benchmark, the examples), and the family's public functions.
 
+import type { Tensor } from '../../tensor.js';
 import type { Context } from '../../runtime.js';
-import { PeftError, checkDim, checkRank, checkScale } from '../../validate.js';
+import { PeftError, checkDim, checkWeight, checkRank, checkScale } from '../../validate.js';
 import type { AdapterLayer, HostValues, LayerDims, LayerSpec, MethodDescriptor } from '../types.js';
 import {
   moduleOf,
@@ -81,8 +82,7 @@ export const lora: MethodDescriptor = {
   createLayer(ctx: Context, spec: LayerSpec): AdapterLayer {
     const where = 'lora.createLayer';
     checkOptions(where, spec.options, []);
-    if (!spec.w0 || spec.w0.shape.length !== 2) throw new PeftError(`${where}: 'w0' must be a 2-D Tensor [m, n]`);
-    const [m, n] = spec.w0.shape;
+    const [m, n] = checkWeight(where, 'w0', spec.w0, '[m, n]', ctx);
     const r = checkDim(where, 'r', spec.r);
     checkRank(where, r, n, m);
     const scale = checkScale(where, 'alpha', spec.alpha) / r;
@@ -114,7 +114,8 @@ export const lora: MethodDescriptor = {
       },
       async merge(opts: EncodeOptions & { deltaOnly?: boolean } = {}) {
         checkOptions('lora.layer.merge', opts, ['encoder', 'deltaOnly']);
-        return loraMerge(ctx, p, { encoder: opts.encoder, deltaOnly: opts.deltaOnly });
+        // Neither inPlace nor out: always a new f32 tensor, whatever W0's format.
+        return loraMerge(ctx, p, { encoder: opts.encoder, deltaOnly: opts.deltaOnly }) as Promise<Tensor>;
       },
       tensors(): Promise<Record<string, HostValues>> {
         return trainableValues(ctx, prefix, trainables);
@@ -128,9 +129,6 @@ export const lora: MethodDescriptor = {
 
   vectors: {
     method: 'lora',
-    // W0 arrives as plain values (f16-rounded ones load exactly into f32); a quantised base such
-    // as NF4 comes as codes this package does not dequantise, so such cases are unsupported.
-    accepts: (params) => params.baseFormat === undefined || params.baseFormat === 'f32' || params.baseFormat === 'f16',
     run: runLora,
   },
 };

@@ -11,10 +11,11 @@
 
 import type { Context } from '../../runtime.js';
 import type { Tensor } from '../../tensor.js';
+import type { Weight } from '../../base.js';
 import { kaimingUniform } from '../../random.js';
 import { matmul } from '../../ops/matmul.js';
 import { dropoutApply, dropoutMaskedAdd, type Dropout } from '../../ops/dropout.js';
-import { PeftError, checkDim, checkIo, checkMatrix, checkRank, checkScale, checkTensor } from '../../validate.js';
+import { PeftError, checkDim, checkIo, checkMatrix, checkRank, checkScale, checkTensor, checkWeight, weightTensors } from '../../validate.js';
 import {
   checkCall,
   checkDropoutArg,
@@ -31,7 +32,8 @@ import {
 } from '../common.js';
 
 export interface LoraParams {
-  w0: Tensor; // [m, n]
+  /** [m, n]: an f32 Tensor, or a BaseWeight (f16, NF4) the products decode in registers. */
+  w0: Weight;
   a: Tensor; // [r, n]
   b: Tensor; // [m, r]
   /** s = alpha / r. */
@@ -75,7 +77,7 @@ export interface LoraDims {
 const LAYER_FIELDS = '{ w0, a, b, scale }';
 
 function layerDims(where: string, p: LoraParams, x?: Tensor, needX = false): LoraDims {
-  const [m, n] = checkMatrix(where, 'w0', p.w0, '[m, n]');
+  const [m, n] = checkWeight(where, 'w0', p.w0, '[m, n]');
   const [r] = checkMatrix(where, 'a', p.a, '[r, n]');
   checkTensor(where, 'a', p.a, [r, n], '[r, n]');
   checkTensor(where, 'b', p.b, [m, r], '[m, r]');
@@ -95,7 +97,7 @@ export async function loraForward(ctx: Context, p: LoraForwardArgs, opts: Forwar
   checkTensor(where, 'x', p.x, [d.T, d.n], '[T, n]');
   if (p.y) checkTensor(where, 'y', p.y, [d.T, d.m], '[T, m]');
   if (p.z) checkTensor(where, 'z', p.z, [d.T, d.r], '[T, r]');
-  checkIo(where, ctx, { y: p.y, z: p.z }, { x: p.x, w0: p.w0, a: p.a, b: p.b });
+  checkIo(where, ctx, { y: p.y, z: p.z }, { x: p.x, ...weightTensors('w0', p.w0), a: p.a, b: p.b });
   const drop = checkDropoutArg(where, p.dropout);
   return withOutputs(ctx, where, async (out) => {
     const y = out.output('y', p.y, [d.T, d.m], '[T, m]', 'lora.y');
@@ -124,7 +126,7 @@ export async function loraBackward(ctx: Context, p: LoraBackwardArgs, opts: Back
   if (p.dx) checkTensor(where, 'dx', p.dx, [d.T, d.n], '[T, n]');
   if (p.da) checkTensor(where, 'da', p.da, [d.r, d.n], '[r, n]');
   if (p.db) checkTensor(where, 'db', p.db, [d.m, d.r], '[m, r]');
-  checkIo(where, ctx, { dx: p.dx, da: p.da, db: p.db }, { x: p.x, g: p.g, w0: p.w0, a: p.a, b: p.b, z: p.z });
+  checkIo(where, ctx, { dx: p.dx, da: p.da, db: p.db }, { x: p.x, g: p.g, ...weightTensors('w0', p.w0), a: p.a, b: p.b, z: p.z });
   const drop = checkDropoutArg(where, p.dropout);
   return withOutputs(ctx, where, async (out) => {
     const dx = out.output('dx', p.dx, [d.T, d.n], '[T, n]', 'lora.dx');
@@ -170,7 +172,11 @@ async function downProject(ctx: Context, x: Tensor, a: Tensor, z: Tensor, d: Lor
  * W' = W0 + s·B A into `out` (new by default), or into W0 itself with `inPlace`; `unmerge`
  * subtracts, `deltaOnly` writes ΔW = s·B A alone.
  */
-export async function loraMerge(ctx: Context, p: LoraMergeArgs, opts: MergeOptions = {}): Promise<Tensor> {
+export function loraMerge(ctx: Context, p: LoraMergeArgs & { w0: Tensor; out?: Tensor }, opts?: MergeOptions): Promise<Tensor>;
+export function loraMerge(ctx: Context, p: LoraMergeArgs & { out?: Tensor }, opts?: MergeOptions & { inPlace?: false }): Promise<Tensor>;
+/** A BaseWeight W0 merged inPlace, or into a BaseWeight `out`, returns that BaseWeight. */
+export function loraMerge(ctx: Context, p: LoraMergeArgs, opts?: MergeOptions): Promise<Weight>;
+export async function loraMerge(ctx: Context, p: LoraMergeArgs, opts: MergeOptions = {}): Promise<Weight> {
   const where = mergeName('lora', opts ?? {});
   checkCall(where, ctx, p, LAYER_FIELDS);
   checkOptions(where, opts, MERGE_OPTIONS);

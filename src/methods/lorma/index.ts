@@ -3,8 +3,9 @@
 // Both are one kernel family (shaders/lorma.wgsl, ./kernels.ts) with variant 'plus' or 'pi'; the
 // paper's naive variant 'none' is in the kernels, the reference and the vectors, not a method.
 
+import type { Tensor } from '../../tensor.js';
 import type { Context } from '../../runtime.js';
-import { PeftError, checkDim, checkScale } from '../../validate.js';
+import { PeftError, checkDim, checkWeight, checkScale } from '../../validate.js';
 import type { AdapterLayer, ConfigField, HostValues, LayerDims, LayerSpec, MethodDescriptor, MethodOptions, PhaseFlops } from '../types.js';
 import {
   moduleOf,
@@ -166,8 +167,7 @@ function createLormaLayer(method: MethodDescriptor, variant: Variant, ctx: Conte
   checkOptions(where, spec.options, optionNames(variant));
   const bad = badOption(variant, spec.options);
   if (bad) throw new PeftError(`${where}: ${bad}`);
-  if (!spec.w0 || spec.w0.shape.length !== 2) throw new PeftError(`${where}: 'w0' must be a 2-D Tensor [m, n]`);
-  const [m, n] = spec.w0.shape;
+  const [m, n] = checkWeight(where, 'w0', spec.w0, '[m, n]', ctx);
   const order = orderOf(spec.options);
   const d = order === 'pre' ? m : n;
   const r = checkDim(where, 'r', spec.r);
@@ -212,7 +212,8 @@ function createLormaLayer(method: MethodDescriptor, variant: Variant, ctx: Conte
     },
     merge(opts: EncodeOptions & { deltaOnly?: boolean } = {}) {
       checkOptions(`${method.id}.layer.merge`, opts, ['encoder', 'deltaOnly']);
-      return lormaMerge(ctx, p, { encoder: opts.encoder, deltaOnly: opts.deltaOnly });
+      // Neither inPlace nor out: always a new f32 tensor, whatever W0's format.
+      return lormaMerge(ctx, p, { encoder: opts.encoder, deltaOnly: opts.deltaOnly }) as Promise<Tensor>;
     },
     tensors(): Promise<Record<string, HostValues>> {
       return trainableValues(ctx, prefix, trainables);

@@ -24,10 +24,23 @@
 
 import type { Context } from '../../runtime.js';
 import { Tensor } from '../../tensor.js';
+import { BaseWeight, type Weight } from '../../base.js';
+import { dequantize } from '../../quant/index.js';
 import { matmul } from '../../ops/matmul.js';
 import { fftBatched, fftStride, isPowerOfTwo } from '../../ops/fft.js';
 import { kaimingUniform } from '../../random.js';
-import { PeftError, checkContext, checkDim, checkIo, checkMatrix, checkScale, checkTensor, describeValue } from '../../validate.js';
+import {
+  PeftError,
+  checkContext,
+  checkDim,
+  checkIo,
+  checkMatrix,
+  checkScale,
+  checkTensor,
+  checkWeight,
+  describeValue,
+  weightTensors,
+} from '../../validate.js';
 import { checkOptions, mergeInto, withOutputs, type BackwardOptions, type ForwardOptions, type MergeOptions } from '../common.js';
 
 /** pi: M = s·π(BA) (LoRMA_π); plus: M = I + s·BA (LoRMA₊); none: M = s·BA (the paper's naive form). */
@@ -44,7 +57,8 @@ export const LORMA_ORDERS: readonly LormaOrder[] = ['pre', 'post'];
 export const LORMA_PI_CHOICES: readonly LormaPiChoice[] = ['auto', 'tiles', 'fft'];
 
 interface LormaCommon {
-  w0: Tensor; // [m, n]
+  /** [m, n]: an f32 Tensor, or a BaseWeight (f16, NF4) the products decode in registers. */
+  w0: Weight;
   a: Tensor; // [r, d]
   b: Tensor; // [d, r]
   /** s = alpha / r. */
@@ -146,11 +160,10 @@ function dims(ctx: Context, where: string, p: LormaParams, x?: Tensor, xName = '
   if (any.piPath !== undefined && any.variant !== 'pi')
     throw new PeftError(`${where}: 'piPath' belongs to the pi variant; ${any.variant} takes none`);
   const piChoice = any.piPath === undefined ? lormaTuning(ctx).pi : checkPiChoice(where, 'piPath', any.piPath);
-  const [m, n] = checkMatrix(where, 'w0', p.w0, '[m, n]');
+  const [m, n] = checkWeight(where, 'w0', p.w0, '[m, n]');
   const d = order === 'pre' ? m : n;
   const dName = order === 'pre' ? `d = m = ${m} for pre-multiplication` : `d = n = ${n} for post-multiplication`;
   const [r] = checkMatrix(where, 'a', p.a, `[r, d] (${dName})`);
-  checkTensor(where, 'w0', p.w0, [m, n], '[m, n]');
   if (p.a.shape[1] !== d) {
     throw new PeftError(`${where}: 'a' has shape [${p.a.shape.join(', ')}], expected [r, d] = [${r}, ${d}] (${dName})`);
   }
@@ -286,11 +299,17 @@ export function piPathFor(choice: LormaPiChoice, d: number, maxGrid = Infinity):
  * piPath) or else the context's setting (setLormaTuning). The merge always uses the tiles.
  */
 export function lormaPiPath(ctx: Context, d: number, choice?: LormaPiChoice): LormaPiPath {
-  return piPathFor(choice ?? lormaTuning(ctx).pi, d, ctx.limits.maxComputeWorkgroupsPerDimension);
+  const c = choice ?? lormaTuning(ctx).pi;
+  // 'auto' on a GPU takes the tiles: on an H200 (GPU kit, 2026-12-04, T = 512, d = 1024, r = 8)
+  // the tiled step took 2.6–3.6 ms against the FFT path's 12.5 ms, whose many short dispatches a
+  // GPU cannot fill; LORMA_FFT_MIN_D was measured on lavapipe, where the FFT wins 4–5×.
+  if (c === 'auto' && !ctx.adapterInfo.isCpu) return 'tiles';
+  return piPathFor(c, d, ctx.limits.maxComputeWorkgroupsPerDimension);
 }
 
 const FFT_ENTRIES = [
   'fft_pack',
+  'fft_scan',
   'fft_split',
   'fft_unpack',
   'fft_corr_spec',
@@ -309,11 +328,34 @@ interface FftDims {
   s: number;
 }
 
+/** A token chunk: W holds the spectra of tokens t0 .. t0 + n − 1 only. */
+interface Chunk {
+  t0: number;
+  n: number;
+}
+
 // Workgroups of the spectra kernels (shaders/lorma.wgsl): 64 lanes, rows in blocks of FQ_TB = 16,
 // bins walked by at most 64 y workgroups.
 const lanes = (n: number) => Math.ceil(n / 64);
 const rowBlocks = (n: number) => Math.ceil(n / 16);
 const binSteps = (d: number) => Math.min(d, 64);
+
+/**
+ * Tokens per chunk of the spectra W (⌈r/2⌉·chunk transforms of d): W stays within T·d floats, the
+ * size of one activation, so that a step's extra memory is a few activations whatever r is (all of
+ * W at once was T·r·d floats, 16 MiB at d = 1024, T = 512, r = 8). Even, so that token pairs,
+ * which share a transform in In's packed spectra, never straddle two chunks.
+ */
+export function lormaFftChunk(T: number, r: number): number {
+  return Math.min(T, Math.max(2, 2 * Math.floor(T / (4 * Math.ceil(r / 2)))));
+}
+
+function chunks(T: number, r: number): Chunk[] {
+  const size = lormaFftChunk(T, r);
+  const out: Chunk[] = [];
+  for (let t0 = 0; t0 < T; t0 += size) out.push({ t0, n: Math.min(size, T - t0) });
+  return out;
+}
 
 // Sections of the non-finite flags (shaders/lorma.wgsl, `bad`): which input fft_pack flags, and
 // which output fft_unpack writes.
@@ -337,7 +379,7 @@ function fftDispatch(
   enc: GPUCommandEncoder,
   entry: FftEntry,
   dm: FftDims,
-  extra: { rows?: number; scale?: number; flags?: number },
+  extra: { rows?: number; scale?: number; flags?: number; chunk?: Chunk; accumulate?: boolean },
   bindings: Tensor[],
   grid: number | [number, number],
 ): void {
@@ -345,6 +387,7 @@ function fftDispatch(
   const rows = extra.rows ?? 0;
   const pairs = Math.ceil(r / 2);
   const rowPairs = Math.ceil(rows / 2);
+  const chunk = extra.chunk ?? { t0: 0, n: T };
   const params = {
     tokens: T,
     d,
@@ -354,76 +397,96 @@ function fftDispatch(
     rows,
     row_pairs: rowPairs,
     scale: extra.scale ?? 1,
-    w_stride: fftStride(pairs * T),
+    w_stride: fftStride(pairs * chunk.n),
     packed_stride: fftStride(rowPairs),
     flags: extra.flags ?? 0,
     nan_bits: 0x7fc00000,
+    t0: chunk.t0,
+    chunk: chunk.n,
+    in_stride: fftStride(Math.ceil(T / 2)),
+    accumulate: extra.accumulate ? 1 : 0,
   };
   const workgroups = typeof grid === 'number' ? lanes(grid) : grid;
   ctx.dispatch(enc, { shader: 'lorma', entry, params, bindings, workgroups, label: `lorma.pi.${entry}` });
 }
 
-/** Spectra of A's rows, FA [d][r], and In's rows, FIn [d][T] (complex, bins bit-reversed). */
-async function fftSpectra(ctx: Context, enc: GPUCommandEncoder, dm: FftDims, input: Tensor, a: Tensor): Promise<{ fa: Tensor; fin: Tensor }> {
+/** F A [d][r] (split, bins bit-reversed), and clears the non-finite flags: the first step of every call. */
+async function fftFactorSpectrum(ctx: Context, enc: GPUCommandEncoder, dm: FftDims, a: Tensor): Promise<Tensor> {
   const { T, d, r } = dm;
   await ctx.prepare(FFT_ENTRIES.map((entry) => ({ shader: 'lorma', entry })));
   const np = Math.ceil(r / 2);
-  const nbt = Math.ceil(T / 2);
   const pa = ctx.scratch('lorma.fft.pa', [d, fftStride(np), 2]);
   const fa = ctx.scratch('lorma.fft.fa', [d, r, 2]);
-  const pin = ctx.scratch('lorma.fft.pin', [d, fftStride(nbt), 2]);
-  const fin = ctx.scratch('lorma.fft.fin', [d, T, 2]);
   const bad = fftFlags(ctx, T, r);
   enc.clearBuffer(bad.buffer, 0, bad.byteLength);
-  for (const [src, rows, packed, spec, flags] of [
-    [a, r, pa, fa, FLAG_A],
-    [input, T, pin, fin, FLAG_IN],
-  ] as const) {
-    const nbp = Math.ceil(rows / 2);
-    fftDispatch(ctx, enc, 'fft_pack', dm, { rows, flags }, [src, packed, bad], [lanes(d), rowBlocks(nbp)]);
-    await fftBatched(ctx, enc, { data: packed, n: d, nb: nbp, stride: fftStride(nbp), inverse: false });
-    fftDispatch(ctx, enc, 'fft_split', dm, { rows }, [packed, spec], [lanes(nbp), binSteps(d)]);
-  }
-  return { fa, fin };
+  fftDispatch(ctx, enc, 'fft_pack', dm, { rows: r, flags: FLAG_A }, [a, pa, bad], [lanes(d), rowBlocks(np)]);
+  await fftBatched(ctx, enc, { data: pa, n: d, nb: np, stride: fftStride(np), inverse: false });
+  fftDispatch(ctx, enc, 'fft_split', dm, { rows: r }, [pa, fa], [lanes(np), binSteps(d)]);
+  return fa;
 }
 
 /**
- * The shape of the FFT path's correlations C (see lormaForward's `c`): [d, fftStride(⌈r/2⌉·T), 2],
- * ⌈r/2⌉·T complex values per row padded a little (src/ops/fft.ts).
+ * In's packed spectra Z [d][fftStride(⌈T/2⌉)], Z_u = F(In_2u + i·In_2u+1) (bins bit-reversed), into
+ * `into` (the caller's `c`) or a scratch tensor; with `kept`, the forward's Z is taken as it is and
+ * only In's non-finite rows are flagged again.
  */
-export function lormaCorrelationsShape(T: number, d: number, r: number): [number, number, number] {
-  return [d, fftStride(Math.ceil(r / 2) * T), 2];
-}
-
-/**
- * W = d·(C_2p + i·C_2p+1) [d][⌈r/2⌉·T] complex, C_q[t, i] = Σ_j A[q, j]·In[t, (i + j) mod d], into
- * `into` (the caller's `c`) or a scratch tensor.
- */
-async function fftCorrelations(ctx: Context, enc: GPUCommandEncoder, dm: FftDims, fa: Tensor, fin: Tensor, into?: Tensor): Promise<Tensor> {
+async function fftInputSpectra(ctx: Context, enc: GPUCommandEncoder, dm: FftDims, input: Tensor, into?: Tensor, kept = false): Promise<Tensor> {
   const { T, d, r } = dm;
-  const nb = Math.ceil(r / 2) * T;
-  const w = into ?? ctx.scratch('lorma.fft.w', lormaCorrelationsShape(T, d, r));
-  fftDispatch(ctx, enc, 'fft_corr_spec', dm, {}, [fa, fin, w], [lanes(T), binSteps(d)]);
-  await fftBatched(ctx, enc, { data: w, n: d, nb, stride: fftStride(nb), inverse: true });
-  return w;
+  const bad = fftFlags(ctx, T, r);
+  if (kept && into) {
+    fftDispatch(ctx, enc, 'fft_scan', dm, { rows: T, flags: FLAG_IN }, [input, bad], [lanes(d), rowBlocks(T)]);
+    return into;
+  }
+  const nbt = Math.ceil(T / 2);
+  const zin = into ?? ctx.scratch('lorma.fft.pin', lormaCorrelationsShape(T, d, r));
+  fftDispatch(ctx, enc, 'fft_pack', dm, { rows: T, flags: FLAG_IN }, [input, zin, bad], [lanes(d), rowBlocks(nbt)]);
+  await fftBatched(ctx, enc, { data: zin, n: d, nb: nbt, stride: fftStride(nbt), inverse: false });
+  return zin;
 }
 
-/** out = s·In·π(BA)ᵀ by r cyclic correlations per row of In (the forward mixing). */
+/**
+ * The shape of what the FFT path's forward keeps for its backward (lormaForward's `c`): In's packed
+ * spectra, [d, fftStride(⌈T/2⌉), 2] — ⌈T/2⌉ complex values per bin (two real rows per transform),
+ * padded a little (src/ops/fft.ts); about T·d floats, the size of U. (`r` is not used: the
+ * argument list is that of the correlations this once held, T·r·d floats.)
+ */
+export function lormaCorrelationsShape(T: number, d: number, _r?: number): [number, number, number] {
+  return [d, fftStride(Math.ceil(T / 2)), 2];
+}
+
+/** W = d·(C_2p + i·C_2p+1) [d][⌈r/2⌉·chunk] complex for the chunk's tokens, C_q[t, i] = Σ_j A[q, j]·In[t, (i + j) mod d]. */
+async function fftCorrelations(ctx: Context, enc: GPUCommandEncoder, dm: FftDims, fa: Tensor, zin: Tensor, w: Tensor, ch: Chunk): Promise<void> {
+  const nb = Math.ceil(dm.r / 2) * ch.n;
+  fftDispatch(ctx, enc, 'fft_corr_spec', dm, { chunk: ch }, [fa, zin, w], [lanes(ch.n), binSteps(dm.d)]);
+  await fftBatched(ctx, enc, { data: w, n: dm.d, nb, stride: fftStride(nb), inverse: true });
+}
+
+function spectraChunk(ctx: Context, T: number, d: number, r: number): Tensor {
+  return ctx.scratch('lorma.fft.w', [d, fftStride(Math.ceil(r / 2) * lormaFftChunk(T, r)), 2]);
+}
+
+/** out = s·In·π(BA)ᵀ by r cyclic correlations per row of In (the forward mixing), a token chunk at a time. */
 async function piFftMixT(
   ctx: Context,
   enc: GPUCommandEncoder,
   a: { input: Tensor; b: Tensor; a: Tensor; out: Tensor; c?: Tensor; T: number; d: number; r: number; s: number },
 ): Promise<void> {
   const dm = { T: a.T, d: a.d, r: a.r, s: a.s };
-  const { fa, fin } = await fftSpectra(ctx, enc, dm, a.input, a.a);
-  const w = await fftCorrelations(ctx, enc, dm, fa, fin, a.c);
+  const fa = await fftFactorSpectrum(ctx, enc, dm, a.a);
+  const zin = await fftInputSpectra(ctx, enc, dm, a.input, a.c);
   const bad = fftFlags(ctx, a.T, a.r);
-  fftDispatch(ctx, enc, 'fft_mix_out', dm, { scale: a.s / a.d }, [w, a.b, a.out, bad], [lanes(a.d), rowBlocks(a.T)]);
+  const w = spectraChunk(ctx, a.T, a.d, a.r);
+  for (const ch of chunks(a.T, a.r)) {
+    await fftCorrelations(ctx, enc, dm, fa, zin, w, ch);
+    fftDispatch(ctx, enc, 'fft_mix_out', dm, { scale: a.s / a.d, chunk: ch }, [w, a.b, a.out, bad], [lanes(a.d), rowBlocks(ch.n)]);
+  }
 }
 
 /**
  * The backward of out = s·In·π(BA)ᵀ for dOut: dIn = s·dOut·π(BA) (r convolutions per row), and
- * dA, dB from (In, dOut). Extra memory: the spectra W [d][⌈r/2⌉·T] complex and FIn [d][T].
+ * dA, dB from (In, dOut), a token chunk at a time. Extra memory: the spectra W of one chunk
+ * (at most T·d floats), In's packed spectra (`c` when the forward kept them) and one chunk's
+ * packed dIn spectra.
  */
 async function piFftBackward(
   ctx: Context,
@@ -446,28 +509,42 @@ async function piFftBackward(
   const { T, d, r, s } = a;
   const dm = { T, d, r, s };
   const np = Math.ceil(r / 2);
-  const nb = np * T;
-  const nbt = Math.ceil(T / 2);
-  const { fa, fin } = await fftSpectra(ctx, enc, dm, a.input, a.a);
+  const fa = await fftFactorSpectrum(ctx, enc, dm, a.a);
+  const zin = await fftInputSpectra(ctx, enc, dm, a.input, a.c, a.c !== undefined);
   const bad = fftFlags(ctx, T, r);
-  // W = F(H_2p + i·H_2p+1), H_q[t, i] = dOut[t, i]·B[i, q].
-  const w = ctx.scratch('lorma.fft.w', lormaCorrelationsShape(T, d, r));
-  fftDispatch(ctx, enc, 'fft_pack_h', dm, {}, [a.dOut, a.b, w, bad], [lanes(d), rowBlocks(T)]);
-  await fftBatched(ctx, enc, { data: w, n: d, nb, stride: fftStride(nb), inverse: false });
-  // dIn: Σ_q F H_q·F A_q per row, two rows per inverse transform (pin is free again).
-  const zin = ctx.scratch('lorma.fft.pin', [d, fftStride(nbt), 2]);
-  fftDispatch(ctx, enc, 'fft_du_spec', dm, { rows: T }, [w, fa, zin], [lanes(nbt), binSteps(d)]);
-  await fftBatched(ctx, enc, { data: zin, n: d, nb: nbt, stride: fftStride(nbt), inverse: true });
-  fftDispatch(ctx, enc, 'fft_unpack', dm, { rows: T, scale: s / d, flags: UNPACK_DIN }, [zin, a.dIn, bad], [lanes(d), rowBlocks(T)]);
-  // dA: Σ_t conj(F H_q,t)·F In_t per q, two rows per inverse transform (pa is free again).
+  const w = spectraChunk(ctx, T, d, r);
+  const size = lormaFftChunk(T, r);
+  const zdu = ctx.scratch('lorma.fft.zdu', [d, fftStride(Math.ceil(size / 2)), 2]);
+  // dA's spectra, summed over the chunks (pa is free once F A is split).
   const za = ctx.scratch('lorma.fft.pa', [d, fftStride(np), 2]);
-  fftDispatch(ctx, enc, 'fft_da_spec', dm, { rows: r }, [w, fin, za], [lanes(d / 2 + 1), np]);
+  for (const ch of chunks(T, r)) {
+    const nb = np * ch.n;
+    const first = ch.t0 === 0;
+    // W = F(H_2p + i·H_2p+1), H_q[t, i] = dOut[t, i]·B[i, q].
+    fftDispatch(ctx, enc, 'fft_pack_h', dm, { chunk: ch }, [a.dOut, a.b, w, bad], [lanes(d), rowBlocks(ch.n)]);
+    await fftBatched(ctx, enc, { data: w, n: d, nb, stride: fftStride(nb), inverse: false });
+    // dIn's rows of the chunk: Σ_q F H_q·F A_q, two rows per inverse transform.
+    const pairsOf = Math.ceil(ch.n / 2);
+    fftDispatch(ctx, enc, 'fft_du_spec', dm, { rows: ch.n, chunk: ch }, [w, fa, zdu], [lanes(pairsOf), binSteps(d)]);
+    await fftBatched(ctx, enc, { data: zdu, n: d, nb: pairsOf, stride: fftStride(pairsOf), inverse: true });
+    fftDispatch(
+      ctx,
+      enc,
+      'fft_unpack',
+      dm,
+      { rows: ch.n, scale: s / d, flags: UNPACK_DIN, chunk: ch },
+      [zdu, a.dIn, bad],
+      [lanes(d), rowBlocks(ch.n)],
+    );
+    // dA: Σ_t conj(F H_q,t)·F In_t per q, onto the earlier chunks' sums.
+    fftDispatch(ctx, enc, 'fft_da_spec', dm, { rows: r, chunk: ch, accumulate: !first }, [w, zin, za], [lanes(d / 2 + 1), np]);
+    // dB: the chunk's correlations C_q again (into W, no longer needed), contracted with dOut.
+    await fftCorrelations(ctx, enc, dm, fa, zin, w, ch);
+    fftDispatch(ctx, enc, 'fft_db', dm, { scale: s / d, chunk: ch, accumulate: !first }, [w, a.dOut, a.db, bad], d * np);
+  }
   await fftBatched(ctx, enc, { data: za, n: d, nb: np, stride: fftStride(np), inverse: true });
+  // dA's rows: unpack with t0 = 0 (the default chunk).
   fftDispatch(ctx, enc, 'fft_unpack', dm, { rows: r, scale: s / d, flags: UNPACK_DA }, [za, a.da, bad], [lanes(d), rowBlocks(r)]);
-  // dB: the correlations C_q, from the forward (c) or again (into W, no longer needed),
-  // contracted with dOut over tokens.
-  const wc = a.c ?? (await fftCorrelations(ctx, enc, dm, fa, fin));
-  fftDispatch(ctx, enc, 'fft_db', dm, { scale: s / d }, [wc, a.dOut, a.db, bad], d * np);
 }
 
 // ------------------------------------------------------------------ plus and none: an effective LoRA
@@ -585,7 +662,7 @@ export async function lormaForward(
   if (p.y) checkTensor(where, 'y', p.y, [T, m], '[T, m]');
   const pi = dm.variant === 'pi';
   const pre = dm.order === 'pre';
-  checkIo(where, ctx, { y: p.y, u: p.u, z: p.z, c: p.c }, { x: p.x, w0: p.w0, a: p.a, b: p.b });
+  checkIo(where, ctx, { y: p.y, u: p.u, z: p.z, c: p.c }, { x: p.x, ...weightTensors('w0', p.w0), a: p.a, b: p.b });
   return withOutputs(ctx, where, async (made) => {
     const y = made.output('y', p.y, [T, m], '[T, m]', 'lorma.y');
     const u = pi && pre ? (p.u ?? made.tensor([T, m], 'lorma.u')) : undefined;
@@ -614,10 +691,10 @@ function checkCorrelations(ctx: Context, where: string, dm: LormaDims, c: Tensor
   if (c) {
     if (!fft) {
       throw new PeftError(
-        `${where}: 'c' (the correlations C) belongs to LoRMA_π's FFT path (d a power of two; piPath or setLormaTuning); this call (${dm.variant}, d = ${dm.d}, '${dm.piChoice}') takes none`,
+        `${where}: 'c' (the forward's spectra of In) belongs to LoRMA_π's FFT path (d a power of two; piPath or setLormaTuning); this call (${dm.variant}, d = ${dm.d}, '${dm.piChoice}') takes none`,
       );
     }
-    checkTensor(where, 'c', c, lormaCorrelationsShape(dm.T, dm.d, dm.r), '[d, fftStride(⌈r/2⌉·T), 2]');
+    checkTensor(where, 'c', c, lormaCorrelationsShape(dm.T, dm.d, dm.r), '[d, fftStride(⌈T/2⌉), 2]');
   }
   return fft;
 }
@@ -659,7 +736,7 @@ export async function lormaBackward(
   if (p.dx) checkTensor(where, 'dx', p.dx, [T, n], '[T, n]');
   if (p.da) checkTensor(where, 'da', p.da, [r, d], '[r, d]');
   if (p.db) checkTensor(where, 'db', p.db, [d, r], '[d, r]');
-  checkIo(where, ctx, { dx: p.dx, da: p.da, db: p.db }, { x: p.x, g: p.g, w0: p.w0, a: p.a, b: p.b, u: p.u, z: p.z, c: p.c });
+  checkIo(where, ctx, { dx: p.dx, da: p.da, db: p.db }, { x: p.x, g: p.g, ...weightTensors('w0', p.w0), a: p.a, b: p.b, u: p.u, z: p.z, c: p.c });
   return withOutputs(ctx, where, async (made) => {
     const dx = made.output('dx', p.dx, [T, n], '[T, n]', 'lorma.dx');
     const da = made.output('da', p.da, [r, d], '[r, d]', 'lorma.da');
@@ -704,7 +781,11 @@ export async function lormaBackward(
  * variants go through A W0 [r, n] or W0 B [m, r]. Unlike LoRA's, the merge cannot be undone
  * without W0 (W0 = M⁻¹ W'), so 'inPlace' and 'unmerge' are refused.
  */
-export async function lormaMerge(ctx: Context, args: LormaMergeArgs, opts: MergeOptions = {}): Promise<Tensor> {
+export function lormaMerge(ctx: Context, args: LormaMergeArgs & { w0: Tensor; out?: Tensor }, opts?: MergeOptions): Promise<Tensor>;
+export function lormaMerge(ctx: Context, args: LormaMergeArgs & { out?: Tensor }, opts?: MergeOptions & { inPlace?: false }): Promise<Tensor>;
+/** Into a BaseWeight `out`: that BaseWeight (inPlace is refused). */
+export function lormaMerge(ctx: Context, args: LormaMergeArgs, opts?: MergeOptions): Promise<Weight>;
+export async function lormaMerge(ctx: Context, args: LormaMergeArgs, opts: MergeOptions = {}): Promise<Weight> {
   const where = 'lorma.merge';
   checkContext(where, ctx);
   checkOptions(where, opts, ['encoder', 'deltaOnly', 'inPlace', 'unmerge', 'safeMerge']);
@@ -719,19 +800,26 @@ export async function lormaMerge(ctx: Context, args: LormaMergeArgs, opts: Merge
     // mergeInto starts `out` from W0, or from zero for deltaOnly; plus adds s·ΔW' onto either,
     // while pi and none replace it (beta = 0), or subtract the W0 put back for ΔW (beta = −1).
     if (dm.variant === 'pi') {
-      if (delta) ctx.copy(p.w0, out, enc);
+      if (delta) await copyW0(ctx, p.w0, out, enc);
+      // The mixing reads W0 whole while it writes `out`: a packed W0 is decoded into scratch first
+      // (a merge's one m×n buffer besides its result; the forward and backward never need it).
+      let input: Tensor;
+      if (BaseWeight.isBaseWeight(p.w0)) {
+        input = ctx.scratch('lorma.w0.f32', [m, n]);
+        await dequantize(ctx, p.w0, input, { encoder: enc });
+      } else input = p.w0;
       const beta = delta ? -1 : 0;
       if (dm.order === 'pre') {
         // W'ᵀ = W0ᵀ M'ᵀ·s: rows are W0's n columns, read and written transposed.
-        await piMix(ctx, enc, { input: p.w0, b: p.b, a: p.a, out, rows: n, d, r, s: p.scale, trans: true, inT: true, outT: true, beta });
+        await piMix(ctx, enc, { input, b: p.b, a: p.a, out, rows: n, d, r, s: p.scale, trans: true, inT: true, outT: true, beta });
       } else {
-        await piMix(ctx, enc, { input: p.w0, b: p.b, a: p.a, out, rows: m, d, r, s: p.scale, trans: false, beta });
+        await piMix(ctx, enc, { input, b: p.b, a: p.a, out, rows: m, d, r, s: p.scale, trans: false, beta });
       }
       return;
     }
     // plus: W' = W0 + s·B (A W0) or W0 + s·(W0 B) A; none drops the W0 term.
     const plus = dm.variant === 'plus';
-    if (delta && !plus) ctx.copy(p.w0, out, enc);
+    if (delta && !plus) await copyW0(ctx, p.w0, out, enc);
     const beta = plus ? 1 : delta ? -1 : 0;
     if (dm.order === 'pre') {
       const aw = ctx.scratch('lorma.aw0', [r, n]);
@@ -786,4 +874,10 @@ export function lormaInit(opts: LormaInitOptions): { a: Float32Array; b: Float32
   const a = kaimingUniform(r * d, d, seed);
   const b = opts.variant === 'plus' ? new Float32Array(d * r) : kaimingUniform(d * r, r, seed + 1);
   return { a, b };
+}
+
+/** W0 as f32 into `out`: a copy, or a packed W0 decoded (src/quant's dequantize). */
+async function copyW0(ctx: Context, w0: Weight, out: Tensor, enc: GPUCommandEncoder): Promise<void> {
+  if (BaseWeight.isBaseWeight(w0)) await dequantize(ctx, w0, out, { encoder: enc });
+  else ctx.copy(w0, out, enc);
 }

@@ -3,6 +3,7 @@
 // for post.
 
 import { onDevice } from '../../host.js';
+import { asW0, caseWeight } from '../../vectors/base.js';
 import { input, output, type VectorRunner } from '../../vectors/types.js';
 import {
   LORMA_ORDERS,
@@ -16,7 +17,7 @@ import {
   type LormaVariant,
 } from './kernels.js';
 
-export const runLorma: VectorRunner = async (ctx, c) => {
+export const runLorma: VectorRunner = async (ctx, c, info) => {
   const { T, inFeatures: n, outFeatures: m, rank: r, scale } = c.params;
   const variant = c.params.inflation as LormaVariant;
   const order = (c.params.order ?? 'pre') as LormaOrder;
@@ -26,13 +27,13 @@ export const runLorma: VectorRunner = async (ctx, c) => {
   const d = order === 'pre' ? m : n;
   const host = {
     x: { data: input(c, 'x', [T, n]), shape: [T, n] },
-    w0: { data: input(c, 'w0', [m, n]), shape: [m, n] },
     a: { data: input(c, 'a', [r, d]), shape: [r, d] },
     b: { data: input(c, 'b', [d, r]), shape: [d, r] },
     g: { data: input(c, 'dy', [T, m]), shape: [T, m] },
   };
+  const w0 = caseWeight(ctx, c, m, n, info);
   const out = await onDevice(ctx, host, async (t) => {
-    const p = { w0: t.w0, a: t.a, b: t.b, scale, variant, order } as LormaParams;
+    const p = { w0: asW0(w0), a: t.a, b: t.b, scale, variant, order } as LormaParams;
     const { y, u, z } = await lormaForward(ctx, { ...p, x: t.x });
     // The forward returned u or z as the variant has it; the backward takes them back the same way.
     const back = { ...p, x: t.x, g: t.g, u, z };
@@ -42,7 +43,7 @@ export const runLorma: VectorRunner = async (ctx, c) => {
     u?.destroy();
     z?.destroy();
     return { y, dx, da, db, delta_w, merged };
-  });
+  }).finally(() => w0.destroy());
   return {
     y: output(out.y, [T, m]),
     dx: output(out.dx, [T, n]),

@@ -3,8 +3,9 @@
 // trains B [m, r] on the input columns idx, FB trains A [r, n] on the output rows idx.
 // Paper: "SBoRA: Low-Rank Adaptation with Regional Weight Updates", Lai-Man Po et al.
 
+import type { Tensor } from '../../tensor.js';
 import type { Context } from '../../runtime.js';
-import { PeftError, checkDim, checkScale } from '../../validate.js';
+import { PeftError, checkDim, checkWeight, checkScale } from '../../validate.js';
 import { checkOptions, initial, moduleOf, trainable, trainableValues, type EncodeOptions } from '../common.js';
 import type { AdapterLayer, BaseShape, HostValues, LayerDims, LayerSpec, MethodDescriptor, MethodOptions, PhaseFlops, TensorSpec } from '../types.js';
 import { createIndexSet } from './indices.js';
@@ -63,8 +64,7 @@ function createLayer(desc: MethodDescriptor, variant: SboraVariant, ctx: Context
   const where = `${desc.id}.createLayer`;
   if (!spec || typeof spec !== 'object') throw new PeftError(`${where}: expected a LayerSpec { w0, r, alpha, ... }`);
   checkOptions(where, spec.options, []);
-  if (!spec.w0 || !Array.isArray(spec.w0.shape) || spec.w0.shape.length !== 2) throw new PeftError(`${where}: 'w0' must be a 2-D Tensor [m, n]`);
-  const [m, n] = spec.w0.shape;
+  const [m, n] = checkWeight(where, 'w0', spec.w0, '[m, n]', ctx);
   const r = checkDim(where, 'r', spec.r);
   const fa = variant === 'fa';
   const why = desc.unsupported({ n, m, r }, {});
@@ -103,7 +103,8 @@ function createLayer(desc: MethodDescriptor, variant: SboraVariant, ctx: Context
     },
     merge(opts: EncodeOptions & { deltaOnly?: boolean } = {}) {
       checkOptions(`${desc.id}.merge`, opts, ['encoder', 'deltaOnly']);
-      return sboraMerge(ctx, args, { encoder: opts.encoder, deltaOnly: opts.deltaOnly });
+      // Neither inPlace nor out: always a new f32 tensor, whatever W0's format.
+      return sboraMerge(ctx, args, { encoder: opts.encoder, deltaOnly: opts.deltaOnly }) as Promise<Tensor>;
     },
     async tensors() {
       const out = await trainableValues(ctx, prefix, [factor]);

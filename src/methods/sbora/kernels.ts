@@ -23,7 +23,8 @@ import { dropThreshold, type Dropout } from '../../ops/dropout.js';
 import { matmul } from '../../ops/matmul.js';
 import type { Context } from '../../runtime.js';
 import type { Tensor } from '../../tensor.js';
-import { PeftError, checkContext, checkIo, checkMatrix, checkScale, checkTensor, describeValue } from '../../validate.js';
+import type { Weight } from '../../base.js';
+import { PeftError, checkContext, checkIo, checkMatrix, checkScale, checkTensor, checkWeight, describeValue, weightTensors } from '../../validate.js';
 import {
   checkDropoutArg,
   checkOptions,
@@ -43,7 +44,8 @@ export type SboraVariant = 'fa' | 'fb';
 /** SBoRA-FA: A frozen to the rows idx of I_n, B trained. */
 export interface SboraFaArgs {
   variant: 'fa';
-  w0: Tensor; // [m, n]
+  /** [m, n]: an f32 Tensor, or a BaseWeight (f16, NF4) the products decode in registers. */
+  w0: Weight;
   b: Tensor; // [m, r], trained
   /** r distinct indices into [0, n): the frozen A's one-hot rows. */
   idx: IndexSet;
@@ -54,7 +56,8 @@ export interface SboraFaArgs {
 /** SBoRA-FB: B frozen to the columns idx of I_m, A trained. */
 export interface SboraFbArgs {
   variant: 'fb';
-  w0: Tensor; // [m, n]
+  /** [m, n]: an f32 Tensor, or a BaseWeight (f16, NF4) the products decode in registers. */
+  w0: Weight;
   a: Tensor; // [r, n], trained
   /** r distinct indices into [0, m): the frozen B's one-hot columns. */
   idx: IndexSet;
@@ -169,7 +172,7 @@ function checkIndexSet(where: string, idx: IndexSet | undefined, size: number, s
 
 /** Checks w0, idx, the trained factor and scale; returns the sizes (T from x when given). */
 function dims(where: string, p: SboraArgs, x?: Tensor, needX = false): SboraDims {
-  const [m, n] = checkMatrix(where, 'w0', p.w0, '[m, n]');
+  const [m, n] = checkWeight(where, 'w0', p.w0, '[m, n]');
   let r: number;
   if (p.variant === 'fa') {
     r = checkIndexSet(where, p.idx, n, 'n').r;
@@ -352,7 +355,7 @@ export async function sboraForward(ctx: Context, p: SboraForwardArgs, opts: Forw
   checkOptions(where, opts, FORWARD_OPTIONS);
   const d = dims(where, p, p.x, true);
   if (p.y) checkTensor(where, 'y', p.y, [d.T, d.m], '[T, m]');
-  checkIo(where, ctx, { y: p.y }, { x: p.x, w0: p.w0, [variant === 'fa' ? 'b' : 'a']: factorOf(p), idx: p.idx.tensor });
+  checkIo(where, ctx, { y: p.y }, { x: p.x, ...weightTensors('w0', p.w0), [variant === 'fa' ? 'b' : 'a']: factorOf(p), idx: p.idx.tensor });
   const dropout = checkDropoutArg(where, p.dropout);
   return withOutputs(ctx, where, async (made) => {
     const y = made.output('y', p.y, [d.T, d.m], '[T, m]', `sbora.${variant}.y`);
@@ -411,7 +414,7 @@ export async function sboraBackward<P extends SboraBackwardArgs>(ctx: Context, p
   const dropout = checkDropoutArg(where, q.dropout);
   if (q.variant === 'fa') {
     if (q.db) checkTensor(where, 'db', q.db, [d.m, d.r], '[m, r]');
-    checkIo(where, ctx, { dx: q.dx, db: q.db }, { x: q.x, g: q.g, w0: q.w0, b: q.b, idx: q.idx.tensor });
+    checkIo(where, ctx, { dx: q.dx, db: q.db }, { x: q.x, g: q.g, ...weightTensors('w0', q.w0), b: q.b, idx: q.idx.tensor });
     return withOutputs(ctx, where, async (made) => {
       const dx = made.output('dx', q.dx, [d.T, d.n], '[T, n]', `sbora.${variant}.dx`);
       const db = made.output('db', q.db, [d.m, d.r], '[m, r]', 'sbora.fa.db');
@@ -450,7 +453,7 @@ export async function sboraBackward<P extends SboraBackwardArgs>(ctx: Context, p
     });
   }
   if (q.da) checkTensor(where, 'da', q.da, [d.r, d.n], '[r, n]');
-  checkIo(where, ctx, { dx: q.dx, da: q.da }, { x: q.x, g: q.g, w0: q.w0, a: q.a, idx: q.idx.tensor });
+  checkIo(where, ctx, { dx: q.dx, da: q.da }, { x: q.x, g: q.g, ...weightTensors('w0', q.w0), a: q.a, idx: q.idx.tensor });
   return withOutputs(ctx, where, async (made) => {
     const dx = made.output('dx', q.dx, [d.T, d.n], '[T, n]', `sbora.${variant}.dx`);
     const da = made.output('da', q.da, [d.r, d.n], '[r, n]', 'sbora.fb.da');
@@ -495,7 +498,11 @@ export async function sboraBackward<P extends SboraBackwardArgs>(ctx: Context, p
  * ± s·A[q, :] (O(r·n)). With inPlace only those r columns or rows of W0 are written; deltaOnly
  * writes ΔW (zero outside the region); unmerge subtracts.
  */
-export async function sboraMerge(ctx: Context, p: SboraMergeArgs, opts: MergeOptions = {}): Promise<Tensor> {
+export function sboraMerge(ctx: Context, p: SboraMergeArgs & { w0: Tensor; out?: Tensor }, opts?: MergeOptions): Promise<Tensor>;
+export function sboraMerge(ctx: Context, p: SboraMergeArgs & { out?: Tensor }, opts?: MergeOptions & { inPlace?: false }): Promise<Tensor>;
+/** A BaseWeight W0 merged inPlace, or into a BaseWeight `out`, returns that BaseWeight. */
+export function sboraMerge(ctx: Context, p: SboraMergeArgs, opts?: MergeOptions): Promise<Weight>;
+export async function sboraMerge(ctx: Context, p: SboraMergeArgs, opts: MergeOptions = {}): Promise<Weight> {
   const variant = checkVariant('sbora.merge', p);
   const where = mergeName(`sbora.${variant}`, opts ?? {});
   checkContext(where, ctx);
