@@ -359,3 +359,63 @@ fn softmax_cross_entropy(@builtin(local_invocation_index) lidx: u32) {
     ce_loss[0] = total * LP.inv_T;
   }
 }
+
+// ------------------------------------------------------------------------- residual and positions
+
+struct ResidualParams {
+  count: u32,  // elements of y and x
+}
+
+@group(0) @binding(0) var<uniform> SP: ResidualParams;
+@group(0) @binding(1) var<storage, read_write> res_y: array<f32>;
+@group(0) @binding(2) var<storage, read> res_x: array<f32>;
+
+// y += x: a residual connection in the forward, and the sum of a branch's and the skip path's
+// gradients in the backward.
+@compute @workgroup_size(WG)
+fn residual_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = flat_index(wid, nwg, lid);
+  if (i >= SP.count) { return; }
+  res_y[i] += res_x[i];
+}
+
+struct PositionParams {
+  N: u32,  // rows of x: batch · T
+  D: u32,  // embedding width
+  T: u32,  // sequence length: row i has position i % T
+  P: u32,  // rows of the position table (the model's context), ≥ T
+}
+
+@group(0) @binding(0) var<uniform> PP: PositionParams;
+@group(0) @binding(1) var<storage, read_write> pos_x: array<f32>;
+@group(0) @binding(2) var<storage, read> pos_table: array<f32>;
+
+// x[i, d] += pos[i % T, d]: learned absolute positions added to the token embeddings in place.
+@compute @workgroup_size(WG)
+fn add_positions(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = flat_index(wid, nwg, lid);
+  if (i >= PP.N * PP.D) { return; }
+  let t = (i / PP.D) % PP.T;
+  pos_x[i] += pos_table[t * PP.D + i % PP.D];
+}
+
+@group(0) @binding(1) var<storage, read> posg_g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> posg_dpos: array<f32>;
+
+// dpos[t, d] = Σ_b g[b·T + t, d] for t < T, 0 for the table rows past T. One invocation per
+// table entry, adding the batch rows in order: deterministic, no atomics.
+@compute @workgroup_size(WG)
+fn position_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = flat_index(wid, nwg, lid);
+  if (i >= PP.P * PP.D) { return; }
+  let t = i / PP.D;
+  let d = i % PP.D;
+  var acc = 0.0;
+  if (t < PP.T) {
+    for (var r = t; r < PP.N; r += PP.T) { acc += posg_g[r * PP.D + d]; }
+  }
+  posg_dpos[i] = acc;
+}

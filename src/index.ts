@@ -12,6 +12,24 @@ export { onDevice } from './host.js';
 export type { HostTensor } from './host.js';
 export { rng, uniform, kaimingUniform } from './random.js';
 
+// Base weights in f16 and NF4 (docs/quantization.md)
+export { BaseWeight, NF4_VALUES, formatOf } from './base.js';
+export type { BaseFormat, Weight } from './base.js';
+export {
+  f16Weight,
+  f16WeightFromBits,
+  f16WeightFromBf16,
+  nf4Weight,
+  nf4WeightFromNested,
+  weightFromSafetensors,
+  toF16,
+  quantizeNf4,
+  dequantize,
+  readWeight,
+  bytesPerValue,
+} from './quant/index.js';
+export type { Nf4Data, Nf4NestedData, SafetensorsEntry, LoadOptions, QuantizeOptions, QuantError } from './quant/index.js';
+
 // Shared ops
 export { matmul } from './ops/matmul.js';
 export type { MatmulArgs } from './ops/matmul.js';
@@ -83,6 +101,7 @@ export {
 } from './nn.js';
 export type { Activation, NnEncodeOptions, LinearBackwardOptions } from './nn.js';
 export * as nn from './nn.js';
+export { attentionForward, attentionBackward, ATTENTION_MAX_HEAD_DIM, type AttentionShape } from './attention.js';
 
 // Optimizer (docs/nn.md)
 export { AdamW, learningRate } from './optim.js';

@@ -1,5 +1,6 @@
-// Layers of a small model on the GPU (docs/nn.md): embedding, linear with bias, GELU / tanh, layer
-// norm and softmax cross-entropy, each with its backward. Kernels: shaders/nn.wgsl (the products
+// Layers of a small model on the GPU (docs/nn.md): embedding, learned positions, linear with bias
+// (and the tied output projection: linear with the embedding table, gradients accumulated), GELU /
+// tanh, layer norm, residual add and softmax cross-entropy, each with its backward. Kernels: shaders/nn.wgsl (the products
 // go through ops/matmul); float64 reference with the same arguments: src/reference/nn.ts.
 //
 // Conventions as in lora.ts: Tensors in, dims inferred from shapes, optional output tensors,
@@ -244,6 +245,12 @@ export interface LinearBackwardOptions extends NnEncodeOptions {
   dw?: boolean;
   /** Compute db = Σ_t g (default true; false when the layer has no trainable bias). */
   db?: boolean;
+  /**
+   * The outputs to add into instead of overwrite (default none): 'dx' for an input read by
+   * several layers (q, k and v read one normed row), 'dw' for a weight used twice (a tied
+   * embedding). Each listed output must be given.
+   */
+  accumulate?: readonly ('dx' | 'dw')[];
 }
 
 /** Gradients of y = x wᵀ + b given g = ∂L/∂y: dx = g w [T, n], dw = gᵀ x [m, n], db = column sums of g [m]. */
@@ -260,6 +267,13 @@ export async function linearBackward(
   checkTensor(where, 'w', p.w, [m, n], '[m, n]');
   checkTensor(where, 'g', p.g, [T, m], '[T, m]');
   const want = { dx: opts.dx !== false, dw: opts.dw !== false, db: opts.db !== false };
+  const accumulate: readonly ('dx' | 'dw')[] = opts.accumulate ?? [];
+  const listed: unknown = accumulate;
+  if (!Array.isArray(listed) || listed.some((k) => k !== 'dx' && k !== 'dw'))
+    throw new PeftError(`${where}: 'accumulate' must be a list of 'dx' and 'dw', got ${describeValue(opts.accumulate)}`);
+  for (const k of accumulate) {
+    if (!want[k] || !p[k]) throw new PeftError(`${where}: 'accumulate' lists '${k}', so '${k}' must be computed and given (the tensor to add into)`);
+  }
   // Every caller output is checked before any is made, so a refused call allocates nothing.
   if (want.dx && p.dx) checkTensor(where, 'dx', p.dx, [T, n], '[T, n]');
   if (want.dw && p.dw) checkTensor(where, 'dw', p.dw, [m, n], '[m, n]');
@@ -269,11 +283,105 @@ export async function linearBackward(
   const db = want.db ? (p.db ?? ctx.tensor([m], 'f32', 'nn.linear.db')) : undefined;
   checkDistinctOwned(where, ctx, { dx, dw, db, x: p.x, w: p.w, g: p.g });
   await ctx.encode(opts.encoder, async (enc) => {
-    if (dx) await matmul(ctx, { a: p.g, b: p.w, c: dx, M: T, N: n, K: m }, enc);
-    if (dw) await matmul(ctx, { a: p.g, b: p.x, c: dw, M: m, N: n, K: T, transA: true }, enc);
+    const beta = (k: 'dx' | 'dw') => (accumulate.includes(k) ? 1 : 0);
+    if (dx) await matmul(ctx, { a: p.g, b: p.w, c: dx, M: T, N: n, K: m, beta: beta('dx') }, enc);
+    if (dw) await matmul(ctx, { a: p.g, b: p.x, c: dw, M: m, N: n, K: T, transA: true, beta: beta('dw') }, enc);
     if (db) await biasGrad(ctx, { g: p.g, db }, { encoder: enc });
   });
   return { dx, dw, db };
+}
+
+// ------------------------------------------------------------------------- residual and positions
+
+/**
+ * y += x in place (same shape): a residual connection, or in a backward the skip path's gradient
+ * added to the branch's. 1 dispatch.
+ */
+export async function residualAdd(ctx: Context, p: { y: Tensor; x: Tensor }, opts: NnEncodeOptions = {}): Promise<Tensor> {
+  const where = 'nn.residualAdd';
+  checkLayerCall(where, ctx, p, opts);
+  const [T, n] = matrix(where, 'y', p.y, '[T, n]');
+  checkTensor(where, 'y', p.y, [T, n], '[T, n]');
+  checkTensor(where, 'x', p.x, [T, n], `[${T}, ${n}] (the shape of y)`);
+  checkDistinctOwned(where, ctx, { y: p.y, x: p.x });
+  await ctx.prepare([{ shader: SHADER, entry: 'residual_add' }]);
+  await ctx.encode(opts.encoder, (enc) =>
+    ctx.dispatch(enc, {
+      shader: SHADER,
+      entry: 'residual_add',
+      params: { count: T * n },
+      bindings: [p.y, p.x],
+      workgroups: groups(T * n),
+      label: `residual add ${T}x${n}`,
+    }),
+  );
+  return p.y;
+}
+
+/** Checks the sequence length of a [batch·T, D] activation against a position table of P rows. */
+function checkSequence(where: string, T: unknown, N: number, P: number): number {
+  const t = checkDim(where, 'T', T);
+  if (t > P) throw new PeftError(`${where}: 'T' is ${t}, past the ${P} rows of the position table`);
+  if (N % t !== 0) throw new PeftError(`${where}: the ${N} rows are not a whole number of sequences of T = ${t}`);
+  return t;
+}
+
+/**
+ * x[i] += pos[i mod T] in place: learned absolute position embeddings added to token embeddings
+ * x [batch·T, D] (rows of one sequence consecutive), pos [P, D] with P ≥ T. 1 dispatch.
+ */
+export async function addPositions(ctx: Context, p: { x: Tensor; pos: Tensor; T: number }, opts: NnEncodeOptions = {}): Promise<Tensor> {
+  const where = 'nn.addPositions';
+  checkLayerCall(where, ctx, p, opts);
+  const [P, D] = matrix(where, 'pos', p.pos, '[P, D]');
+  checkTensor(where, 'pos', p.pos, [P, D], '[P, D]');
+  const [N] = matrix(where, 'x', p.x, '[batch·T, D]');
+  checkTensor(where, 'x', p.x, [N, D], `[batch·T, ${D}] (D from pos)`);
+  const T = checkSequence(where, p.T, N, P);
+  checkDistinctOwned(where, ctx, { x: p.x, pos: p.pos });
+  await ctx.prepare([{ shader: SHADER, entry: 'add_positions' }]);
+  await ctx.encode(opts.encoder, (enc) =>
+    ctx.dispatch(enc, {
+      shader: SHADER,
+      entry: 'add_positions',
+      params: { N, D, T, P },
+      bindings: [p.x, p.pos],
+      workgroups: groups(N * D),
+      label: `add positions ${N}x${D}`,
+    }),
+  );
+  return p.x;
+}
+
+/**
+ * dpos[t] = Σ_b g[b·T + t] for t < T, zero for the rows from T to P − 1: the gradient of
+ * `addPositions`. g [batch·T, D]; `positions` is P, the table's rows (dpos [P, D]). 1 dispatch.
+ */
+export async function positionGrad(
+  ctx: Context,
+  p: { g: Tensor; T: number; positions: number; dpos?: Tensor },
+  opts: NnEncodeOptions = {},
+): Promise<Tensor> {
+  const where = 'nn.positionGrad';
+  checkLayerCall(where, ctx, p, opts);
+  const P = checkDim(where, 'positions', p.positions);
+  const [N, D] = matrix(where, 'g', p.g, '[batch·T, D]');
+  checkTensor(where, 'g', p.g, [N, D], '[batch·T, D]');
+  const T = checkSequence(where, p.T, N, P);
+  const dpos = p.dpos ? checkTensor(where, 'dpos', p.dpos, [P, D], '[positions, D]') : ctx.tensor([P, D], 'f32', 'nn.dpos');
+  checkDistinctOwned(where, ctx, { dpos, g: p.g });
+  await ctx.prepare([{ shader: SHADER, entry: 'position_grad' }]);
+  await ctx.encode(opts.encoder, (enc) =>
+    ctx.dispatch(enc, {
+      shader: SHADER,
+      entry: 'position_grad',
+      params: { N, D, T, P },
+      bindings: [p.g, dpos],
+      workgroups: groups(P * D),
+      label: `position grad ${P}x${D}`,
+    }),
+  );
+  return dpos;
 }
 
 // ------------------------------------------------------------------------- activation

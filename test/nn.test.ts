@@ -425,3 +425,156 @@ describe('nn bad input', () => {
     await expectThrows(() => nn.linearBackward(ctx, { x, w, g: ctx.tensor([3, 6]), dx: x }), /are the same buffer/);
   });
 });
+
+describe('transformer layers: residual add, learned positions, tied output projection', () => {
+  for (const [T, n] of [
+    [1, 1],
+    [7, 37],
+    [65, 130],
+  ] as const) {
+    it(`residual add, ${T}x${n}`, async () => {
+      const ctx = await gpu();
+      const y = rand(T * n),
+        x = rand(T * n);
+      const ty = ctx.upload(y, [T, n]);
+      const tx = ctx.upload(x, [T, n]);
+      await nn.residualAdd(ctx, { y: ty, x: tx });
+      // One f32 add per element: exact up to the rounding of that add.
+      expectClose(
+        await ctx.read(ty),
+        Float64Array.from(y, (v, i) => v + x[i]),
+        'y + x',
+        1e-7,
+      );
+      expectClose(await ctx.read(tx), x, 'x unchanged', 0);
+      ty.destroy();
+      tx.destroy();
+    });
+  }
+
+  for (const [B, T, P, D] of [
+    [1, 1, 1, 1],
+    [3, 5, 8, 7],
+    [4, 13, 13, 33],
+  ] as const) {
+    it(`positions forward and backward, batch ${B}, T=${T} of ${P} positions, D=${D}`, async () => {
+      const ctx = await gpu();
+      const N = B * T;
+      const x = rand(N * D),
+        pos = rand(P * D),
+        g = rand(N * D);
+      const tx = ctx.upload(x, [N, D]);
+      const tpos = ctx.upload(pos, [P, D]);
+      await nn.addPositions(ctx, { x: tx, pos: tpos, T });
+      expectClose(await ctx.read(tx), ref.addPositions({ N, D, T, x, pos }), 'x + pos', 1e-7);
+      const tg = ctx.upload(g, [N, D]);
+      // A stale table gradient is overwritten, rows past T included.
+      const dpos = ctx.upload(rand(P * D), [P, D]);
+      await nn.positionGrad(ctx, { g: tg, T, positions: P, dpos });
+      expectClose(await ctx.read(dpos), ref.positionGrad({ N, D, T, P, g }), 'dpos');
+      for (const t of [tx, tpos, tg, dpos]) t.destroy();
+    });
+  }
+
+  it('tied output projection: logits = h Eᵀ, dE from both ends (accumulating linear backward)', async () => {
+    const ctx = await gpu();
+    const [N, V, D] = [23, 29, 18];
+    const table = rand(V * D),
+      h = rand(N * D),
+      g = rand(N * V),
+      dxIn = rand(N * D);
+    const tok = ids(N, V, 5);
+    const tTable = ctx.upload(table, [V, D]);
+    const tH = ctx.upload(h, [N, D]);
+    const logits = await nn.linearForward(ctx, { x: tH, w: tTable });
+    expectClose(await ctx.read(logits), ref.tiedOutputForward({ T: N, V, D, h, table }), 'logits');
+    // The input end first (embedding backward overwrites), then the output end adds into it.
+    const tIds = nn.uploadIds(ctx, tok, [N], V);
+    const dtable = await nn.embeddingBackward(ctx, { ids: tIds, g: ctx.upload(dxIn, [N, D]), vocab: V });
+    const tG = ctx.upload(g, [N, V]);
+    const dh = ctx.upload(rand(N * D), [N, D]);
+    const dhStart = Float64Array.from(await ctx.read(dh));
+    await nn.linearBackward(ctx, { x: tH, w: tTable, g: tG, dx: dh, dw: dtable }, { db: false, accumulate: ['dx', 'dw'] });
+    const want = ref.tiedOutputBackward({ T: N, V, D, h, table, g, ids: tok, dx: dxIn });
+    expectClose(await ctx.read(dtable), want.dtable, 'dE (both ends)');
+    expectClose(
+      await ctx.read(dh),
+      Float64Array.from(want.dh, (v, i) => v + dhStart[i]),
+      'dh added into dx',
+    );
+    // Only dw accumulates: dx is overwritten.
+    await nn.linearBackward(ctx, { x: tH, w: tTable, g: tG, dx: dh, dw: dtable }, { db: false, accumulate: ['dw'] });
+    expectClose(await ctx.read(dh), want.dh, 'dh overwritten');
+    const outEnd = ref.linearBackward({ T: N, n: D, m: V, x: h, w: table, g }).dw;
+    expectClose(
+      await ctx.read(dtable),
+      Float64Array.from(want.dtable, (v, i) => v + outEnd[i]),
+      'dE with the output end added twice',
+    );
+    await expectThrows(
+      () => nn.linearBackward(ctx, { x: tH, w: tTable, g: tG }, { accumulate: ['dw'], db: false }),
+      /nn\.linearBackward: 'accumulate' lists 'dw', so 'dw' must be computed and given/,
+    );
+    await expectThrows(
+      () => nn.linearBackward(ctx, { x: tH, w: tTable, g: tG, dx: dh }, { accumulate: ['db'] as never }),
+      /nn\.linearBackward: 'accumulate' must be a list of 'dx' and 'dw'/,
+    );
+    for (const t of [tTable, tH, logits, tIds, dtable, tG, dh]) t.destroy();
+  });
+
+  it('reference gradients against central finite differences: positions and the tied embedding', () => {
+    const [B, T, P, D, V] = [2, 3, 5, 4, 6];
+    const N = B * T;
+    const x = toF64(rand(N * D)),
+      pos = toF64(rand(P * D)),
+      g = toF64(rand(N * D));
+    const posLoss = () => dot(ref.addPositions({ N, D, T, x, pos }), g);
+    expect(relativeError(ref.positionGrad({ N, D, T, P, g }), finiteDifference(posLoss, pos)), 'dpos').to.be.below(1e-7);
+    // The whole tied path: e = E[ids] + pos, logits = tanh(e) Eᵀ, loss = cross-entropy.
+    const table = toF64(rand(V * D));
+    const tok = [1, 5, 0, 1, 3, 1];
+    const targets = [2, 0, 5, 4, 1, 1];
+    const forward = () => {
+      const e = ref.addPositions({ N, D, T, x: ref.embeddingForward({ V, D, table, ids: tok }), pos });
+      const hh = ref.activationForward({ n: D, x: e, fn: 'tanh' });
+      return { e, hh, ...ref.softmaxCrossEntropy({ T: N, V, logits: ref.tiedOutputForward({ T: N, V, D, h: hh, table }), targets }) };
+    };
+    const f = forward();
+    const back = ref.tiedOutputBackward({ T: N, V, D, h: f.hh, table, g: f.dlogits });
+    const de = ref.activationBackward({ n: D, x: f.e, g: back.dh, fn: 'tanh' }).dx;
+    const both = ref.tiedOutputBackward({ T: N, V, D, h: f.hh, table, g: f.dlogits, ids: tok, dx: de });
+    expect(
+      relativeError(
+        both.dtable,
+        finiteDifference(() => forward().loss, table),
+      ),
+      'dE',
+    ).to.be.below(1e-7);
+    expect(
+      relativeError(
+        ref.positionGrad({ N, D, T, P, g: de }),
+        finiteDifference(() => forward().loss, pos),
+      ),
+      'dpos',
+    ).to.be.below(1e-7);
+  });
+
+  it('rejects bad shapes and sequence lengths, naming the call and argument', async () => {
+    const ctx = await gpu();
+    const x = ctx.tensor([12, 4]);
+    const pos = ctx.tensor([5, 4]);
+    await expectThrows(() => nn.residualAdd(ctx, { y: x, x: ctx.tensor([12, 5]) }), /nn\.residualAdd: 'x' has shape \[12, 5\], expected \[12, 4\]/);
+    await expectThrows(() => nn.residualAdd(ctx, { y: x, x }), /nn\.residualAdd: .*same buffer/);
+    await expectThrows(() => nn.addPositions(ctx, { x, pos, T: 6 }), /nn\.addPositions: 'T' is 6, past the 5 rows of the position table/);
+    await expectThrows(() => nn.addPositions(ctx, { x, pos, T: 5 }), /nn\.addPositions: the 12 rows are not a whole number of sequences of T = 5/);
+    await expectThrows(
+      () => nn.addPositions(ctx, { x, pos: ctx.tensor([5, 3]), T: 4 }),
+      /nn\.addPositions: 'x' has shape \[12, 4\], expected \[batch·T, 3\]/,
+    );
+    await expectThrows(() => nn.positionGrad(ctx, { g: x, T: 0, positions: 5 }), /nn\.positionGrad: 'T' must be a positive integer, got 0/);
+    await expectThrows(
+      () => nn.positionGrad(ctx, { g: x, T: 4, positions: 5, dpos: ctx.tensor([4, 4]) }),
+      /nn\.positionGrad: 'dpos' has shape \[4, 4\], expected \[positions, D\] = \[5, 4\]/,
+    );
+  });
+});

@@ -8,5 +8,7 @@ export * as bora from '../methods/bora/reference.js';
 export * as sbora from '../methods/sbora/reference.js';
 export * as lorma from '../methods/lorma/reference.js';
 export * as dropout from './dropout.js';
+export * as quant from '../quant/reference.js';
 export * as nn from './nn.js';
 export * as optim from './optim.js';
+export * as attention from './attention.js';

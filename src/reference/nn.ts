@@ -159,3 +159,46 @@ export function softmaxCrossEntropy(p: { T: number; V: number; logits: ArrayLike
   }
   return { loss: loss / T, dlogits };
 }
+
+/** x[i, :] + pos[i mod T, :] for x [N·D] (N = batch·T rows) and pos [P·D], P ≥ T. */
+export function addPositions(p: { N: number; D: number; T: number; x: ArrayLike<number>; pos: ArrayLike<number> }): F64 {
+  const out = new Float64Array(p.N * p.D);
+  for (let i = 0; i < p.N; i++) for (let d = 0; d < p.D; d++) out[i * p.D + d] = p.x[i * p.D + d] + p.pos[(i % p.T) * p.D + d];
+  return out;
+}
+
+/** dpos[t, :] = Σ_{i: i mod T = t} g[i, :] for t < T, zero past T → [P·D]. */
+export function positionGrad(p: { N: number; D: number; T: number; P: number; g: ArrayLike<number> }): F64 {
+  const dpos = new Float64Array(p.P * p.D);
+  for (let i = 0; i < p.N; i++) for (let d = 0; d < p.D; d++) dpos[(i % p.T) * p.D + d] += p.g[i * p.D + d];
+  return dpos;
+}
+
+/**
+ * A tied embedding at both ends: x = table[ids] (+ positions), h = x (the model's body is the
+ * caller's), logits = h tableᵀ. Given dlogits and dh_in (the gradient that reached the input
+ * embeddings through the body), dtable = Σ_t dx[t] scattered by id + dlogitsᵀ h.
+ */
+export function tiedOutputForward(p: { T: number; V: number; D: number; h: ArrayLike<number>; table: ArrayLike<number> }): F64 {
+  return matmul(p.h, p.table, p.T, p.D, p.V, false, true);
+}
+
+export function tiedOutputBackward(p: {
+  T: number;
+  V: number;
+  D: number;
+  h: ArrayLike<number>;
+  table: ArrayLike<number>;
+  g: ArrayLike<number>;
+  /** Token ids whose embeddings the table also gave, with their gradients (the input end). */
+  ids?: ArrayLike<number>;
+  dx?: ArrayLike<number>;
+}): { dh: F64; dtable: F64 } {
+  const dh = matmul(p.g, p.table, p.T, p.V, p.D);
+  const dtable = matmul(p.g, p.h, p.V, p.T, p.D, true, false);
+  if (p.ids && p.dx) {
+    const din = embeddingBackward({ V: p.V, D: p.D, ids: p.ids, g: p.dx });
+    for (let i = 0; i < dtable.length; i++) dtable[i] += din[i];
+  }
+  return { dh, dtable };
+}

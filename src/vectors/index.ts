@@ -11,26 +11,57 @@ import type { Context } from '../runtime.js';
 import { relativeError } from '../numeric.js';
 import { METHODS } from '../methods/registry.js';
 import { PeftError } from '../validate.js';
+import { runQuantizeNf4 } from '../quant/vectors.js';
+import { runAttention } from './attention.js';
 import {
+  ADAPTER_PARAMS,
   CaseError,
   caseHeader,
   checkCase,
   checkVectorFile,
+  type CaseParams,
+  type RunInfo,
   type VectorCase,
   type VectorFile,
   type VectorRunner,
   type VectorTensor,
 } from './types.js';
 
+/** A kind of case that is not an adapter method's: its runner, params, and outputs compared exactly. */
+interface OtherKind extends CaseParams {
+  method: string;
+  run: VectorRunner;
+  exact?: readonly string[];
+}
+
+// Cases of the format beside the registry's methods, one line each.
+const OTHER_KINDS: readonly OtherKind[] = [
+  {
+    method: 'quantize-nf4',
+    run: runQuantizeNf4,
+    dims: ['outFeatures', 'inFeatures', 'blockSize'],
+    scale: false,
+    exact: ['w0_codes', 'w0_absmax', 'w0_dequant'],
+  },
+  { method: 'attention', run: runAttention, dims: ['batch', 'T', 'heads', 'headDim'], scale: true },
+];
+
 /**
- * The runner for a case: the registry's method whose `vectors.method` is the case's
- * `params.method` and that accepts its params (LoRMA's two descriptors split the format's
- * `lorma` cases by inflation). Undefined: the case is reported 'unsupported'.
+ * How a case runs: the registry's method whose `vectors.method` is the case's `params.method` and
+ * that accepts its params (LoRMA's two descriptors split the format's `lorma` cases by inflation),
+ * else one of OTHER_KINDS. Undefined: the case is reported 'unsupported'.
  */
-export function vectorRunner(params: Record<string, unknown> | undefined): VectorRunner | undefined {
+function caseKind(params: Record<string, unknown> | undefined): (CaseParams & { run: VectorRunner; exact?: readonly string[] }) | undefined {
   const method = params?.method;
   if (typeof method !== 'string') return undefined;
-  return METHODS.find((m) => m.vectors?.method === method && (m.vectors.accepts?.(params!) ?? true))?.vectors?.run;
+  const run = METHODS.find((m) => m.vectors?.method === method && (m.vectors.accepts?.(params!) ?? true))?.vectors?.run;
+  if (run) return { ...ADAPTER_PARAMS, run };
+  return OTHER_KINDS.find((k) => k.method === method);
+}
+
+/** The runner for a case (see caseKind); undefined when this version does not run its method. */
+export function vectorRunner(params: Record<string, unknown> | undefined): VectorRunner | undefined {
+  return caseKind(params)?.run;
 }
 
 export interface CaseResult extends VectorCase {
@@ -38,6 +69,8 @@ export interface CaseResult extends VectorCase {
   message?: string;
   /** Per output: max |got − expected| / max |expected| (only with check). */
   errors?: Record<string, number>;
+  /** For a case with a base format (or a quantize-nf4 case): the base weight's device bytes. */
+  w0Bytes?: number;
 }
 
 export interface RunReport {
@@ -67,18 +100,18 @@ export async function runVectors(ctx: Context, file: unknown, opts: { check?: bo
       return { name, params: r.params as VectorCase['params'], inputs: r.inputs as VectorCase['inputs'] };
     };
     let c: VectorCase;
-    let runner: VectorRunner | undefined;
+    let kind: ReturnType<typeof caseKind>;
     try {
       const { name, params } = caseHeader(raw, i);
-      runner = vectorRunner(params);
-      if (!runner) {
+      kind = caseKind(params);
+      if (!kind) {
         const message = `method '${String(params.method)}' is not supported by this version`;
         cases.push({ ...echo(name), outputs: {}, status: 'unsupported', message });
         if (check) failed = true;
         lines.push(`${name}: unsupported (method '${String(params.method)}')${check ? ': nothing checked' : ''}`);
         continue;
       }
-      c = checkCase(raw, i, check);
+      c = checkCase(raw, i, check, kind);
     } catch (e) {
       if (!(e instanceof CaseError)) throw e;
       failed = true;
@@ -87,8 +120,9 @@ export async function runVectors(ctx: Context, file: unknown, opts: { check?: bo
       continue;
     }
     let outputs: Record<string, VectorTensor>;
+    const info: RunInfo = {};
     try {
-      outputs = await runner(ctx, c);
+      outputs = await kind.run(ctx, c, info);
     } catch (e) {
       failed = true;
       const message = e instanceof Error ? e.message : String(e);
@@ -97,7 +131,12 @@ export async function runVectors(ctx: Context, file: unknown, opts: { check?: bo
       continue;
     }
     ran++;
-    const res: CaseResult = { ...c, outputs, status: 'ok' };
+    if (info.w0Bytes !== undefined) {
+      // A quantize-nf4 case has no baseFormat: its weight is the NF4 it made.
+      const format = typeof c.params.baseFormat === 'string' ? c.params.baseFormat : 'nf4';
+      lines.push(`${c.name}: w0 ${format}, ${info.w0Bytes} bytes on the device`);
+    }
+    const res: CaseResult = { ...c, outputs, status: 'ok', ...(info.w0Bytes !== undefined ? { w0Bytes: info.w0Bytes } : {}) };
     if (check) {
       const errors = Object.create(null) as Record<string, number>;
       res.errors = errors;
@@ -116,12 +155,15 @@ export async function runVectors(ctx: Context, file: unknown, opts: { check?: bo
         }
         const merged = Object.hasOwn(expectedOutputs, 'merged') ? expectedOutputs.merged : undefined;
         const byMerged = name === 'delta_w' && merged !== undefined && merged.data.length === expected.data.length;
+        const exact = kind.exact?.includes(name) === true;
         const err = byMerged ? errorAgainst(got.data, expected.data, merged.data) : relativeError(got.data, expected.data);
         errors[name] = err;
         checked++;
-        const ok = err <= tol;
+        // Quantizer outputs are bit patterns of a defined rule: they match exactly or not at all.
+        const ok = exact ? got.data.every((v, j) => v === expected.data[j]) : err <= tol;
         if (!ok) failed = true;
-        lines.push(`${c.name} ${name}: ${err.toExponential(2)}${byMerged ? ' (of max |merged|)' : ''} ${ok ? 'ok' : `FAIL (tol ${tol})`}`);
+        const how = exact ? (ok ? 'exact ok' : 'FAIL (not exact)') : ok ? 'ok' : `FAIL (tol ${tol})`;
+        lines.push(`${c.name} ${name}: ${err.toExponential(2)}${byMerged ? ' (of max |merged|)' : ''} ${how}`);
       }
     } else {
       lines.push(`${c.name}: ok`);
