@@ -3,8 +3,10 @@
 // names with the chosen method on WebGPU, draws the loss live, samples names and offers the
 // adapter files for download. The training code is examples/charlm/, the same as the Node script.
 //
-// URL parameters preset the form (method, rank, blocks, steps, batch, lr, temperature) and
-// `autostart=1` starts a run at once; window.__demo reports progress (used by test/e2e).
+// URL parameters preset the form (method, base, rank, blocks, steps, batch, lr, temperature) and
+// `autostart=1` starts a run at once; window.__demo reports progress (used by test/e2e). The base
+// select holds the frozen h1 and h2 weights in f32, f16 or NF4 (made on the GPU from the f32
+// weights, which the page keeps so that the next run can pick another format).
 //
 // Every form value is checked before a run and a bad one is shown beside its field; a run that
 // fails anyway is reported in the status line and leaves the page ready for the next one. Only a
@@ -18,13 +20,18 @@ import { normaliseNames, splitWords } from '../examples/charlm/data.js';
 import { METHODS, methodInfo } from '../examples/charlm/methods.js';
 import { methodById } from '../src/methods/registry.js';
 import { CharLM } from '../examples/charlm/model.js';
+import type { BaseFormat } from '../src/base.js';
 import { lossChartSvg, PALETTE } from '../examples/charlm/chart.js';
 import { finetune, finetuneData, type FinetuneResult } from '../examples/charlm/session.js';
 import { sampleNames } from '../examples/charlm/sample.js';
+import { mountGpt } from './gpt.js';
 
 interface RunView {
   label: string;
   method: AdapterMethod;
+  base: BaseFormat;
+  /** Device bytes of the frozen h1 and h2 weights during the run. */
+  baseBytes: number;
   losses: [number, number][];
   validationLoss?: number;
   samples: string[];
@@ -33,6 +40,7 @@ interface RunView {
 
 const form = {
   method: $<HTMLSelectElement>('method'),
+  base: $<HTMLSelectElement>('base'),
   rank: $<HTMLSelectElement>('rank'),
   blocks: $<HTMLSelectElement>('blocks'),
   steps: $<HTMLInputElement>('steps'),
@@ -54,7 +62,11 @@ interface DemoState {
   /** The form's errors from its last check, by field id. */
   fieldErrors: Partial<Record<FieldId, string>>;
   device?: string;
+  /** Validation loss of the base model without an adapter, on the base format of the last run (f32 at first). */
   baseValidationLoss?: number;
+  /** The base format of the model now, and the device bytes of its frozen h1 and h2 weights. */
+  baseFormat?: BaseFormat;
+  baseBytes?: number;
   /**
    * Test hook (test/e2e): the next run throws this message at its first progress report, after
    * its kernels and adapters exist, so the recovery from a mid-run failure can be checked. Every
@@ -76,6 +88,34 @@ const stopBtn = $<HTMLButtonElement>('stop');
 const statusEl = $('status');
 const statusBox = $('status-box');
 const lrNote = $('lr-note');
+const baseBytesEl = $('base-bytes');
+
+/** NF4 block size of the demo: bitsandbytes' default. */
+const NF4_BLOCK = 64;
+const BASE_NAMES: Record<BaseFormat, string> = { f32: 'f32', f16: 'f16', nf4: `NF4/${NF4_BLOCK}` };
+
+/** Device bytes of W0 [m, n] in `format`, packed as src/base.ts lays it out (NF4: codes and f32 absmax). */
+function baseBytesOf(format: BaseFormat, shapes: CharLM['moduleShapes']): number {
+  return Object.values(shapes).reduce((a, { n, m }) => {
+    const size = n * m;
+    if (format === 'f32') return a + 4 * size;
+    if (format === 'f16') return a + 4 * Math.ceil(size / 2);
+    return a + 4 * Math.ceil(size / 8) + 4 * Math.ceil(size / NF4_BLOCK);
+  }, 0);
+}
+
+/** What the chosen base takes on the device, beside the select. */
+function updateBaseNote(shapes: CharLM['moduleShapes'] | undefined): void {
+  const format = form.base.value as BaseFormat;
+  if (!shapes || !(format in BASE_NAMES)) {
+    baseBytesEl.textContent = '';
+    return;
+  }
+  const bytes = baseBytesOf(format, shapes);
+  const ratio = bytes / baseBytesOf('f32', shapes);
+  baseBytesEl.textContent = `${bytes.toLocaleString('en-US')} B${format === 'f32' ? '' : ` (${ratio.toFixed(2)}× f32)`}`;
+  baseBytesEl.title = `h1 + h2 weights on the GPU as ${BASE_NAMES[format]}: ${bytes} bytes`;
+}
 
 // Learning rates from docs/finetuning.md: 1e-2 is the rate of its results table and LoRA's best
 // of the sweep (3e-3, 1e-2, 3e-2). LoRMA₊ and LoRMA_π are best at 3e-3 and unstable at 1e-2:
@@ -144,6 +184,8 @@ function checkField(id: FieldId): string | undefined {
   switch (id) {
     case 'method':
       return known(form.method.value) ? undefined : (checkSelect(form.method, 'a method') ?? `Choose a method.`);
+    case 'base':
+      return checkSelect(form.base, 'a base format');
     case 'rank':
       return checkSelect(form.rank, 'a rank');
     case 'blocks':
@@ -155,6 +197,7 @@ function checkField(id: FieldId): string | undefined {
 
 interface Settings {
   method: AdapterMethod;
+  base: BaseFormat;
   rank: number;
   blocks: number;
   steps: number;
@@ -178,6 +221,7 @@ function checkForm(shapes: CharLM['moduleShapes'] | undefined): { settings?: Set
   const method = form.method.value as AdapterMethod;
   const settings: Settings = {
     method,
+    base: form.base.value as BaseFormat,
     rank: Number(form.rank.value),
     blocks: Number(form.blocks.value),
     steps: Number(form.steps.value),
@@ -346,10 +390,12 @@ function addRunRow(run: RunView, trainNames: Set<string>, shapes: CharLM['module
   const rank = Object.values(r.deltaRank).join(' / ');
   // The first step compiles the pipelines and is left out of the timing, so one step has none.
   const ms = r.steps > 1 ? r.msPerStep.toFixed(1) : '—';
-  const cells = [run.label, String(r.r), String(r.trainable), rank, ms, r.trainLoss.toFixed(4), r.validationLoss.toFixed(4)];
-  for (const c of cells) {
+  const base = `${BASE_NAMES[run.base]}, ${run.baseBytes.toLocaleString('en-US')} B`;
+  const cells = [run.label, String(r.r), String(r.trainable), rank, ms, r.trainLoss.toFixed(4), r.validationLoss.toFixed(4), base];
+  for (const [i, c] of cells.entries()) {
     const td = document.createElement('td');
     td.textContent = c;
+    if (i === cells.length - 1) td.className = 'base';
     tr.append(td);
   }
   const td = document.createElement('td');
@@ -436,7 +482,8 @@ function noWebGpuMessage(): Node[] {
 interface Loaded {
   model: CharLM;
   data: ReturnType<typeof finetuneData>;
-  base: number;
+  /** Validation loss of the model without an adapter, per base format (measured on first use). */
+  baseLosses: Partial<Record<BaseFormat, number>>;
 }
 
 let loaded: Loaded | undefined;
@@ -457,7 +504,7 @@ drawChart();
 
 async function startRun(): Promise<void> {
   if (!loaded || running || deviceLost) return;
-  const { model, data, base } = loaded;
+  const { model, data, baseLosses } = loaded;
   const { settings, errors } = checkForm(model.moduleShapes);
   showErrors(errors);
   if (!settings) {
@@ -465,10 +512,11 @@ async function startRun(): Promise<void> {
     if (first) form[first].focus();
     return;
   }
-  const { method, rank, blocks, steps, batch, lr, temperature } = settings;
+  const { method, base: baseFormat, rank, blocks, steps, batch, lr, temperature } = settings;
   const info = methodInfo(method);
-  const label = `${info.label} r${info.rankFor(rank, model.moduleShapes.h1)}${usesBlocks(method) ? ` b${blocks}` : ''} (run ${state.runs.length + 1})`;
-  const run: RunView = { label, method, losses: [], samples: [] };
+  const baseTag = baseFormat === 'f32' ? '' : ` ${BASE_NAMES[baseFormat]}`;
+  const label = `${info.label} r${info.rankFor(rank, model.moduleShapes.h1)}${usesBlocks(method) ? ` b${blocks}` : ''}${baseTag} (run ${state.runs.length + 1})`;
+  const run: RunView = { label, method, base: baseFormat, baseBytes: baseBytesOf(baseFormat, model.moduleShapes), losses: [], samples: [] };
   state.runs.push(run);
   running = true;
   stop = false;
@@ -477,6 +525,14 @@ async function startRun(): Promise<void> {
   setStatus('running', `${label}: compiling kernels…`);
   drawChart();
   try {
+    if (model.base.format !== baseFormat) {
+      setStatus('running', `${label}: making the ${BASE_NAMES[baseFormat]} base on the GPU…`);
+      await model.setBase({ format: baseFormat, blockSize: baseFormat === 'nf4' ? NF4_BLOCK : undefined });
+    }
+    state.baseFormat = model.base.format;
+    state.baseBytes = run.baseBytes = model.baseBytes;
+    const base = (baseLosses[baseFormat] ??= await model.evaluate(data.validation.ids, data.validation.targets));
+    state.baseValidationLoss = base;
     const result = await finetune(
       model,
       data,
@@ -517,7 +573,10 @@ async function startRun(): Promise<void> {
     run.samples = result.samples;
     drawChart();
     addRunRow(run, data.trainNames, model.moduleShapes);
-    setStatus('done', `${label}: done, ${result.steps} steps; validation loss ${result.validationLoss.toFixed(4)} (base ${base.toFixed(4)}).`);
+    setStatus(
+      'done',
+      `${label}: done, ${result.steps} steps; validation loss ${result.validationLoss.toFixed(4)} (base model${baseTag} ${base.toFixed(4)}).`,
+    );
   } catch (e) {
     // finetune() has removed and destroyed the run's adapters, so the model is the base model
     // again; the run leaves the chart and the list, and the page takes the next run as usual.
@@ -553,6 +612,8 @@ async function main(): Promise<void> {
   const info = ctx.adapterInfo;
   state.device = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'WebGPU adapter';
   $('device').textContent = `Device: ${state.device}`;
+  // The GPT panel (demo/gpt.ts) shares the device; its model loads only when asked.
+  mountGpt(ctx, $('gpt-demo'));
   void ctx.lost.then((l) => {
     deviceLost = true;
     fail(`The GPU device was lost (${l.reason}: ${l.message}). Reload the page.`);
@@ -567,7 +628,11 @@ async function main(): Promise<void> {
   state.baseValidationLoss = base;
   const temperature = checkField('temperature') ? 0.8 : Number(form.temperature.value);
   addSamples('base model', await sampleNames(model, { count: 12, seed: 7, temperature }), data.trainNames);
-  loaded = { model, data, base };
+  loaded = { model, data, baseLosses: { f32: base } };
+  state.baseFormat = 'f32';
+  state.baseBytes = model.baseBytes;
+  form.base.addEventListener('change', () => updateBaseNote(model.moduleShapes));
+  updateBaseNote(model.moduleShapes);
   setStatus(
     'ready',
     `Ready. Base model validation loss on Pokémon names: ${base.toFixed(4)} (${names.length} names, ${split.train.length} for training).`,

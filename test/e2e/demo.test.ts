@@ -4,7 +4,8 @@
 // decode and that the legend fits; that bad settings are refused beside their fields without
 // starting a run; that a failed run leaves the page usable for the next; that the learning rate
 // follows the method; and checks the no-WebGPU message. Saves screenshots (demo.png after a run,
-// demo-empty.png, demo-field-error.png) to test/e2e/artifacts/, or $E2E_ARTIFACTS.
+// demo-empty.png, demo-field-error.png) to test/e2e/artifacts/, or $E2E_ARTIFACTS. A run on an NF4
+// base checks the base select, its bytes and the run's base column.
 //
 // Needs /usr/bin/chromium (or $CHROMIUM_PATH): `apt-get install chromium` on Debian. Without it
 // the test fails and says so: CI installs it.
@@ -46,6 +47,8 @@ interface DemoState {
   failNextRun?: string;
   device?: string;
   baseValidationLoss?: number;
+  baseFormat?: string;
+  baseBytes?: number;
   runs: { label: string; losses: [number, number][]; validationLoss?: number; samples: string[] }[];
 }
 
@@ -316,6 +319,98 @@ describe('e2e: in-browser fine-tuning demo in headless Chromium', function () {
     expect(await page.locator('#runs tbody tr').count()).to.equal(1);
     expect(await page.locator('#start').isEnabled()).to.equal(true);
     expect(errors).to.deep.equal([]);
+    await page.close();
+  });
+
+  it('fine-tunes on an NF4 base, made on the GPU, and shows its bytes', async () => {
+    const steps = 10;
+    const { page, errors } = await open(`method=lora&base=nf4&steps=${steps}&batch=32&lr=0.02`);
+    const first = await ready(page);
+    expect(first.status, first.message).to.equal('ready');
+    expect(first.baseFormat).to.equal('f32');
+    // h1 + h2: 2 × 128 × 128 values; NF4 in blocks of 64 is 4 bits a value and an f32 absmax a block.
+    expect(await page.locator('#base-bytes').textContent()).to.equal('18,432 B (0.14× f32)');
+    await page.selectOption('#base', 'f16');
+    expect(await page.locator('#base-bytes').textContent()).to.equal('65,536 B (0.50× f32)');
+    await page.selectOption('#base', 'nf4');
+    await page.click('#start');
+    await page.waitForFunction(() => ['done', 'failed', 'error'].includes((window as unknown as { __demo: DemoState }).__demo.status), undefined, {
+      timeout: 300_000,
+      polling: 250,
+    });
+    const s = await demoState(page);
+    expect(s.status, `${s.message} ${errors.join('; ')}`).to.equal('done');
+    expect(s.baseFormat).to.equal('nf4');
+    expect(s.baseBytes).to.equal(18_432);
+    expect(s.runs[0].label).to.equal('LoRA r4 NF4/64 (run 1)');
+    expect(s.runs[0].losses.length).to.equal(steps);
+    expect(s.baseValidationLoss, 'the NF4 base model is measured on its own').to.not.equal(first.baseValidationLoss);
+    expect(s.runs[0].validationLoss).to.be.a('number').and.below(s.baseValidationLoss!);
+    expect(await page.locator('#runs tbody tr').first().locator('td').nth(7).textContent()).to.equal('NF4/64, 18,432 B');
+    expect(errors).to.deep.equal([]);
+    await page.close();
+  });
+
+  it('fine-tunes the GPT with LoRA and then BoRA on q_proj and v_proj: the loss falls and the adapter downloads', async () => {
+    interface GptState {
+      status: string;
+      message: string;
+      baseValidationLoss?: number;
+      runs: { label: string; losses: [number, number][]; tokensPerSecond: number; validationLoss?: number; samples: string[] }[];
+    }
+    const gptState = (page: Page) => page.evaluate(() => (window as unknown as { __gpt: GptState }).__gpt);
+    const waitRuns = (page: Page, n: number) =>
+      page.waitForFunction(
+        (k) => {
+          const g = (window as unknown as { __gpt: GptState }).__gpt;
+          return (g.runs.length === k && ['done', 'failed', 'error'].includes(g.status)) || g.status === 'error';
+        },
+        n,
+        { timeout: 480_000, polling: 500 },
+      );
+    const steps = 12;
+    const { page, errors } = await open(`gpt=1&gptautostart=1&gptmethod=lora&gpttargets=q_proj,v_proj&gptsteps=${steps}&gptbatch=4&gptlr=0.03`);
+    await waitRuns(page, 1);
+    const s = await gptState(page);
+    expect(s.status, `${s.message} ${errors.join('; ')}`).to.equal('done');
+    const losses = s.runs[0].losses.map(([, l]) => l);
+    expect(losses.length).to.equal(steps);
+    expect(mean(losses.slice(-4)), `GPT loss should fall: ${losses.map((l) => l.toFixed(3)).join(' ')}`).to.be.below(mean(losses.slice(0, 4)));
+    expect(s.runs[0].validationLoss).to.be.a('number').and.below(s.baseValidationLoss!);
+    expect(s.runs[0].tokensPerSecond).to.be.above(0);
+    expect(await page.locator('#gpt-status').textContent()).to.match(/tokens\/s/);
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.locator('#gpt-runs tbody tr button:has-text("weights")').first().click(),
+    ]);
+    const [configDownload] = await Promise.all([
+      page.waitForEvent('download'),
+      page.locator('#gpt-runs tbody tr button:has-text("config")').first().click(),
+    ]);
+    const adapter = decodeAdapter({
+      safetensors: new Uint8Array(readFileSync((await download.path())!)),
+      config: readFileSync((await configDownload.path())!).toString('utf8'),
+    });
+    expect(adapter.config.method).to.equal('lora');
+    expect(adapter.config.target_modules).to.deep.equal(['q_proj', 'v_proj']);
+    expect(Object.keys(adapter.modules).sort()).to.deep.equal(
+      ['layers.0.self_attn.q_proj', 'layers.0.self_attn.v_proj', 'layers.1.self_attn.q_proj', 'layers.1.self_attn.v_proj'].sort(),
+    );
+    expect(Object.values(adapter.modules).some((m) => m.lora_B!.data.some((v) => v !== 0))).to.equal(true);
+
+    // A second method in the same page.
+    await page.selectOption('#gpt-method', 'bora');
+    await page.click('#gpt-start');
+    await waitRuns(page, 2);
+    const t = await gptState(page);
+    expect(t.status, `${t.message} ${errors.join('; ')}`).to.equal('done');
+    const bora = t.runs[1].losses.map(([, l]) => l);
+    expect(mean(bora.slice(-4)), `BoRA loss should fall: ${bora.map((l) => l.toFixed(3)).join(' ')}`).to.be.below(mean(bora.slice(0, 4)));
+    expect(await page.locator('#gpt-runs tbody tr').count()).to.equal(2);
+    expect(await page.locator('#gpt-chart svg path').count()).to.be.at.least(2);
+    expect(errors).to.deep.equal([]);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, 'demo-gpt.png'), fullPage: true });
     await page.close();
   });
 
