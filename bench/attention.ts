@@ -32,16 +32,16 @@ fn scatter(@builtin(global_invocation_id) g: vec3<u32>) {
   let t = g.x / P.hd; let c = g.x % P.hd;
   dst[(t * P.heads + P.h) * P.hd + c] = src[g.x];
 }
-// In place on S [T, T] (already scaled): masked softmax per row.
+// dst = P [T, T], the masked softmax per row of src = S [T, T] (already scaled).
 @compute @workgroup_size(64)
 fn softmax(@builtin(global_invocation_id) g: vec3<u32>) {
   let i = g.x;
   if (i >= P.T) { return; }
   let n = select(P.T, i + 1u, P.causal == 1u);
   var m = -3.0e38;
-  for (var j = 0u; j < n; j++) { m = max(m, dst[i * P.T + j]); }
+  for (var j = 0u; j < n; j++) { m = max(m, src[i * P.T + j]); }
   var s = 0.0;
-  for (var j = 0u; j < n; j++) { let e = exp(dst[i * P.T + j] - m); dst[i * P.T + j] = e; s += e; }
+  for (var j = 0u; j < n; j++) { let e = exp(src[i * P.T + j] - m); dst[i * P.T + j] = e; s += e; }
   for (var j = 0u; j < P.T; j++) { dst[i * P.T + j] = select(0.0, dst[i * P.T + j] / s, j < n); }
 }
 // dst = dP [T, T] in, dS out, with src = P.
@@ -123,8 +123,9 @@ async function naiveStep(enc: GPUCommandEncoder): Promise<void> {
     ] as const)
       naiveKernel(enc, 'gather', h, s, d, T * headDim);
     // Forward: P = softmax(scale·Q Kᵀ + mask), Y = P V.
-    await matmul(ctx, { a: n.q, b: n.k, c: n.p, M: T, N: T, K: headDim, transB: true, alpha: scale }, enc);
-    naiveKernel(enc, 'softmax', h, n.p, n.p, T);
+    // S goes to ds (free until dP), so the softmax reads one matrix and writes the other.
+    await matmul(ctx, { a: n.q, b: n.k, c: n.ds, M: T, N: T, K: headDim, transB: true, alpha: scale }, enc);
+    naiveKernel(enc, 'softmax', h, n.ds, n.p, T);
     await matmul(ctx, { a: n.p, b: n.v, c: n.y, M: T, N: headDim, K: T }, enc);
     // Backward: dV = Pᵀ dY, dP = dY Vᵀ, dS = P ⊙ (dP − rowsum), dQ = scale·dS K, dK = scale·dSᵀ Q.
     await matmul(ctx, { a: n.p, b: n.dy, c: n.dv, M: T, N: headDim, K: T, transA: true }, enc);
@@ -167,12 +168,15 @@ for (const name of ['y', 'dq', 'dk', 'dv'] as const) {
 }
 
 const times: Record<'fused' | 'naive', number[]> = { fused: [], naive: [] };
+// Worker-thread CPU per run: on lavapipe the shaders' own cost, which other processes' load moves far less than GPU time.
+const cpu: Record<'fused' | 'naive', number[]> = { fused: [], naive: [] };
 for (let r = 0; r < rounds; r++) {
   // Alternating order, so load from other processes lands on both alike.
   const order = r % 2 === 0 ? (['fused', 'naive'] as const) : (['naive', 'fused'] as const);
   for (const which of order) {
-    const t = await timeEncoded(ctx, which === 'fused' ? fusedStep : naiveStep, { warmup: r === 0 ? 1 : 0, reps: 1 });
+    const t = await timeEncoded(ctx, which === 'fused' ? fusedStep : naiveStep, { warmup: r === 0 ? 1 : 0, reps: 3 });
     times[which].push(t.medianMs);
+    if (t.cpuMs !== undefined && t.cpuMs !== null) cpu[which].push(t.cpuMs);
   }
 }
 const ratios = times.naive.map((n, i) => n / times.fused[i]);
@@ -186,4 +190,11 @@ console.log(
   `  naive  ${medianOf(times.naive).toFixed(1)} ms, allocates ${mib(naiveBytes)} (of which ${mib(2 * T * T * 4)} are the two T×T matrices)`,
 );
 console.log(`  naive / fused: ${medianOf(ratios).toFixed(2)}× (median of per-round ratios; rounds ${ratios.map((x) => x.toFixed(2)).join(', ')})`);
+if (cpu.fused.length === rounds && cpu.naive.length === rounds) {
+  const cpuRatios = cpu.naive.map((n, i) => n / cpu.fused[i]);
+  console.log(
+    `  worker CPU per run: fused ${medianOf(cpu.fused).toFixed(1)} ms, naive ${medianOf(cpu.naive).toFixed(1)} ms; naive / fused ${medianOf(cpuRatios).toFixed(2)}× ` +
+      `(rounds ${cpuRatios.map((x) => x.toFixed(2)).join(', ')})`,
+  );
+}
 ctx.destroy();

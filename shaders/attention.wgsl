@@ -6,12 +6,13 @@
 // (b·heads + h)·T + t.
 //
 // No T×T score matrix exists anywhere. An invocation owns ROWS consecutive rows of one (b, h) and
-// streams the other side's rows past them:
+// streams the other side's rows past them, KB at a time:
 //   forward    query rows; keys stream; running max m, sum l and unnormalised output per row
 //              (online softmax), rescaled once per KB keys; saves lse = m + log l;
 //   backward   pass 1 (dq): query rows; D = rowsum(dY ⊙ Y) first, then P = exp(S − lse) recomputed,
 //              dS = P ⊙ (dY·V − D), dQ += dS K;
 //              pass 2 (dkv): key rows; queries stream; dV += Pᵀ dY, dK += dSᵀ Q.
+// Column loops run to the uniform P.hd, not the constant HD (see AttnParams.hd).
 // Every output has exactly one writer, so no atomics and no barriers: on lavapipe a barrier splits
 // the workgroup loop, and the ROWS rows an invocation holds share each streamed row's loads.
 //
@@ -22,9 +23,9 @@
 // element e of invocation l sits at e·WG + l, so the lanes of one SIMD batch touch adjacent words.
 
 override HD: u32 = 32u;    // head width, floats; 1 … 128
-override ROWS: u32 = 1u;   // rows per invocation, 1 … 4
-override KB: u32 = 4u;     // keys per online-softmax rescale in the forward; ≤ 8
-override WG: u32 = 16u;    // invocations per workgroup: the host fits WG·ROWS·HD·(2, 3 or 4) floats in workgroup memory
+override ROWS: u32 = 4u;   // rows per invocation, 1 … 4 (the host's attentionRows)
+override KB: u32 = 4u;     // streamed rows per step (keys, or queries in the dk/dv pass); ROWS·KB ≤ 32
+override WG: u32 = 8u;     // invocations per workgroup: the host fits WG·ROWS·HD·(2, 3 or 4) floats in workgroup memory
 override E: u32 = ROWS * HD;   // floats of one held block of rows
 const NEG: f32 = -3.0e38;  // stands for −∞: exp(NEG − m) is 0 for every finite m
 
@@ -33,8 +34,12 @@ struct AttnParams {
   heads: u32,    // heads per token
   causal: u32,   // 1: row t sees keys 0 … t; 0: every key
   scale: f32,    // multiplier of q·k (dimensionless)
-  blocks: u32,   // ceil(T / ROWS): row blocks per (b, h)
-  count: u32,    // batch·heads·blocks: invocations with work
+  groups: u32,   // ceil(T / (WG·ROWS)): workgroups per (b, h)
+  count: u32,    // batch·heads·groups: workgroups with work
+  // HD again, as a value the compiler cannot see: every column loop runs to it. With the constant
+  // HD as bound, LLVM on lavapipe unrolls those loops and the first dispatch of a new HD spends
+  // 30 s to minutes compiling (118 s against 0.7 s for the forward at HD = 24, ROWS = 1).
+  hd: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: AttnParams;
@@ -42,16 +47,22 @@ struct AttnParams {
 @group(0) @binding(2) var<storage, read> K: array<f32>;
 @group(0) @binding(3) var<storage, read> V: array<f32>;
 
-// The invocation's (b·heads + h) and first row, or false past the last block.
+// A workgroup owns WG·ROWS consecutive rows of one (b, h). bh and the workgroup's first and last
+// rows are the same in every lane, so the streamed rows' addresses are too: lavapipe then loads
+// each streamed float once for all lanes instead of gathering it lane by lane, and the loops over
+// streamed rows run to a bound that is the same in every lane (the causal mask is a select).
 struct Slot {
-  bh: u32,
-  row0: u32,
+  bh: u32,     // b·heads + h; 0xffffffff past the last workgroup
+  row0: u32,   // this invocation's first row
+  first: u32,  // the workgroup's first row
+  last: u32,   // the workgroup's last row below T
 }
 
 fn slot(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> Slot {
-  let g = linear_workgroup(wid, nwg) * WG + lid.x;
-  if (g >= P.count) { return Slot(0xffffffffu, 0u); }
-  return Slot(g / P.blocks, (g % P.blocks) * ROWS);
+  let w = linear_workgroup(wid, nwg);
+  if (w >= P.count) { return Slot(0xffffffffu, 0u, 0u, 0u); }
+  let first = (w % P.groups) * WG * ROWS;
+  return Slot(w / P.groups, first + lid.x * ROWS, first, min(first + WG * ROWS, P.T) - 1u);
 }
 
 // Index of head bh's first float in row t.
@@ -90,20 +101,19 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
   var l = array<f32, 4>(0.0, 0.0, 0.0, 0.0);   // running Σ exp(score − m)
   for (var r = 0u; r < ROWS; r++) {
     let at = head_at(s.bh, min(s.row0 + r, P.T - 1u));
-    for (var c = 0u; c < HD; c++) {
+    for (var c = 0u; c < P.hd; c++) {
       W0[el(r * HD + c, lane)] = P.scale * Q[at + c];
       W1[el(r * HD + c, lane)] = 0.0;
     }
   }
-  let last = s.row0 + ROWS - 1u;   // the block's last row
-  let keys = select(P.T, min(last + 1u, P.T), P.causal == 1u);
+  let keys = select(P.T, s.last + 1u, P.causal == 1u);
   for (var j0 = 0u; j0 < keys; j0 += KB) {
     var kat = array<u32, 8>(0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u);
     for (var kb = 0u; kb < KB; kb++) { kat[kb] = head_at(s.bh, min(j0 + kb, keys - 1u)); }
     // Scores of the KB keys, [ROWS][KB]; masked ones (the future, or past the last key) are NEG.
     var sc = array<f32, 32>();
     // Column-outer, so the row and key loops inside unroll and every private index is constant.
-    for (var c = 0u; c < HD; c++) {
+    for (var c = 0u; c < P.hd; c++) {
       for (var kb = 0u; kb < KB; kb++) {
         let kc = K[kat[kb] + c];
         for (var r = 0u; r < ROWS; r++) { sc[r * KB + kb] += W0[el(r * HD + c, lane)] * kc; }
@@ -131,7 +141,7 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
       m[r] = mx;
       l[r] = sum;
     }
-    for (var c = 0u; c < HD; c++) {
+    for (var c = 0u; c < P.hd; c++) {
       var add = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
       for (var kb = 0u; kb < KB; kb++) {
         let vc = V[kat[kb] + c];
@@ -148,7 +158,7 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     if (t >= P.T) { break; }
     let at = head_at(s.bh, t);
     let inv = 1.0 / l[r];
-    for (var c = 0u; c < HD; c++) { F_y[at + c] = W1[el(r * HD + c, lane)] * inv; }
+    for (var c = 0u; c < P.hd; c++) { F_y[at + c] = W1[el(r * HD + c, lane)] * inv; }
     F_lse[s.bh * P.T + t] = m[r] + log(l[r]);
   }
 }
@@ -165,6 +175,7 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
 @group(0) @binding(8) var<storage, read_write> KV_dv: array<f32>;
 
 // Pass 1, per query row i: D_i = dy_i · y_i, then dq_i = scale · Σ_j P_ij (dy_i · v_j − D_i) k_j.
+// Keys stream KB at a time, so each dq element is read and written once per KB keys.
 @compute @workgroup_size(WG)
 fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -177,7 +188,7 @@ fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     let t = min(s.row0 + r, P.T - 1u);
     let at = head_at(s.bh, t);
     var d = 0.0;
-    for (var c = 0u; c < HD; c++) {
+    for (var c = 0u; c < P.hd; c++) {
       let e = el(r * HD + c, lane);
       W0[e] = P.scale * Q[at + c];
       let g = B_dy[at + c];
@@ -189,31 +200,42 @@ fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     lse[r] = B_lse[s.bh * P.T + t];
     if (s.row0 + r < P.T) { Q_D[s.bh * P.T + t] = d; }
   }
-  let last = s.row0 + ROWS - 1u;
-  let keys = select(P.T, min(last + 1u, P.T), P.causal == 1u);
-  for (var j = 0u; j < keys; j++) {
-    let at = head_at(s.bh, j);
-    var sc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-    var dp = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-    for (var c = 0u; c < HD; c++) {
-      let kc = K[at + c];
-      let vc = V[at + c];
+  let keys = select(P.T, s.last + 1u, P.causal == 1u);
+  for (var j0 = 0u; j0 < keys; j0 += KB) {
+    var kat = array<u32, 8>(0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u);
+    for (var kb = 0u; kb < KB; kb++) { kat[kb] = head_at(s.bh, min(j0 + kb, keys - 1u)); }
+    // [ROWS][KB]: scores, then dY·V, then dS.
+    var sc = array<f32, 32>();
+    var dp = array<f32, 32>();
+    for (var c = 0u; c < P.hd; c++) {
       for (var r = 0u; r < ROWS; r++) {
         let e = el(r * HD + c, lane);
-        sc[r] += W0[e] * kc;
-        dp[r] += W1[e] * vc;
+        let qc = W0[e];
+        let gc = W1[e];
+        for (var kb = 0u; kb < KB; kb++) {
+          sc[r * KB + kb] += qc * K[kat[kb] + c];
+          dp[r * KB + kb] += gc * V[kat[kb] + c];
+        }
       }
     }
-    var ds = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-    for (var r = 0u; r < ROWS; r++) {
-      let masked = P.causal == 1u && j > s.row0 + r;
-      ds[r] = select(exp(sc[r] - lse[r]) * (dp[r] - dd[r]), 0.0, masked);
+    for (var kb = 0u; kb < KB; kb++) {
+      let j = j0 + kb;
+      for (var r = 0u; r < ROWS; r++) {
+        let masked = j >= keys || (P.causal == 1u && j > s.row0 + r);
+        let i = r * KB + kb;
+        // A select, not a product: exp of a masked score may overflow.
+        sc[i] = select(exp(sc[i] - lse[r]) * (dp[i] - dd[r]), 0.0, masked);
+      }
     }
-    for (var c = 0u; c < HD; c++) {
-      let kc = K[at + c];
+    for (var c = 0u; c < P.hd; c++) {
+      var add = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+      for (var kb = 0u; kb < KB; kb++) {
+        let kc = K[kat[kb] + c];
+        for (var r = 0u; r < ROWS; r++) { add[r] += sc[r * KB + kb] * kc; }
+      }
       for (var r = 0u; r < ROWS; r++) {
         let e = el(r * HD + c, lane);
-        W2[e] += ds[r] * kc;
+        W2[e] += add[r];
       }
     }
   }
@@ -221,11 +243,12 @@ fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     let t = s.row0 + r;
     if (t >= P.T) { break; }
     let at = head_at(s.bh, t);
-    for (var c = 0u; c < HD; c++) { Q_dq[at + c] = P.scale * W2[el(r * HD + c, lane)]; }
+    for (var c = 0u; c < P.hd; c++) { Q_dq[at + c] = P.scale * W2[el(r * HD + c, lane)]; }
   }
 }
 
 // Pass 2, per key row j: dv_j = Σ_i P_ij dy_i, dk_j = scale · Σ_i P_ij (dy_i · v_j − D_i) q_i.
+// Queries stream KB at a time, so each dk and dv element is read and written once per KB queries.
 @compute @workgroup_size(WG)
 fn attention_backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -234,7 +257,7 @@ fn attention_backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
   let lane = lid.x;
   for (var r = 0u; r < ROWS; r++) {
     let at = head_at(s.bh, min(s.row0 + r, P.T - 1u));
-    for (var c = 0u; c < HD; c++) {
+    for (var c = 0u; c < P.hd; c++) {
       let e = el(r * HD + c, lane);
       W0[e] = P.scale * K[at + c];
       W1[e] = V[at + c];
@@ -242,37 +265,57 @@ fn attention_backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
       W3[e] = 0.0;
     }
   }
-  // Causal: query rows before the block's first key see none of its keys.
-  let first = select(0u, s.row0, P.causal == 1u);
-  for (var i = first; i < P.T; i++) {
-    let at = head_at(s.bh, i);
-    let li = B_lse[s.bh * P.T + i];
-    let di = KV_D[s.bh * P.T + i];
-    var sc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-    var dp = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-    for (var c = 0u; c < HD; c++) {
-      let qc = Q[at + c];
-      let gc = B_dy[at + c];
+  // Causal: query rows before the workgroup's first key see none of its keys.
+  let first = select(0u, s.first, P.causal == 1u);
+  for (var i0 = first; i0 < P.T; i0 += KB) {
+    var qat = array<u32, 8>(0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u);
+    var li = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    var di = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    for (var kb = 0u; kb < KB; kb++) {
+      let i = min(i0 + kb, P.T - 1u);
+      qat[kb] = head_at(s.bh, i);
+      li[kb] = B_lse[s.bh * P.T + i];
+      di[kb] = KV_D[s.bh * P.T + i];
+    }
+    // [ROWS][KB]: scores, then P; dY·V, then dS.
+    var sc = array<f32, 32>();
+    var dp = array<f32, 32>();
+    for (var c = 0u; c < P.hd; c++) {
       for (var r = 0u; r < ROWS; r++) {
         let e = el(r * HD + c, lane);
-        sc[r] += W0[e] * qc;
-        dp[r] += W1[e] * gc;
+        let kc = W0[e];
+        let vc = W1[e];
+        for (var kb = 0u; kb < KB; kb++) {
+          sc[r * KB + kb] += kc * Q[qat[kb] + c];
+          dp[r * KB + kb] += vc * B_dy[qat[kb] + c];
+        }
       }
     }
-    var p = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-    var ds = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-    for (var r = 0u; r < ROWS; r++) {
-      let masked = P.causal == 1u && i < s.row0 + r;
-      p[r] = select(exp(sc[r] - li), 0.0, masked);
-      ds[r] = p[r] * (dp[r] - di);
+    for (var kb = 0u; kb < KB; kb++) {
+      let i = i0 + kb;
+      for (var r = 0u; r < ROWS; r++) {
+        let masked = i >= P.T || (P.causal == 1u && i < s.row0 + r);
+        let x = r * KB + kb;
+        let p = select(exp(sc[x] - li[kb]), 0.0, masked);
+        sc[x] = p;
+        dp[x] = p * (dp[x] - di[kb]);
+      }
     }
-    for (var c = 0u; c < HD; c++) {
-      let qc = Q[at + c];
-      let gc = B_dy[at + c];
+    for (var c = 0u; c < P.hd; c++) {
+      var ak = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+      var av = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+      for (var kb = 0u; kb < KB; kb++) {
+        let qc = Q[qat[kb] + c];
+        let gc = B_dy[qat[kb] + c];
+        for (var r = 0u; r < ROWS; r++) {
+          av[r] += sc[r * KB + kb] * gc;
+          ak[r] += dp[r * KB + kb] * qc;
+        }
+      }
       for (var r = 0u; r < ROWS; r++) {
         let e = el(r * HD + c, lane);
-        W3[e] += p[r] * gc;
-        W2[e] += ds[r] * qc;
+        W3[e] += av[r];
+        W2[e] += ak[r];
       }
     }
   }
@@ -280,7 +323,7 @@ fn attention_backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
     let t = s.row0 + r;
     if (t >= P.T) { break; }
     let at = head_at(s.bh, t);
-    for (var c = 0u; c < HD; c++) {
+    for (var c = 0u; c < P.hd; c++) {
       let e = el(r * HD + c, lane);
       KV_dk[at + c] = P.scale * W2[e];
       KV_dv[at + c] = W3[e];

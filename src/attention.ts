@@ -23,7 +23,7 @@ export interface AttentionShape {
   scale?: number;
 }
 
-/** The head widths the kernels hold in registers: one query (and one accumulator) row per invocation row. */
+/** The widest head the kernels take: each invocation holds 2 to 4 blocks of ROWS·headDim floats in workgroup memory. */
 export const ATTENTION_MAX_HEAD_DIM = 128;
 
 const SHADER = 'attention';
@@ -104,44 +104,45 @@ function checkCall(where: string, ctx: Context, p: unknown, opts: unknown): void
   checkDistinct(where, given);
 }
 
-/** Workgroups for one invocation per (batch, head, block of rows). */
+/** Workgroups: each holds WG·ROWS consecutive rows of one (batch, head). */
 function blockGroups(d: Dims, rowsPerInvocation: number, wg: number): number {
-  return Math.ceil((d.batch * d.heads * Math.ceil(d.T / rowsPerInvocation)) / wg);
+  return d.batch * d.heads * Math.ceil(d.T / (rowsPerInvocation * wg));
 }
 
 /**
  * The entry point's override constants. Each invocation keeps `held` blocks of ROWS·HD floats in
- * its own slice of workgroup memory (shaders/attention.wgsl), so the workgroup is as wide as the
- * device's workgroup memory allows, up to 32 (lavapipe's 32 KiB: 32 in the forward at HD·ROWS = 128).
+ * its own slice of workgroup memory (shaders/attention.wgsl). A workgroup holds at most 32 rows
+ * (WG·ROWS), fewer where the device's workgroup memory is short (lavapipe's 32 KiB at HD = 128:
+ * WG = 4): under the causal mask a workgroup streams every key up to its last row, so taller
+ * workgroups waste more. KB = 4 streamed rows per step (8 measured no faster at ROWS = 4).
  */
-function constantsFor(ctx: Context, d: Dims, held: number): { HD: number; ROWS: number; WG: number } {
+function constantsFor(ctx: Context, d: Dims, held: number): { HD: number; ROWS: number; WG: number; KB: number } {
   const ROWS = attentionRows(ctx, d.headDim);
   const perLane = held * ROWS * d.headDim * 4;
-  let WG = 32;
+  let WG = 32 / ROWS;
   while (WG > 1 && WG * perLane > ctx.limits.maxComputeWorkgroupStorageSize) WG /= 2;
-  return { HD: d.headDim, ROWS, WG };
+  return { HD: d.headDim, ROWS, WG, KB: 4 };
 }
 
-function uniforms(d: Dims, blockRows: number) {
+function uniforms(d: Dims, c: { ROWS: number; WG: number }) {
   return {
     T: d.T,
     heads: d.heads,
     causal: d.causal ? 1 : 0,
     scale: d.scale,
-    blocks: Math.ceil(d.T / blockRows),
-    count: d.batch * d.heads * Math.ceil(d.T / blockRows),
+    groups: Math.ceil(d.T / (c.ROWS * c.WG)),
+    count: blockGroups(d, c.ROWS, c.WG),
+    hd: d.headDim,
   };
 }
 
 /**
- * Rows per invocation: several rows share every streamed k and v (or q and dy) load, which pays
- * on lavapipe; as many as keep a 32-wide workgroup's slices (4 blocks of ROWS·HD floats in the
- * dk/dv pass) inside the device's workgroup memory, at most 4.
+ * Rows per invocation: the ROWS rows an invocation holds share every streamed k and v (or q and
+ * dy) load and every read-modify-write of the accumulators. 4 measured best on lavapipe (8 was
+ * not clearly faster and needs twice the workgroup memory; docs/attention.md); the kernels hold at most 4.
  */
 export function attentionRows(_ctx: Context, _headDim: number): number {
-  // Held at 1: on lavapipe the backward with ROWS > 1 and HD = 17 or 20 never finished (HD = 16
-  // was correct); not yet diagnosed, see the report of issue 16 part A.
-  return 1;
+  return 4;
 }
 
 /**
@@ -170,7 +171,7 @@ export async function attentionForward(
       shader: SHADER,
       entry: 'attention_forward',
       constants,
-      params: uniforms(d, constants.ROWS),
+      params: uniforms(d, constants),
       bindings: [q, k, v, lse, y],
       workgroups: blockGroups(d, constants.ROWS, constants.WG),
       label: `attention forward ${d.batch}x${d.T}x${d.heads}x${d.headDim}`,
@@ -217,7 +218,7 @@ export async function attentionBackward(
       shader: SHADER,
       entry: 'attention_backward_dq',
       constants: cq,
-      params: uniforms(d, cq.ROWS),
+      params: uniforms(d, cq),
       bindings: [q, k, v, lse, dy, rowSums, y, dq],
       workgroups: blockGroups(d, cq.ROWS, cq.WG),
       label: `attention backward dq ${d.batch}x${d.T}x${d.heads}x${d.headDim}`,
@@ -226,7 +227,7 @@ export async function attentionBackward(
       shader: SHADER,
       entry: 'attention_backward_dkv',
       constants: ckv,
-      params: uniforms(d, ckv.ROWS),
+      params: uniforms(d, ckv),
       bindings: [q, k, v, lse, dy, rowSums, dk, dv],
       workgroups: blockGroups(d, ckv.ROWS, ckv.WG),
       label: `attention backward dk dv ${d.batch}x${d.T}x${d.heads}x${d.headDim}`,

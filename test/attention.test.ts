@@ -177,22 +177,22 @@ describe('attention bad input', () => {
     await expectThrows(() => attentionForward(ctx, { ...s, q, k, v }), /attention\.forward/, /'k' has shape \[10, 33\]/, /heads·headDim/);
     const k2 = ctx.zeros([9, 32]);
     await expectThrows(() => attentionForward(ctx, { ...s, q, k: k2, v }), /'k' has shape \[9, 32\]/, /batch·T/);
-    await expectThrows(() => attentionForward(ctx, { ...s, T: 4, q, k: v, v: q }), /'q'.*\[8, 32\]/);
+    // q is checked first; its 10 rows are not batch·T = 2·4.
+    await expectThrows(() => attentionForward(ctx, { ...s, T: 4, q, k: k2, v }), /'q'.*\[10, 32\]/, /\[8, 32\]/);
     const lse = ctx.zeros([19]);
-    const y = ctx.zeros(shape);
-    await expectThrows(
-      () => attentionBackward(ctx, { ...s, q, k: v, v: y, y: ctx.zeros(shape), lse, dy: ctx.zeros(shape) }),
-      /attention\.backward/,
-      /'lse'/,
-      /\[20\]/,
-    );
-    for (const t of [q, k, v, k2, lse, y]) t.destroy();
+    const [k3, y, dy] = [0, 1, 2].map(() => ctx.zeros(shape));
+    await expectThrows(() => attentionBackward(ctx, { ...s, q, k: k3, v, y, lse, dy }), /attention\.backward/, /'lse'/, /\[20\]/);
+    for (const t of [q, k, v, k2, k3, lse, y, dy]) t.destroy();
   });
 
   it('refuses headDim past 128, a bad scale, a non-boolean causal, and T past the device’s binding limit', async () => {
     const ctx = await gpu();
-    const big = ctx.zeros([2, 256]);
-    await expectThrows(() => attentionForward(ctx, { batch: 1, T: 2, heads: 1, headDim: 256, q: big, k: big, v: big }), /'headDim' is 256/, /128/);
+    const big = [0, 1, 2].map(() => ctx.zeros([2, 256]));
+    await expectThrows(
+      () => attentionForward(ctx, { batch: 1, T: 2, heads: 1, headDim: 256, q: big[0], k: big[1], v: big[2] }),
+      /'headDim' is 256/,
+      /128/,
+    );
     const q = ctx.zeros(shape);
     const k = ctx.zeros(shape);
     const v = ctx.zeros(shape);
@@ -203,6 +203,6 @@ describe('attention bad input', () => {
     await expectThrows(() => attentionForward(ctx, { ...s, batch: 1, T, q, k, v }), /'T' = \d+/, /maxStorageBufferBindingSize/);
     await expectThrows(() => attentionForward(ctx, { ...s, q, k: q, v }), /attention\.forward/, /'q'.*'k'|'k'.*'q'/);
     await expectThrows(() => attentionForward(ctx, { ...s, q, k, v }, { bogus: 1 } as object), /unknown option 'bogus'/);
-    for (const t of [big, q, k, v]) t.destroy();
+    for (const t of [...big, q, k, v]) t.destroy();
   });
 });
