@@ -9,6 +9,14 @@
 //
 // --vectors re-runs a vector file under the same matmul kernels (the `vectors` command itself
 // always takes the adapter's default). Exit status 1 when any output passes the tolerance.
+//
+// An output of the reference suite that misses F32_TOL of its own largest value still passes when
+// its error is within one f32 rounding unit of its terms' magnitude (the float64 reference run on
+// the inputs' absolute values): there its own scale is set by cancellation, not by the kernels.
+// The single-token rank-1 shape needs it: its dB = s·g·(u·a) is one dot product times g, and with
+// this suite's inputs LoRMA₊ pre's u·a is 1/869 of Σ|u_c a_c|, so f32's rounding of U alone is
+// 2.8e-5 of max |dB| (no FMA: 3.5e-5, lavapipe; FMA: 4.4e-5, the H200), 0.12–0.15 ε of its terms.
+// A wrong index or a missing term errs by a whole term, far past either bound.
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Context, type Tuning } from '../../src/runtime.js';
@@ -40,6 +48,24 @@ const SHAPES: readonly { shape: Shape; why: string }[] = [
 
 const tensor = (shape: number[], data: ArrayLike<number>): VectorTensor => ({ shape, data: Array.from(data) });
 
+/** f32's unit roundoff. */
+const F32_EPS = 2 ** -24;
+
+/**
+ * Each reference case's outputs evaluated by the float64 reference on the absolute values of the
+ * inputs (every output here is a sum of products of inputs and positive constants, so this is the
+ * sum of its terms' magnitudes), by case name. Cases whose outputs go through a nonlinearity (BoRA's
+ * σ transform) have none and are judged on their own scale alone.
+ */
+const TERMS = new Map<string, Record<string, ArrayLike<number>>>();
+
+/** The same arguments with every array of values replaced by its absolute values (dims, scale and indices kept). */
+function absolute<P extends object>(p: P): P {
+  const out: Record<string, unknown> = { ...(p as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(p)) if (v instanceof Float32Array) out[k] = v.map(Math.abs);
+  return out as P;
+}
+
 /** r distinct indices spread over [0, size), deterministic. */
 function spread(r: number, size: number): number[] {
   const out: number[] = [];
@@ -56,6 +82,16 @@ function loraCase(s: Shape, tag: string): VectorCase {
   const p = { T, n, m, r, scale: 1.5, x: rand(T * n), w0: rand(m * n, 1 / Math.sqrt(n)), a: rand(r * n, 1 / Math.sqrt(n)), b: rand(m * r) };
   const g = rand(T * m);
   const back = loraRef.loraBackward({ ...p, g });
+  const abs = absolute({ ...p, g });
+  const absBack = loraRef.loraBackward(abs);
+  TERMS.set(`lora ${tag}`, {
+    y: loraRef.loraForward(abs),
+    dx: absBack.dx,
+    da: absBack.da,
+    db: absBack.db,
+    delta_w: loraRef.loraDelta(abs),
+    merged: loraRef.loraMerge(abs),
+  });
   return {
     name: `lora ${tag}`,
     params: params('lora', s, p.scale),
@@ -103,8 +139,23 @@ function boraCases(s: Shape, tag: string): VectorCase[] {
       merged: tensor([m, n], boraRef.boraMerge(p)),
     };
     if (!raw) outputs.dsigma = tensor([blocks, blocks, r], back.dsigma!);
+    const name = `bora ${raw ? 'raw block-identity Σ (MELoRA)' : sigmaTransform} ${tag}`;
+    if (raw) {
+      // Σ enters raw here, so every output is multilinear; the σ transform of the other case is not.
+      const abs = absolute({ ...p, g });
+      const absBack = boraRef.boraBackward(abs);
+      TERMS.set(name, {
+        y: boraRef.boraForward(abs),
+        dx: absBack.dx,
+        da: absBack.da,
+        db: absBack.db,
+        sigma_eff: boraRef.sigmaFor(abs),
+        delta_w: boraRef.boraDelta(abs),
+        merged: boraRef.boraMerge(abs),
+      });
+    }
     return {
-      name: `bora ${raw ? 'raw block-identity Σ (MELoRA)' : sigmaTransform} ${tag}`,
+      name,
       params: params('bora', s, p.scale, { blocks, sigmaTransform }),
       inputs: {
         x: tensor([T, n], p.x),
@@ -132,6 +183,24 @@ function sboraCases(s: Shape, tag: string): VectorCase[] {
   const fbIdx = spread(r, m);
   const fb = { T, n, m, r, scale, x, w0, idx: fbIdx, a: rand(r * n, 1 / Math.sqrt(n)) };
   const fbBack = sboraRef.fbBackward({ ...fb, g });
+  const absFa = absolute({ ...fa, g });
+  const absFaBack = sboraRef.faBackward(absFa);
+  TERMS.set(`sbora-fa ${tag}`, {
+    y: sboraRef.faForward(absFa),
+    dx: absFaBack.dx,
+    db: absFaBack.db,
+    delta_w: sboraRef.faDelta(absFa),
+    merged: sboraRef.faMerge(absFa),
+  });
+  const absFb = absolute({ ...fb, g });
+  const absFbBack = sboraRef.fbBackward(absFb);
+  TERMS.set(`sbora-fb ${tag}`, {
+    y: sboraRef.fbForward(absFb),
+    dx: absFbBack.dx,
+    da: absFbBack.da,
+    delta_w: sboraRef.fbDelta(absFb),
+    merged: sboraRef.fbMerge(absFb),
+  });
   return [
     {
       name: `sbora-fa ${tag}`,
@@ -181,8 +250,20 @@ function lormaCases(s: Shape, tag: string): VectorCase[] {
       };
       const g = rand(T * m);
       const back = lormaRef.lormaBackward({ ...p, g });
+      const name = `lorma ${variant} ${order} (d = ${d}) ${tag}`;
+      // M = s·B A (+ I) with s > 0: on absolute inputs every term, the identity's included, adds.
+      // ΔW = (M − I) W0 subtracts, so it has no entry (it is judged on max |W'| already).
+      const abs = absolute({ ...p, g });
+      const absBack = lormaRef.lormaBackward(abs);
+      TERMS.set(name, {
+        y: lormaRef.lormaForward(abs),
+        dx: absBack.dx,
+        da: absBack.da,
+        db: absBack.db,
+        merged: lormaRef.lormaMerge(abs),
+      });
       out.push({
-        name: `lorma ${variant} ${order} (d = ${d}) ${tag}`,
+        name,
         params: params('lorma', s, p.scale, { inflation: variant, order }),
         inputs: { x: tensor([T, n], p.x), w0: tensor([m, n], p.w0), a: tensor([r, d], p.a), b: tensor([d, r], p.b), dy: tensor([T, m], g) },
         outputs: {
@@ -246,13 +327,48 @@ interface Summary {
   failures: { name: string; message: string }[];
 }
 
-function summarize(suite: string, cases: CaseResult[], tol: number): Summary {
+/**
+ * Per output of a reference case: max |got − expected| in units of ε·max |terms| (TERMS), for the
+ * outputs that have terms. The expected values are the case's, the got ones the run's.
+ */
+function roundingUnits(c: CaseResult, expected: VectorCase | undefined): Record<string, number> {
+  const terms = TERMS.get(c.name);
+  const out: Record<string, number> = {};
+  if (!terms || !expected?.outputs || c.status !== 'ok') return out;
+  for (const [name, want] of Object.entries(expected.outputs)) {
+    const got = c.outputs?.[name];
+    const bound = Object.hasOwn(terms, name) ? terms[name] : undefined;
+    if (!got || !bound || got.data.length !== want.data.length) continue;
+    let err = 0;
+    for (let i = 0; i < want.data.length; i++) {
+      const d = Math.abs(got.data[i] - want.data[i]);
+      if (!(d <= err)) err = Number.isNaN(d) ? Infinity : d;
+    }
+    let magnitude = 0;
+    for (let i = 0; i < bound.length; i++) magnitude = Math.max(magnitude, Math.abs(bound[i]));
+    out[name] = magnitude > 0 ? err / (F32_EPS * magnitude) : err === 0 ? 0 : Infinity;
+  }
+  return out;
+}
+
+/** Pass/fail per case: every output within tol of its own scale, or within one rounding unit of its terms. */
+function summarize(suite: string, cases: CaseResult[], tol: number, expected?: ReadonlyMap<string, VectorCase>): Summary {
   const s: Summary = { suite, cases: cases.length, passed: 0, failed: 0, worst: {}, failures: [] };
   for (const c of cases) {
+    const units = roundingUnits(c, expected?.get(c.name));
+    const within = (name: string, err: number) => err <= tol || (Object.hasOwn(units, name) && units[name] <= 1);
+    for (const [name, err] of Object.entries(c.errors ?? {})) {
+      if (err > tol && within(name, err)) {
+        console.log(
+          `  ${c.name} ${name}: ${err.toExponential(2)} of its own scale, ${units[name].toFixed(2)} ε of its terms' magnitude: ok (cancellation)`,
+        );
+      }
+    }
     const errs = Object.values(c.errors ?? {});
     const worst = errs.length ? Math.max(...errs) : null;
     s.worst[c.name] = worst;
-    const ok = c.status === 'ok' && worst !== null && worst <= tol && errs.length === Object.keys(c.outputs ?? {}).length;
+    const allWithin = Object.entries(c.errors ?? {}).every(([name, err]) => within(name, err));
+    const ok = c.status === 'ok' && worst !== null && allWithin && errs.length === Object.keys(c.outputs ?? {}).length;
     if (ok) s.passed++;
     else {
       s.failed++;
@@ -344,15 +460,16 @@ async function main(argv: string[]): Promise<number> {
     const adapter = ctx.adapterInfo.description || ctx.adapterInfo.vendor || 'unknown adapter';
     console.log(`check: ${adapter}, matmul ${variant}, tolerance ${F32_TOL} of max |expected|`);
     const suites: Summary[] = [];
-    const run = async (suite: string, file: VectorFile, tol: number) => {
+    const run = async (suite: string, file: VectorFile, tol: number, expected?: ReadonlyMap<string, VectorCase>) => {
       const report = await runVectors(ctx, file, { check: true, tol });
       for (const line of report.lines) console.log(`  ${line}`);
-      const s = summarize(suite, report.result.cases, tol);
+      const s = summarize(suite, report.result.cases, tol, expected);
       console.log(`${suite}: ${s.cases} cases, ${s.passed} passed, ${s.failed} failed`);
       suites.push(s);
     };
     suites.push(await matmulSuite(ctx, o.quick));
-    await run('reference', { cases: suiteCases(o.quick) }, F32_TOL);
+    const reference = suiteCases(o.quick);
+    await run('reference', { cases: reference }, F32_TOL, new Map(reference.map((c) => [c.name, c])));
     // A vector file is judged at the vectors command's own default tolerance, as `vectors --check` does.
     for (const file of o.vectors) await run(`vectors ${file}`, JSON.parse(readFileSync(file, 'utf8')) as VectorFile, 1e-5);
     const failed = suites.reduce((a, s) => a + s.failed, 0);
