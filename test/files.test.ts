@@ -404,10 +404,10 @@ describe('hostile files: test vectors', function () {
       expect(report.lines.at(-1), what).to.match(/^FAIL: nothing was checked/);
     }
     // One good case beside an unsupported one: the good one is checked, the run still fails.
-    const mixed = await runVectors(ctx, { cases: [lora, edit((c) => ((c.name = 'later'), (c.params.method = 'attention')))] }, { check: true });
+    const mixed = await runVectors(ctx, { cases: [lora, edit((c) => ((c.name = 'later'), (c.params.method = 'dora')))] }, { check: true });
     expect(mixed.failed).to.equal(true);
     expect(mixed.checked).to.equal(6);
-    expect(mixed.lines.join('\n')).to.match(/^later: unsupported \(method 'attention'\): nothing checked$/m);
+    expect(mixed.lines.join('\n')).to.match(/^later: unsupported \(method 'dora'\): nothing checked$/m);
     expect(mixed.lines.at(-1)).to.equal('checked 6 outputs in 1 of 2 cases: FAIL');
     // Without --check, a run in which nothing ran fails too; one that ran passes.
     const none = await runVectors(ctx, { cases: [edit((c) => (c.params.method = 'dora'))] });
