@@ -10,7 +10,7 @@
 import type { Context } from './runtime.js';
 import { Tensor } from './tensor.js';
 import type { NnEncodeOptions } from './nn.js';
-import { PeftError, asTensor, checkArgObject, checkContext, checkDim, checkDistinct, checkOwner, checkScale, describeValue } from './validate.js';
+import { PeftError, asTensor, checkArgObject, checkContext, checkDim, checkGivenTensors, checkScale, describeValue } from './validate.js';
 
 export interface AttentionShape {
   batch: number;
@@ -95,13 +95,7 @@ function checkCall(where: string, ctx: Context, p: unknown, opts: unknown): void
   for (const key of Object.keys(opts)) {
     if (key !== 'encoder') throw new PeftError(`${where}: unknown option '${key}' (this call takes 'encoder')`);
   }
-  const given: Record<string, Tensor> = {};
-  for (const [name, v] of Object.entries(p as object)) {
-    if (!Tensor.isTensor(v)) continue;
-    checkOwner(where, name, ctx, v);
-    given[name] = v;
-  }
-  checkDistinct(where, given);
+  checkGivenTensors(where, ctx, p as object);
 }
 
 /** Workgroups: each holds WG·ROWS consecutive rows of one (batch, head). */

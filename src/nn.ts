@@ -17,6 +17,7 @@ import {
   checkContext,
   checkDim,
   checkDistinct,
+  checkGivenTensors,
   checkMatrix,
   checkOwner,
   checkTensor,
@@ -64,16 +65,9 @@ function checkDistinctOwned(where: string, ctx: Context, tensors: Record<string,
 function checkLayerCall(where: string, ctx: Context, p: unknown, opts: unknown): void {
   checkContext(where, ctx);
   checkArgObject(where, p, '');
-  // Before anything is allocated: a foreign tensor would otherwise leak the call's new outputs.
-  const given: Record<string, Tensor> = {};
-  for (const [name, v] of Object.entries(p as object)) {
-    if (!Tensor.isTensor(v)) continue;
-    checkOwner(where, name, ctx, v);
-    given[name] = v;
-  }
   // The layer calls take no two arguments on one buffer (checkDistinctOwned below, after outputs
   // are made); the caller's own tensors are checked here, before anything is allocated.
-  checkDistinct(where, given);
+  checkGivenTensors(where, ctx, p as object);
   if (opts === null || typeof opts !== 'object') throw new PeftError(`${where}: options must be an object, got ${describeValue(opts)}`);
 }
 

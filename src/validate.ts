@@ -153,6 +153,21 @@ export function checkIo(where: string, ctx: Context, outputs: Record<string, unk
   }
 }
 
+/**
+ * The caller's tensors in an argument object (its Tensor-valued fields): each one of `ctx`'s, and
+ * no two on one buffer. Called before anything is allocated, so a foreign tensor cannot leak the
+ * call's new outputs; outputs the call makes are checked after (checkDistinct).
+ */
+export function checkGivenTensors(where: string, ctx: Context, p: object): void {
+  const given: Record<string, Tensor> = {};
+  for (const [name, v] of Object.entries(p)) {
+    if (!Tensor.isTensor(v)) continue;
+    checkOwner(where, name, ctx, v);
+    given[name] = v;
+  }
+  checkDistinct(where, given);
+}
+
 /** Rejects aliasing between any two of `tensors` (every one treated as written). */
 export function checkDistinct(where: string, tensors: Record<string, Tensor | undefined>): void {
   const seen = new Map<GPUBuffer, string>();

@@ -4,15 +4,10 @@
 // online softmax and can check it.
 
 import type { F64 } from './linalg.js';
+import type { AttentionShape } from '../attention.js';
 
-export interface AttentionShape {
-  batch: number;
-  T: number;
-  heads: number;
-  headDim: number;
-  causal?: boolean;
-  scale?: number;
-}
+// The same shape the kernels take (type only: no production code is pulled in).
+export type { AttentionShape };
 
 interface Resolved {
   batch: number;
