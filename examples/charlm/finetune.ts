@@ -28,23 +28,12 @@ import { CharLM, HIDDEN_MODULES } from './model.js';
 import { sampleNames } from './sample.js';
 import { finetune, finetuneData, type FinetuneResult } from './session.js';
 import { lossChartSvg } from './chart.js';
+import { flagIn, helpFromHeader } from '../cli.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
-function flag(name: string): string | undefined {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-}
-if (argv.includes('--help') || argv.includes('-h')) {
-  console.log(
-    readFileSync(fileURLToPath(import.meta.url), 'utf8')
-      .split('\n')
-      .slice(0, 16)
-      .join('\n')
-      .replace(/^\/\/ ?/gm, ''),
-  );
-  process.exit(0);
-}
+const flag = (name: string) => flagIn(argv, name);
+helpFromHeader(argv, import.meta.url);
 const long = argv.includes('--long');
 const steps = Number(flag('steps') ?? (long ? 3000 : 300));
 const batch = Number(flag('batch') ?? 128);

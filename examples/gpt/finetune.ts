@@ -26,23 +26,12 @@ import { METHODS, methodById } from '../../src/methods/registry.js';
 import { lossChartSvg } from '../charlm/chart.js';
 import { GPT, moduleName } from './model.js';
 import { DEFAULT_TARGETS, finetuneGpt, GPT_LR, parseTargets, sampleNames, targetData, vocabOf, type GptFinetuneResult } from './session.js';
+import { flagIn, helpFromHeader } from '../cli.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
-function flag(name: string): string | undefined {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-}
-if (argv.includes('--help') || argv.includes('-h')) {
-  console.log(
-    readFileSync(fileURLToPath(import.meta.url), 'utf8')
-      .split('\n')
-      .slice(0, 16)
-      .join('\n')
-      .replace(/^\/\/ ?/gm, ''),
-  );
-  process.exit(0);
-}
+const flag = (name: string) => flagIn(argv, name);
+helpFromHeader(argv, import.meta.url);
 const steps = Number(flag('steps') ?? 100);
 const batch = Number(flag('batch') ?? 8);
 const rank = Number(flag('rank') ?? 4);
