@@ -28,20 +28,13 @@ struct FftParams {
   n: u32,        // transform length, a power of two
   nb: u32,       // transforms
   stride: u32,   // complex values from one element of a transform to the next (≥ nb)
+  partial: u32,  // 1: the forward leaves out its first stage, the inverse its last (a caller's kernel
+                 // runs that radix-8 stage itself, fused with its own products; log2(n) ≥ 3)
 }
 
 @group(0) @binding(0) var<uniform> FP: FftParams;
 @group(0) @binding(1) var<storage, read> tw: array<vec2<f32>>;           // tw[m] = exp(−2πi·m/n), m < n
 @group(0) @binding(2) var<storage, read_write> fx: array<vec2<f32>>;   // [n][stride]
-
-fn cmul(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
-  return vec2<f32>(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
-}
-
-// a·conj(b)
-fn cmulc(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
-  return vec2<f32>(a.x * b.x + a.y * b.y, a.y * b.x - a.x * b.y);
-}
 
 fn radix2(n: u32, stride: u32, b: u32) {
   for (var s = 0u; s < n; s += 2u) {
@@ -50,6 +43,31 @@ fn radix2(n: u32, stride: u32, b: u32) {
     let x1 = fx[i0 + stride];
     fx[i0] = x0 + x1;
     fx[i0 + stride] = x0 - x1;
+  }
+}
+
+// Three radix-2 stages (block lengths L, L/2, L/4) fused: the eight points j + k·L/8 of each block
+// stay in registers (dif8/dit8, shaders/common.wgsl). Twiddle w_L^m = tw[m·step], step = n/L.
+fn radix8_stage(L: u32, step: u32, n: u32, stride: u32, b: u32) {
+  let E = L / 8u;
+  let es = E * stride;
+  for (var j = 0u; j < E; j++) {
+    let w = array<vec2<f32>, 7>(tw[j * step], tw[(j + E) * step], tw[(j + 2u * E) * step], tw[(j + 3u * E) * step],
+                                tw[2u * j * step], tw[2u * (j + E) * step], tw[4u * j * step]);
+    for (var s = 0u; s < n; s += L) {
+      let i0 = (s + j) * stride + b;
+      var x = array<vec2<f32>, 8>(fx[i0], fx[i0 + es], fx[i0 + 2u * es], fx[i0 + 3u * es],
+                                  fx[i0 + 4u * es], fx[i0 + 5u * es], fx[i0 + 6u * es], fx[i0 + 7u * es]);
+      if (!INVERSE) { dif8(&x, w); } else { dit8(&x, w); }
+      fx[i0] = x[0];
+      fx[i0 + es] = x[1];
+      fx[i0 + 2u * es] = x[2];
+      fx[i0 + 3u * es] = x[3];
+      fx[i0 + 4u * es] = x[4];
+      fx[i0 + 5u * es] = x[5];
+      fx[i0 + 6u * es] = x[6];
+      fx[i0 + 7u * es] = x[7];
+    }
   }
 }
 
@@ -106,26 +124,31 @@ fn fft(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   let n = FP.n;
   let stride = FP.stride;
   if (b >= FP.nb) { return; }
-  let odd = (countTrailingZeros(n) & 1u) == 1u;
+  // log2(n) = 3·r8 + 2·r4 + r2: radix-8 stages at the large block lengths (so that the first
+  // forward stage and the last inverse one are radix-8 whenever n ≥ 8), then radix 4, then 2.
+  let lg = countTrailingZeros(n);
+  var r8 = lg / 3u;
+  var r4 = 0u;
+  var r2 = 0u;
+  if (lg % 3u == 2u) { r4 = 1u; }
+  if (lg % 3u == 1u) {
+    if (lg >= 7u) { r8 -= 1u; r4 = 2u; } else { r2 = 1u; }
+  }
+  let skip = select(0u, 1u, FP.partial != 0u && r8 > 0u);
   if (!INVERSE) {
-    // Block length L from n down to 4, then the odd radix-2 stage last.
-    var L = n;
-    var step = 1u;
-    while (L >= 4u) {
-      radix4_stage(L, step, n, stride, b);
-      L /= 4u;
-      step *= 4u;
-    }
-    if (odd) { radix2(n, stride, b); }
+    var L = n >> (3u * skip);
+    var step = 1u << (3u * skip);
+    for (var k = skip; k < r8; k++) { radix8_stage(L, step, n, stride, b); L /= 8u; step *= 8u; }
+    for (var k = 0u; k < r4; k++) { radix4_stage(L, step, n, stride, b); L /= 4u; step *= 4u; }
+    if (r2 == 1u) { radix2(n, stride, b); }
   } else {
-    // The mirror image: the odd radix-2 stage first, then L from 4 (or 8) up to n.
-    if (odd) { radix2(n, stride, b); }
-    var L = select(4u, 8u, odd);
+    // The mirror image, block lengths from the smallest up.
+    if (r2 == 1u) { radix2(n, stride, b); }
+    var L = select(4u, 8u, r2 == 1u);
     var step = n / L;
-    while (L <= n) {
-      radix4_stage(L, step, n, stride, b);
-      L *= 4u;
-      step /= 4u;
-    }
+    for (var k = 0u; k < r4; k++) { radix4_stage(L, step, n, stride, b); L *= 4u; step /= 4u; }
+    L *= 2u;
+    step /= 2u;
+    for (var k = skip; k < r8; k++) { radix8_stage(L, step, n, stride, b); L *= 8u; step /= 8u; }
   }
 }

@@ -264,9 +264,6 @@ fn bin_rev(x: u32) -> u32 { return reverseBits(x) >> (32u - SPEC.log2d); }
 // Storage position of bin −k, where position pos holds bin k = rev(pos).
 fn partner_pos(pos: u32) -> u32 { return bin_rev((SPEC.d - bin_rev(pos)) & (SPEC.d - 1u)); }
 
-fn cmul(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> { return vec2<f32>(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x); }
-// a·conj(b)
-fn cmulc(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> { return vec2<f32>(a.x * b.x + a.y * b.y, a.y * b.x - a.x * b.y); }
 fn times_i(a: vec2<f32>) -> vec2<f32> { return vec2<f32>(-a.y, a.x); }
 fn conj(a: vec2<f32>) -> vec2<f32> { return vec2<f32>(a.x, -a.y); }
 // The spectrum of a real row is Hermitian, X[−k] = conj X[k]: kernels that make one compute bins
@@ -296,6 +293,18 @@ fn in_spec(pos: u32, pm: u32, t: u32) -> vec2<f32> {
 const ROW_BLOCK: u32 = 16u;
 
 fn lane_index(wid: vec3<u32>, nwg: vec3<u32>, lidx: u32) -> u32 { return linear_workgroup(wid, nwg) * 64u + lidx; }
+
+// Three kernels also run the transform's whole-length radix-8 stage (block length d: three radix-2
+// stages, dif8/dit8 of shaders/common.wgsl), which the batched FFT then leaves out (`partial`,
+// src/ops/fft.ts): fft_pack_h makes H and runs the forward's first stage before storing W, and
+// fft_mix_out and fft_db run the inverse's last stage on the values they load. That saves a store
+// and a load of every element of W per kernel. Group j (< E = d/8) is the eight points j + k·E;
+// its twiddles are read from the FFT's table, tw[m] = exp(−2πi·m/d).
+@group(0) @binding(5) var<storage, read> ftw: array<vec2<f32>>;
+
+fn whole_twiddles(j: u32, E: u32) -> array<vec2<f32>, 7> {
+  return array<vec2<f32>, 7>(ftw[j], ftw[j + E], ftw[j + 2u * E], ftw[j + 3u * E], ftw[2u * j], ftw[2u * (j + E)], ftw[4u * j]);
+}
 
 // The flags `bad` (u32, cleared by the host before fft_pack): a section per input, a word per row
 // (per column of B) then one word for "any row": IN [T + 1], A [r + 1], G (dOut) [T + 1], B [r + 1].
@@ -439,35 +448,47 @@ fn fft_corr_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
   }
 }
 
-// Out[t, i] = scale·Σ_q B[i, q]·C_q[t, i] from W = d·(C_2p + i·C_2p+1) (scale = s / d), for the
-// chunk's tokens. Grid (⌈d/64⌉, ⌈chunk/ROW_BLOCK⌉): lanes along i.
+// Out[t, i] = scale·Σ_q B[i, q]·C_q[t, i] for the chunk's tokens, from W = d·(C_2p + i·C_2p+1)
+// before the inverse FFT's last stage, which this runs (scale = s / d). Grid (⌈chunk/64⌉, bin
+// groups in steps): lanes along t, so B's rows are uniform loads.
 @group(0) @binding(1) var<storage, read> mo_w: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read> mo_b: array<f32>;          // B [d, r]
 @group(0) @binding(3) var<storage, read_write> mo_out: array<f32>;  // [T, d]
 @group(0) @binding(4) var<storage, read> mo_bad: array<u32>;
 
 @compute @workgroup_size(64)
-fn fft_mix_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
-  let i = wid.x * 64u + lidx;
-  if (i >= SPEC.d) { return; }
-  let a_bad = mo_bad[sec_any(SEC_A)];
-  let t1 = min(wid.y * ROW_BLOCK + ROW_BLOCK, SPEC.chunk);
-  for (var tl = wid.y * ROW_BLOCK; tl < t1; tl++) {
-    let t = SPEC.t0 + tl;
-    var acc = 0.0;
+fn fft_mix_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lidx: u32) {
+  let tl = wid.x * 64u + lidx;
+  if (tl >= SPEC.chunk) { return; }
+  let t = SPEC.t0 + tl;
+  let E = SPEC.d >> 3u;
+  let es = E * SPEC.w_stride;
+  let bad = (mo_bad[sec_any(SEC_A)] | mo_bad[sec_base(SEC_IN) + t]) != 0u;
+  for (var j = wid.y; j < E; j += nwg.y) {
+    let w = whole_twiddles(j, E);
+    var acc = array<f32, 8>();
     for (var p = 0u; p < SPEC.pairs; p++) {
-      let w = mo_w[i * SPEC.w_stride + p * SPEC.chunk + tl];
-      acc += mo_b[i * SPEC.r + 2u * p] * w.x;
-      if (2u * p + 1u < SPEC.r) { acc += mo_b[i * SPEC.r + 2u * p + 1u] * w.y; }
+      let c0 = j * SPEC.w_stride + p * SPEC.chunk + tl;
+      var x = array<vec2<f32>, 8>(mo_w[c0], mo_w[c0 + es], mo_w[c0 + 2u * es], mo_w[c0 + 3u * es],
+                                  mo_w[c0 + 4u * es], mo_w[c0 + 5u * es], mo_w[c0 + 6u * es], mo_w[c0 + 7u * es]);
+      dit8(&x, w);
+      let q1 = 2u * p + 1u;
+      for (var k = 0u; k < 8u; k++) {
+        let bi = (j + k * E) * SPEC.r;
+        acc[k] += mo_b[bi + 2u * p] * x[k].x;
+        if (q1 < SPEC.r) { acc[k] += mo_b[bi + q1] * x[k].y; }
+      }
     }
-    var v = SPEC.scale * acc;
-    if ((a_bad | mo_bad[sec_base(SEC_IN) + t]) != 0u) { v = nan_f32(); }
-    mo_out[t * SPEC.d + i] = v;
+    for (var k = 0u; k < 8u; k++) {
+      mo_out[t * SPEC.d + j + k * E] = select(SPEC.scale * acc[k], nan_f32(), bad);
+    }
   }
 }
 
-// W[i][p·chunk + t − t0] = dOut[t, i]·(B[i, 2p] + i·B[i, 2p + 1]): H_2p + i·H_2p+1 of the chunk's
-// tokens, to be transformed. Grid (⌈d/64⌉, ⌈chunk/ROW_BLOCK⌉): lanes along i.
+// W[bin][p·chunk + t − t0] = H_2p + i·H_2p+1 of the chunk's tokens, H_q[t, i] = dOut[t, i]·B[i, q],
+// after the forward FFT's first stage, which this runs. Grid (⌈chunk/64⌉, bin groups in steps):
+// lanes along t, so B's rows are uniform loads.
 @group(0) @binding(1) var<storage, read> ph_g: array<f32>;           // dOut [T, d]
 @group(0) @binding(2) var<storage, read> ph_b: array<f32>;           // B [d, r]
 @group(0) @binding(3) var<storage, read_write> ph_w: array<vec2<f32>>;
@@ -480,29 +501,49 @@ fn ph_flag(sec: u32, row: u32) {
 
 // Non-finite values of dOut and B are written as 0 and flagged: dOut by token, B by column q.
 @compute @workgroup_size(64)
-fn fft_pack_h(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
-  let i = wid.x * 64u + lidx;
-  if (i >= SPEC.d) { return; }
-  let t1 = min(wid.y * ROW_BLOCK + ROW_BLOCK, SPEC.chunk);
-  for (var tl = wid.y * ROW_BLOCK; tl < t1; tl++) {
-    let t = SPEC.t0 + tl;
-    var g = ph_g[t * SPEC.d + i];
-    if (non_finite(g)) {
-      g = 0.0;
-      ph_flag(SEC_G, t);
+fn fft_pack_h(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lidx: u32) {
+  let tl = wid.x * 64u + lidx;
+  if (tl >= SPEC.chunk) { return; }
+  let t = SPEC.t0 + tl;
+  let E = SPEC.d >> 3u;
+  let es = E * SPEC.w_stride;
+  for (var j = wid.y; j < E; j += nwg.y) {
+    let w = whole_twiddles(j, E);
+    var g: array<f32, 8>;
+    for (var k = 0u; k < 8u; k++) {
+      g[k] = ph_g[t * SPEC.d + j + k * E];
+      if (non_finite(g[k])) {
+        g[k] = 0.0;
+        ph_flag(SEC_G, t);
+      }
     }
     for (var p = 0u; p < SPEC.pairs; p++) {
       let q1 = 2u * p + 1u;
-      var b = vec2<f32>(ph_b[i * SPEC.r + 2u * p], select(0.0, ph_b[i * SPEC.r + q1], q1 < SPEC.r));
-      if (non_finite(b.x)) {
-        b.x = 0.0;
-        ph_flag(SEC_B, 2u * p);
+      var x: array<vec2<f32>, 8>;
+      for (var k = 0u; k < 8u; k++) {
+        let bi = (j + k * E) * SPEC.r;
+        var b = vec2<f32>(ph_b[bi + 2u * p], select(0.0, ph_b[bi + q1], q1 < SPEC.r));
+        if (non_finite(b.x)) {
+          b.x = 0.0;
+          ph_flag(SEC_B, 2u * p);
+        }
+        if (non_finite(b.y)) {
+          b.y = 0.0;
+          ph_flag(SEC_B, q1);
+        }
+        x[k] = g[k] * b;
       }
-      if (non_finite(b.y)) {
-        b.y = 0.0;
-        ph_flag(SEC_B, q1);
-      }
-      ph_w[i * SPEC.w_stride + p * SPEC.chunk + tl] = g * b;
+      dif8(&x, w);
+      let c0 = j * SPEC.w_stride + p * SPEC.chunk + tl;
+      ph_w[c0] = x[0];
+      ph_w[c0 + es] = x[1];
+      ph_w[c0 + 2u * es] = x[2];
+      ph_w[c0 + 3u * es] = x[3];
+      ph_w[c0 + 4u * es] = x[4];
+      ph_w[c0 + 5u * es] = x[5];
+      ph_w[c0 + 6u * es] = x[6];
+      ph_w[c0 + 7u * es] = x[7];
     }
   }
 }
@@ -584,38 +625,49 @@ fn fft_da_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
   if (pm != pos) { ds_out[pm * SPEC.packed_stride + p] = vm; }
 }
 
-// dB[i, q] (+)= scale·Σ_t dOut[t, i]·C_q[t, i] from W = d·(C_2p + i·C_2p+1) (scale = s / d), over
-// the chunk's tokens. One invocation per (p, i), i fastest.
+// dB[i, q] (+)= scale·Σ_t dOut[t, i]·C_q[t, i] over the chunk's tokens, from W = d·(C_2p + i·C_2p+1)
+// before the inverse FFT's last stage, which this runs (scale = s / d). Grid (⌈E/64⌉, pairs):
+// lanes along bin groups j, each summing its eight outputs i = j + k·E over the tokens (one writer
+// per entry).
 @group(0) @binding(1) var<storage, read> db_w: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read> db_g: array<f32>;           // dOut [T, d]
 @group(0) @binding(3) var<storage, read_write> db_out: array<f32>;   // dB [d, r]
 @group(0) @binding(4) var<storage, read> db_bad: array<u32>;
 
 @compute @workgroup_size(64)
-fn fft_db(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-          @builtin(local_invocation_index) lidx: u32) {
-  let e = lane_index(wid, nwg, lidx);
-  if (e >= SPEC.d * SPEC.pairs) { return; }
-  let nb = SPEC.w_stride;
-  let i = e & (SPEC.d - 1u);
-  let p = e >> SPEC.log2d;
-  var a0 = 0.0;
-  var a1 = 0.0;
+fn fft_db(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+  let E = SPEC.d >> 3u;
+  let j = wid.x * 64u + lidx;
+  if (j >= E) { return; }
+  let p = wid.y;
+  let es = E * SPEC.w_stride;
+  let w = whole_twiddles(j, E);
+  var a0 = array<f32, 8>();
+  var a1 = array<f32, 8>();
   for (var tl = 0u; tl < SPEC.chunk; tl++) {
-    let w = db_w[i * nb + p * SPEC.chunk + tl];
-    let g = db_g[(SPEC.t0 + tl) * SPEC.d + i];
-    a0 += g * w.x;
-    a1 += g * w.y;
+    let c0 = j * SPEC.w_stride + p * SPEC.chunk + tl;
+    var x = array<vec2<f32>, 8>(db_w[c0], db_w[c0 + es], db_w[c0 + 2u * es], db_w[c0 + 3u * es],
+                                db_w[c0 + 4u * es], db_w[c0 + 5u * es], db_w[c0 + 6u * es], db_w[c0 + 7u * es]);
+    dit8(&x, w);
+    let g0 = (SPEC.t0 + tl) * SPEC.d + j;
+    for (var k = 0u; k < 8u; k++) {
+      let g = db_g[g0 + k * E];
+      a0[k] += g * x[k].x;
+      a1[k] += g * x[k].y;
+    }
   }
   let in_bad = db_bad[sec_any(SEC_IN)];
   let a_rows = sec_base(SEC_A);
-  let o0 = i * SPEC.r + 2u * p;
-  var v0 = SPEC.scale * a0;
-  if (SPEC.accumulate != 0u) { v0 += db_out[o0]; }
-  db_out[o0] = select(v0, nan_f32(), (in_bad | db_bad[a_rows + 2u * p]) != 0u);
-  if (2u * p + 1u < SPEC.r) {
-    var v1 = SPEC.scale * a1;
-    if (SPEC.accumulate != 0u) { v1 += db_out[o0 + 1u]; }
-    db_out[o0 + 1u] = select(v1, nan_f32(), (in_bad | db_bad[a_rows + 2u * p + 1u]) != 0u);
+  let q1 = 2u * p + 1u;
+  for (var k = 0u; k < 8u; k++) {
+    let o0 = (j + k * E) * SPEC.r + 2u * p;
+    var v0 = SPEC.scale * a0[k];
+    if (SPEC.accumulate != 0u) { v0 += db_out[o0]; }
+    db_out[o0] = select(v0, nan_f32(), (in_bad | db_bad[a_rows + 2u * p]) != 0u);
+    if (q1 < SPEC.r) {
+      var v1 = SPEC.scale * a1[k];
+      if (SPEC.accumulate != 0u) { v1 += db_out[o0 + 1u]; }
+      db_out[o0 + 1u] = select(v1, nan_f32(), (in_bad | db_bad[a_rows + q1]) != 0u);
+    }
   }
 }

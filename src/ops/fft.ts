@@ -62,15 +62,19 @@ export async function prepareFft(ctx: Context): Promise<void> {
  * stride defaults to nb).
  * Forward: natural order in, bit-reversed out, exp(−2πi·jk/n). Inverse: bit-reversed in, natural
  * out, exp(+2πi·jk/n), not divided by n.
+ * `partial` (n ≥ 8): the forward leaves out its first stage and the inverse its last, the radix-8
+ * stage over whole transforms (three radix-2 stages, block lengths n, n/2, n/4), for a caller whose
+ * own kernel runs that stage fused with its products (shaders/lorma.wgsl).
  */
 export async function fftBatched(
   ctx: Context,
   enc: GPUCommandEncoder,
-  a: { data: Tensor; n: number; nb: number; stride?: number; inverse: boolean },
+  a: { data: Tensor; n: number; nb: number; stride?: number; inverse: boolean; partial?: boolean },
 ): Promise<void> {
   const { n, nb } = a;
   const stride = a.stride ?? nb;
   if (!isPowerOfTwo(n)) throw new PeftError(`fft: length n = ${n} is not a power of two`);
+  if (a.partial && n < 8) throw new PeftError(`fft: a partial transform needs n ≥ 8 (a whole radix-8 stage), got n = ${n}`);
   if (!Number.isInteger(nb) || nb < 1) throw new PeftError(`fft: batch count ${nb} is not a positive integer`);
   if (!Number.isInteger(stride) || stride < nb) throw new PeftError(`fft: stride ${stride} is below the batch count ${nb}`);
   if (a.data.size < 2 * n * stride) {
@@ -82,9 +86,9 @@ export async function fftBatched(
     shader: 'fft',
     entry: 'fft',
     constants,
-    params: { n, nb, stride },
+    params: { n, nb, stride, partial: a.partial ? 1 : 0 },
     bindings: [fftTwiddles(ctx, n), a.data],
     workgroups: Math.ceil(nb / WG),
-    label: `fft${a.inverse ? ' inverse' : ''} ${n}x${nb}`,
+    label: `fft${a.inverse ? ' inverse' : ''}${a.partial ? ' partial' : ''} ${n}x${nb}`,
   });
 }

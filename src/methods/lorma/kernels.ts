@@ -27,7 +27,7 @@ import { Tensor } from '../../tensor.js';
 import { BaseWeight, type Weight } from '../../base.js';
 import { dequantize } from '../../quant/index.js';
 import { matmul } from '../../ops/matmul.js';
-import { fftBatched, fftStride, isPowerOfTwo } from '../../ops/fft.js';
+import { fftBatched, fftStride, fftTwiddles, isPowerOfTwo } from '../../ops/fft.js';
 import { kaimingUniform } from '../../random.js';
 import {
   PeftError,
@@ -284,12 +284,12 @@ export const LORMA_FFT_MIN_D = 128;
 
 /**
  * The path `choice` leads to for a layer of this d, without a device: 'fft' (r cyclic correlations
- * per token, O(T·r·d log d)) needs d a power of two ≥ 2 (and at most `maxGrid`, since d is a
+ * per token, O(T·r·d log d)) needs d a power of two ≥ 8 (a whole radix-8 stage, and at most `maxGrid`, since d is a
  * workgroup-grid dimension of the spectra kernels); 'tiles' (π(BA) generated tile by tile,
  * O(T·d²)) takes any d.
  */
 export function piPathFor(choice: LormaPiChoice, d: number, maxGrid = Infinity): LormaPiPath {
-  if (choice === 'tiles' || d < 2 || !isPowerOfTwo(d) || d > maxGrid) return 'tiles';
+  if (choice === 'tiles' || d < 8 || !isPowerOfTwo(d) || d > maxGrid) return 'tiles';
   if (choice === 'fft') return 'fft';
   return d >= LORMA_FFT_MIN_D ? 'fft' : 'tiles';
 }
@@ -454,12 +454,18 @@ export function lormaCorrelationsShape(T: number, d: number, _r?: number): [numb
   return [d, fftStride(Math.ceil(T / 2)), 2];
 }
 
-/** W = d·(C_2p + i·C_2p+1) [d][⌈r/2⌉·chunk] complex for the chunk's tokens, C_q[t, i] = Σ_j A[q, j]·In[t, (i + j) mod d]. */
+/**
+ * W = d·(C_2p + i·C_2p+1) [d][⌈r/2⌉·chunk] complex for the chunk's tokens, C_q[t, i] = Σ_j A[q, j]·In[t, (i + j) mod d],
+ * but for the inverse transform's last stage, which the kernel that reads W runs (fft_mix_out, fft_db).
+ */
 async function fftCorrelations(ctx: Context, enc: GPUCommandEncoder, dm: FftDims, fa: Tensor, zin: Tensor, w: Tensor, ch: Chunk): Promise<void> {
   const nb = Math.ceil(dm.r / 2) * ch.n;
   fftDispatch(ctx, enc, 'fft_corr_spec', dm, { chunk: ch }, [fa, zin, w], [lanes(ch.n), binSteps(dm.d)]);
-  await fftBatched(ctx, enc, { data: w, n: dm.d, nb, stride: fftStride(nb), inverse: true });
+  await fftBatched(ctx, enc, { data: w, n: dm.d, nb, stride: fftStride(nb), inverse: true, partial: true });
 }
+
+/** Workgroups along the bin groups j < d/8 of the kernels that run a whole-length radix-8 stage. */
+const groupSteps = (d: number) => Math.min(d / 8, 64);
 
 function spectraChunk(ctx: Context, T: number, d: number, r: number): Tensor {
   return ctx.scratch('lorma.fft.w', [d, fftStride(Math.ceil(r / 2) * lormaFftChunk(T, r)), 2]);
@@ -476,9 +482,10 @@ async function piFftMixT(
   const zin = await fftInputSpectra(ctx, enc, dm, a.input, a.c);
   const bad = fftFlags(ctx, a.T, a.r);
   const w = spectraChunk(ctx, a.T, a.d, a.r);
+  const tw = fftTwiddles(ctx, a.d);
   for (const ch of chunks(a.T, a.r)) {
     await fftCorrelations(ctx, enc, dm, fa, zin, w, ch);
-    fftDispatch(ctx, enc, 'fft_mix_out', dm, { scale: a.s / a.d, chunk: ch }, [w, a.b, a.out, bad], [lanes(a.d), rowBlocks(ch.n)]);
+    fftDispatch(ctx, enc, 'fft_mix_out', dm, { scale: a.s / a.d, chunk: ch }, [w, a.b, a.out, bad, tw], [lanes(ch.n), groupSteps(a.d)]);
   }
 }
 
@@ -517,12 +524,13 @@ async function piFftBackward(
   const zdu = ctx.scratch('lorma.fft.zdu', [d, fftStride(Math.ceil(size / 2)), 2]);
   // dA's spectra, summed over the chunks (pa is free once F A is split).
   const za = ctx.scratch('lorma.fft.pa', [d, fftStride(np), 2]);
+  const tw = fftTwiddles(ctx, d);
   for (const ch of chunks(T, r)) {
     const nb = np * ch.n;
     const first = ch.t0 === 0;
-    // W = F(H_2p + i·H_2p+1), H_q[t, i] = dOut[t, i]·B[i, q].
-    fftDispatch(ctx, enc, 'fft_pack_h', dm, { chunk: ch }, [a.dOut, a.b, w, bad], [lanes(d), rowBlocks(ch.n)]);
-    await fftBatched(ctx, enc, { data: w, n: d, nb, stride: fftStride(nb), inverse: false });
+    // W = F(H_2p + i·H_2p+1), H_q[t, i] = dOut[t, i]·B[i, q] (fft_pack_h runs the first stage).
+    fftDispatch(ctx, enc, 'fft_pack_h', dm, { chunk: ch }, [a.dOut, a.b, w, bad, tw], [lanes(ch.n), groupSteps(d)]);
+    await fftBatched(ctx, enc, { data: w, n: d, nb, stride: fftStride(nb), inverse: false, partial: true });
     // dIn's rows of the chunk: Σ_q F H_q·F A_q, two rows per inverse transform.
     const pairsOf = Math.ceil(ch.n / 2);
     fftDispatch(ctx, enc, 'fft_du_spec', dm, { rows: ch.n, chunk: ch }, [w, fa, zdu], [lanes(pairsOf), binSteps(d)]);
@@ -540,7 +548,7 @@ async function piFftBackward(
     fftDispatch(ctx, enc, 'fft_da_spec', dm, { rows: r, chunk: ch, accumulate: !first }, [w, zin, za], [lanes(d / 2 + 1), np]);
     // dB: the chunk's correlations C_q again (into W, no longer needed), contracted with dOut.
     await fftCorrelations(ctx, enc, dm, fa, zin, w, ch);
-    fftDispatch(ctx, enc, 'fft_db', dm, { scale: s / d, chunk: ch, accumulate: !first }, [w, a.dOut, a.db, bad], d * np);
+    fftDispatch(ctx, enc, 'fft_db', dm, { scale: s / d, chunk: ch, accumulate: !first }, [w, a.dOut, a.db, bad, tw], [lanes(d / 8), np]);
   }
   await fftBatched(ctx, enc, { data: za, n: d, nb: np, stride: fftStride(np), inverse: true });
   // dA's rows: unpack with t0 = 0 (the default chunk).
