@@ -464,8 +464,6 @@ async function fftCorrelations(ctx: Context, enc: GPUCommandEncoder, dm: FftDims
   await fftBatched(ctx, enc, { data: w, n: dm.d, nb, stride: fftStride(nb), inverse: true, partial: true });
 }
 
-/** Workgroups along the bin groups j < d/8 of the kernels that run a whole-length radix-8 stage. */
-const groupSteps = (d: number) => Math.min(d / 8, 64);
 
 function spectraChunk(ctx: Context, T: number, d: number, r: number): Tensor {
   return ctx.scratch('lorma.fft.w', [d, fftStride(Math.ceil(r / 2) * lormaFftChunk(T, r)), 2]);
@@ -485,7 +483,7 @@ async function piFftMixT(
   const tw = fftTwiddles(ctx, a.d);
   for (const ch of chunks(a.T, a.r)) {
     await fftCorrelations(ctx, enc, dm, fa, zin, w, ch);
-    fftDispatch(ctx, enc, 'fft_mix_out', dm, { scale: a.s / a.d, chunk: ch }, [w, a.b, a.out, bad, tw], [lanes(ch.n), groupSteps(a.d)]);
+    fftDispatch(ctx, enc, 'fft_mix_out', dm, { scale: a.s / a.d, chunk: ch }, [w, a.b, a.out, bad, tw], [lanes(a.d / 8), rowBlocks(ch.n)]);
   }
 }
 
@@ -529,7 +527,7 @@ async function piFftBackward(
     const nb = np * ch.n;
     const first = ch.t0 === 0;
     // W = F(H_2p + i·H_2p+1), H_q[t, i] = dOut[t, i]·B[i, q] (fft_pack_h runs the first stage).
-    fftDispatch(ctx, enc, 'fft_pack_h', dm, { chunk: ch }, [a.dOut, a.b, w, bad, tw], [lanes(ch.n), groupSteps(d)]);
+    fftDispatch(ctx, enc, 'fft_pack_h', dm, { chunk: ch }, [a.dOut, a.b, w, bad, tw], [lanes(d / 8), rowBlocks(ch.n)]);
     await fftBatched(ctx, enc, { data: w, n: d, nb, stride: fftStride(nb), inverse: false, partial: true });
     // dIn's rows of the chunk: Σ_q F H_q·F A_q, two rows per inverse transform.
     const pairsOf = Math.ceil(ch.n / 2);
