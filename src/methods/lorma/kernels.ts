@@ -464,7 +464,6 @@ async function fftCorrelations(ctx: Context, enc: GPUCommandEncoder, dm: FftDims
   await fftBatched(ctx, enc, { data: w, n: dm.d, nb, stride: fftStride(nb), inverse: true, partial: true });
 }
 
-
 function spectraChunk(ctx: Context, T: number, d: number, r: number): Tensor {
   return ctx.scratch('lorma.fft.w', [d, fftStride(Math.ceil(r / 2) * lormaFftChunk(T, r)), 2]);
 }
