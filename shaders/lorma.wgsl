@@ -540,14 +540,7 @@ fn fft_pack_h(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
       }
       dif8(&x, w);
       let c0 = j * SPEC.w_stride + p * SPEC.chunk + tl;
-      ph_w[c0] = x[0];
-      ph_w[c0 + es] = x[1];
-      ph_w[c0 + 2u * es] = x[2];
-      ph_w[c0 + 3u * es] = x[3];
-      ph_w[c0 + 4u * es] = x[4];
-      ph_w[c0 + 5u * es] = x[5];
-      ph_w[c0 + 6u * es] = x[6];
-      ph_w[c0 + 7u * es] = x[7];
+      for (var k = 0u; k < 8u; k++) { ph_w[c0 + k * es] = x[k]; }
     }
   }
 }
