@@ -97,7 +97,8 @@ export function benchMethodOf(desc: MethodDescriptor, variant?: { id: string; op
         throw e;
       }
       stop();
-      const f = desc.flops(T, dims, opts);
+      // The kernels this context runs (LoRMA_π's 'auto' takes the tiles on GPUs).
+      const f = desc.flops(T, dims, desc.runOptions?.(ctx, dims, opts) ?? opts);
       const l = layer;
       const instance: BenchInstance & { largestAllocation: Largest } = {
         encode,

@@ -659,7 +659,7 @@ describe('lorma options', () => {
 describe('lorma-plus and lorma-pi descriptors', () => {
   const METHODS = [lormaPlus, lormaPi];
 
-  it('ids, labels, peft_type, config field and tensors as adapter files have them', () => {
+  it('ids, labels, peft_type, config field and tensors as adapter files have them', async () => {
     expect(METHODS.map((m) => [m.id, m.label, m.family, m.peftType, m.docs])).to.deep.equal([
       ['lorma-plus', 'LoRMA₊', 'lorma', 'LORMA', 'docs/lorma.md'],
       ['lorma-pi', 'LoRMA_π', 'lorma', 'LORMA', 'docs/lorma.md'],
@@ -690,6 +690,14 @@ describe('lorma-plus and lorma-pi descriptors', () => {
     expect(fft.adapterForward).to.be.below(tiles.adapterForward / 5);
     expect(fft.forward - fft.adapterForward).to.equal(2 * 1024 * 1024 * 512);
     expect(lormaPlus.flops(512, dims, {}).adapterForward).to.equal(4 * 1024 * 8 * 512);
+    // runOptions settles 'auto' as this context runs it (the bench counts those kernels' FLOPs):
+    // the FFT at d = 1024 on lavapipe (a CPU), the tiles at d = 96; an explicit choice stays.
+    const ctx = await gpu();
+    expect(lormaPi.runOptions!(ctx, dims, {})).to.deep.equal({ piPath: lormaPiPath(ctx, 1024) });
+    expect(lormaPi.runOptions!(ctx, dims, {}).piPath).to.equal(ctx.adapterInfo.isCpu ? 'fft' : 'tiles');
+    expect(lormaPi.runOptions!(ctx, { n: 96, m: 96, r: 8 }, {}).piPath).to.equal('tiles');
+    expect(lormaPi.runOptions!(ctx, dims, { piPath: 'tiles', order: 'post' })).to.deep.equal({ piPath: 'tiles', order: 'post' });
+    expect(lormaPlus.runOptions!(ctx, dims, { order: 'post' })).to.deep.equal({ order: 'post' });
     // The vectors format's 'inflation' routes pi cases to lorma-pi, plus and none to lorma-plus.
     for (const [inflation, id] of [
       ['pi', 'lorma-pi'],

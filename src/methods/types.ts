@@ -140,6 +140,12 @@ export interface MethodDescriptor {
   /** FLOPs of one layer's phases for T tokens. */
   flops(T: number, d: LayerDims, options: MethodOptions): PhaseFlops;
   /**
+   * The options as a layer made on this context runs them, where the context decides something the
+   * options leave open (LoRMA_π's piPath 'auto': the FFT on CPUs, the tiles on GPUs), so that
+   * `flops` counts the kernels that run. Absent: the options as given.
+   */
+  runOptions?(ctx: Context, d: LayerDims, options: MethodOptions): MethodOptions;
+  /**
    * Checks one module's tensors (already of the right names, dtypes and lengths) against the
    * rank, options and, when given, the base shape; throws a PeftError naming `label(name)`, which
    * is '<module path>.<key>' (common.ts's moduleOf recovers the module for messages).

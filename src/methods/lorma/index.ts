@@ -109,13 +109,13 @@ function lormaFlops(variant: Variant, T: number, dims: LayerDims, options: Metho
     }
   } else if (piPathFor((options.piPath as LormaPiChoice | undefined) ?? 'auto', d) === 'fft') {
     // A complex FFT of length d is 5·d·log2 d flops; two real rows share one. Forward:
-    // ⌈r/2⌉T + T/2 transforms (C_q, In's rows), 8drT pointwise; backward ⌈r/2⌉T (H_q) + T (In's
-    // rows, dU) transforms, about 24drT pointwise (products, dA over tokens, dB), the forward's C
-    // kept (⌈r/2⌉T transforms more without it).
+    // ⌈r/2⌉T + T/2 transforms (C_q, In's rows), 8drT pointwise; backward ⌈r/2⌉T (H_q), T/2 (dIn's
+    // rows) and ⌈r/2⌉T again (C_q, recomputed for dB a token chunk at a time) transforms, In's
+    // spectra kept from the forward, about 32drT pointwise (products, dA over tokens, dB).
     const fft = 5 * d * Math.log2(d);
     const pairs = Math.ceil(r / 2);
     adapterForward = (pairs * T + T / 2) * fft + 8 * d * r * T;
-    adapterBackward = (pairs * T + T) * fft + 24 * d * r * T;
+    adapterBackward = (2 * pairs * T + T / 2) * fft + 32 * d * r * T;
   } else {
     // Tiles: the d×d mixing is 2d²T plus generating π(BA) tiles, 2d²r per 128 tokens; the
     // backward mixes once more (dU through π(BA)ᵀ), makes dM' strip by strip (2d²T) and
@@ -246,6 +246,11 @@ function descriptor(variant: Variant): MethodDescriptor {
     },
     paramCount: (d, options) => 2 * sizeOfM(d, orderOf(options)) * d.r,
     flops: (T, d, options) => lormaFlops(variant, T, d, options ?? {}),
+    // LoRMA_π's 'auto' (or no piPath) is settled by the context: its tuning, and tiles on GPUs.
+    runOptions: (ctx, d, options) =>
+      variant === 'pi'
+        ? { ...options, piPath: lormaPiPath(ctx, sizeOfM(d, orderOf(options)), options.piPath as LormaPiChoice | undefined) }
+        : options,
     checkModule: (t, r, options, base, label, where) => checkLormaModule(variant, t, r, options ?? {}, base, label, where),
     createLayer: (ctx, spec) => createLormaLayer(self, variant, ctx, spec),
     // The vectors format names the variant 'inflation'; lorma-plus also runs the naive 'none'.
