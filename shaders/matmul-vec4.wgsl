@@ -4,8 +4,8 @@
 //   C[M, N] = alpha * op(A) op(B) + alpha2 * op(A2) op(B2) + beta * C
 //
 // with the same Params struct, bindings and transposes as `main` in matmul.wgsl (read that file's
-// header for the operand layout); the few helpers the epilogue needs are repeated below, because
-// each .wgsl file is its own module.
+// header for the operand layout); the struct, C's and the second product's bindings and the
+// epilogue come from the fragment `_matmul-common` that all three files include.
 //
 // 16×16 invocations; each owns TM rows × one vec4 of columns, so a workgroup covers (16·TM) × 64
 // outputs: TM = 4 gives 64×64, TM = 8 gives 128×64. Both operands are staged k-major in workgroup
@@ -34,73 +34,13 @@ override BM: u32 = WG * TM;       // tile rows
 override SA: u32 = BM / 4u + 1u;  // one A slice row in vec4s, padded
 const SB: u32 = BN / 4u + 1u;     // one B slice row in vec4s, padded
 
-struct MatmulParams {
-  M: u32,         // rows of C and of op(A), in elements
-  N: u32,         // columns of C and of op(B), in elements
-  K: u32,         // depth of the first product, in elements
-  K2: u32,        // depth of the second product, in elements (unused without SECOND)
-  alpha: f32,     // multiplier of the first product (dimensionless)
-  alpha2: f32,    // multiplier of the second product (dimensionless)
-  beta: f32,      // multiplier of C's old values; 0 skips reading C, so NaNs there vanish
-  tiles_n: u32,   // workgroup tiles along N = ceil(N / BN), in tiles
-  lda: u32,       // row stride of A as stored ([M, K], or [K, M] with TRANS_A), in elements
-  ldb: u32,       // row stride of B as stored ([K, N], or [N, K] with TRANS_B), in elements
-  ldc: u32,       // row stride of C, in elements
-  lda2: u32,      // row stride of A2 as stored, in elements
-  ldb2: u32,      // row stride of B2 as stored, in elements
-  off_a: u32,     // index of op(A)[0, 0] in the A binding, in elements
-  off_b: u32,     // index of op(B)[0, 0] in the B binding, in elements
-  off_c: u32,     // index of C[0, 0] in the C binding, in elements
-  off_a2: u32,    // index of op(A2)[0, 0] in the A2 binding, in elements
-  off_b2: u32,    // index of op(B2)[0, 0] in the B2 binding, in elements
-}
+//#include _matmul-common
 
-@group(0) @binding(0) var<uniform> P: MatmulParams;
 @group(0) @binding(1) var<storage, read> A4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> B4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
-@group(0) @binding(4) var<storage, read> A2: array<f32>;
-@group(0) @binding(5) var<storage, read> B2: array<f32>;
 
 var<workgroup> As: array<vec4<f32>, BK * SA>;  // [kk][i / 4]: op(A)[tile_m0 + i, k0 + kk]
 var<workgroup> Bs: array<vec4<f32>, BK * SB>;  // [kk][j / 4]: op(B)[k0 + kk, tile_n0 + j]
-
-fn a2_at(i: u32, k: u32) -> f32 {
-  if (TRANS_A) { return A2[P.off_a2 + k * P.lda2 + i]; }
-  return A2[P.off_a2 + i * P.lda2 + k];
-}
-fn b2_at(k: u32, j: u32) -> f32 {
-  if (TRANS_B) { return B2[P.off_b2 + j * P.ldb2 + k]; }
-  return B2[P.off_b2 + k * P.ldb2 + j];
-}
-
-// The epilogue of `main`, for one 4×4 block.
-fn store(row0: u32, col0: u32, acc: ptr<function, array<f32, 16>>) {
-  for (var i = 0u; i < 4u; i++) {
-    let row = row0 + i;
-    if (row >= P.M) { break; }
-    for (var j = 0u; j < 4u; j++) {
-      let col = col0 + j;
-      if (col >= P.N) { break; }
-      let at = P.off_c + row * P.ldc + col;
-      var v = (*acc)[i * 4u + j];
-      if (P.beta != 0.0) { v += P.beta * C[at]; }
-      C[at] = v;
-    }
-  }
-}
-
-fn add_second(row0: u32, col0: u32, acc: ptr<function, array<f32, 16>>) {
-  for (var k = 0u; k < P.K2; k++) {
-    var a: array<f32, 4>;
-    var b: array<f32, 4>;
-    for (var i = 0u; i < 4u; i++) { a[i] = select(0.0, a2_at(row0 + i, k), row0 + i < P.M); }
-    for (var j = 0u; j < 4u; j++) { b[j] = select(0.0, b2_at(k, col0 + j), col0 + j < P.N); }
-    for (var i = 0u; i < 4u; i++) {
-      for (var j = 0u; j < 4u; j++) { (*acc)[i * 4u + j] += P.alpha2 * a[i] * b[j]; }
-    }
-  }
-}
 
 // The vec4 of op(A)'s slice that staging element e (of BM·BK / 4) loads; zero past the edges.
 fn fetch_a(e: u32, tile_m0: u32, k0: u32) -> vec4<f32> {

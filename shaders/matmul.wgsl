@@ -27,35 +27,10 @@ const BK: u32 = 16u;
 override BM: u32 = WG_M * TM;
 override BN: u32 = WG_N * TN;
 
-struct MatmulParams {
-  M: u32,         // rows of C and of op(A), in elements
-  N: u32,         // columns of C and of op(B), in elements
-  K: u32,         // depth of the first product, in elements
-  K2: u32,        // depth of the second product, in elements (unused without SECOND)
-  alpha: f32,     // multiplier of the first product (dimensionless)
-  alpha2: f32,    // multiplier of the second product (dimensionless)
-  beta: f32,      // multiplier of C's old values; 0 skips reading C, so NaNs there vanish
-  tiles_n: u32,   // workgroup tiles along N = ceil(N / BN), in tiles
-  lda: u32,       // row stride of A as stored ([M, K], or [K, M] with TRANS_A), in elements
-  ldb: u32,       // row stride of B as stored ([K, N], or [N, K] with TRANS_B), in elements
-  ldc: u32,       // row stride of C, in elements
-  lda2: u32,      // row stride of A2 as stored, in elements
-  ldb2: u32,      // row stride of B2 as stored, in elements
-  off_a: u32,     // index of op(A)[0, 0] in the A binding, in elements
-  off_b: u32,     // index of op(B)[0, 0] in the B binding, in elements
-  off_c: u32,     // index of C[0, 0] in the C binding, in elements
-  off_a2: u32,    // index of op(A2)[0, 0] in the A2 binding, in elements
-  off_b2: u32,    // index of op(B2)[0, 0] in the B2 binding, in elements
-  q_base: u32,    // packed base weight (entries *_qa, *_qb): index of its binding's first value in
-                  // the whole weight, in elements, so a row block finds its absmax; 0 otherwise
-}
+//#include _matmul-common
 
-@group(0) @binding(0) var<uniform> P: MatmulParams;
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> B: array<f32>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
-@group(0) @binding(4) var<storage, read> A2: array<f32>;
-@group(0) @binding(5) var<storage, read> B2: array<f32>;
 
 var<workgroup> As: array<f32, BK * BM>;
 var<workgroup> Bs: array<f32, BK * BN>;
@@ -67,43 +42,6 @@ fn a_at(i: u32, k: u32) -> f32 {
 fn b_at(k: u32, j: u32) -> f32 {
   if (TRANS_B) { return B[P.off_b + j * P.ldb + k]; }
   return B[P.off_b + k * P.ldb + j];
-}
-fn a2_at(i: u32, k: u32) -> f32 {
-  if (TRANS_A) { return A2[P.off_a2 + k * P.lda2 + i]; }
-  return A2[P.off_a2 + i * P.lda2 + k];
-}
-fn b2_at(k: u32, j: u32) -> f32 {
-  if (TRANS_B) { return B2[P.off_b2 + j * P.ldb2 + k]; }
-  return B2[P.off_b2 + k * P.ldb2 + j];
-}
-
-fn store(row0: u32, col0: u32, acc: ptr<function, array<f32, 16>>) {
-  for (var i = 0u; i < TM; i++) {
-    let row = row0 + i;
-    if (row >= P.M) { break; }
-    for (var j = 0u; j < TN; j++) {
-      let col = col0 + j;
-      if (col >= P.N) { break; }
-      let at = P.off_c + row * P.ldc + col;
-      var v = (*acc)[i * TN + j];
-      if (P.beta != 0.0) { v += P.beta * C[at]; }
-      C[at] = v;
-    }
-  }
-}
-
-// Second product, read straight from memory: its depth is a rank (at most a few dozen), so
-// staging it would cost more barriers than it saves.
-fn add_second(row0: u32, col0: u32, acc: ptr<function, array<f32, 16>>) {
-  for (var k = 0u; k < P.K2; k++) {
-    var a: array<f32, 4>;
-    var b: array<f32, 4>;
-    for (var i = 0u; i < TM; i++) { a[i] = select(0.0, a2_at(row0 + i, k), row0 + i < P.M); }
-    for (var j = 0u; j < TN; j++) { b[j] = select(0.0, b2_at(k, col0 + j), col0 + j < P.N); }
-    for (var i = 0u; i < TM; i++) {
-      for (var j = 0u; j < TN; j++) { (*acc)[i * TN + j] += P.alpha2 * a[i] * b[j]; }
-    }
-  }
 }
 
 //#each ENTRY=main; A_AT=a_at; B_AT=b_at | ENTRY=main_qa; A_AT=qa_at; B_AT=b_at | ENTRY=main_qb; A_AT=a_at; B_AT=qb_at

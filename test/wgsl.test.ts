@@ -23,7 +23,43 @@ describe('wgsl: variants', () => {
   });
 
   it('expands every shader of the package', () => {
-    for (const [name, code] of Object.entries(SHADERS)) expect(() => expandVariants(code, name), name).not.to.throw();
+    for (const [name, code] of Object.entries(SHADERS)) expect(() => expandVariants(code, name, (f) => SHADERS[f]), name).not.to.throw();
+  });
+});
+
+describe('wgsl: includes', () => {
+  const fragments: Record<string, string> = {
+    _pair: 'fn two() -> u32 { return 2u; }\n//#include _one',
+    _one: '//#each N=1u\nfn one() -> u32 { return $N; }\n//#end',
+    _loop: '//#include _loop',
+  };
+  const resolve = (name: string) => fragments[name];
+
+  it('replaces //#include lines by the fragment (nested), then expands variants, mapping every line to its file', () => {
+    const out = expandVariants(['a', '//#include _pair', 'b'].join('\n'), 't', resolve);
+    expect(out.code.split('\n')).to.deep.equal(['a', 'fn two() -> u32 { return 2u; }', 'fn one() -> u32 { return 1u; }', 'b']);
+    expect(out.lineMap).to.deep.equal([1, 1, 2, 3]);
+    expect(out.fileMap).to.deep.equal(['t', '_pair', '_one', 't']);
+  });
+
+  it('rejects an unknown fragment, a name without the leading _, and a cycle, naming the file and line', () => {
+    expect(() => expandVariants('x\n//#include _none', 't', resolve)).to.throw(/t\.wgsl:2: '\/\/#include _none': no such fragment/);
+    expect(() => expandVariants('//#include _pair', 't')).to.throw(/t\.wgsl:1: '\/\/#include _pair': no such fragment/);
+    expect(() => expandVariants('//#include matmul', 't', resolve)).to.throw(/fragment names start with '_'/);
+    expect(() => expandVariants('//#include _loop', 't', resolve)).to.throw(
+      /_loop\.wgsl:1: '\/\/#include _loop' includes itself \(t → _loop → _loop\)/,
+    );
+  });
+
+  it('a compilation error inside a fragment names the fragment and its line', async () => {
+    const ctx = await gpu();
+    // _matmul-common reads TRANS_A and TRANS_B, which this shader does not declare.
+    ctx.addShader('uses-fragment', '@compute @workgroup_size(1)\nfn main() {}\n//#include _matmul-common\n');
+    await expectThrows(
+      () => ctx.pipeline('uses-fragment'),
+      /WGSL compilation failed in uses-fragment\.wgsl/,
+      /_matmul-common\.wgsl:\d+:\d+: .*TRANS_A/,
+    );
   });
 });
 

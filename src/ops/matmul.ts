@@ -412,8 +412,8 @@ export async function matmul(ctx: Context, args: MatmulArgs, encoder?: GPUComman
           off_c: p.c.offset,
           off_a2: p.a2.offset,
           off_b2: p.b2.offset,
-          // Only matmul.wgsl's struct has it (the GPU variants' shaders read f32 operands alone).
-          ...(p.cfg.shader === 'matmul' ? { q_base: q === 'a' ? p.a.base : q === 'b' ? p.b.base : 0 } : {}),
+          // Read by matmul.wgsl's packed entries only (the GPU variants read f32 operands alone).
+          q_base: q === 'a' ? p.a.base : q === 'b' ? p.b.base : 0,
         },
         // Unused second operands are bound to the first ones: WebGPU needs every declared binding.
         // Binding 6 (absmax) exists only in the packed entries that read it; f16's decode reads

@@ -18,6 +18,7 @@ export type Constants = Record<string, number | boolean>;
 interface Source {
   code: string;
   lineMap: number[];
+  fileMap: string[];
   structs: Map<string, ParamLayout>;
   entries: Map<string, ParamLayout | null>;
 }
@@ -50,13 +51,14 @@ export class PipelineCache {
     if (raw === undefined) {
       throw new PeftError(
         `unknown shader '${shader}': expected one of ${Object.keys(SHADERS)
-          .filter((s) => s !== PRELUDE_NAME)
+          .filter((s) => s !== PRELUDE_NAME && !s.startsWith('_'))
           .join(', ')}`,
       );
     }
     let expanded;
     try {
-      expanded = expandVariants(raw, shader);
+      // Fragments (`//#include _name`) come from the package's shaders only.
+      expanded = expandVariants(raw, shader, (name) => SHADERS[name]);
     } catch (e) {
       throw new PeftError((e as Error).message);
     }
@@ -113,8 +115,9 @@ export class PipelineCache {
     return errors
       .map((m) => {
         const inPrelude = m.lineNum <= PRELUDE_LINES;
-        const line = this.#source(shader).lineMap[m.lineNum - PRELUDE_LINES - 1] ?? m.lineNum - PRELUDE_LINES;
-        const where = inPrelude ? `${PRELUDE_NAME}.wgsl:${m.lineNum}` : `${shader}.wgsl:${line}`;
+        const src = this.#source(shader);
+        const i = m.lineNum - PRELUDE_LINES - 1;
+        const where = inPrelude ? `${PRELUDE_NAME}.wgsl:${m.lineNum}` : `${src.fileMap[i] ?? shader}.wgsl:${src.lineMap[i] ?? i + 1}`;
         return `${where}:${m.linePos}: ${m.message}`;
       })
       .join('\n');

@@ -1,6 +1,10 @@
 // What the runtime reads out of WGSL source before compiling it:
 //
-// 1. Variants. WGSL has no generics, and a kernel that reads 16 bytes at a time needs its arrays
+// 1. Includes. WGSL has no modules: a line `//#include NAME` is replaced by the lines of the
+//    package's fragment NAME (shaders/NAME.wgsl; fragment names start with `_` and are never
+//    compiled alone), so kernels in different files share one copy of a struct, its bindings and
+//    helpers. Fragments may include others; a cycle or an unknown name is an error with file and line.
+// 2. Variants. WGSL has no generics, and a kernel that reads 16 bytes at a time needs its arrays
 //    typed vec4<f32> where its scalar twin has f32. A block between `//#each` and `//#end` is
 //    written once and emitted once per variant, each `$NAME` replaced by that variant's value
 //    (as ggml's WebGPU backend declares its variants at the top of a shader):
@@ -12,54 +16,94 @@
 //    `|` separates variants, `;` separates a variant's assignments (so values cannot contain
 //    either). Every `$NAME` inside a block must be assigned by every variant of that block. The
 //    expansion is fixed per file: specialisation per call stays with `override` constants.
-// 2. The uniform parameters of each entry point. Each kernel's `Params` struct sits at
+// 3. The uniform parameters of each entry point. Each kernel's `Params` struct sits at
 //    @binding(0); the host passes a named object, packed by the struct's layout (scalars and
 //    vectors of 32-bit types, laid out by WGSL's uniform alignment rules), so no positional,
 //    zero-padded arrays and no binding that changes meaning between entry points.
 
 export interface ExpandedShader {
   code: string;
-  /** lineMap[i] is the 1-based source line of generated line i + 1. */
+  /** lineMap[i] is the 1-based source line of generated line i + 1, in file fileMap[i]. */
   lineMap: number[];
+  /** fileMap[i]: the file (shader or fragment name, no extension) generated line i + 1 comes from. */
+  fileMap: string[];
+}
+
+/** Looks up a fragment's source by name (undefined: no such fragment). */
+export type IncludeResolver = (name: string) => string | undefined;
+
+interface SourceLine {
+  text: string;
+  file: string;
+  line: number;
 }
 
 const IDENT = /\$([A-Za-z_][A-Za-z0-9_]*)/g;
+const INCLUDE = /^\s*\/\/#include\s+(\S+)\s*$/;
 
-/** Expands `//#each … //#end` blocks; throws with the file and line on a malformed block. */
-export function expandVariants(source: string, file = 'shader'): ExpandedShader {
-  const lines = source.split('\n');
+/** The lines of `source` with every `//#include` replaced, each line tagged with where it came from. */
+function includeLines(source: string, file: string, resolve: IncludeResolver | undefined, stack: string[]): SourceLine[] {
+  const out: SourceLine[] = [];
+  source.split('\n').forEach((text, i) => {
+    const m = INCLUDE.exec(text);
+    if (!m) {
+      out.push({ text, file, line: i + 1 });
+      return;
+    }
+    const name = m[1];
+    if (!name.startsWith('_')) throw new Error(`${file}.wgsl:${i + 1}: '//#include ${name}': fragment names start with '_'`);
+    const fragment = resolve?.(name);
+    if (fragment === undefined) throw new Error(`${file}.wgsl:${i + 1}: '//#include ${name}': no such fragment`);
+    if (stack.includes(name)) throw new Error(`${file}.wgsl:${i + 1}: '//#include ${name}' includes itself (${[...stack, name].join(' → ')})`);
+    out.push(...includeLines(fragment, name, resolve, [...stack, name]));
+  });
+  return out;
+}
+
+/**
+ * Expands `//#include` lines (through `resolve`), then `//#each … //#end` blocks; throws with the
+ * file and line on a malformed block or a bad include.
+ */
+export function expandVariants(source: string, file = 'shader', resolve?: IncludeResolver): ExpandedShader {
+  const lines = includeLines(source, file, resolve, [file]);
   const out: string[] = [];
   const lineMap: number[] = [];
+  const fileMap: string[] = [];
+  const emit = (text: string, from: SourceLine) => {
+    out.push(text);
+    lineMap.push(from.line);
+    fileMap.push(from.file);
+  };
+  const at = (l: SourceLine) => `${l.file}.wgsl:${l.line}`;
   for (let i = 0; i < lines.length; i++) {
-    const head = /^\s*\/\/#each\s+(.*)$/.exec(lines[i]);
+    const head = /^\s*\/\/#each\s+(.*)$/.exec(lines[i].text);
     if (!head) {
-      if (/^\s*\/\/#end\b/.test(lines[i])) throw new Error(`${file}.wgsl:${i + 1}: '//#end' without '//#each'`);
-      out.push(lines[i]);
-      lineMap.push(i + 1);
+      if (/^\s*\/\/#end\b/.test(lines[i].text)) throw new Error(`${at(lines[i])}: '//#end' without '//#each'`);
+      emit(lines[i].text, lines[i]);
       continue;
     }
-    const variants = parseVariants(head[1], `${file}.wgsl:${i + 1}`);
+    const variants = parseVariants(head[1], at(lines[i]));
     const start = i + 1;
     let end = start;
-    while (end < lines.length && !/^\s*\/\/#end\b/.test(lines[end])) {
-      if (/^\s*\/\/#each\b/.test(lines[end])) throw new Error(`${file}.wgsl:${end + 1}: '//#each' blocks do not nest`);
+    while (end < lines.length && !/^\s*\/\/#end\b/.test(lines[end].text)) {
+      if (/^\s*\/\/#each\b/.test(lines[end].text)) throw new Error(`${at(lines[end])}: '//#each' blocks do not nest`);
       end++;
     }
-    if (end === lines.length) throw new Error(`${file}.wgsl:${i + 1}: '//#each' without '//#end'`);
+    if (end === lines.length) throw new Error(`${at(lines[i])}: '//#each' without '//#end'`);
     for (const v of variants) {
       for (let j = start; j < end; j++) {
-        out.push(
-          lines[j].replace(IDENT, (_, name: string) => {
-            if (!(name in v)) throw new Error(`${file}.wgsl:${j + 1}: '$${name}' is not assigned by every variant of the '//#each' at line ${i + 1}`);
+        emit(
+          lines[j].text.replace(IDENT, (_, name: string) => {
+            if (!(name in v)) throw new Error(`${at(lines[j])}: '$${name}' is not assigned by every variant of the '//#each' at ${at(lines[i])}`);
             return v[name];
           }),
+          lines[j],
         );
-        lineMap.push(j + 1);
       }
     }
     i = end;
   }
-  return { code: out.join('\n'), lineMap };
+  return { code: out.join('\n'), lineMap, fileMap };
 }
 
 function parseVariants(spec: string, where: string): Record<string, string>[] {
