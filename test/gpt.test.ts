@@ -8,6 +8,7 @@ import { referenceForwardBackward } from '../examples/gpt/reference.js';
 import { methodById } from '../src/methods/registry.js';
 import { finiteDifference, relativeError, toF64 } from '../src/reference/linalg.js';
 import { rng } from '../src/random.js';
+import { mean, meanSd, sampleIndex, sd } from '../examples/shared.js';
 import { expectClose, gpu, rand } from './helpers.js';
 
 // T = 8 of a 10-row position table (the rows past T must get a zero gradient); heads·headDim = 16.
@@ -142,5 +143,25 @@ describe('gpt example model', () => {
     } finally {
       model.destroy();
     }
+  });
+});
+
+describe('examples/shared: sampling and report statistics', () => {
+  it('sampleIndex draws from softmax(row / temperature) by the cumulative sum', () => {
+    // p = (1, 3) / 4 at temperature 1: u below 1/4 picks 0, above picks 1.
+    const row = [0, Math.log(3)];
+    expect([0, 0.2, 0.26, 0.99].map((u) => sampleIndex(row, 1, u))).to.deep.equal([0, 0, 1, 1]);
+    // Temperature 0.5 squares the odds: p = (1, 9) / 10.
+    expect([0.09, 0.11].map((u) => sampleIndex(row, 0.5, u))).to.deep.equal([0, 1]);
+    // Large logits do not overflow (the maximum is subtracted first).
+    expect(sampleIndex([1000, 1000 + Math.log(3)], 1, 0.26)).to.equal(1);
+  });
+
+  it('mean, sd and meanSd', () => {
+    expect(mean([1, 2, 6])).to.equal(3);
+    expect(sd([1, 2, 6])).to.be.closeTo(Math.sqrt(7), 1e-12);
+    expect(sd([5])).to.equal(0);
+    expect(meanSd([1, 2, 6])).to.equal('3.0000 ± 2.6458');
+    expect(meanSd([0.5])).to.equal('0.5000');
   });
 });

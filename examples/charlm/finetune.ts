@@ -29,6 +29,7 @@ import { sampleNames } from './sample.js';
 import { finetune, finetuneData, type FinetuneResult } from './session.js';
 import { lossChartSvg } from './chart.js';
 import { flagIn, helpFromHeader } from '../cli.js';
+import { mean, meanSd } from '../shared.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
@@ -115,19 +116,16 @@ for (const method of methods as AdapterMethod[]) {
 ctx.destroy();
 
 // ------------------------------------------------------------------ report
-const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const sd = (xs: number[]) => (xs.length > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - avg(xs)) ** 2, 0) / (xs.length - 1)) : 0);
-const fmt = (xs: number[]) => (xs.length > 1 ? `${avg(xs).toFixed(4)} ± ${sd(xs).toFixed(4)}` : avg(xs).toFixed(4));
-const meanLoss = (r: FinetuneResult) => avg(r.losses.map(([, l]) => l));
+const meanLoss = (r: FinetuneResult) => mean(r.losses.map(([, l]) => l));
 const rows = [...runs.values()].map((rs) => ({
   method: rs[0].label,
   r: rs[0].r,
   trainable: rs[0].trainable,
   rank: HIDDEN_MODULES.map((m) => rs[0].deltaRank[m]).join(' / '),
-  ms: avg(rs.map((r) => r.msPerStep)).toFixed(1),
-  auc: fmt(rs.map(meanLoss)),
-  train: fmt(rs.map((r) => r.trainLoss)),
-  validation: fmt(rs.map((r) => r.validationLoss)),
+  ms: mean(rs.map((r) => r.msPerStep)).toFixed(1),
+  auc: meanSd(rs.map(meanLoss)),
+  train: meanSd(rs.map((r) => r.trainLoss)),
+  validation: meanSd(rs.map((r) => r.validationLoss)),
 }));
 const header =
   '| method | base W0 (h1 + h2) | base bytes | r | trainable params | rank ΔW (h1 / h2) | ms / step | mean train loss (AUC / steps) | final train loss | validation loss |';
@@ -152,7 +150,7 @@ const smooth = (pts: [number, number][], k = smoothK): [number, number][] =>
     return [x, w.reduce((a, [, y]) => a + y, 0) / w.length];
   });
 // The chart shows each method's loss averaged over its seeds, step by step.
-const meanCurve = (rs: FinetuneResult[]): [number, number][] => rs[0].losses.map(([x], i) => [x, avg(rs.map((r) => r.losses[i]?.[1] ?? NaN))]);
+const meanCurve = (rs: FinetuneResult[]): [number, number][] => rs[0].losses.map(([x], i) => [x, mean(rs.map((r) => r.losses[i]?.[1] ?? NaN))]);
 const svg = lossChartSvg(
   [...runs.values()].map((rs) => ({ name: rs[0].label, points: smooth(meanCurve(rs)), dashed: rs[0].method.startsWith('lorma') })),
   {

@@ -15,6 +15,7 @@
 // Browser-safe: no Node APIs (the demo runs this file as it is).
 
 import type { Context } from '../../src/runtime.js';
+import type { LayerAdapter, Trainable } from '../shared.js';
 import type { Tensor } from '../../src/tensor.js';
 import type { BaseFormat, BaseWeight, Weight } from '../../src/base.js';
 import { quantizeNf4, toF16 } from '../../src/quant/index.js';
@@ -44,24 +45,8 @@ export const DEFAULT_CONFIG: CharLMConfig = { context: 8, embed: 16, hidden: 128
 export const HIDDEN_MODULES = ['h1', 'h2'] as const;
 export type HiddenModule = (typeof HIDDEN_MODULES)[number];
 
-/** A trainable tensor and its gradient, for the optimizer. */
-export interface Trainable {
-  name: string;
-  param: Tensor;
-  grad: Tensor;
-}
-
-/**
- * What the model needs from a fine-tuning method on one hidden layer. `forward` writes the whole
- * pre-activation y = x W0ᵀ + adapter(x) (no bias); `backward` writes dx and the method's own
- * gradients (listed in `trainables`).
- */
-export interface LayerAdapter {
-  readonly trainables: Trainable[];
-  forward(enc: GPUCommandEncoder, x: Tensor, y: Tensor): Promise<void>;
-  backward(enc: GPUCommandEncoder, x: Tensor, g: Tensor, dx: Tensor): Promise<void>;
-  destroy(): void;
-}
+// The adapter contract of a layer (examples/shared.ts), re-exported for the sessions.
+export type { LayerAdapter, Trainable };
 
 interface Weights {
   emb: Tensor; // [V, D]

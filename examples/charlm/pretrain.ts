@@ -17,17 +17,9 @@ import { makeWindows, splitWords } from './data.js';
 import { CharLM, DEFAULT_CONFIG } from './model.js';
 import { sampleNames } from './sample.js';
 import { tailMean, train } from './train.js';
+import { flag } from '../cli.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-
-function flag(name: string, fallback: number): number;
-function flag(name: string, fallback: string): string;
-function flag(name: string, fallback: number | string): number | string {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = process.argv[i + 1];
-  return typeof fallback === 'number' ? Number(v) : v;
-}
 
 const steps = flag('steps', 10000);
 const batch = flag('batch', 256);

@@ -4,6 +4,7 @@
 import { rng } from '../../src/random.js';
 import { decodeId } from './data.js';
 import type { CharLM } from './model.js';
+import { sampleIndex } from '../shared.js';
 
 export interface SampleOptions {
   count?: number;
@@ -26,19 +27,7 @@ export async function sampleNames(model: CharLM, opts: SampleOptions = {}): Prom
     for (let s = 0; s < count; s++) {
       if (done[s]) continue;
       const row = logits.subarray(s * V, (s + 1) * V);
-      let max = -Infinity;
-      for (const v of row) max = Math.max(max, v);
-      const p = Array.from(row, (v) => Math.exp((v - max) / temperature));
-      const sum = p.reduce((a, b) => a + b, 0);
-      let u = next() * sum;
-      let id = V - 1;
-      for (let k = 0; k < V; k++) {
-        u -= p[k];
-        if (u <= 0) {
-          id = k;
-          break;
-        }
-      }
+      const id = sampleIndex(row, temperature, next());
       if (id === 0) {
         done[s] = true;
         continue;

@@ -7,6 +7,7 @@ import { AdamW, type TrainableParam } from '../../src/optim.js';
 import type { Tensor } from '../../src/tensor.js';
 import { Batcher, type Windows } from './data.js';
 import type { CharLM } from './model.js';
+import { encodeTrainingStep } from '../shared.js';
 
 export interface TrainConfig {
   steps: number;
@@ -73,12 +74,7 @@ export async function train(
       batcher.fill(ids, targets);
       model.setBatch(b, ids, targets);
       const lr = opt.currentLr;
-      await ctx.encode(undefined, async (enc) => {
-        await model.forward(enc, b);
-        await model.backward(enc, b);
-        await opt.step({ encoder: enc });
-        enc.copyBufferToBuffer(b.loss.buffer, 0, history.buffer, step * 4, 4);
-      });
+      await encodeTrainingStep(ctx, model, b, opt, history, step);
       if (step === 0) {
         await ctx.sync();
         t0 = performance.now();

@@ -27,6 +27,7 @@ import { lossChartSvg } from '../charlm/chart.js';
 import { GPT, moduleName } from './model.js';
 import { DEFAULT_TARGETS, finetuneGpt, GPT_LR, parseTargets, sampleNames, targetData, vocabOf, type GptFinetuneResult } from './session.js';
 import { flagIn, helpFromHeader } from '../cli.js';
+import { mean, meanSd } from '../shared.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
@@ -124,10 +125,7 @@ for (const method of methods) {
 ctx.destroy();
 
 // ------------------------------------------------------------------ report
-const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const sd = (xs: number[]) => (xs.length > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - avg(xs)) ** 2, 0) / (xs.length - 1)) : 0);
-const fmt = (xs: number[]) => (xs.length > 1 ? `${avg(xs).toFixed(4)} ± ${sd(xs).toFixed(4)}` : avg(xs).toFixed(4));
-const meanLoss = (r: GptFinetuneResult) => avg(r.losses.map(([, l]) => l));
+const meanLoss = (r: GptFinetuneResult) => mean(r.losses.map(([, l]) => l));
 // Rank of ΔW per projection: the same projection of each layer, "layer 0 / layer 1".
 const rankCell = (r: GptFinetuneResult) =>
   measureRank ? targets.map((p) => `${p} ${Array.from({ length: c.layers }, (_, l) => r.deltaRank[moduleName(l, p)]).join('/')}`).join(', ') : '—';
@@ -140,7 +138,7 @@ const table = [
   `| base model (no adapter) | ${baseName} | — | — | 0 | — | — | — | — | ${baseLoss.toFixed(4)} |`,
   ...[...runs.values()].map(
     (rs) =>
-      `| ${rs[0].label} | ${baseName} | ${lrOf(rs[0].method)} | ${rs[0].r} | ${rs[0].trainable} | ${rankCell(rs[0])} | ${avg(rs.map((r) => r.msPerStep)).toFixed(0)} | ${avg(rs.map((r) => r.tokensPerSecond)).toFixed(0)} | ${fmt(rs.map(meanLoss))} | ${fmt(rs.map((r) => r.validationLoss))} |`,
+      `| ${rs[0].label} | ${baseName} | ${lrOf(rs[0].method)} | ${rs[0].r} | ${rs[0].trainable} | ${rankCell(rs[0])} | ${mean(rs.map((r) => r.msPerStep)).toFixed(0)} | ${mean(rs.map((r) => r.tokensPerSecond)).toFixed(0)} | ${meanSd(rs.map(meanLoss))} | ${meanSd(rs.map((r) => r.validationLoss))} |`,
   ),
 ].join('\n');
 const bold = (s: string) => (data.trainNames.has(s) ? `**${s}**` : s);
@@ -155,7 +153,7 @@ const smooth = (pts: [number, number][]): [number, number][] =>
     const w = pts.slice(Math.max(0, i - smoothK + 1), i + 1);
     return [x, w.reduce((a, [, y]) => a + y, 0) / w.length];
   });
-const meanCurve = (rs: GptFinetuneResult[]): [number, number][] => rs[0].losses.map(([x], i) => [x, avg(rs.map((r) => r.losses[i]?.[1] ?? NaN))]);
+const meanCurve = (rs: GptFinetuneResult[]): [number, number][] => rs[0].losses.map(([x], i) => [x, mean(rs.map((r) => r.losses[i]?.[1] ?? NaN))]);
 const svg = lossChartSvg(
   [...runs.values()].map((rs) => ({ name: rs[0].label, points: smooth(meanCurve(rs)), dashed: rs[0].method.startsWith('lorma') })),
   {

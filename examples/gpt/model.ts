@@ -16,6 +16,7 @@
 // Browser-safe: no Node APIs.
 
 import type { Context } from '../../src/runtime.js';
+import type { LayerAdapter, Trainable } from '../shared.js';
 import type { Tensor } from '../../src/tensor.js';
 import { matmul } from '../../src/ops/matmul.js';
 import { uniform } from '../../src/random.js';
@@ -57,20 +58,8 @@ export function moduleName(layer: number, proj: Projection): string {
   return `layers.${layer}.${proj === 'fc1' || proj === 'fc2' ? 'mlp' : 'self_attn'}.${proj}`;
 }
 
-/** A trainable tensor and its gradient, for the optimizer. */
-export interface Trainable {
-  name: string;
-  param: Tensor;
-  grad: Tensor;
-}
-
-/** What the model needs from a fine-tuning method on one projection (AdapterLayer fits). */
-export interface LayerAdapter {
-  readonly trainables: Trainable[];
-  forward(enc: GPUCommandEncoder, x: Tensor, y: Tensor): Promise<void>;
-  backward(enc: GPUCommandEncoder, x: Tensor, g: Tensor, dx: Tensor): Promise<void>;
-  destroy(): void;
-}
+// The adapter contract of a layer (examples/shared.ts), re-exported for the sessions.
+export type { LayerAdapter, Trainable };
 
 /** Every weight's name and shape, in file order (safetensors keys, PyTorch [out, in] layout). */
 export function weightShapes(c: GPTConfig): Map<string, number[]> {

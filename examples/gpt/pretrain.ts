@@ -19,20 +19,10 @@ import { loadBrown } from './corpus.js';
 import { Vocab, WindowSampler, fixedWindows, splitDocuments } from './data.js';
 import { GPT, type GPTConfig } from './model.js';
 import { sampleText } from './sample.js';
+import { flag } from '../cli.js';
+import { encodeTrainingStep } from '../shared.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-
-function flag(name: string, fallback: number): number;
-function flag(name: string, fallback: string): string;
-function flag(name: string, fallback: number | string): number | string {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = process.argv[i + 1];
-  if (typeof fallback === 'string') return v;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`--${name} needs a number, got ${v}`);
-  return n;
-}
 
 const seed = flag('seed', 1);
 const steps = flag('steps', 900);
@@ -98,12 +88,7 @@ const mean = (pts: [number, number][], k: number) => pts.slice(-k).reduce((a, [,
 for (let step = 0; step < steps; step++) {
   sampler.fill(ids, targets);
   model.setBatch(b, ids, targets);
-  await ctx.encode(undefined, async (enc) => {
-    await model.forward(enc, b);
-    await model.backward(enc, b);
-    await opt.step({ encoder: enc });
-    enc.copyBufferToBuffer(b.loss.buffer, 0, history.buffer, step * 4, 4);
-  });
+  await encodeTrainingStep(ctx, model, b, opt, history, step);
   if ((step + 1) % evalEvery === 0 || step + 1 === steps) {
     await readBack(step + 1);
     const val = await model.evaluate(valSmall.ids, valSmall.targets, T, batch);

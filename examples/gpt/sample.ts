@@ -6,6 +6,7 @@
 import { rng } from '../../src/random.js';
 import type { Vocab } from './data.js';
 import type { GPT } from './model.js';
+import { sampleIndex } from '../shared.js';
 
 export interface SampleOptions {
   prompt?: string;
@@ -34,19 +35,7 @@ export async function sampleText(model: GPT, vocab: Vocab, opts: SampleOptions =
     if (T < P) model.releaseBatch(b);
     for (let i = 0; i < count; i++) {
       const row = logits.subarray(((i + 1) * T - 1) * V, (i + 1) * T * V);
-      let max = -Infinity;
-      for (const v of row) max = Math.max(max, v);
-      const p = Array.from(row, (v) => Math.exp((v - max) / temperature));
-      let u = next() * p.reduce((a, c) => a + c, 0);
-      let id = V - 1;
-      for (let k = 0; k < V; k++) {
-        u -= p[k];
-        if (u <= 0) {
-          id = k;
-          break;
-        }
-      }
-      seqs[i].push(id);
+      seqs[i].push(sampleIndex(row, temperature, next()));
     }
   }
   return seqs.map((s) => vocab.decode(s));

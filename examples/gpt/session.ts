@@ -13,6 +13,7 @@ import type { Tensor } from '../../src/tensor.js';
 import { fixedWindows, Vocab, WindowSampler } from './data.js';
 import { moduleName, PROJECTIONS, type GPT, type Projection } from './model.js';
 import { sampleText } from './sample.js';
+import { encodeTrainingStep } from '../shared.js';
 
 /**
  * Per-method learning rates: the best validation loss of {3e-3, 1e-2, 3e-2} for each method (seed 1,
@@ -223,12 +224,7 @@ export async function trainGpt(
       if (shouldStop?.()) break;
       sampler.fill(ids, targets);
       model.setBatch(b, ids, targets);
-      await ctx.encode(undefined, async (enc) => {
-        await model.forward(enc, b);
-        await model.backward(enc, b);
-        await opt.step({ encoder: enc });
-        enc.copyBufferToBuffer(b.loss.buffer, 0, history.buffer, step * 4, 4);
-      });
+      await encodeTrainingStep(ctx, model, b, opt, history, step);
       if (step === 0) {
         await ctx.sync();
         t0 = performance.now();

@@ -1,0 +1,64 @@
+// What the two example models (examples/charlm, examples/gpt) share beyond the package itself:
+// the adapter contract of their layers, the encoded training step, temperature sampling and the
+// mean ± sd of a report. Each is written once here; the scripts and sessions import it.
+
+import type { Context } from '../src/runtime.js';
+import type { Tensor } from '../src/tensor.js';
+
+/** A trainable tensor and its gradient, for the optimizer. */
+export interface Trainable {
+  name: string;
+  param: Tensor;
+  grad: Tensor;
+}
+
+/**
+ * What a model needs from a fine-tuning method on one of its layers (the package's AdapterLayer
+ * fits): `forward` writes the whole output y = x W0ᵀ + adapter(x), `backward` writes dx and the
+ * method's own gradients (listed in `trainables`).
+ */
+export interface LayerAdapter {
+  readonly trainables: Trainable[];
+  forward(enc: GPUCommandEncoder, x: Tensor, y: Tensor): Promise<void>;
+  backward(enc: GPUCommandEncoder, x: Tensor, g: Tensor, dx: Tensor): Promise<void>;
+  destroy(): void;
+}
+
+/**
+ * One training step in one submission: forward, backward, the optimizer's update, and the batch's
+ * mean loss copied into `history` at `step` (read back once at the end, not every step).
+ */
+export async function encodeTrainingStep<B extends { loss: Tensor }>(
+  ctx: Context,
+  model: { forward(enc: GPUCommandEncoder, b: B): Promise<void>; backward(enc: GPUCommandEncoder, b: B): Promise<void> },
+  b: B,
+  opt: { step(o: { encoder: GPUCommandEncoder }): Promise<unknown> },
+  history: Tensor,
+  step: number,
+): Promise<void> {
+  await ctx.encode(undefined, async (enc) => {
+    await model.forward(enc, b);
+    await model.backward(enc, b);
+    await opt.step({ encoder: enc });
+    enc.copyBufferToBuffer(b.loss.buffer, 0, history.buffer, step * 4, 4);
+  });
+}
+
+/** An index drawn from softmax(row / temperature), with `u` uniform in [0, 1). */
+export function sampleIndex(row: ArrayLike<number>, temperature: number, u: number): number {
+  let max = -Infinity;
+  for (let k = 0; k < row.length; k++) max = Math.max(max, row[k]);
+  const p = Array.from(row, (v) => Math.exp((v - max) / temperature));
+  let rest = u * p.reduce((a, c) => a + c, 0);
+  for (let k = 0; k < p.length; k++) {
+    rest -= p[k];
+    if (rest <= 0) return k;
+  }
+  return p.length - 1;
+}
+
+export const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+/** The sample standard deviation (0 for fewer than two values). */
+export const sd = (xs: number[]): number => (xs.length > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)) : 0);
+/** "mean ± sd" to four places over several seeds, or the one value. */
+export const meanSd = (xs: number[]): string => (xs.length > 1 ? `${mean(xs).toFixed(4)} ± ${sd(xs).toFixed(4)}` : mean(xs).toFixed(4));
