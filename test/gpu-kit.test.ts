@@ -14,7 +14,7 @@ describe('gpu-kit', () => {
   it('finds every program and file it packs, and only the linux-x64 dawn.node', () => {
     const p = plan();
     expect(p.missing).to.deep.equal([]);
-    expect(p.entries.map((e) => e.name)).to.have.members(['adapter', 'vectors', 'check', 'bench', 'compare', 'report']);
+    expect(p.entries.map((e) => e.name)).to.have.members(['adapter', 'vectors', 'check', 'bench', 'compare', 'profile', 'report']);
     const packed = p.files.map((f) => f.kitPath);
     expect(packed).to.include.members(['run.sh', 'README.txt', 'bin/node.gz', 'lib/dawn.node.gz', 'vectors/cases.json']);
     const dawn = p.files.find((f) => f.kitPath === 'lib/dawn.node.gz')!;

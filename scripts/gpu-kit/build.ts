@@ -224,6 +224,7 @@ function features(): string[] {
   if (run.includes("'--ceilings-only'")) out.push('ceilings-only');
   if (run.includes("'--no-ceilings'") && compare.includes("'--no-ceilings'")) out.push('no-ceilings');
   if (compare.includes("'--base'")) out.push('base-flag');
+  if (existsSync(join(REPO, 'bench/profile.ts'))) out.push('profile');
   return out;
 }
 

@@ -70,6 +70,7 @@ export function plan(): Plan {
     entry('bench', 'bench/run.ts'),
     // The device ceilings (bench/ceilings.ts) come with the bench: `--ceilings-only`, and in every run.
     entry('compare', 'bench/compare.ts'),
+    entry('profile', 'bench/profile.ts'),
     entry('report', 'scripts/gpu-kit/report.ts'),
   ];
   const dawn = dawnAddon();

@@ -190,6 +190,15 @@ function main(argv: string[]): number {
       L.push(`### ${f.slice('compare-'.length, -'.md'.length)}`, '', readFileSync(join(out, f), 'utf8').trim().replace(/^# /gm, ''), '');
   }
 
+  if (existsSync(join(out, 'profile.md'))) {
+    L.push(
+      "## Kernel profile of each method's step (bench:profile)",
+      '',
+      readFileSync(join(out, 'profile.md'), 'utf8').trim().replace(/^# /gm, '').replace(/^## /gm, '### '),
+      '',
+    );
+  }
+
   L.push(
     '## Files',
     '',

@@ -3,7 +3,8 @@
 #   On this machine's GPU (Dawn over Vulkan): the adapter, the test vectors with --check, the
 #   correctness suite, the bench with its peers (TF.js, gpu.js) and the device ceilings, and
 #   bench:compare of every method at T=512 n=m=1024 r=8 b=16; on each GPU matmul variant and on
-#   direct (every bench also times X W0ᵀ in every variant). Writes JSON and Markdown to OUTDIR, REPORT.md first. --quick: a tiny subset
+#   direct (every bench also times X W0ᵀ in every variant), and each method's step kernel by kernel
+#   (bench:profile). Writes JSON and Markdown to OUTDIR, REPORT.md first. --quick: a tiny subset
 #   (a self-test on a CPU adapter). --vectors: one more vector file to check. See README.txt.
 #
 # Needs bash, gzip and a Vulkan driver; no Node, no network. Everything it unpacks goes to the
@@ -177,14 +178,17 @@ if [ "$QUICK" = 1 ]; then
   CHECK=(--quick)
   BENCH=(--T 32 --n 128 --r 4 --b 4)
   COMPARE=(--T 32 --n 128 --r 4 --b 4 --rounds 2 --calls 1)
+  PROFILE=(--T 32 --n 128 --r 4 --b 4 --runs 1)
 elif [ "$IS_CPU" = 1 ]; then
   CHECK=()
   BENCH=()
   COMPARE=("${COMPARE_SHAPE[@]}" --rounds 3 --calls 1)
+  PROFILE=("${COMPARE_SHAPE[@]}" --runs 2)
 else
   CHECK=()
   BENCH=()
   COMPARE=("${COMPARE_SHAPE[@]}" --rounds 9 --calls 16)
+  PROFILE=("${COMPARE_SHAPE[@]}" --runs 5)
 fi
 EXTRA=()
 for f in ${VECTORS[@]+"${VECTORS[@]}"}; do EXTRA+=(--vectors "$f"); done
@@ -216,6 +220,12 @@ if has base-flag; then
   has no-ceilings && roof=(--no-ceilings)
   step compare-base --stdout "$OUT/compare-base.md" "$NODE" "$APP/compare.mjs" --methods base,lora,bora --base f32,f16,nf4 \
     --phases step "${COMPARE[@]}" --json "$OUT/compare-base.json" ${roof[@]+"${roof[@]}"}
+fi
+# Where each method's step spends its time, kernel by kernel (a timestamp pair on every pass), on
+# the adapter's own matmul choice: what to tune next on this device.
+if has profile; then
+  step profile --stdout "$OUT/profile.md" "$NODE" "$APP/profile.mjs" --methods all --phase step "${PROFILE[@]}" \
+    --json "$OUT/profile.json"
 fi
 # The full bench last: the longest step, with the peers (TF.js, gpu.js).
 first=1
