@@ -8,7 +8,7 @@ import { referenceForwardBackward } from '../examples/gpt/reference.js';
 import { methodById } from '../src/methods/registry.js';
 import { finiteDifference, relativeError, toF64 } from '../src/reference/linalg.js';
 import { rng } from '../src/random.js';
-import { mean, meanSd, sampleIndex, sd } from '../examples/shared.js';
+import { mean, meanSd, sampleIndex, sd } from '../examples/common.js';
 import { expectClose, gpu, rand } from './helpers.js';
 
 // T = 8 of a 10-row position table (the rows past T must get a zero gradient); heads·headDim = 16.
@@ -146,7 +146,7 @@ describe('gpt example model', () => {
   });
 });
 
-describe('examples/shared: sampling and report statistics', () => {
+describe('examples/common: sampling and report statistics', () => {
   it('sampleIndex draws from softmax(row / temperature) by the cumulative sum', () => {
     // p = (1, 3) / 4 at temperature 1: u below 1/4 picks 0, above picks 1.
     const row = [0, Math.log(3)];

@@ -29,7 +29,7 @@ import { sampleNames } from './sample.js';
 import { finetune, finetuneData, type FinetuneResult } from './session.js';
 import { lossChartSvg } from './chart.js';
 import { flagIn, helpFromHeader } from '../cli.js';
-import { mean, meanSd } from '../shared.js';
+import { mean, meanSd } from '../common.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);

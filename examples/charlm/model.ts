@@ -15,7 +15,7 @@
 // Browser-safe: no Node APIs (the demo runs this file as it is).
 
 import type { Context } from '../../src/runtime.js';
-import type { LayerAdapter, Trainable } from '../shared.js';
+import type { LayerAdapter, Trainable } from '../common.js';
 import type { Tensor } from '../../src/tensor.js';
 import type { BaseFormat, BaseWeight, Weight } from '../../src/base.js';
 import { quantizeNf4, toF16 } from '../../src/quant/index.js';
@@ -45,7 +45,7 @@ export const DEFAULT_CONFIG: CharLMConfig = { context: 8, embed: 16, hidden: 128
 export const HIDDEN_MODULES = ['h1', 'h2'] as const;
 export type HiddenModule = (typeof HIDDEN_MODULES)[number];
 
-// The adapter contract of a layer (examples/shared.ts), re-exported for the sessions.
+// The adapter contract of a layer (examples/common.ts), re-exported for the sessions.
 export type { LayerAdapter, Trainable };
 
 interface Weights {

@@ -4,7 +4,7 @@
 import { rng } from '../../src/random.js';
 import { decodeId } from './data.js';
 import type { CharLM } from './model.js';
-import { sampleIndex } from '../shared.js';
+import { sampleIndex } from '../common.js';
 
 export interface SampleOptions {
   count?: number;

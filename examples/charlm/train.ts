@@ -7,7 +7,7 @@ import { AdamW, type TrainableParam } from '../../src/optim.js';
 import type { Tensor } from '../../src/tensor.js';
 import { Batcher, type Windows } from './data.js';
 import type { CharLM } from './model.js';
-import { encodeTrainingStep } from '../shared.js';
+import { encodeTrainingStep } from '../common.js';
 
 export interface TrainConfig {
   steps: number;

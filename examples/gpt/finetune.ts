@@ -27,7 +27,7 @@ import { lossChartSvg } from '../charlm/chart.js';
 import { GPT, moduleName } from './model.js';
 import { DEFAULT_TARGETS, finetuneGpt, GPT_LR, parseTargets, sampleNames, targetData, vocabOf, type GptFinetuneResult } from './session.js';
 import { flagIn, helpFromHeader } from '../cli.js';
-import { mean, meanSd } from '../shared.js';
+import { mean, meanSd } from '../common.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);

@@ -16,7 +16,7 @@
 // Browser-safe: no Node APIs.
 
 import type { Context } from '../../src/runtime.js';
-import type { LayerAdapter, Trainable } from '../shared.js';
+import type { LayerAdapter, Trainable } from '../common.js';
 import type { Tensor } from '../../src/tensor.js';
 import { matmul } from '../../src/ops/matmul.js';
 import { uniform } from '../../src/random.js';
@@ -58,7 +58,7 @@ export function moduleName(layer: number, proj: Projection): string {
   return `layers.${layer}.${proj === 'fc1' || proj === 'fc2' ? 'mlp' : 'self_attn'}.${proj}`;
 }
 
-// The adapter contract of a layer (examples/shared.ts), re-exported for the sessions.
+// The adapter contract of a layer (examples/common.ts), re-exported for the sessions.
 export type { LayerAdapter, Trainable };
 
 /** Every weight's name and shape, in file order (safetensors keys, PyTorch [out, in] layout). */

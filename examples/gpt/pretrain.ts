@@ -20,7 +20,7 @@ import { Vocab, WindowSampler, fixedWindows, splitDocuments } from './data.js';
 import { GPT, type GPTConfig } from './model.js';
 import { sampleText } from './sample.js';
 import { flag } from '../cli.js';
-import { encodeTrainingStep } from '../shared.js';
+import { encodeTrainingStep } from '../common.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 

@@ -6,7 +6,7 @@
 import { rng } from '../../src/random.js';
 import type { Vocab } from './data.js';
 import type { GPT } from './model.js';
-import { sampleIndex } from '../shared.js';
+import { sampleIndex } from '../common.js';
 
 export interface SampleOptions {
   prompt?: string;

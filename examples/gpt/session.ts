@@ -13,7 +13,7 @@ import type { Tensor } from '../../src/tensor.js';
 import { fixedWindows, Vocab, WindowSampler } from './data.js';
 import { moduleName, PROJECTIONS, type GPT, type Projection } from './model.js';
 import { sampleText } from './sample.js';
-import { encodeTrainingStep } from '../shared.js';
+import { encodeTrainingStep } from '../common.js';
 
 /**
  * Per-method learning rates: the best validation loss of {3e-3, 1e-2, 3e-2} for each method (seed 1,
