@@ -19,7 +19,7 @@ import * as boraRef from '../src/methods/bora/reference.js';
 import * as sboraRef from '../src/methods/sbora/reference.js';
 import * as lormaRef from '../src/methods/lorma/reference.js';
 import { dequantizeF16Ref, dequantizeNf4Ref, unpackBytes, unpackHalves } from '../src/quant/reference.js';
-import { expectClose, expectThrows, gpu, rand } from './helpers.js';
+import { expectClose, expectThrows, gpu, rand, TRANSPOSES, useMatmulVariant } from './helpers.js';
 
 export type PackedFormat = 'f16' | 'nf4';
 
@@ -174,13 +174,6 @@ async function entriesOf(ctx: Context, fn: () => Promise<void>): Promise<string[
   return seen;
 }
 
-const TRANSPOSES: [boolean, boolean][] = [
-  [false, false],
-  [false, true],
-  [true, false],
-  [true, true],
-];
-
 // [M, N, K]: no tile multiple and an element count no multiple of 32; then sizes where the packed-B
 // entries read whole words (NT needs K % 8, NN needs N and K % 4).
 const SHAPES: [number, number, number][] = [
@@ -197,15 +190,7 @@ function directEntry(format: PackedFormat, operand: 'a' | 'b', N: number, K: num
 
 for (const variant of ['direct', 'direct-scalar', 'tiled', 'tiled4'] as Tuning['matmul'][]) {
   describe(`matmul with a packed operand (${variant})`, () => {
-    let saved: Tuning['matmul'];
-    before(async () => {
-      const ctx = await gpu();
-      saved = ctx.tuning.matmul;
-      ctx.tuning.matmul = variant;
-    });
-    after(async () => {
-      (await gpu()).tuning.matmul = saved;
-    });
+    useMatmulVariant(variant);
 
     // The aligned shape changes the entry only under 'direct'; tiled4 falls back to tiled's `main_q*`
     // pipelines (the same ones), so one operand shows it.

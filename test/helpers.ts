@@ -2,7 +2,7 @@
 // referenced while devices live), seeded inputs, and the tolerance check.
 
 import { expect } from 'chai';
-import { Context } from '../src/runtime.js';
+import { Context, type Tuning } from '../src/runtime.js';
 import { finiteDifference, relativeError } from '../src/reference/linalg.js';
 import type { Tensor } from '../src/tensor.js';
 import { uniform } from '../src/random.js';
@@ -19,6 +19,30 @@ let seedCounter = 1;
 export function rand(count: number, bound = 1): Float32Array {
   return uniform(count, bound, 0x9e3779b9 ^ seedCounter++);
 }
+
+/**
+ * Inside a describe: its tests run with the shared context's matmul kernels set to `variant`, and
+ * the previous choice comes back after them.
+ */
+export function useMatmulVariant(variant: Tuning['matmul']): void {
+  let saved: Tuning['matmul'];
+  before(async () => {
+    const ctx = await gpu();
+    saved = ctx.tuning.matmul;
+    ctx.tuning.matmul = variant;
+  });
+  after(async () => {
+    (await gpu()).tuning.matmul = saved;
+  });
+}
+
+/** The four (transA, transB) combinations of a matmul. */
+export const TRANSPOSES: readonly (readonly [boolean, boolean])[] = [
+  [false, false],
+  [false, true],
+  [true, false],
+  [true, true],
+];
 
 /** f32 kernels against the float64 reference: max error relative to the output's scale. */
 export const F32_TOL = 2e-5;

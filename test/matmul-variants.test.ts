@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { matmul, matmulEntry } from '../src/ops/matmul.js';
 import { add, matmul as refMatmul, scale } from '../src/reference/linalg.js';
 import { Context, type Tuning } from '../src/runtime.js';
-import { expectClose, gpu, F32_TOL, rand } from './helpers.js';
+import { expectClose, gpu, F32_TOL, rand, TRANSPOSES, useMatmulVariant } from './helpers.js';
 
 // The brief's shapes (1×1×1, 37×45×13, 130×67×129 are unaligned: the fallback) and aligned ones
 // that still leave ragged tiles, slices and subgroup rounds: 132×68×100 (two 64-row tiles and a
@@ -27,13 +27,6 @@ const SHAPES: [number, number, number][] = [
   [68, 132, 70],
 ];
 
-const TRANSPOSES: [boolean, boolean][] = [
-  [false, false],
-  [false, true],
-  [true, false],
-  [true, true],
-];
-
 const ENTRY: Record<string, string> = { 'tiled-vec4': 'tiled_vec4', 'tiled-vec4-128': 'tiled_vec4', subgroup: 'subgroup' };
 
 function aligned(M: number, N: number, K: number, transA: boolean, transB: boolean): boolean {
@@ -46,15 +39,7 @@ const TOL = F32_TOL;
 
 for (const variant of ['tiled-vec4', 'tiled-vec4-128', 'subgroup'] as Tuning['matmul'][]) {
   describe(`matmul variant ${variant}`, () => {
-    let saved: Tuning['matmul'];
-    before(async () => {
-      const ctx = await gpu();
-      saved = ctx.tuning.matmul;
-      ctx.tuning.matmul = variant;
-    });
-    after(async () => {
-      (await gpu()).tuning.matmul = saved;
-    });
+    useMatmulVariant(variant);
 
     for (const [M, N, K] of SHAPES) {
       for (const [transA, transB] of TRANSPOSES) {

@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { matmul, matmulEntry } from '../src/ops/matmul.js';
 import { add, matmul as refMatmul, scale } from '../src/reference/linalg.js';
 import type { Tuning } from '../src/runtime.js';
-import { expectClose, expectThrows, gpu, rand } from './helpers.js';
+import { expectClose, expectThrows, gpu, rand, TRANSPOSES, useMatmulVariant } from './helpers.js';
 
 const SHAPES: [number, number, number][] = [
   [1, 1, 1],
@@ -32,23 +32,10 @@ const TILED4_SHAPES: [number, number, number][] = [
 
 for (const variant of ['direct', 'direct-scalar', 'tiled', 'tiled4'] as Tuning['matmul'][]) {
   describe(`matmul (${variant})`, () => {
-    let saved: Tuning['matmul'];
-    before(async () => {
-      const ctx = await gpu();
-      saved = ctx.tuning.matmul;
-      ctx.tuning.matmul = variant;
-    });
-    after(async () => {
-      (await gpu()).tuning.matmul = saved;
-    });
+    useMatmulVariant(variant);
 
     for (const [M, N, K] of variant === 'tiled4' ? [...SHAPES, ...TILED4_SHAPES] : SHAPES) {
-      for (const [transA, transB] of [
-        [false, false],
-        [false, true],
-        [true, false],
-        [true, true],
-      ]) {
+      for (const [transA, transB] of TRANSPOSES) {
         it(`C[${M}x${N}] = op(A) op(B), K=${K}, transA=${transA}, transB=${transB}`, async () => {
           const ctx = await gpu();
           const a = rand(M * K);
@@ -155,24 +142,11 @@ describe('matmul kernel choice', () => {
 });
 
 describe('matmul (tiled4) on operand blocks at offsets within larger matrices', () => {
-  let saved: Tuning['matmul'];
-  before(async () => {
-    const ctx = await gpu();
-    saved = ctx.tuning.matmul;
-    ctx.tuning.matmul = 'tiled4';
-  });
-  after(async () => {
-    (await gpu()).tuning.matmul = saved;
-  });
+  useMatmulVariant('tiled4');
 
   // A 4 KiB binding limit cuts every operand into blocks of rows bound at aligned ranges, so each
   // block's offsets and row strides reach the kernel as nonzero multiples of 4 (the vec4 view).
-  for (const [transA, transB] of [
-    [false, false],
-    [false, true],
-    [true, false],
-    [true, true],
-  ]) {
+  for (const [transA, transB] of TRANSPOSES) {
     it(`blocks of C[72x136] += op(A) op(B) + op(A2) op(B2), K=40, transA=${transA}, transB=${transB}`, async () => {
       const ctx = await gpu();
       const [M, N, K, K2] = [72, 136, 40, 5];

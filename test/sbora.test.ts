@@ -26,7 +26,7 @@ import { loraForward, loraBackward } from '../src/methods/lora/reference.js';
 import { dot, finiteDifference, matmul as refMatmul, relativeError, toF64 } from '../src/reference/linalg.js';
 import type { Tuning } from '../src/runtime.js';
 import type { Tensor } from '../src/tensor.js';
-import { expectClose, expectThrows, gpu, rand, uploads } from './helpers.js';
+import { expectClose, expectThrows, gpu, rand, uploads, useMatmulVariant } from './helpers.js';
 
 // [T, n, m, r]: none a multiple of the kernels' blocks (8 rows, 32 columns, 32-row groups), plus T = 1, r = 1.
 // The gather kernel (FA forward, FB backward dX) has a 16-byte-store entry for row lengths that
@@ -210,15 +210,7 @@ describe('sbora reference', () => {
 // The frozen products run on matmul.wgsl under each of its kernels; the adapter kernels are the same.
 for (const tuning of ['direct', 'direct-scalar', 'tiled'] as Tuning['matmul'][]) {
   describe(`sbora kernels (matmul tuning '${tuning}')`, () => {
-    let saved: Tuning['matmul'];
-    before(async () => {
-      const ctx = await gpu();
-      saved = ctx.tuning.matmul;
-      ctx.tuning.matmul = tuning;
-    });
-    after(async () => {
-      (await gpu()).tuning.matmul = saved;
-    });
+    useMatmulVariant(tuning);
 
     for (const [T, n, m, r] of SHAPES) {
       it(`SBoRA-FA forward and backward, T=${T} n=${n} m=${m} r=${r}`, async () => {

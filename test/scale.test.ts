@@ -13,7 +13,7 @@ import * as loraRef from '../src/methods/lora/reference.js';
 import { add, matmul as refMatmul, scale } from '../src/reference/linalg.js';
 import type { Context, Tuning } from '../src/runtime.js';
 import type { Tensor } from '../src/tensor.js';
-import { expectClose, expectThrows, gpu, rand } from './helpers.js';
+import { expectClose, expectThrows, gpu, rand, TRANSPOSES } from './helpers.js';
 
 describe('matmul past the binding limit (blocks under a lowered limit)', () => {
   // 4 KiB bindings: every operand below passes it, so each product runs as several blocks.
@@ -34,12 +34,7 @@ describe('matmul past the binding limit (blocks under a lowered limit)', () => {
   for (const variant of ['direct', 'tiled'] as Tuning['matmul'][]) {
     // 'tiled' has no vec4 entry, so the ragged shape covers it.
     for (const [M, N, K] of variant === 'tiled' ? SHAPES.slice(0, 1) : SHAPES) {
-      for (const [transA, transB] of [
-        [false, false],
-        [false, true],
-        [true, false],
-        [true, true],
-      ]) {
+      for (const [transA, transB] of TRANSPOSES) {
         it(`${variant}: C[${M}x${N}] += op(A) op(B) + op(A2) op(B2), K=${K}, transA=${transA}, transB=${transB}`, async () => {
           const ctx = await gpu();
           ctx.tuning.matmul = variant;
