@@ -57,6 +57,17 @@ export function sampleIndex(row: ArrayLike<number>, temperature: number, u: numb
   return p.length - 1;
 }
 
+/** Mean of the last `k` losses of a curve of (step, loss) points: a smoothed loss. */
+export function tailMean(losses: [number, number][], k = 20): number {
+  const tail = losses.slice(-k);
+  return tail.reduce((a, [, l]) => a + l, 0) / Math.max(1, tail.length);
+}
+
+/** A fine-tuning run's final training loss: the mean of its last twentieth (at least 5 points). */
+export function finalTrainLoss(losses: [number, number][]): number {
+  return tailMean(losses, Math.max(5, Math.round(losses.length / 20)));
+}
+
 export const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 /** The sample standard deviation (0 for fewer than two values). */
 export const sd = (xs: number[]): number => (xs.length > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)) : 0);

@@ -8,7 +8,7 @@ import { referenceForwardBackward } from '../examples/gpt/reference.js';
 import { methodById } from '../src/methods/registry.js';
 import { finiteDifference, relativeError, toF64 } from '../src/reference/linalg.js';
 import { rng } from '../src/random.js';
-import { mean, meanSd, sampleIndex, sd } from '../examples/common.js';
+import { finalTrainLoss, mean, meanSd, sampleIndex, sd, tailMean } from '../examples/common.js';
 import { expectClose, gpu, rand } from './helpers.js';
 
 // T = 8 of a 10-row position table (the rows past T must get a zero gradient); heads·headDim = 16.
@@ -163,5 +163,15 @@ describe('examples/common: sampling and report statistics', () => {
     expect(sd([5])).to.equal(0);
     expect(meanSd([1, 2, 6])).to.equal('3.0000 ± 2.6458');
     expect(meanSd([0.5])).to.equal('0.5000');
+  });
+
+  it('tailMean and finalTrainLoss smooth the end of a loss curve', () => {
+    const curve: [number, number][] = Array.from({ length: 200 }, (_, i) => [i, i]);
+    expect(tailMean(curve, 4)).to.equal((196 + 197 + 198 + 199) / 4);
+    expect(tailMean(curve.slice(0, 2), 20)).to.equal(0.5);
+    expect(tailMean([], 5)).to.equal(0);
+    // The last twentieth (10 of 200 points), and at least 5 points of a short curve.
+    expect(finalTrainLoss(curve)).to.equal(194.5);
+    expect(finalTrainLoss(curve.slice(0, 40))).to.equal(37);
   });
 });

@@ -16,7 +16,8 @@ import { writeFileAtomic } from '../../src/adapters.js';
 import { makeWindows, splitWords } from './data.js';
 import { CharLM, DEFAULT_CONFIG } from './model.js';
 import { sampleNames } from './sample.js';
-import { tailMean, train } from './train.js';
+import { train } from './train.js';
+import { tailMean } from '../common.js';
 import { flag } from '../cli.js';
 
 const here = dirname(fileURLToPath(import.meta.url));

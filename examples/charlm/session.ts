@@ -8,7 +8,8 @@ import { makeWindows, type Windows } from './data.js';
 import { createAdapter, methodInfo, optionsFor, type AdapterSpec, type MethodAdapter } from './methods.js';
 import { HIDDEN_MODULES, type CharLM } from './model.js';
 import { sampleNames } from './sample.js';
-import { tailMean, train, type Progress, type TrainConfig } from './train.js';
+import { train, type Progress, type TrainConfig } from './train.js';
+import { finalTrainLoss } from '../common.js';
 
 export interface FinetuneData {
   train: Windows;
@@ -104,7 +105,7 @@ export async function finetune(
       msPerStep: result.msPerStep,
       steps: result.losses.length,
       losses: result.losses,
-      trainLoss: tailMean(result.losses, Math.max(5, Math.round(result.losses.length / 20))),
+      trainLoss: finalTrainLoss(result.losses),
       validationLoss,
       samples,
       adapter: { config, modules },

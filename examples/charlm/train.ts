@@ -98,9 +98,3 @@ export async function train(
     history.destroy();
   }
 }
-
-/** Mean of the last `k` losses: a smoothed final training loss. */
-export function tailMean(losses: [number, number][], k = 20): number {
-  const tail = losses.slice(-k);
-  return tail.reduce((a, [, l]) => a + l, 0) / Math.max(1, tail.length);
-}

@@ -20,7 +20,7 @@ import { Vocab, WindowSampler, fixedWindows, splitDocuments } from './data.js';
 import { GPT, type GPTConfig } from './model.js';
 import { sampleText } from './sample.js';
 import { flag } from '../cli.js';
-import { encodeTrainingStep } from '../common.js';
+import { encodeTrainingStep, tailMean } from '../common.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -83,8 +83,6 @@ const readBack = async (upTo: number) => {
   const all = await ctx.readF32(history);
   for (; read < upTo; read++) trainCurve.push([read + 1, all[read]]);
 };
-const mean = (pts: [number, number][], k: number) => pts.slice(-k).reduce((a, [, l]) => a + l, 0) / Math.max(1, Math.min(k, pts.length));
-
 for (let step = 0; step < steps; step++) {
   sampler.fill(ids, targets);
   model.setBatch(b, ids, targets);
@@ -95,13 +93,13 @@ for (let step = 0; step < steps; step++) {
     valCurve.push([step + 1, val]);
     const s = (performance.now() - started) / 1000;
     console.log(
-      `step ${step + 1}/${steps}  train ${mean(trainCurve, evalEvery).toFixed(4)}  validation ${val.toFixed(4)}  ` +
+      `step ${step + 1}/${steps}  train ${tailMean(trainCurve, evalEvery).toFixed(4)}  validation ${val.toFixed(4)}  ` +
         `${((1000 * s) / (step + 1)).toFixed(0)} ms/step  ${((batch * T * (step + 1)) / s).toFixed(0)} tokens/s  ${(s / 60).toFixed(1)} min`,
     );
   }
 }
 const minutes = (performance.now() - started) / 60000;
-const trainLoss = mean(trainCurve, 100);
+const trainLoss = tailMean(trainCurve, 100);
 const valLoss = await model.evaluate(valAll.ids, valAll.targets, T, batch);
 console.log(
   `done in ${minutes.toFixed(1)} min: train loss ${trainLoss.toFixed(4)} (mean of the last 100 steps), validation loss ${valLoss.toFixed(4)} (${valAll.count} windows)`,
@@ -129,7 +127,7 @@ writeFileSync(
   `${JSON.stringify({ ...meta, config, validationWindows: valAll.count, train: trainCurve, validation: valCurve, samples }, null, 1)}\n`,
 );
 // Per-step losses are noisy at this batch size: the chart draws their means over each evaluation interval.
-const smooth: [number, number][] = valCurve.map(([s]) => [s, mean(trainCurve.slice(0, s), evalEvery)]);
+const smooth: [number, number][] = valCurve.map(([s]) => [s, tailMean(trainCurve.slice(0, s), evalEvery)]);
 writeFileSync(
   join(outDir, 'gpt-loss.svg'),
   lossChartSvg(

@@ -13,7 +13,7 @@ import type { Tensor } from '../../src/tensor.js';
 import { fixedWindows, Vocab, WindowSampler } from './data.js';
 import { moduleName, PROJECTIONS, type GPT, type Projection } from './model.js';
 import { sampleText } from './sample.js';
-import { encodeTrainingStep } from '../common.js';
+import { encodeTrainingStep, finalTrainLoss } from '../common.js';
 
 /**
  * Per-method learning rates: the best validation loss of {3e-3, 1e-2, 3e-2} for each method (seed 1,
@@ -245,12 +245,6 @@ export async function trainGpt(
   }
 }
 
-/** Mean of the last `k` losses: a smoothed final training loss. */
-export function tailMean(losses: [number, number][], k = 20): number {
-  const tail = losses.slice(-k);
-  return tail.reduce((a, [, l]) => a + l, 0) / Math.max(1, tail.length);
-}
-
 /** Names sampled after a newline (each sequence's last, unfinished line is dropped). */
 export async function sampleNames(
   model: GPT,
@@ -346,7 +340,7 @@ export async function finetuneGpt(
       tokensPerSecond: run.tokensPerSecond,
       steps: run.losses.length,
       losses: run.losses,
-      trainLoss: tailMean(run.losses, Math.max(5, Math.round(run.losses.length / 20))),
+      trainLoss: finalTrainLoss(run.losses),
       validationLoss,
       samples,
       adapter: { config, modules },
