@@ -33,6 +33,16 @@ struct MatmulParams {
 @group(0) @binding(4) var<storage, read> A2: array<f32>;
 @group(0) @binding(5) var<storage, read> B2: array<f32>;
 
+// The first row and column of the workgroup's bm × bn tile of C (tiles_n tiles to a row of tiles),
+// or NO_TILE in x past the last tile. The same in every invocation of the workgroup, so an early
+// return on it cannot split a barrier.
+const NO_TILE: u32 = 0xffffffffu;
+fn tile_origin(wid: vec3<u32>, nwg: vec3<u32>, bm: u32, bn: u32) -> vec2<u32> {
+  let tile = linear_workgroup(wid, nwg);
+  if (tile >= ((P.M + bm - 1u) / bm) * P.tiles_n) { return vec2<u32>(NO_TILE, 0u); }
+  return vec2<u32>((tile / P.tiles_n) * bm, (tile % P.tiles_n) * bn);
+}
+
 fn a2_at(i: u32, k: u32) -> f32 {
   if (TRANS_A) { return A2[P.off_a2 + k * P.lda2 + i]; }
   return A2[P.off_a2 + i * P.lda2 + k];

@@ -43,11 +43,10 @@ const BN: u32 = 256u;  // columns per workgroup: WG vec4s
 @compute @workgroup_size(64)
 fn subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lidx: u32, @builtin(subgroup_invocation_id) lane: u32) {
-  let tile = linear_workgroup(wid, nwg);
-  let tiles_m = (P.M + TM - 1u) / TM;
-  if (tile >= tiles_m * P.tiles_n) { return; }
-  let row0 = (tile / P.tiles_n) * TM;
-  let col0 = (tile % P.tiles_n) * BN + lidx * 4u;
+  let origin = tile_origin(wid, nwg, TM, BN);
+  if (origin.x == NO_TILE) { return; }
+  let row0 = origin.x;
+  let col0 = origin.y + lidx * 4u;
   let n = subgroupAdd(1u);
   // Columns past the edge read the last vec4 of the row: computed, shuffled, never stored.
   let col = min(col0, ((P.N - 1u) / 4u) * 4u);

@@ -93,12 +93,10 @@ fn put_b(e: u32, v: vec4<f32>) {
 @compute @workgroup_size(16, 16)
 fn tiled_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
-  let tile = linear_workgroup(wid, nwg);
-  let tiles_m = (P.M + BM - 1u) / BM;
-  // Uniform across the workgroup, so the early return cannot split a barrier.
-  if (tile >= tiles_m * P.tiles_n) { return; }
-  let tile_m0 = (tile / P.tiles_n) * BM;
-  let tile_n0 = (tile % P.tiles_n) * BN;
+  let origin = tile_origin(wid, nwg, BM, BN);
+  if (origin.x == NO_TILE) { return; }
+  let tile_m0 = origin.x;
+  let tile_n0 = origin.y;
   let a_per = TM / 4u;  // A staging vec4s per invocation: BM·BK / 4 / 256
   var acc: array<vec4<f32>, 8>;  // acc[i]: row tile_m0 + lid.y·TM + i, its four columns
   var ra: array<vec4<f32>, 2>;

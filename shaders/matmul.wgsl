@@ -48,12 +48,10 @@ fn b_at(k: u32, j: u32) -> f32 {
 @compute @workgroup_size(WG_N, WG_M)
 fn $ENTRY(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
-  let tile = linear_workgroup(wid, nwg);
-  let tiles_m = (P.M + BM - 1u) / BM;
-  // Uniform across the workgroup, so the early return cannot split a barrier.
-  if (tile >= tiles_m * P.tiles_n) { return; }
-  let tile_m0 = (tile / P.tiles_n) * BM;
-  let tile_n0 = (tile % P.tiles_n) * BN;
+  let origin = tile_origin(wid, nwg, BM, BN);
+  if (origin.x == NO_TILE) { return; }
+  let tile_m0 = origin.x;
+  let tile_n0 = origin.y;
   let threads = WG_M * WG_N;
   var acc: array<f32, 16>;
   for (var k0 = 0u; k0 < P.K; k0 += BK) {
@@ -181,11 +179,10 @@ fn products_vec4(row0: u32, col0: u32) -> array<f32, 16> {
 @compute @workgroup_size(WG_N, WG_M)
 fn $ENTRY(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_id) lid: vec3<u32>) {
-  let tile = linear_workgroup(wid, nwg);
-  let tiles_m = (P.M + BM - 1u) / BM;
-  if (tile >= tiles_m * P.tiles_n) { return; }
-  let row0 = (tile / P.tiles_n) * BM + lid.y * TM;
-  let col0 = (tile % P.tiles_n) * BN + lid.x * TN;
+  let origin = tile_origin(wid, nwg, BM, BN);
+  if (origin.x == NO_TILE) { return; }
+  let row0 = origin.x + lid.y * TM;
+  let col0 = origin.y + lid.x * TN;
   if (row0 >= P.M || col0 >= P.N) { return; }
   var acc = $PRODUCTS(row0, col0);
   if (SECOND) { add_second(row0, col0, &acc); }
@@ -256,12 +253,10 @@ fn stage_tiled4(lidx: u32, tile_m0: u32, tile_n0: u32, k0: u32) {
 @compute @workgroup_size(8, 8)
 fn tiled4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
-  let tile = linear_workgroup(wid, nwg);
-  let tiles_m = (P.M + T4_BM - 1u) / T4_BM;
-  // Uniform across the workgroup, so the early return cannot split a barrier.
-  if (tile >= tiles_m * P.tiles_n) { return; }
-  let tile_m0 = (tile / P.tiles_n) * T4_BM;
-  let tile_n0 = (tile % P.tiles_n) * T4_BM;
+  let origin = tile_origin(wid, nwg, T4_BM, T4_BM);
+  if (origin.x == NO_TILE) { return; }
+  let tile_m0 = origin.x;
+  let tile_n0 = origin.y;
   // acc[i * 2 + h]: row i of the block, columns 4h … 4h + 3.
   var acc: array<vec4<f32>, 16>;
   for (var k0 = 0u; k0 < P.K; k0 += T4_BK) {
