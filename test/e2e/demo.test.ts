@@ -11,34 +11,18 @@
 // the test fails and says so: CI installs it.
 
 import { expect } from 'chai';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
-import { dirname, extname, join, normalize, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AddressInfo } from 'node:net';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { build } from 'vite';
 import { decodeAdapter } from '../../src/adapters.js';
+import { launchChromium, serveDir } from './browser.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = process.env.E2E_ARTIFACTS ?? join(repo, 'test', 'e2e', 'artifacts');
-const FLAGS = [
-  '--no-sandbox',
-  '--enable-unsafe-webgpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
-const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.svg': 'image/svg+xml',
-  '.json': 'application/json',
-};
 
 interface DemoState {
   status: string;
@@ -52,60 +36,28 @@ interface DemoState {
   runs: { label: string; losses: [number, number][]; validationLoss?: number; samples: string[] }[];
 }
 
-/** A static file server for the built page, bound to the loopback address only. */
-function serve(dir: string): Promise<{ server: Server; url: string }> {
-  const server = createServer((req, res) => {
-    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname);
-    let file = normalize(join(dir, path));
-    if (!file.startsWith(dir)) {
-      res.writeHead(403).end();
-      return;
-    }
-    if (existsSync(file) && statSync(file).isDirectory()) file = join(file, 'index.html');
-    if (!existsSync(file)) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
-    res.end(readFileSync(file));
-  });
-  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/` })));
-}
-
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 describe('e2e: in-browser fine-tuning demo in headless Chromium', function () {
   this.timeout(600_000);
   let out: string;
-  let profile: string;
   let server: Server | undefined;
   let url: string;
+  let chromium: Awaited<ReturnType<typeof launchChromium>> | undefined;
   let browser: BrowserContext | undefined;
 
   before(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(
-        `Chromium not found at ${CHROMIUM}. The end-to-end test drives Debian's Chromium: install it with ` +
-          "'apt-get install chromium' (or set CHROMIUM_PATH to a Chromium binary).",
-      );
-    }
+    chromium = await launchChromium({ viewport: { width: 1100, height: 1300 } });
+    browser = chromium.browser;
     out = mkdtempSync(join(tmpdir(), 'peft-wgsl-demo-'));
-    profile = mkdtempSync(join(tmpdir(), 'peft-wgsl-chromium-'));
     await build({ configFile: join(repo, 'demo', 'vite.config.ts'), logLevel: 'error', build: { outDir: out, emptyOutDir: true } });
-    ({ server, url } = await serve(out));
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: FLAGS,
-      viewport: { width: 1100, height: 1300 },
-    });
+    ({ server, url } = await serveDir(out));
   });
 
   after(async () => {
-    await browser?.close();
+    await chromium?.close();
     server?.close();
     if (out) rmSync(out, { recursive: true, force: true });
-    if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
   async function open(query: string, noGpu = false): Promise<{ page: Page; errors: string[] }> {

@@ -8,26 +8,14 @@
 // Needs /usr/bin/chromium (or $CHROMIUM_PATH), as test/e2e/demo.test.ts does.
 
 import { expect } from 'chai';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AddressInfo } from 'node:net';
 import { build } from 'esbuild';
-import { chromium, type BrowserContext } from 'playwright-core';
 import { F32_TOL } from '../helpers.js';
+import { launchChromium, listen } from './browser.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const FLAGS = [
-  '--no-sandbox',
-  '--enable-unsafe-webgpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 
 // The page's script: bundled from this text, its imports resolved from this folder.
 const PAGE_SCRIPT = `
@@ -77,15 +65,12 @@ interface PageResult {
 
 describe('e2e: GPU matmul variants in headless Chromium (SwiftShader)', function () {
   this.timeout(180_000);
-  let profile: string | undefined;
   let server: Server | undefined;
-  let browser: BrowserContext | undefined;
+  let chromium: Awaited<ReturnType<typeof launchChromium>> | undefined;
   let url = '';
 
   before(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`Chromium not found at ${CHROMIUM}: install it with 'apt-get install chromium' (or set CHROMIUM_PATH to a Chromium binary).`);
-    }
+    chromium = await launchChromium();
     const bundle = await build({
       stdin: { contents: PAGE_SCRIPT, resolveDir: here, loader: 'ts', sourcefile: 'matmul-page.ts' },
       bundle: true,
@@ -95,25 +80,22 @@ describe('e2e: GPU matmul variants in headless Chromium (SwiftShader)', function
       logLevel: 'silent',
     });
     const js = bundle.outputFiles[0].text;
-    server = createServer((req, res) => {
-      if (req.url === '/page.js') res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' }).end(js);
-      else if (req.url === '/') res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE_HTML);
-      else res.writeHead(404).end();
-    });
-    await new Promise<void>((ok) => server!.listen(0, '127.0.0.1', ok));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-    profile = mkdtempSync(join(tmpdir(), 'peft-wgsl-chromium-'));
-    browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS });
+    ({ server, url } = await listen(
+      createServer((req, res) => {
+        if (req.url === '/page.js') res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' }).end(js);
+        else if (req.url === '/') res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE_HTML);
+        else res.writeHead(404).end();
+      }),
+    ));
   });
 
   after(async () => {
-    await browser?.close();
+    await chromium?.close();
     server?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
   it('every variant × transpose × alpha/beta/second matches the float64 reference in the page', async () => {
-    const page = await browser!.newPage();
+    const page = await chromium!.browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(String(e)));
     await page.goto(url);

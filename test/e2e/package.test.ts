@@ -19,27 +19,16 @@
 
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, extname, join, normalize, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type BrowserContext } from 'playwright-core';
 import { build, createLogger } from 'vite';
 import { relativeError } from '../../src/numeric.js';
+import { launchChromium, serveDir } from './browser.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const consumer = join(repo, 'test', 'consumer');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const FLAGS = [
-  '--no-sandbox',
-  '--enable-unsafe-webgpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 const TSC = join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
 
 const installedVersion = (name: string) =>
@@ -78,21 +67,6 @@ function emptyProject(parent: string, name: string): string {
 }
 
 const NPM_INSTALL = ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'];
-
-const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8' };
-
-/** A static file server for the bundled page, on the loopback address only. */
-function serve(dir: string): Promise<{ server: Server; url: string }> {
-  const server = createServer((req, res) => {
-    let file = normalize(join(dir, decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname)));
-    if (!file.startsWith(dir)) return void res.writeHead(403).end();
-    if (existsSync(file) && statSync(file).isDirectory()) file = join(file, 'index.html');
-    if (!existsSync(file)) return void res.writeHead(404).end();
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
-    res.end(readFileSync(file));
-  });
-  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/` })));
-}
 
 /** The arrays util.inspect printed, as [declared length, shown values, count it elided]. */
 function printedArrays(out: string): { length: number; values: number[]; more: number }[] {
@@ -189,9 +163,6 @@ describe('e2e: the packed package, installed as a user installs it', function ()
   });
 
   it('bundles with Vite without webgpu installed, and runs loraForward through navigator.gpu in Chromium', async function () {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`Chromium not found at ${CHROMIUM}: install it with 'apt-get install chromium' (or set CHROMIUM_PATH).`);
-    }
     const site = join(browserApp, 'site');
     mkdirSync(site);
     for (const f of ['index.html', 'main.js']) copyFileSync(join(consumer, 'browser', f), join(site, f));
@@ -212,12 +183,11 @@ describe('e2e: the packed package, installed as a user installs it', function ()
     expect(js).to.not.match(/(from|import\s*\(?)\s*["'](webgpu|node:[a-z/]+)["']/, 'an import of webgpu or a Node module in the bundle');
     expect(js).to.not.include('peft-wgsl-xdg-', "the Dawn loader's code in the bundle");
 
-    const { server, url } = await serve(out);
-    const profile = mkdtempSync(join(tmpdir(), 'peft-wgsl-chromium-'));
-    let browser: BrowserContext | undefined;
+    const { server, url } = await serveDir(out);
+    let chromium: Awaited<ReturnType<typeof launchChromium>> | undefined;
     try {
-      browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS });
-      const page = await browser.newPage();
+      chromium = await launchChromium();
+      const page = await chromium.browser.newPage();
       const errors: string[] = [];
       page.on('pageerror', (e) => errors.push(String(e)));
       await page.goto(url);
@@ -232,9 +202,8 @@ describe('e2e: the packed package, installed as a user installs it', function ()
       expect(result.y!.length).to.equal(5 * 29);
       expect(relativeError(result.y!, result.expected!), `Y on ${result.adapter}`).to.be.below(1e-5);
     } finally {
-      await browser?.close();
+      await chromium?.close();
       server.close();
-      rmSync(profile, { recursive: true, force: true });
     }
   });
 
