@@ -62,14 +62,7 @@ fn radix8_stage(L: u32, step: u32, n: u32, stride: u32, b: u32) {
       var x = array<vec2<f32>, 8>(fx[i0], fx[i0 + es], fx[i0 + 2u * es], fx[i0 + 3u * es],
                                   fx[i0 + 4u * es], fx[i0 + 5u * es], fx[i0 + 6u * es], fx[i0 + 7u * es]);
       if (!INVERSE) { dif8(&x, w); } else { dit8(&x, w); }
-      fx[i0] = x[0];
-      fx[i0 + es] = x[1];
-      fx[i0 + 2u * es] = x[2];
-      fx[i0 + 3u * es] = x[3];
-      fx[i0 + 4u * es] = x[4];
-      fx[i0 + 5u * es] = x[5];
-      fx[i0 + 6u * es] = x[6];
-      fx[i0 + 7u * es] = x[7];
+      for (var k = 0u; k < 8u; k++) { fx[i0 + k * es] = x[k]; }
     }
   }
 }
@@ -138,20 +131,18 @@ fn fft(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (lg >= 7u) { r8 -= 1u; r4 = 2u; } else { r2 = 1u; }
   }
   let skip = select(0u, 1u, FP.partial != 0u && r8 > 0u);
+  // L: the block length of the next stage (its largest); each stage's twiddle step is n / L.
   if (!INVERSE) {
     var L = n >> (3u * skip);
-    var step = 1u << (3u * skip);
-    for (var k = skip; k < r8; k++) { radix8_stage(L, step, n, stride, b); L /= 8u; step *= 8u; }
-    for (var k = 0u; k < r4; k++) { radix4_stage(L, step, n, stride, b); L /= 4u; step *= 4u; }
+    for (var k = skip; k < r8; k++) { radix8_stage(L, n / L, n, stride, b); L /= 8u; }
+    for (var k = 0u; k < r4; k++) { radix4_stage(L, n / L, n, stride, b); L /= 4u; }
     if (r2 == 1u) { radix2(n, stride, b); }
   } else {
     // The mirror image, block lengths from the smallest up.
     if (r2 == 1u) { radix2(n, stride, b); }
     var L = select(4u, 8u, r2 == 1u);
-    var step = n / L;
-    for (var k = 0u; k < r4; k++) { radix4_stage(L, step, n, stride, b); L *= 4u; step /= 4u; }
+    for (var k = 0u; k < r4; k++) { radix4_stage(L, n / L, n, stride, b); L *= 4u; }
     L *= 2u;
-    step /= 2u;
-    for (var k = skip; k < r8; k++) { radix8_stage(L, step, n, stride, b); L *= 8u; step /= 8u; }
+    for (var k = skip; k < r8; k++) { radix8_stage(L, n / L, n, stride, b); L *= 8u; }
   }
 }
