@@ -306,6 +306,18 @@ fn whole_twiddles(j: u32, E: u32) -> array<vec2<f32>, 7> {
   return array<vec2<f32>, 7>(ftw[j], ftw[j + E], ftw[j + 2u * E], ftw[j + 3u * E], ftw[2u * j], ftw[2u * (j + E)], ftw[4u * j]);
 }
 
+// W as fft_mix_out and fft_db read it: the inverse transform but for its last stage.
+@group(0) @binding(1) var<storage, read> lw: array<vec2<f32>>;
+
+// Group j of W's transform column `col` (E = d/8, w its twiddles), after that last stage.
+fn last_stage(col: u32, j: u32, E: u32, w: array<vec2<f32>, 7>) -> array<vec2<f32>, 8> {
+  let c0 = j * SPEC.w_stride + col;
+  var x: array<vec2<f32>, 8>;
+  for (var k = 0u; k < 8u; k++) { x[k] = lw[c0 + k * E * SPEC.w_stride]; }
+  dit8(&x, w);
+  return x;
+}
+
 // The flags `bad` (u32, cleared by the host before fft_pack): a section per input, a word per row
 // (per column of B) then one word for "any row": IN [T + 1], A [r + 1], G (dOut) [T + 1], B [r + 1].
 const SEC_IN: u32 = 0u;
@@ -452,7 +464,6 @@ fn fft_corr_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 // before the inverse FFT's last stage, which this runs (scale = s / d). Grid (⌈E/64⌉,
 // ⌈chunk/ROW_BLOCK⌉): lanes along bin groups j, so the outputs j + k·E are contiguous across lanes
 // (lanes along t wrote d floats apart, 4 KiB at d = 1024: 10–20 % slower on llvmpipe).
-@group(0) @binding(1) var<storage, read> mo_w: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read> mo_b: array<f32>;          // B [d, r]
 @group(0) @binding(3) var<storage, read_write> mo_out: array<f32>;  // [T, d]
 @group(0) @binding(4) var<storage, read> mo_bad: array<u32>;
@@ -463,7 +474,6 @@ fn fft_mix_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
   let E = SPEC.d >> 3u;
   let j = wid.x * 64u + lidx;
   if (j >= E) { return; }
-  let es = E * SPEC.w_stride;
   let a_bad = mo_bad[sec_any(SEC_A)];
   let w = whole_twiddles(j, E);
   let t1 = min(wid.y * ROW_BLOCK + ROW_BLOCK, SPEC.chunk);
@@ -471,10 +481,7 @@ fn fft_mix_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let t = SPEC.t0 + tl;
     var acc = array<f32, 8>();
     for (var p = 0u; p < SPEC.pairs; p++) {
-      let c0 = j * SPEC.w_stride + p * SPEC.chunk + tl;
-      var x = array<vec2<f32>, 8>(mo_w[c0], mo_w[c0 + es], mo_w[c0 + 2u * es], mo_w[c0 + 3u * es],
-                                  mo_w[c0 + 4u * es], mo_w[c0 + 5u * es], mo_w[c0 + 6u * es], mo_w[c0 + 7u * es]);
-      dit8(&x, w);
+      let x = last_stage(p * SPEC.chunk + tl, j, E, w);
       let q1 = 2u * p + 1u;
       for (var k = 0u; k < 8u; k++) {
         let bi = (j + k * E) * SPEC.r;
@@ -626,7 +633,6 @@ fn fft_da_spec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 // before the inverse FFT's last stage, which this runs (scale = s / d). Grid (⌈E/64⌉, pairs):
 // lanes along bin groups j, each summing its eight outputs i = j + k·E over the tokens (one writer
 // per entry).
-@group(0) @binding(1) var<storage, read> db_w: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read> db_g: array<f32>;           // dOut [T, d]
 @group(0) @binding(3) var<storage, read_write> db_out: array<f32>;   // dB [d, r]
 @group(0) @binding(4) var<storage, read> db_bad: array<u32>;
@@ -637,15 +643,11 @@ fn fft_db(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
   let j = wid.x * 64u + lidx;
   if (j >= E) { return; }
   let p = wid.y;
-  let es = E * SPEC.w_stride;
   let w = whole_twiddles(j, E);
   var a0 = array<f32, 8>();
   var a1 = array<f32, 8>();
   for (var tl = 0u; tl < SPEC.chunk; tl++) {
-    let c0 = j * SPEC.w_stride + p * SPEC.chunk + tl;
-    var x = array<vec2<f32>, 8>(db_w[c0], db_w[c0 + es], db_w[c0 + 2u * es], db_w[c0 + 3u * es],
-                                db_w[c0 + 4u * es], db_w[c0 + 5u * es], db_w[c0 + 6u * es], db_w[c0 + 7u * es]);
-    dit8(&x, w);
+    let x = last_stage(p * SPEC.chunk + tl, j, E, w);
     let g0 = (SPEC.t0 + tl) * SPEC.d + j;
     for (var k = 0u; k < 8u; k++) {
       let g = db_g[g0 + k * E];

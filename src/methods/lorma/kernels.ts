@@ -284,9 +284,9 @@ export const LORMA_FFT_MIN_D = 128;
 
 /**
  * The path `choice` leads to for a layer of this d, without a device: 'fft' (r cyclic correlations
- * per token, O(T·r·d log d)) needs d a power of two ≥ 8 (a whole radix-8 stage, and at most `maxGrid`, since d is a
- * workgroup-grid dimension of the spectra kernels); 'tiles' (π(BA) generated tile by tile,
- * O(T·d²)) takes any d.
+ * per token, O(T·r·d log d)) needs d a power of two ≥ 8 (its kernels run a whole radix-8 stage)
+ * and at most `maxGrid` (d is a workgroup-grid dimension of the spectra kernels); 'tiles'
+ * (π(BA) generated tile by tile, O(T·d²)) takes any d.
  */
 export function piPathFor(choice: LormaPiChoice, d: number, maxGrid = Infinity): LormaPiPath {
   if (choice === 'tiles' || d < 8 || !isPowerOfTwo(d) || d > maxGrid) return 'tiles';
