@@ -2,28 +2,28 @@
 // of the struct each entry point reads (checked here against what a real GPU reads back).
 
 import { expect } from 'chai';
-import { entryParams, expandVariants, packParams, paramStructs } from '../src/runtime/wgsl.js';
+import { entryParams, expandShader, packParams, paramStructs } from '../src/runtime/wgsl.js';
 import { SHADERS } from '../src/generated/shaders.js';
 import { expectThrows, gpu } from './helpers.js';
 
 describe('wgsl: variants', () => {
   it('emits a block once per variant, substituting every $NAME, and maps lines back', () => {
     const src = ['a', '//#each S=; T=f32 | S=4; T=vec4<f32>', 'fn f$S(x: $T) -> $T { return x; }', '//#end', 'b'].join('\n');
-    const out = expandVariants(src, 't');
+    const out = expandShader(src, 't');
     expect(out.code.split('\n')).to.deep.equal(['a', 'fn f(x: f32) -> f32 { return x; }', 'fn f4(x: vec4<f32>) -> vec4<f32> { return x; }', 'b']);
     expect(out.lineMap).to.deep.equal([1, 3, 3, 5]);
   });
 
   it('rejects malformed blocks with the file and line', () => {
-    expect(() => expandVariants('//#each S=1\nx', 't')).to.throw(/t\.wgsl:1: '\/\/#each' without '\/\/#end'/);
-    expect(() => expandVariants('x\n//#end', 't')).to.throw(/t\.wgsl:2: '\/\/#end' without/);
-    expect(() => expandVariants('//#each S=1 | T=2\n//#end', 't')).to.throw(/same names/);
-    expect(() => expandVariants('//#each S=1\n$U\n//#end', 't')).to.throw(/t\.wgsl:2: '\$U' is not assigned/);
-    expect(() => expandVariants('//#each S=1\n//#each S=2\n//#end', 't')).to.throw(/do not nest/);
+    expect(() => expandShader('//#each S=1\nx', 't')).to.throw(/t\.wgsl:1: '\/\/#each' without '\/\/#end'/);
+    expect(() => expandShader('x\n//#end', 't')).to.throw(/t\.wgsl:2: '\/\/#end' without/);
+    expect(() => expandShader('//#each S=1 | T=2\n//#end', 't')).to.throw(/same names/);
+    expect(() => expandShader('//#each S=1\n$U\n//#end', 't')).to.throw(/t\.wgsl:2: '\$U' is not assigned/);
+    expect(() => expandShader('//#each S=1\n//#each S=2\n//#end', 't')).to.throw(/do not nest/);
   });
 
   it('expands every shader of the package', () => {
-    for (const [name, code] of Object.entries(SHADERS)) expect(() => expandVariants(code, name, (f) => SHADERS[f]), name).not.to.throw();
+    for (const [name, code] of Object.entries(SHADERS)) expect(() => expandShader(code, name, (f) => SHADERS[f]), name).not.to.throw();
   });
 });
 
@@ -36,17 +36,17 @@ describe('wgsl: includes', () => {
   const resolve = (name: string) => fragments[name];
 
   it('replaces //#include lines by the fragment (nested), then expands variants, mapping every line to its file', () => {
-    const out = expandVariants(['a', '//#include _pair', 'b'].join('\n'), 't', resolve);
+    const out = expandShader(['a', '//#include _pair', 'b'].join('\n'), 't', resolve);
     expect(out.code.split('\n')).to.deep.equal(['a', 'fn two() -> u32 { return 2u; }', 'fn one() -> u32 { return 1u; }', 'b']);
     expect(out.lineMap).to.deep.equal([1, 1, 2, 3]);
     expect(out.fileMap).to.deep.equal(['t', '_pair', '_one', 't']);
   });
 
   it('rejects an unknown fragment, a name without the leading _, and a cycle, naming the file and line', () => {
-    expect(() => expandVariants('x\n//#include _none', 't', resolve)).to.throw(/t\.wgsl:2: '\/\/#include _none': no such fragment/);
-    expect(() => expandVariants('//#include _pair', 't')).to.throw(/t\.wgsl:1: '\/\/#include _pair': no such fragment/);
-    expect(() => expandVariants('//#include matmul', 't', resolve)).to.throw(/fragment names start with '_'/);
-    expect(() => expandVariants('//#include _loop', 't', resolve)).to.throw(
+    expect(() => expandShader('x\n//#include _none', 't', resolve)).to.throw(/t\.wgsl:2: '\/\/#include _none': no such fragment/);
+    expect(() => expandShader('//#include _pair', 't')).to.throw(/t\.wgsl:1: '\/\/#include _pair': no such fragment/);
+    expect(() => expandShader('//#include matmul', 't', resolve)).to.throw(/fragment names start with '_'/);
+    expect(() => expandShader('//#include _loop', 't', resolve)).to.throw(
       /_loop\.wgsl:1: '\/\/#include _loop' includes itself \(t → _loop → _loop\)/,
     );
   });

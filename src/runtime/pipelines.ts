@@ -7,7 +7,7 @@
 import { SHADERS } from '../generated/shaders.js';
 import { PeftError } from '../validate.js';
 import type { DeviceHealth } from './device.js';
-import { expandVariants, paramStructs, entryParams, type ParamLayout } from './wgsl.js';
+import { expandShader, paramStructs, entryParams, type ParamLayout } from './wgsl.js';
 
 const PRELUDE_NAME = 'common';
 const PRELUDE = SHADERS[PRELUDE_NAME] ?? '';
@@ -58,7 +58,7 @@ export class PipelineCache {
     let expanded;
     try {
       // Fragments (`//#include _name`) come from the package's shaders only.
-      expanded = expandVariants(raw, shader, (name) => SHADERS[name]);
+      expanded = expandShader(raw, shader, (name) => SHADERS[name]);
     } catch (e) {
       throw new PeftError((e as Error).message);
     }

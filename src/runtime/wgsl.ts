@@ -64,7 +64,7 @@ function includeLines(source: string, file: string, resolve: IncludeResolver | u
  * Expands `//#include` lines (through `resolve`), then `//#each … //#end` blocks; throws with the
  * file and line on a malformed block or a bad include.
  */
-export function expandVariants(source: string, file = 'shader', resolve?: IncludeResolver): ExpandedShader {
+export function expandShader(source: string, file = 'shader', resolve?: IncludeResolver): ExpandedShader {
   const lines = includeLines(source, file, resolve, [file]);
   const out: string[] = [];
   const lineMap: number[] = [];
