@@ -14,12 +14,11 @@
 
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { Context, type Tuning } from '../src/runtime.js';
-import { MATMUL_VARIANTS } from '../src/runtime/device.js';
+import type { Tuning } from '../src/runtime.js';
 import { timeEncoded, medianOf } from './timing.js';
 import { loadMethods } from './methods/index.js';
 import type { BenchInstance, Phase } from './methods/types.js';
-import { ensureNavigatorGpu } from './peers/common.js';
+import { benchContext, matmulOption } from './context.js';
 import { measureCeilings, minimumBytes, roofline, type Ceilings } from './ceilings.js';
 
 const ALL_PHASES: readonly Phase[] = ['adapterForward', 'adapterBackward', 'forward', 'backward', 'step'];
@@ -65,10 +64,8 @@ function parse(argv: string[]) {
       for (const f of formats) if (f !== 'f32' && f !== 'f16' && f !== 'nf4') throw new Error(`compare: --base takes f32, f16 or nf4; got ${f}`);
       o.base = formats as typeof o.base;
     } else if (a === '--block-size') o.blockSize = int();
-    else if (a === '--matmul') {
-      if (!(MATMUL_VARIANTS as readonly string[]).includes(v)) throw new Error(`compare: --matmul takes ${MATMUL_VARIANTS.join(', ')}; got ${v}`);
-      o.matmul = v as Tuning['matmul'];
-    } else throw new Error(`compare: unknown option ${a}`);
+    else if (a === '--matmul') o.matmul = matmulOption('compare', v);
+    else throw new Error(`compare: unknown option ${a}`);
   }
   if (o.methods.length * o.base.length < 2) throw new Error('compare: --methods needs at least two methods (the first is the baseline)');
   return o;
@@ -76,8 +73,7 @@ function parse(argv: string[]) {
 
 async function main() {
   const o = parse(process.argv.slice(2));
-  await ensureNavigatorGpu();
-  const ctx = await Context.create(o.matmul ? { tuning: { matmul: o.matmul } } : {});
+  const ctx = await benchContext(o.matmul);
   const shape = { T: o.T, n: o.n, m: o.n, r: o.r, b: o.b };
   const { methods, unavailable } = await loadMethods(o.methods);
   if (unavailable.length) throw new Error(`compare: ${unavailable.map((u) => `${u.method}: ${u.reason}`).join('; ')}`);

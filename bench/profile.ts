@@ -10,11 +10,10 @@
 // the rows is therefore printed next to the phase's own span.
 
 import { writeFileSync } from 'node:fs';
-import { Context, type Tuning } from '../src/runtime.js';
-import { MATMUL_VARIANTS } from '../src/runtime/device.js';
+import type { Context, Tuning } from '../src/runtime.js';
 import { loadMethods } from './methods/index.js';
 import type { BenchInstance, Phase } from './methods/types.js';
-import { ensureNavigatorGpu } from './peers/common.js';
+import { benchContext, matmulOption } from './context.js';
 
 const MAX_PASSES = 2048;
 const PHASES: readonly Phase[] = ['forward', 'backward', 'step', 'adapterForward', 'adapterBackward'];
@@ -39,10 +38,8 @@ function parse(argv: string[]) {
     else if (a === '--phase') {
       if (!PHASES.includes(v as Phase)) throw new Error(`profile: --phase takes ${PHASES.join(', ')}; got ${v}`);
       o.phase = v as Phase;
-    } else if (a === '--matmul') {
-      if (!(MATMUL_VARIANTS as readonly string[]).includes(v)) throw new Error(`profile: --matmul takes ${MATMUL_VARIANTS.join(', ')}; got ${v}`);
-      o.matmul = v as Tuning['matmul'];
-    } else if (a === '--json') o.json = v;
+    } else if (a === '--matmul') o.matmul = matmulOption('profile', v);
+    else if (a === '--json') o.json = v;
     else if (['--T', '--n', '--m', '--r', '--b', '--runs'].includes(a)) {
       const x = Number(v);
       if (!Number.isInteger(x) || x < 1) throw new Error(`profile: ${a} must be a positive integer, got ${v}`);
@@ -126,8 +123,7 @@ async function profileOne(ctx: Context, inst: BenchInstance, method: string, pha
 
 async function main() {
   const o = parse(process.argv.slice(2));
-  await ensureNavigatorGpu();
-  const ctx = await Context.create(o.matmul ? { tuning: { matmul: o.matmul } } : {});
+  const ctx = await benchContext(o.matmul);
   if (!ctx.features.has('timestamp-query')) throw new Error('profile: this adapter offers no timestamp-query');
   const { methods, unavailable } = await loadMethods(o.methods);
   if (unavailable.length) throw new Error(unavailable.map((u) => `${u.method}: ${u.reason}`).join('; '));

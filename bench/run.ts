@@ -14,17 +14,18 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { SingleBar, Presets } from 'cli-progress';
-import { Context, type Tuning } from '../src/runtime.js';
+import type { Context, Tuning } from '../src/runtime.js';
 import { MATMUL_VARIANTS as MATMUL_NAMES } from '../src/runtime/device.js';
 import { matmul } from '../src/ops/matmul.js';
 import { loraBackward, loraForward } from '../src/methods/lora/index.js';
 import * as boraFamily from '../src/methods/bora/index.js';
 import { relativeError } from '../src/reference/linalg.js';
 import { timeEncoded } from './timing.js';
+import { benchContext, matmulOption } from './context.js';
 import { ceilingsMarkdown, measureCeilings, minimumBytes, roofline, type Ceilings } from './ceilings.js';
 import { BLOCK_METHODS, loadMethods, type Unavailable } from './methods/index.js';
 import type { BenchMethod, BenchShape, Phase } from './methods/types.js';
-import { ensureNavigatorGpu, peerInputs, summarize, type Peer, type PeerInputs, type PeerMethod, type PeerPhase } from './peers/common.js';
+import { peerInputs, summarize, type Peer, type PeerInputs, type PeerMethod, type PeerPhase } from './peers/common.js';
 import { oursAgainst, writeReport, type BenchRow, type BenchResult, type Check } from './report.js';
 
 interface Options {
@@ -96,11 +97,8 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--list') o.list = true;
     else if (a === '--no-ceilings') o.ceilings = false;
     else if (a === '--ceilings-only') o.ceilingsOnly = true;
-    else if (a === '--matmul') {
-      const v = next();
-      if (!(MATMUL_NAMES as readonly string[]).includes(v)) throw new Error(`bench: --matmul takes ${MATMUL_NAMES.join(', ')}; got ${v}`);
-      o.matmul = v as Tuning['matmul'];
-    } else if (a === '--sizes') {
+    else if (a === '--matmul') o.matmul = matmulOption('bench', next());
+    else if (a === '--sizes') {
       o.sizes = next().split(',').map(Number);
       for (const v of o.sizes)
         if (![768, 1024, 4096].includes(v)) throw new Error(`bench: --sizes takes 768, 1024 and/or 4096 (the --full sizes), got ${v}`);
@@ -153,7 +151,8 @@ function configs(o: Options): Config[] {
 }
 
 const PHASES = ['forward', 'backward', 'step'] as const satisfies readonly Phase[];
-const MATMUL_VARIANTS = ['direct', 'direct-scalar', 'tiled', 'tiled4', 'tiled-vec4', 'tiled-vec4-128', 'subgroup'] as const;
+// Every matmul kernel of the runtime, the CPU-friendly direct ones first (the report's row order).
+const MATMUL_VARIANTS = [...MATMUL_NAMES.filter((v) => v.startsWith('direct')), ...MATMUL_NAMES.filter((v) => !v.startsWith('direct'))];
 
 function log(bar: SingleBar | null, msg: string) {
   if (bar) {
@@ -175,8 +174,7 @@ async function main() {
     }
     return;
   }
-  await ensureNavigatorGpu();
-  const ctx = await Context.create(o.matmul ? { tuning: { matmul: o.matmul } } : {});
+  const ctx = await benchContext(o.matmul);
   const device = ctx.adapterInfo.description || `${ctx.adapterInfo.vendor} ${ctx.adapterInfo.architecture}`.trim() || 'unknown';
   const defaultVariant = ctx.tuning.matmul;
   // Once per run, before the methods, on the same device: the roof every row is placed under.
