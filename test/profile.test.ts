@@ -67,4 +67,20 @@ describe('bench:profile', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('refuses an unknown phase, matmul kernel, method or option, naming it', () => {
+    const run = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'bench/profile.ts', ...args], { encoding: 'utf8' });
+    const cases: [string[], RegExp][] = [
+      [['--phase', 'sideways'], /profile: --phase takes forward, backward, step, adapterForward, adapterBackward; got sideways/],
+      [['--matmul', 'fastest'], /profile: --matmul takes .*direct.*; got fastest/],
+      [['--methods', 'nora'], /nora: no such method \(known: base, lora/],
+      [['--T', '0'], /profile: --T must be a positive integer, got 0/],
+      [['--colour', 'red'], /profile: unknown option --colour/],
+    ];
+    for (const [args, message] of cases) {
+      const r = run(...args);
+      expect(r.status, args.join(' ')).to.equal(1);
+      expect(r.stderr).to.match(message);
+    }
+  });
 });
