@@ -20,6 +20,7 @@ import {
   sboraTuning,
   setSboraTuning,
   type SboraAdapter,
+  type SboraArgs,
 } from '../src/methods/sbora/index.js';
 import * as ref from '../src/methods/sbora/reference.js';
 import { loraForward, loraBackward } from '../src/methods/lora/reference.js';
@@ -213,51 +214,38 @@ for (const tuning of ['direct', 'direct-scalar', 'tiled'] as Tuning['matmul'][])
     useMatmulVariant(tuning);
 
     for (const [T, n, m, r] of SHAPES) {
-      it(`SBoRA-FA forward and backward, T=${T} n=${n} m=${m} r=${r}`, async () => {
-        const ctx = await gpu();
-        const s = 2 / r + 0.5;
-        const x = rand(T * n),
-          w0 = rand(m * n),
-          b = rand(m * r),
-          g = rand(T * m);
-        const [X, W0, B, G] = [ctx.upload(x, [T, n]), ctx.upload(w0, [m, n]), ctx.upload(b, [m, r]), ctx.upload(g, [T, m])];
-        const idx = createIndexSet(ctx, { size: n, r, seed: T * 31 + r });
-        const args = { T, n, m, r, scale: s, x, w0, b, g, idx: idx.values };
-        const p = { variant: 'fa' as const, w0: W0, b: B, idx, scale: s };
-        for (const adapterOnly of [false, true]) {
-          const { y } = await sboraForward(ctx, { ...p, x: X }, { adapterOnly });
-          expectClose(await ctx.read(y), ref.faForward(args, adapterOnly), `y (adapterOnly ${adapterOnly})`);
-          const { dx, db } = await sboraBackward(ctx, { ...p, x: X, g: G }, { adapterOnly });
-          const want = ref.faBackward(args, adapterOnly);
-          expectClose(await ctx.read(dx), want.dx, `dx (adapterOnly ${adapterOnly})`);
-          expectClose(await ctx.read(db), want.db, 'db');
-          release(y, dx, db);
-        }
-        release(X, W0, B, G, idx);
-      });
-
-      it(`SBoRA-FB forward and backward, T=${T} n=${n} m=${m} r=${r}`, async () => {
-        const ctx = await gpu();
-        const s = 2 / r + 0.25;
-        const x = rand(T * n),
-          w0 = rand(m * n),
-          a = rand(r * n),
-          g = rand(T * m);
-        const [X, W0, A, G] = [ctx.upload(x, [T, n]), ctx.upload(w0, [m, n]), ctx.upload(a, [r, n]), ctx.upload(g, [T, m])];
-        const idx = createIndexSet(ctx, { size: m, r, seed: T * 17 + r });
-        const args = { T, n, m, r, scale: s, x, w0, a, g, idx: idx.values };
-        const p = { variant: 'fb' as const, w0: W0, a: A, idx, scale: s };
-        for (const adapterOnly of [false, true]) {
-          const { y } = await sboraForward(ctx, { ...p, x: X }, { adapterOnly });
-          expectClose(await ctx.read(y), ref.fbForward(args, adapterOnly), `y (adapterOnly ${adapterOnly})`);
-          const { dx, da } = await sboraBackward(ctx, { ...p, x: X, g: G }, { adapterOnly });
-          const want = ref.fbBackward(args, adapterOnly);
-          expectClose(await ctx.read(dx), want.dx, `dx (adapterOnly ${adapterOnly})`);
-          expectClose(await ctx.read(da), want.da, 'da');
-          release(y, dx, da);
-        }
-        release(X, W0, A, G, idx);
-      });
+      for (const variant of ['fa', 'fb'] as const) {
+        it(`SBoRA-${variant.toUpperCase()} forward and backward, T=${T} n=${n} m=${m} r=${r}`, async () => {
+          const ctx = await gpu();
+          // FA trains B [m, r] and picks r input columns; FB trains A [r, n] and picks r output rows.
+          const fa = variant === 'fa';
+          const s = 2 / r + (fa ? 0.5 : 0.25);
+          const fShape = fa ? [m, r] : [r, n];
+          const x = rand(T * n),
+            w0 = rand(m * n),
+            f = rand(fShape[0] * fShape[1]),
+            g = rand(T * m);
+          const [X, W0, F, G] = [ctx.upload(x, [T, n]), ctx.upload(w0, [m, n]), ctx.upload(f, fShape), ctx.upload(g, [T, m])];
+          const idx = createIndexSet(ctx, { size: fa ? n : m, r, seed: T * (fa ? 31 : 17) + r });
+          const args = { T, n, m, r, scale: s, x, w0, b: f, a: f, g, idx: idx.values };
+          const p: SboraArgs = fa ? { variant: 'fa', w0: W0, b: F, idx, scale: s } : { variant: 'fb', w0: W0, a: F, idx, scale: s };
+          for (const adapterOnly of [false, true]) {
+            const { y } = await sboraForward(ctx, { ...p, x: X }, { adapterOnly });
+            expectClose(
+              await ctx.read(y),
+              fa ? ref.faForward(args, adapterOnly) : ref.fbForward(args, adapterOnly),
+              `y (adapterOnly ${adapterOnly})`,
+            );
+            const grads = await sboraBackward(ctx, { ...p, x: X, g: G }, { adapterOnly });
+            const want = fa ? ref.faBackward(args, adapterOnly) : ref.fbBackward(args, adapterOnly);
+            const dF = 'db' in grads ? grads.db : grads.da;
+            expectClose(await ctx.read(grads.dx), want.dx, `dx (adapterOnly ${adapterOnly})`);
+            expectClose(await ctx.read(dF), 'db' in want ? want.db : want.da, fa ? 'db' : 'da');
+            release(y, grads.dx, dF);
+          }
+          release(X, W0, F, G, idx);
+        });
+      }
     }
   });
 }
