@@ -3,7 +3,8 @@
 
 import { expect } from 'chai';
 import { Context, type Tuning } from '../src/runtime.js';
-import { finiteDifference, relativeError } from '../src/reference/linalg.js';
+import { matmul } from '../src/ops/matmul.js';
+import { add, finiteDifference, matmul as refMatmul, relativeError, scale } from '../src/reference/linalg.js';
 import type { Tensor } from '../src/tensor.js';
 import { uniform } from '../src/random.js';
 
@@ -93,5 +94,60 @@ export function expectGradients(loss: () => number, pairs: readonly (readonly [s
   for (const [name, param, grad] of pairs) {
     const err = relativeError(grad, finiteDifference(loss, param));
     expect(err, `d${name}: relative error ${err.toExponential(2)} against central differences`).to.be.below(tol);
+  }
+}
+
+/** One product for expectMatmul. */
+export interface MatmulCase {
+  M: number;
+  N: number;
+  K: number;
+  transA?: boolean;
+  transB?: boolean;
+  alpha?: number;
+  /** Accumulates onto a random C0 with this factor; without it C starts as a fresh tensor. */
+  beta?: number;
+  /** The fused second product's depth and factor (random A2, B2 with the same transposes). */
+  second?: { K: number; alpha: number };
+  bindingLimit?: number;
+}
+
+/**
+ * Runs `matmul` on random operands laid out for the transposes and checks C against
+ * alpha·op(A) op(B) + alpha2·op(A2) op(B2) + beta·C0 computed in float64.
+ */
+export async function expectMatmul(ctx: Context, c: MatmulCase, tol = F32_TOL): Promise<void> {
+  const { M, N, K, transA = false, transB = false } = c;
+  const made: Tensor[] = [];
+  const operands = (depth: number) => {
+    const a = rand(M * depth);
+    const b = rand(depth * N);
+    const A = ctx.upload(a, transA ? [depth, M] : [M, depth]);
+    const B = ctx.upload(b, transB ? [N, depth] : [depth, N]);
+    made.push(A, B);
+    return { A, B, product: refMatmul(a, b, M, depth, N, transA, transB) };
+  };
+  const first = operands(K);
+  let want = scale(first.product, c.alpha ?? 1);
+  let second: { a: Tensor; b: Tensor; K: number; alpha: number } | undefined;
+  if (c.second) {
+    const ops = operands(c.second.K);
+    second = { a: ops.A, b: ops.B, K: c.second.K, alpha: c.second.alpha };
+    want = add(want, ops.product, c.second.alpha);
+  }
+  let C: Tensor;
+  if (c.beta === undefined) {
+    C = ctx.tensor([M, N]);
+  } else {
+    const c0 = rand(M * N);
+    C = ctx.upload(c0, [M, N]);
+    want = add(want, c0, c.beta);
+  }
+  made.push(C);
+  try {
+    await matmul(ctx, { a: first.A, b: first.B, c: C, M, N, K, transA, transB, alpha: c.alpha, beta: c.beta, second, bindingLimit: c.bindingLimit });
+    expectClose(await ctx.read(C), want, 'C', tol);
+  } finally {
+    for (const t of made) t.destroy();
   }
 }

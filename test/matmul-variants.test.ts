@@ -6,10 +6,9 @@
 // without the feature shows the fallback.
 
 import { expect } from 'chai';
-import { matmul, matmulEntry } from '../src/ops/matmul.js';
-import { add, matmul as refMatmul, scale } from '../src/reference/linalg.js';
+import { matmulEntry } from '../src/ops/matmul.js';
 import { Context, type Tuning } from '../src/runtime.js';
-import { expectClose, gpu, F32_TOL, rand, TRANSPOSES, useMatmulVariant } from './helpers.js';
+import { expectMatmul, gpu, F32_TOL, TRANSPOSES, useMatmulVariant } from './helpers.js';
 
 // The brief's shapes (1×1×1, 37×45×13, 130×67×129 are unaligned: the fallback) and aligned ones
 // that still leave ragged tiles, slices and subgroup rounds: 132×68×100 (two 64-row tiles and a
@@ -49,36 +48,11 @@ for (const variant of ['tiled-vec4', 'tiled-vec4-128', 'subgroup'] as Tuning['ma
         it(`alpha·op(A) op(B), ${tag}`, async () => {
           const ctx = await gpu();
           expect(matmulEntry(ctx, M, N, K, transA, transB)).to.equal(own ? ENTRY[variant] : 'main');
-          const a = rand(M * K);
-          const b = rand(K * N);
-          const A = ctx.upload(a, transA ? [K, M] : [M, K]);
-          const B = ctx.upload(b, transB ? [N, K] : [K, N]);
-          const C = ctx.tensor([M, N]);
-          await matmul(ctx, { a: A, b: B, c: C, M, N, K, transA, transB, alpha: 0.75 });
-          expectClose(await ctx.read(C), scale(refMatmul(a, b, M, K, N, transA, transB), 0.75), 'C', TOL);
-          for (const t of [A, B, C]) t.destroy();
+          await expectMatmul(ctx, { M, N, K, transA, transB, alpha: 0.75 }, TOL);
         });
 
         it(`alpha·op(A) op(B) + alpha2·op(A2) op(B2) + beta·C, ${tag}`, async () => {
-          const ctx = await gpu();
-          const K2 = 7;
-          const a = rand(M * K);
-          const b = rand(K * N);
-          const a2 = rand(M * K2);
-          const b2 = rand(K2 * N);
-          const c0 = rand(M * N);
-          const A = ctx.upload(a, transA ? [K, M] : [M, K]);
-          const B = ctx.upload(b, transB ? [N, K] : [K, N]);
-          const A2 = ctx.upload(a2, transA ? [K2, M] : [M, K2]);
-          const B2 = ctx.upload(b2, transB ? [N, K2] : [K2, N]);
-          const C = ctx.upload(c0, [M, N]);
-          await matmul(ctx, { a: A, b: B, c: C, M, N, K, transA, transB, alpha: -1.5, beta: 0.5, second: { a: A2, b: B2, K: K2, alpha: 2 } });
-          const want = add(
-            add(scale(refMatmul(a, b, M, K, N, transA, transB), -1.5), scale(refMatmul(a2, b2, M, K2, N, transA, transB), 2)),
-            scale(c0, 0.5),
-          );
-          expectClose(await ctx.read(C), want, 'C', TOL);
-          for (const t of [A, B, A2, B2, C]) t.destroy();
+          await expectMatmul(await gpu(), { M, N, K, transA, transB, alpha: -1.5, beta: 0.5, second: { K: 7, alpha: 2 } }, TOL);
         });
       }
     }
@@ -87,17 +61,7 @@ for (const variant of ['tiled-vec4', 'tiled-vec4-128', 'subgroup'] as Tuning['ma
     // bindings, which the variant must honour (an offset that is no multiple of 4 gives `main`).
     for (const [transA, transB] of TRANSPOSES) {
       it(`row blocks of bound ranges (bindingLimit), transA=${transA} transB=${transB}`, async () => {
-        const ctx = await gpu();
-        const [M, N, K] = [300, 136, 260];
-        const a = rand(M * K);
-        const b = rand(K * N);
-        const c0 = rand(M * N);
-        const A = ctx.upload(a, transA ? [K, M] : [M, K]);
-        const B = ctx.upload(b, transB ? [N, K] : [K, N]);
-        const C = ctx.upload(c0, [M, N]);
-        await matmul(ctx, { a: A, b: B, c: C, M, N, K, transA, transB, beta: 1, bindingLimit: 64 * 1024 });
-        expectClose(await ctx.read(C), add(refMatmul(a, b, M, K, N, transA, transB), c0), 'C', TOL);
-        for (const t of [A, B, C]) t.destroy();
+        await expectMatmul(await gpu(), { M: 300, N: 136, K: 260, transA, transB, beta: 1, bindingLimit: 64 * 1024 }, TOL);
       });
     }
   });
@@ -114,12 +78,6 @@ describe('matmul variant subgroup without the subgroups feature', () => {
     expect(ctx.device.features.has('subgroups')).to.equal(false);
     const [M, N, K] = [132, 68, 100];
     expect(matmulEntry(ctx, M, N, K, false, true)).to.equal('main');
-    const a = rand(M * K);
-    const b = rand(K * N);
-    const A = ctx.upload(a, [M, K]);
-    const B = ctx.upload(b, [N, K]);
-    const C = ctx.tensor([M, N]);
-    await matmul(ctx, { a: A, b: B, c: C, M, N, K, transB: true });
-    expectClose(await ctx.read(C), refMatmul(a, b, M, K, N, false, true), 'C', TOL);
+    await expectMatmul(ctx, { M, N, K, transB: true }, TOL);
   });
 });

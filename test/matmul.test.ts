@@ -6,9 +6,9 @@
 
 import { expect } from 'chai';
 import { matmul, matmulEntry } from '../src/ops/matmul.js';
-import { add, matmul as refMatmul, scale } from '../src/reference/linalg.js';
+import { matmul as refMatmul } from '../src/reference/linalg.js';
 import type { Tuning } from '../src/runtime.js';
-import { expectClose, expectThrows, gpu, rand, TRANSPOSES, useMatmulVariant } from './helpers.js';
+import { expectClose, expectMatmul, expectThrows, gpu, rand, TRANSPOSES, useMatmulVariant } from './helpers.js';
 
 const SHAPES: [number, number, number][] = [
   [1, 1, 1],
@@ -37,15 +37,7 @@ for (const variant of ['direct', 'direct-scalar', 'tiled', 'tiled4'] as Tuning['
     for (const [M, N, K] of variant === 'tiled4' ? [...SHAPES, ...TILED4_SHAPES] : SHAPES) {
       for (const [transA, transB] of TRANSPOSES) {
         it(`C[${M}x${N}] = op(A) op(B), K=${K}, transA=${transA}, transB=${transB}`, async () => {
-          const ctx = await gpu();
-          const a = rand(M * K);
-          const b = rand(K * N);
-          const A = ctx.upload(a, transA ? [K, M] : [M, K]);
-          const B = ctx.upload(b, transB ? [N, K] : [K, N]);
-          const C = ctx.tensor([M, N]);
-          await matmul(ctx, { a: A, b: B, c: C, M, N, K, transA, transB, alpha: 0.75 });
-          expectClose(await ctx.read(C), scale(refMatmul(a, b, M, K, N, transA, transB), 0.75), 'C');
-          for (const t of [A, B, C]) t.destroy();
+          await expectMatmul(await gpu(), { M, N, K, transA, transB, alpha: 0.75 });
         });
       }
     }
@@ -53,19 +45,7 @@ for (const variant of ['direct', 'direct-scalar', 'tiled', 'tiled4'] as Tuning['
     // K = 20 takes direct4 under 'direct', so the fused product is checked on both entries.
     for (const K of [19, 20]) {
       it(`fuses a second product and accumulates with beta (K=${K})`, async () => {
-        const ctx = await gpu();
-        const [M, N, K2] = [45, 23, 5];
-        const a = rand(M * K),
-          b = rand(N * K),
-          a2 = rand(M * K2),
-          b2 = rand(N * K2),
-          c0 = rand(M * N);
-        const [A, B, A2, B2] = [ctx.upload(a, [M, K]), ctx.upload(b, [N, K]), ctx.upload(a2, [M, K2]), ctx.upload(b2, [N, K2])];
-        const C = ctx.upload(c0, [M, N]);
-        await matmul(ctx, { a: A, b: B, c: C, M, N, K, transB: true, alpha: 1.5, beta: -0.5, second: { a: A2, b: B2, K: K2, alpha: 2 } });
-        const expected = add(add(scale(refMatmul(a, b, M, K, N, false, true), 1.5), refMatmul(a2, b2, M, K2, N, false, true), 2), c0, -0.5);
-        expectClose(await ctx.read(C), expected, 'C');
-        for (const t of [A, B, A2, B2, C]) t.destroy();
+        await expectMatmul(await gpu(), { M: 45, N: 23, K, transB: true, alpha: 1.5, beta: -0.5, second: { K: 5, alpha: 2 } });
       });
     }
 
@@ -148,34 +128,8 @@ describe('matmul (tiled4) on operand blocks at offsets within larger matrices', 
   // block's offsets and row strides reach the kernel as nonzero multiples of 4 (the vec4 view).
   for (const [transA, transB] of TRANSPOSES) {
     it(`blocks of C[72x136] += op(A) op(B) + op(A2) op(B2), K=40, transA=${transA}, transB=${transB}`, async () => {
-      const ctx = await gpu();
-      const [M, N, K, K2] = [72, 136, 40, 5];
-      const [a, b, a2, b2, c0] = [rand(M * K), rand(K * N), rand(M * K2), rand(K2 * N), rand(M * N)];
-      const A = ctx.upload(a, transA ? [K, M] : [M, K]);
-      const B = ctx.upload(b, transB ? [N, K] : [K, N]);
-      const A2 = ctx.upload(a2, transA ? [K2, M] : [M, K2]);
-      const B2 = ctx.upload(b2, transB ? [N, K2] : [K2, N]);
-      const C = ctx.upload(c0, [M, N]);
-      await matmul(ctx, {
-        a: A,
-        b: B,
-        c: C,
-        M,
-        N,
-        K,
-        transA,
-        transB,
-        alpha: 0.75,
-        beta: 0.5,
-        bindingLimit: 4096,
-        second: { a: A2, b: B2, K: K2, alpha: -1.5 },
-      });
-      const want = add(
-        add(scale(refMatmul(a, b, M, K, N, transA, transB), 0.75), scale(refMatmul(a2, b2, M, K2, N, transA, transB), -1.5)),
-        scale(c0, 0.5),
-      );
-      expectClose(await ctx.read(C), want, 'C');
-      for (const t of [A, B, A2, B2, C]) t.destroy();
+      const second = { K: 5, alpha: -1.5 };
+      await expectMatmul(await gpu(), { M: 72, N: 136, K: 40, transA, transB, alpha: 0.75, beta: 0.5, bindingLimit: 4096, second });
     });
   }
 });

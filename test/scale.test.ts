@@ -10,10 +10,9 @@ import { matmul, matmulBlocks } from '../src/ops/matmul.js';
 import { loraBackward, loraForward, loraMerge } from '../src/methods/lora/kernels.js';
 import { boraMerge } from '../src/methods/bora/kernels.js';
 import * as loraRef from '../src/methods/lora/reference.js';
-import { add, matmul as refMatmul, scale } from '../src/reference/linalg.js';
 import type { Context, Tuning } from '../src/runtime.js';
 import type { Tensor } from '../src/tensor.js';
-import { expectClose, expectThrows, gpu, rand, TRANSPOSES } from './helpers.js';
+import { expectClose, expectMatmul, expectThrows, gpu, rand, TRANSPOSES } from './helpers.js';
 
 describe('matmul past the binding limit (blocks under a lowered limit)', () => {
   // 4 KiB bindings: every operand below passes it, so each product runs as several blocks.
@@ -38,21 +37,8 @@ describe('matmul past the binding limit (blocks under a lowered limit)', () => {
         it(`${variant}: C[${M}x${N}] += op(A) op(B) + op(A2) op(B2), K=${K}, transA=${transA}, transB=${transB}`, async () => {
           const ctx = await gpu();
           ctx.tuning.matmul = variant;
-          const K2 = 5;
-          const [a, b, a2, b2, c0] = [rand(M * K), rand(K * N), rand(M * K2), rand(K2 * N), rand(M * N)];
-          const A = ctx.upload(a, transA ? [K, M] : [M, K], 'f32', 'A');
-          const B = ctx.upload(b, transB ? [N, K] : [K, N], 'f32', 'B');
-          const A2 = ctx.upload(a2, transA ? [K2, M] : [M, K2], 'f32', 'A2');
-          const B2 = ctx.upload(b2, transB ? [N, K2] : [K2, N], 'f32', 'B2');
-          const C = ctx.upload(c0, [M, N], 'f32', 'C');
-          const args = { a: A, b: B, c: C, M, N, K, transA, transB, alpha: 0.75, beta: 0.5, bindingLimit: LIMIT };
-          await matmul(ctx, { ...args, second: { a: A2, b: B2, K: K2, alpha: -1.5 } });
-          const want = add(
-            add(scale(refMatmul(a, b, M, K, N, transA, transB), 0.75), scale(refMatmul(a2, b2, M, K2, N, transA, transB), -1.5)),
-            scale(c0, 0.5),
-          );
-          expectClose(await ctx.read(C), want, 'C');
-          for (const t of [A, B, A2, B2, C]) t.destroy();
+          const second = { K: 5, alpha: -1.5 };
+          await expectMatmul(ctx, { M, N, K, transA, transB, alpha: 0.75, beta: 0.5, bindingLimit: LIMIT, second });
         });
       }
     }
