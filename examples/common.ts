@@ -1,7 +1,9 @@
 // What the two example models (examples/charlm, examples/gpt) share beyond the package itself:
-// the adapter contract of their layers, the encoded training step, temperature sampling and the
-// mean ± sd of a report. Each is written once here; the scripts and sessions import it.
+// the adapter contract of their layers, the encoded training step, temperature sampling, what a
+// fine-tuning run returns and the report's averages and loss curves. Each is written once here; the
+// scripts and sessions import it.
 
+import type { Adapter, AdapterMethod } from '../src/adapters.js';
 import type { Context } from '../src/runtime.js';
 import type { Tensor } from '../src/tensor.js';
 
@@ -73,3 +75,38 @@ export const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs
 export const sd = (xs: number[]): number => (xs.length > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)) : 0);
 /** "mean ± sd" to four places over several seeds, or the one value. */
 export const meanSd = (xs: number[]): string => (xs.length > 1 ? `${mean(xs).toFixed(4)} ± ${sd(xs).toFixed(4)}` : mean(xs).toFixed(4));
+
+/** What one fine-tuning run returns (examples/charlm/session.ts; the GPT's adds its throughput). */
+export interface FinetuneResult {
+  method: AdapterMethod;
+  label: string;
+  r: number;
+  trainable: number;
+  msPerStep: number;
+  steps: number;
+  losses: [number, number][];
+  trainLoss: number;
+  validationLoss: number;
+  samples: string[];
+  adapter: Adapter;
+  /** Numerical rank of ΔW = W' − W0 per module (singular values above 1e-4 of the largest, src/rank.ts). */
+  deltaRank: Record<string, number>;
+}
+
+/** The mean training loss of a run: the area under its loss curve over its steps. */
+export const meanLoss = (r: FinetuneResult): number => mean(r.losses.map(([, l]) => l));
+
+/**
+ * The loss chart's series: each method's loss averaged over its seeds step by step, then a trailing
+ * mean over `k` steps; LoRMA's lines dashed.
+ */
+export function lossSeries(runs: Iterable<FinetuneResult[]>, k: number): { name: string; points: [number, number][]; dashed: boolean }[] {
+  return [...runs].map((rs) => {
+    const curve = rs[0].losses.map(([x], i): [number, number] => [x, mean(rs.map((r) => r.losses[i]?.[1] ?? NaN))]);
+    const points = curve.map(([x], i): [number, number] => {
+      const w = curve.slice(Math.max(0, i - k + 1), i + 1);
+      return [x, w.reduce((a, [, y]) => a + y, 0) / w.length];
+    });
+    return { name: rs[0].label, points, dashed: rs[0].method.startsWith('lorma') };
+  });
+}

@@ -29,7 +29,7 @@ import { sampleNames } from './sample.js';
 import { finetune, finetuneData, type FinetuneResult } from './session.js';
 import { lossChartSvg } from './chart.js';
 import { flagIn, helpFromHeader } from '../cli.js';
-import { mean, meanSd } from '../common.js';
+import { lossSeries, mean, meanLoss, meanSd } from '../common.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
@@ -116,7 +116,6 @@ for (const method of methods as AdapterMethod[]) {
 ctx.destroy();
 
 // ------------------------------------------------------------------ report
-const meanLoss = (r: FinetuneResult) => mean(r.losses.map(([, l]) => l));
 const rows = [...runs.values()].map((rs) => ({
   method: rs[0].label,
   r: rs[0].r,
@@ -144,21 +143,11 @@ const samples = [
 ].join('\n');
 
 const smoothK = Math.max(10, Math.round(steps / 30));
-const smooth = (pts: [number, number][], k = smoothK): [number, number][] =>
-  pts.map(([x], i) => {
-    const w = pts.slice(Math.max(0, i - k + 1), i + 1);
-    return [x, w.reduce((a, [, y]) => a + y, 0) / w.length];
-  });
-// The chart shows each method's loss averaged over its seeds, step by step.
-const meanCurve = (rs: FinetuneResult[]): [number, number][] => rs[0].losses.map(([x], i) => [x, mean(rs.map((r) => r.losses[i]?.[1] ?? NaN))]);
-const svg = lossChartSvg(
-  [...runs.values()].map((rs) => ({ name: rs[0].label, points: smooth(meanCurve(rs)), dashed: rs[0].method.startsWith('lorma') })),
-  {
-    title: `Fine-tuning on Pokémon names: training loss (${smoothK}-step mean${seeds > 1 ? `, ${seeds} seeds` : ''}), ${steps} steps${baseFormat === 'f32' ? '' : `, ${baseName} base`}`,
-    xLabel: 'step',
-    yLabel: 'cross-entropy (nats)',
-  },
-);
+const svg = lossChartSvg(lossSeries(runs.values(), smoothK), {
+  title: `Fine-tuning on Pokémon names: training loss (${smoothK}-step mean${seeds > 1 ? `, ${seeds} seeds` : ''}), ${steps} steps${baseFormat === 'f32' ? '' : `, ${baseName} base`}`,
+  xLabel: 'step',
+  yLabel: 'cross-entropy (nats)',
+});
 mkdirSync(outDir, { recursive: true });
 await writeFileAtomic(join(outDir, 'loss.svg'), svg);
 const date = new Date().toISOString();

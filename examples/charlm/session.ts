@@ -9,7 +9,7 @@ import { createAdapter, methodInfo, optionsFor, type AdapterSpec, type MethodAda
 import { HIDDEN_MODULES, type CharLM } from './model.js';
 import { sampleNames } from './sample.js';
 import { train, type Progress, type TrainConfig } from './train.js';
-import { finalTrainLoss } from '../common.js';
+import { finalTrainLoss, type FinetuneResult } from '../common.js';
 
 export interface FinetuneData {
   train: Windows;
@@ -38,21 +38,7 @@ export interface FinetuneSettings extends TrainConfig {
   onStage?: (stage: string) => void;
 }
 
-export interface FinetuneResult {
-  method: AdapterMethod;
-  label: string;
-  r: number;
-  trainable: number;
-  msPerStep: number;
-  steps: number;
-  losses: [number, number][];
-  trainLoss: number;
-  validationLoss: number;
-  samples: string[];
-  adapter: Adapter;
-  /** Numerical rank of each layer's ΔW = W' − W0 (singular values above 1e-4 of the largest, src/rank.ts). */
-  deltaRank: Record<string, number>;
-}
+export type { FinetuneResult } from '../common.js';
 
 export async function finetune(
   model: CharLM,

@@ -27,7 +27,7 @@ import { lossChartSvg } from '../charlm/chart.js';
 import { GPT, moduleName } from './model.js';
 import { DEFAULT_TARGETS, finetuneGpt, GPT_LR, parseTargets, sampleNames, targetData, vocabOf, type GptFinetuneResult } from './session.js';
 import { flagIn, helpFromHeader } from '../cli.js';
-import { mean, meanSd } from '../common.js';
+import { lossSeries, mean, meanLoss, meanSd } from '../common.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
@@ -125,7 +125,6 @@ for (const method of methods) {
 ctx.destroy();
 
 // ------------------------------------------------------------------ report
-const meanLoss = (r: GptFinetuneResult) => mean(r.losses.map(([, l]) => l));
 // Rank of ΔW per projection: the same projection of each layer, "layer 0 / layer 1".
 const rankCell = (r: GptFinetuneResult) =>
   measureRank ? targets.map((p) => `${p} ${Array.from({ length: c.layers }, (_, l) => r.deltaRank[moduleName(l, p)]).join('/')}`).join(', ') : '—';
@@ -148,20 +147,11 @@ const samples = [
 ].join('\n');
 
 const smoothK = Math.max(5, Math.round(steps / 20));
-const smooth = (pts: [number, number][]): [number, number][] =>
-  pts.map(([x], i) => {
-    const w = pts.slice(Math.max(0, i - smoothK + 1), i + 1);
-    return [x, w.reduce((a, [, y]) => a + y, 0) / w.length];
-  });
-const meanCurve = (rs: GptFinetuneResult[]): [number, number][] => rs[0].losses.map(([x], i) => [x, mean(rs.map((r) => r.losses[i]?.[1] ?? NaN))]);
-const svg = lossChartSvg(
-  [...runs.values()].map((rs) => ({ name: rs[0].label, points: smooth(meanCurve(rs)), dashed: rs[0].method.startsWith('lorma') })),
-  {
-    title: `GPT on superhero names: training loss (${smoothK}-step mean${seeds > 1 ? `, ${seeds} seeds` : ''}), ${targets.join('+')}${baseFormat === 'f32' ? '' : `, ${baseName} base`}`,
-    xLabel: 'step',
-    yLabel: 'cross-entropy (nats / character)',
-  },
-);
+const svg = lossChartSvg(lossSeries(runs.values(), smoothK), {
+  title: `GPT on superhero names: training loss (${smoothK}-step mean${seeds > 1 ? `, ${seeds} seeds` : ''}), ${targets.join('+')}${baseFormat === 'f32' ? '' : `, ${baseName} base`}`,
+  xLabel: 'step',
+  yLabel: 'cross-entropy (nats / character)',
+});
 mkdirSync(outDir, { recursive: true });
 await writeFileAtomic(join(outDir, 'loss.svg'), svg);
 const date = new Date().toISOString();

@@ -13,7 +13,7 @@ import type { Tensor } from '../../src/tensor.js';
 import { fixedWindows, Vocab, WindowSampler } from './data.js';
 import { moduleName, PROJECTIONS, type GPT, type Projection } from './model.js';
 import { sampleText } from './sample.js';
-import { encodeTrainingStep, finalTrainLoss } from '../common.js';
+import { encodeTrainingStep, finalTrainLoss, type FinetuneResult } from '../common.js';
 
 /**
  * Per-method learning rates: the best validation loss of {3e-3, 1e-2, 3e-2} for each method (seed 1,
@@ -273,21 +273,9 @@ export interface GptFinetuneSettings extends Omit<GptTrainConfig, 'seed'>, GptAd
   onStage?: (stage: string) => void;
 }
 
-export interface GptFinetuneResult {
-  method: AdapterMethod;
-  label: string;
-  r: number;
-  trainable: number;
-  msPerStep: number;
+/** A run of the GPT: a FinetuneResult with its throughput in tokens per second. */
+export interface GptFinetuneResult extends FinetuneResult {
   tokensPerSecond: number;
-  steps: number;
-  losses: [number, number][];
-  trainLoss: number;
-  validationLoss: number;
-  samples: string[];
-  adapter: Adapter;
-  /** Numerical rank of ΔW = W' − W0 per module (singular values above 1e-4 of the largest). */
-  deltaRank: Record<string, number>;
 }
 
 export async function finetuneGpt(
