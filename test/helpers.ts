@@ -3,7 +3,7 @@
 
 import { expect } from 'chai';
 import { Context, type Tuning } from '../src/runtime.js';
-import { matmul } from '../src/ops/matmul.js';
+import { matmul, type MatmulArgs } from '../src/ops/matmul.js';
 import { add, finiteDifference, matmul as refMatmul, relativeError, scale } from '../src/reference/linalg.js';
 import type { Tensor } from '../src/tensor.js';
 import { uniform } from '../src/random.js';
@@ -97,20 +97,14 @@ export function expectGradients(loss: () => number, pairs: readonly (readonly [s
   }
 }
 
-/** One product for expectMatmul. */
-export interface MatmulCase {
-  M: number;
-  N: number;
-  K: number;
-  transA?: boolean;
-  transB?: boolean;
-  alpha?: number;
-  /** Accumulates onto a random C0 with this factor; without it C starts as a fresh tensor. */
-  beta?: number;
-  /** The fused second product's depth and factor (random A2, B2 with the same transposes). */
+/**
+ * One product for expectMatmul: matmul's own sizes and factors; `beta` given accumulates onto a
+ * random C0 (without it C starts as a fresh tensor), and `second` asks for the fused second product
+ * (random A2, B2 of depth K with the same transposes).
+ */
+export type MatmulCase = Pick<MatmulArgs, 'M' | 'N' | 'K' | 'transA' | 'transB' | 'alpha' | 'beta' | 'bindingLimit'> & {
   second?: { K: number; alpha: number };
-  bindingLimit?: number;
-}
+};
 
 /**
  * Runs `matmul` on random operands laid out for the transposes and checks C against
